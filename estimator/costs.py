@@ -1,0 +1,305 @@
+"""Per-node costs of a graph: MACs, FLOPs, parameters, and the bytes each node reads and writes.
+
+``count_costs(graph)`` applies the registered cost rule of every node (see ``estimator.ops.base`` for the
+counting convention: 1 multiply-add = 1 MAC = 2 FLOPs). It is hardware-free: one report serves every profile.
+
+Every node ends in exactly one status:
+
+* ``costed``: a rule counted it;
+* ``zero-cost``: a view or metadata op on the explicit zero-cost list (moves no bytes, launches nothing);
+* ``folded``: all its inputs are constants, so a runtime folds it at load time;
+* ``unsupported``: no rule exists for its (domain, op type) - reported by type and count, never taken as zero;
+* ``shape-unknown``: a rule exists but a shape it needs could not be determined;
+* ``rule-error``: the rule failed on this node (a bug or a malformed node), reported with its message.
+
+Parameters are counted once, at the first node that reads them, where they live: a weight seen through
+``Identity``/``Cast``/``DequantizeLinear``/reshapes is counted at its stored constant (its *root*), in the
+root's dtype; a weight shared by two nodes (tied embeddings) is counted once.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+import estimator.ops  # noqa: F401  (registers every rule module)
+from estimator.errors import EstimatorError, ShapeError, UnsupportedOpError
+from estimator.graph import Graph, Node, TensorInfo
+from estimator.ops.base import REGISTRY, NodeContext, OpCost, SubgraphCost
+
+#: Statuses whose arithmetic and traffic are known (counted, free or folded).
+KNOWN_STATUSES = frozenset({"costed", "zero-cost", "folded"})
+
+
+@dataclass(frozen=True)
+class TensorRead:
+    """Bytes a node reads from one input tensor; ``weight`` when the tensor is a load-time constant."""
+
+    tensor: str
+    nbytes: int
+    weight: bool
+
+
+@dataclass(frozen=True)
+class NodeCost:
+    """The cost of one node.
+
+    Attributes:
+        index: position in the graph's topological order.
+        name, op_type, domain: the node's identity.
+        status: one of costed, zero-cost, folded, unsupported, shape-unknown, rule-error.
+        macs: multiply-accumulates. flops: total FLOPs (includes ``2 * macs``).
+        params: learned parameters counted at this node (elements); param_bytes: their stored bytes.
+        weight_bytes: bytes read from load-time constants (weights, buffers).
+        activation_read_bytes: bytes read from tensors computed at run time.
+        write_bytes: bytes written.
+        dtype: element type of the arithmetic (the first data input's dtype).
+        output_shapes: shapes of the outputs (None where unknown).
+        reads: per-input reads (tensor, bytes, whether a weight).
+        writes: per-output writes (tensor, bytes).
+        flags: caveats from the rule (e.g. ``loop-trip-count-unknown``).
+        message: why a node is not costed, for the statuses other than costed/zero-cost/folded.
+    """
+
+    index: int
+    name: str
+    op_type: str
+    domain: str
+    status: str
+    macs: int = 0
+    flops: int = 0
+    params: int = 0
+    param_bytes: int = 0
+    weight_bytes: int = 0
+    activation_read_bytes: int = 0
+    write_bytes: int = 0
+    dtype: str = "undefined"
+    output_shapes: tuple[tuple[int, ...] | None, ...] = ()
+    reads: tuple[TensorRead, ...] = ()
+    writes: tuple[tuple[str, int], ...] = ()
+    flags: tuple[str, ...] = ()
+    message: str = ""
+
+    @property
+    def read_bytes(self) -> int:
+        """All bytes read: weights plus activations."""
+        return self.weight_bytes + self.activation_read_bytes
+
+    @property
+    def qualified_op(self) -> str:
+        """``op_type`` for the default domain, ``domain::op_type`` otherwise."""
+        return self.op_type if self.domain == "ai.onnx" else f"{self.domain}::{self.op_type}"
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Sums over the nodes of a report (MACs, FLOPs, parameters in elements, bytes)."""
+
+    macs: int
+    flops: int
+    params: int
+    param_bytes: int
+    weight_bytes: int
+    activation_read_bytes: int
+    write_bytes: int
+
+    @property
+    def read_bytes(self) -> int:
+        """All bytes read."""
+        return self.weight_bytes + self.activation_read_bytes
+
+
+@dataclass(frozen=True)
+class CostReport:
+    """Per-node costs of one graph, with what could not be costed.
+
+    Attributes:
+        graph: the graph that was costed.
+        nodes: one :class:`NodeCost` per node, in topological order.
+        unsupported: qualified op type -> count, for nodes without a cost rule.
+        not_costed: qualified op type -> count, for every node whose status is not known
+            (unsupported, shape-unknown, rule-error).
+        flags: caveat -> count of nodes carrying it.
+    """
+
+    graph: Graph
+    nodes: tuple[NodeCost, ...]
+    unsupported: Mapping[str, int]
+    not_costed: Mapping[str, int]
+    flags: Mapping[str, int] = field(default_factory=dict)
+
+    @cached_property
+    def totals(self) -> Totals:
+        """Sums of MACs, FLOPs, parameters and bytes over every node."""
+        a = self.arrays
+        return Totals(**{k: int(a[k].sum()) for k in _TOTAL_FIELDS})
+
+    @cached_property
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Per-node columns as numpy int64 arrays (macs, flops, params, ..., write_bytes)."""
+        return {k: np.fromiter((getattr(n, k) for n in self.nodes), np.int64, len(self.nodes)) for k in _TOTAL_FIELDS}
+
+    @property
+    def coverage(self) -> float:
+        """Share of nodes whose cost is known (costed, zero-cost or folded), between 0 and 1."""
+        if not self.nodes:
+            return 1.0
+        return sum(n.status in KNOWN_STATUSES for n in self.nodes) / len(self.nodes)
+
+    def node(self, name: str) -> NodeCost:
+        """The cost of the node called ``name``; KeyError when there is none."""
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+
+_TOTAL_FIELDS = ("macs", "flops", "params", "param_bytes", "weight_bytes", "activation_read_bytes", "write_bytes")
+
+
+def count_costs(graph: Graph, *, strict: bool = False) -> CostReport:
+    """Cost every node of ``graph``.
+
+    Args:
+        graph: a graph from :func:`estimator.graph.load_graph`.
+        strict: raise :class:`UnsupportedOpError` when any node has no rule or could not be costed.
+
+    Returns:
+        A :class:`CostReport`; nodes without a rule are reported in ``unsupported``, never counted as zero.
+    """
+    counted_roots: set[str] = set()
+    nodes = tuple(_cost_node(graph, node, counted_roots) for node in graph.nodes)
+    unsupported = Counter(n.qualified_op for n in nodes if n.status == "unsupported")
+    not_costed = Counter(n.qualified_op for n in nodes if n.status not in KNOWN_STATUSES)
+    for n in nodes:
+        if n.status == "costed":
+            for name in n.flags:
+                if name.startswith("unsupported-inside:"):
+                    unsupported[name.split(":", 1)[1]] += 1
+    flags = Counter(f for n in nodes for f in n.flags)
+    report = CostReport(graph, nodes, dict(unsupported), dict(not_costed), dict(flags))
+    if strict and (report.not_costed or report.unsupported):
+        first = next((n for n in nodes if n.status not in KNOWN_STATUSES), None)
+        detail = f" (first: node '{first.name}': {first.message})" if first is not None else ""
+        counts = ", ".join(f"{op} x{c}" for op, c in sorted({**report.unsupported, **report.not_costed}.items()))
+        raise UnsupportedOpError(
+            f"{counts} could not be costed{detail}; drop --strict to get a partial report, or add a cost rule"
+        )
+    return report
+
+
+def _cost_node(graph: Graph, node: Node, counted_roots: set[str]) -> NodeCost:
+    outputs = tuple(graph.tensor(o) for o in node.outputs)
+    shapes = tuple(t.shape if t is not None else None for t in outputs)
+    base = {"index": node.index, "name": node.name, "op_type": node.op_type, "domain": node.domain}
+    if node.constant_folded:
+        return NodeCost(**base, status="folded", output_shapes=shapes)
+    rule = REGISTRY.lookup(node.domain, node.op_type, graph.opset(node.domain))
+    if rule is None:
+        return NodeCost(
+            **base,
+            status="unsupported",
+            output_shapes=shapes,
+            message=f"no cost rule for {node.domain}::{node.op_type}",
+        )
+    inputs = tuple(graph.tensor(i) for i in node.inputs)
+    ctx = NodeContext(
+        node=node,
+        inputs=inputs,
+        outputs=outputs,
+        opset=graph.opset(node.domain),
+        graph=graph,
+        cost_subgraph=lambda sub: _cost_subgraph(sub),
+    )
+    try:
+        cost = rule(ctx)
+    except ShapeError as exc:
+        return NodeCost(**base, status="shape-unknown", output_shapes=shapes, message=str(exc))
+    except EstimatorError as exc:
+        return NodeCost(**base, status="rule-error", output_shapes=shapes, message=str(exc))
+    except (ValueError, TypeError, KeyError, IndexError, ZeroDivisionError, AttributeError) as exc:
+        return NodeCost(
+            **base, status="rule-error", output_shapes=shapes, message=f"{type(exc).__name__}: {exc}"
+        )
+    return _account(graph, node, ctx, cost, counted_roots, base, shapes)
+
+
+def _account(
+    graph: Graph,
+    node: Node,
+    ctx: NodeContext,
+    cost: OpCost,
+    counted_roots: set[str],
+    base: dict,
+    shapes: tuple,
+) -> NodeCost:
+    dtype = _arith_dtype(ctx.inputs, ctx.outputs)
+    flags = tuple(cost.flags) + tuple(f"unsupported-inside:{op}" for op in cost.inner_unsupported)
+    if cost.zero_copy:
+        return NodeCost(**base, status="zero-cost", dtype=dtype, output_shapes=shapes, flags=flags)
+    present = [i for i, name in enumerate(node.inputs) if name]
+    data = present if cost.data_inputs is None else [i for i in cost.data_inputs if i in present]
+    param_positions = set(data if cost.param_inputs is None else cost.param_inputs)
+    overrides = cost.read_bytes or {}
+    reads: list[TensorRead] = []
+    params = param_bytes = weight_bytes = activation_bytes = 0
+    for i in data:
+        name = node.inputs[i]
+        info = ctx.inputs[i]
+        nbytes = overrides.get(i, info.nbytes if info is not None and info.nbytes is not None else 0)
+        is_weight = graph.is_constant(name)
+        reads.append(TensorRead(name, int(nbytes), is_weight))
+        if is_weight:
+            weight_bytes += nbytes
+            root = graph.constant_roots[name]
+            if i in param_positions and root not in counted_roots:
+                counted_roots.add(root)
+                root_info = graph.tensor(root) or info
+                if root_info is not None and root_info.numel is not None:
+                    params += root_info.numel
+                    param_bytes += root_info.nbytes or 0
+        else:
+            activation_bytes += nbytes
+    writes = tuple((t.name, t.nbytes or 0) for t in ctx.outputs if t is not None)
+    write_bytes = cost.write_bytes if cost.write_bytes is not None else sum(b for _, b in writes)
+    return NodeCost(
+        **base,
+        status="costed",
+        macs=int(cost.macs),
+        flops=int(cost.flops),
+        params=int(params),
+        param_bytes=int(param_bytes),
+        weight_bytes=int(weight_bytes),
+        activation_read_bytes=int(activation_bytes + cost.extra_read_bytes),
+        write_bytes=int(write_bytes + cost.extra_write_bytes),
+        dtype=dtype,
+        output_shapes=shapes,
+        reads=tuple(reads),
+        writes=writes,
+        flags=flags,
+    )
+
+
+def _arith_dtype(inputs: tuple[TensorInfo | None, ...], outputs: tuple[TensorInfo | None, ...]) -> str:
+    for t in (*inputs, *outputs):
+        if t is not None and t.dtype not in ("undefined", "int64", "bool"):
+            return t.dtype
+    return next((t.dtype for t in (*inputs, *outputs) if t is not None), "undefined")
+
+
+def _cost_subgraph(sub: Graph) -> SubgraphCost:
+    report = count_costs(sub)
+    t = report.totals
+    missing = Counter(report.unsupported)
+    missing.update(report.not_costed)
+    return SubgraphCost(
+        macs=t.macs,
+        flops=t.flops,
+        read_bytes=t.read_bytes,
+        write_bytes=t.write_bytes,
+        unsupported=dict(missing),
+    )

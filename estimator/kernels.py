@@ -1,0 +1,289 @@
+"""Fusion of nodes into the kernels a runtime launches, and the memory traffic of each kernel.
+
+nn-Meter showed that summing per operator instead of per fused kernel halves accuracy on GPUs: a tensor
+produced and consumed inside one kernel never travels to memory. The rules below are those that cuDNN /
+ONNX Runtime / TensorRT / torch.compile apply to inference graphs; they are deliberately conservative
+(a tensor with several consumers is always written):
+
+* **Epilogue fusion.** A contraction (Conv, Gemm, MatMul, ...) absorbs the chain of elementwise ops
+  that follows it (bias add, BatchNormalization in inference, activation, residual add): Conv+BN+ReLU.
+* **Elementwise chains.** Consecutive elementwise ops form one kernel.
+* **Normalisation/reduction epilogues.** Softmax, LayerNorm and reductions absorb following elementwise ops.
+* **Attention.** ``MatMul(Q, K^T) -> [scale] -> [mask add] -> Softmax -> MatMul(P, V)`` is one kernel (the
+  flash-attention pattern): the score matrix stays on chip.
+* **Views are free.** Zero-copy ops (Reshape, Squeeze, ...) join their producer's kernel and launch nothing;
+  a tensor seen through a view escapes the kernel if any view of it does.
+* Folded nodes (constants) are not in any kernel.
+
+A fusion joins a kernel only through a tensor that has exactly one consumer (views resolved).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from estimator.costs import CostReport, NodeCost
+from estimator.ops.elementwise import FLOPS_PER_ELEMENT
+
+#: Ops whose main work is a contraction (matrix multiply / convolution); they anchor epilogue fusion.
+CONTRACTION_OPS = frozenset(
+    {
+        "Conv", "ConvTranspose", "Gemm", "MatMul", "Einsum", "QLinearConv", "QLinearMatMul", "MatMulInteger",
+        "ConvInteger", "FusedMatMul", "FusedConv", "FusedGemm", "MatMulNBits", "GemmFastGelu", "NhwcConv",
+        "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "Attention", "MultiHeadAttention",
+        "GroupQueryAttention",
+    }
+)
+#: Ops that apply the same function to every element (fusible as prologue/epilogue of neighbours).
+ELEMENTWISE_OPS = frozenset(FLOPS_PER_ELEMENT) | frozenset(
+    {
+        "Sum", "Max", "Min", "Mean", "Clip", "Gelu", "PRelu", "Where", "Cast", "CastLike", "BatchNormalization",
+        "QuantizeLinear", "DequantizeLinear", "BiasGelu", "FastGelu", "QuickGelu", "BiasAdd", "Dropout",
+    }
+)
+#: Ops that reduce along an axis and can take an elementwise epilogue.
+REDUCTION_OPS = frozenset(
+    {
+        "Softmax", "LogSoftmax", "LayerNormalization", "SkipLayerNormalization", "SimplifiedLayerNormalization",
+        "SkipSimplifiedLayerNormalization", "RMSNormalization", "GroupNormalization", "InstanceNormalization",
+        "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
+        "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare", "GlobalAveragePool", "GlobalMaxPool",
+    }
+)
+_SOFTMAX = frozenset({"Softmax"})
+_MATMUL = frozenset({"MatMul", "FusedMatMul"})
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One launched kernel: a group of fused nodes and the memory traffic that crosses its boundary.
+
+    Attributes:
+        index: position in launch order.
+        name: member op types joined by ``+`` (``Conv+BatchNormalization+Relu``).
+        kind: contraction, attention, elementwise, reduction, movement, view or other.
+        nodes: indices (into ``CostReport.nodes``) of the member nodes.
+        macs, flops: sums over the members.
+        params, param_bytes: parameters first counted in this kernel.
+        weight_bytes: bytes read from constants.
+        activation_read_bytes: bytes read from run-time tensors produced outside the kernel.
+        write_bytes: bytes written for tensors used outside the kernel (or graph outputs).
+        launches: 1, or 0 for a group of views that launches nothing.
+        dtype: arithmetic element type of the anchor node.
+    """
+
+    index: int
+    name: str
+    kind: str
+    nodes: tuple[int, ...]
+    macs: int
+    flops: int
+    params: int
+    param_bytes: int
+    weight_bytes: int
+    activation_read_bytes: int
+    write_bytes: int
+    launches: int
+    dtype: str
+
+    @property
+    def read_bytes(self) -> int:
+        """All bytes read from memory."""
+        return self.weight_bytes + self.activation_read_bytes
+
+    @property
+    def bytes(self) -> int:
+        """All bytes moved to or from memory (reads + writes)."""
+        return self.read_bytes + self.write_bytes
+
+
+@dataclass(frozen=True)
+class KernelReport:
+    """The kernels of a graph, in launch order, and the report they were made from."""
+
+    costs: CostReport
+    kernels: tuple[Kernel, ...]
+    kernel_of_node: Mapping[int, int]
+
+    @cached_property
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Per-kernel int64 columns: macs, flops, params, param_bytes, weight_bytes, activation_read_bytes,
+        write_bytes, launches."""
+        fields = ("macs", "flops", "params", "param_bytes", "weight_bytes", "activation_read_bytes",
+                  "write_bytes", "launches")
+        n = len(self.kernels)
+        return {f: np.fromiter((getattr(k, f) for k in self.kernels), np.int64, n) for f in fields}
+
+    @property
+    def launches(self) -> int:
+        """Number of kernel launches for one inference."""
+        return int(self.arrays["launches"].sum())
+
+
+def _category(node: NodeCost) -> str:
+    if node.status == "zero-cost":
+        return "view"
+    if node.op_type in CONTRACTION_OPS:
+        return "contraction"
+    if node.op_type in ELEMENTWISE_OPS:
+        return "elementwise"
+    if node.op_type in REDUCTION_OPS:
+        return "reduction"
+    return "other"
+
+
+def fuse_kernels(report: CostReport) -> KernelReport:
+    """Group the nodes of ``report`` into kernels and account the bytes that cross kernel boundaries."""
+    graph = report.graph
+    nodes = report.nodes
+    by_index = {n.index: n for n in nodes}
+    view_of: dict[str, str] = {}  # view output -> the tensor it aliases
+    consumers: dict[str, list[int]] = {}
+    for n, gn in zip(nodes, graph.nodes, strict=True):
+        if n.status == "folded":
+            continue
+        for name in gn.inputs:
+            if name:
+                consumers.setdefault(name, []).append(n.index)
+        if n.status == "zero-cost" and gn.inputs and gn.inputs[0] and gn.outputs:
+            for out in gn.outputs:
+                if out:
+                    view_of[out] = gn.inputs[0]
+
+    def root(t: str) -> str:
+        while t in view_of:
+            t = view_of[t]
+        return t
+
+    # Consumers of each root tensor, through views, excluding the views themselves.
+    real_consumers: dict[str, list[int]] = {}
+    for t, cs in consumers.items():
+        for c in cs:
+            if by_index[c].status != "zero-cost":
+                real_consumers.setdefault(root(t), []).append(c)
+    graph_outputs = {root(o) for o in graph.outputs}
+
+    group: dict[int, int] = {}
+    members: list[list[int]] = []
+    kinds: list[str] = []
+    open_for_epilogue: list[bool] = []
+
+    def producer_group(t: str) -> int | None:
+        p = graph.producers.get(root(t))
+        return group.get(nodes[p].index) if p is not None and nodes[p].status != "folded" else None
+
+    def single_use(t: str) -> bool:
+        r = root(t)
+        return len(real_consumers.get(r, ())) == 1 and r not in graph_outputs
+
+    def new_group(idx: int, kind: str) -> None:
+        group[idx] = len(members)
+        members.append([idx])
+        kinds.append(kind)
+        open_for_epilogue.append(kind in ("contraction", "elementwise", "reduction", "attention-scores"))
+
+    for n, gn in zip(nodes, graph.nodes, strict=True):
+        if n.status == "folded":
+            continue
+        cat = _category(n)
+        runtime_inputs = [t for t in gn.inputs if t and not graph.is_constant(t)]
+        if cat == "view":
+            g = producer_group(runtime_inputs[0]) if runtime_inputs else None
+            if g is None:
+                new_group(n.index, "view")
+            else:
+                group[n.index] = g
+                members[g].append(n.index)
+            continue
+        target = None
+        if cat in ("elementwise",) or (n.op_type in _SOFTMAX) or n.op_type in _MATMUL:
+            for t in runtime_inputs:
+                g = producer_group(t)
+                if g is None or not single_use(t) or not open_for_epilogue[g]:
+                    continue
+                if cat == "elementwise":
+                    target = g
+                elif n.op_type in _SOFTMAX and kinds[g] == "attention-scores":
+                    target = g
+                elif n.op_type in _MATMUL and kinds[g] == "attention-softmax" and t == runtime_inputs[0]:
+                    target = g
+                if target is not None:
+                    break
+        if target is None:
+            kind = cat
+            if n.op_type in _MATMUL and len(runtime_inputs) == 2:
+                kind = "attention-scores"  # may become attention if a Softmax and a second MatMul follow
+            new_group(n.index, kind)
+            continue
+        group[n.index] = target
+        members[target].append(n.index)
+        if n.op_type in _SOFTMAX:
+            kinds[target] = "attention-softmax"
+        elif n.op_type in _MATMUL:
+            kinds[target] = "attention"
+            open_for_epilogue[target] = True
+
+    kernels = []
+    for k, idxs in enumerate(members):
+        kernels.append(
+            _make_kernel(k, idxs, kinds[k], by_index, graph.producers, root, real_consumers, graph_outputs)
+        )
+    return KernelReport(report, tuple(kernels), dict(group))
+
+
+def _make_kernel(
+    k: int,
+    idxs: list[int],
+    kind: str,
+    by_index: Mapping[int, NodeCost],
+    producers: Mapping[str, int],
+    root,
+    real_consumers: Mapping[str, list[int]],
+    graph_outputs: set[str],
+) -> Kernel:
+    member_nodes = [by_index[i] for i in idxs]
+    inside = set(idxs)
+    if kind == "attention-scores":
+        kind = "contraction"
+    elif kind == "attention-softmax":
+        kind = "attention" if len(member_nodes) > 2 else "contraction"
+    weight = activation = write = 0
+    seen: set[str] = set()
+    for n in member_nodes:
+        for r in n.reads:
+            src = root(r.tensor)
+            if src in seen:
+                continue
+            seen.add(src)
+            prod = producers.get(src)
+            if prod is not None and prod in inside:
+                continue
+            if r.weight:
+                weight += r.nbytes
+            else:
+                activation += r.nbytes
+        for tensor, nbytes in n.writes:
+            consumers = real_consumers.get(root(tensor), ())
+            if root(tensor) in graph_outputs or any(c not in inside for c in consumers) or not consumers:
+                write += nbytes
+    anchor = next((n for n in member_nodes if n.status == "costed"), member_nodes[0])
+    launches = 0 if all(n.status == "zero-cost" for n in member_nodes) else 1
+    return Kernel(
+        index=k,
+        name="+".join(n.op_type for n in member_nodes if n.status != "zero-cost") or member_nodes[0].op_type,
+        kind="view" if launches == 0 else kind,
+        nodes=tuple(idxs),
+        macs=sum(n.macs for n in member_nodes),
+        flops=sum(n.flops for n in member_nodes),
+        params=sum(n.params for n in member_nodes),
+        param_bytes=sum(n.param_bytes for n in member_nodes),
+        weight_bytes=weight,
+        activation_read_bytes=activation,
+        write_bytes=write,
+        launches=launches,
+        dtype=anchor.dtype,
+    )

@@ -1,0 +1,50 @@
+"""The command line: tables, JSON, CSV, and one clear line with exit code 2 on bad input."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from estimator.cli import parse_shapes, run
+
+
+def test_layers_table_json_csv(light_dir, capsys):
+    model = str(light_dir / "light_resnet50.onnx")
+    assert run(["layers", model]) == 0
+    out = capsys.readouterr().out
+    assert "25,557,032" in out and "4,089,184,256" in out
+    assert run(["layers", model, "--by", "kernel", "--format", "json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["totals"]["kernel_launches"] == 57
+    assert payload["totals"]["parameters"] == 25_557_032
+    assert len(payload["rows"]) == 57
+    assert run(["layers", model, "--by", "op", "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    conv = next(r for r in rows if r["op"] == "Conv")
+    assert int(conv["macs"]) == 4_089_184_256 - 2_048_000  # all but the classifier Gemm
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["layers", "/definitely/not/here.onnx"], "no such file"),
+        (["layers", "{tmp}"], "directory"),
+        (["layers", "{tmp}/junk.onnx"], "not a readable ONNX"),
+        (["layers", "{light}", "--shape", "oops"], "NAME=DIMS"),
+        (["layers", "{light}", "--batch", "0"], "positive"),
+    ],
+)
+def test_bad_input_one_line_exit_2(tmp_path, light_dir, capsys, args, fragment):
+    (tmp_path / "junk.onnx").write_bytes(b"\x00\x01garbage")
+    args = [a.format(tmp=tmp_path, light=light_dir / "light_squeezenet.onnx") for a in args]
+    assert run(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert fragment in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_parse_shapes():
+    assert parse_shapes(["x=1x3x224x224", "seq=128"]) == {"x": (1, 3, 224, 224), "seq": (128,)}

@@ -1,0 +1,282 @@
+"""Loading: weights never read, dimensions bound, constants followed to where they live, bad input rejected."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+import onnx.helper as oh
+import onnx.numpy_helper
+import pytest
+from conftest import parse
+
+from estimator.costs import count_costs
+from estimator.errors import (
+    EstimatorError,
+    GraphStructureError,
+    InputFileError,
+    InvalidDimensionError,
+    ModelFormatError,
+    UnboundDimensionError,
+)
+from estimator.graph import load_graph
+
+LINEAR = """
+<ir_version: 8, opset_import: ["" : 17]>
+agraph (float[batch, 64] X) => (float[batch, 32] Y) {
+    Y = Gemm <transB = 1> (X, W, B)
+}
+"""
+
+
+def _linear_model(external: bool):
+    graph = oh.make_graph(
+        [oh.make_node("Gemm", ["X", "W", "B"], ["Y"], transB=1)],
+        "linear",
+        [oh.make_tensor_value_info("X", onnx.TensorProto.FLOAT, ["batch", 64])],
+        [oh.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, ["batch", 32])],
+        [
+            onnx.numpy_helper.from_array(np.ones((32, 64), np.float32), "W"),
+            onnx.numpy_helper.from_array(np.ones((32,), np.float32), "B"),
+        ],
+    )
+    return oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)])
+
+
+def test_batch_binds_symbolic_leading_dim_and_costs_scale():
+    for batch in (1, 8):
+        report = count_costs(load_graph(_linear_model(False), batch=batch))
+        assert report.graph.tensor("Y").shape == (batch, 32)
+        assert report.totals.macs == batch * 64 * 32
+        assert report.totals.params == 32 * 64 + 32
+
+
+def test_unbound_dimension_names_input_and_axis():
+    with pytest.raises(UnboundDimensionError, match=r"input 'X' dimension 0 \('batch'\)"):
+        load_graph(_linear_model(False))
+
+
+def test_shape_by_input_name_and_by_dim_name():
+    g = load_graph(_linear_model(False), shapes={"X": (4, 64)})
+    assert g.tensor("Y").shape == (4, 32)
+    g = load_graph(_linear_model(False), shapes={"batch": (3,)})
+    assert g.tensor("Y").shape == (3, 32)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"batch": 0}, InvalidDimensionError),
+        ({"batch": -2}, InvalidDimensionError),
+        ({"shapes": {"X": (2, 0)}}, InvalidDimensionError),
+        ({"shapes": {"X": (2, 64, 1)}}, InvalidDimensionError),
+        ({"shapes": {"X": (1 << 30, 1 << 20)}}, InvalidDimensionError),
+        ({"shapes": {"nope": (1,)}}, UnboundDimensionError),
+    ],
+)
+def test_bad_dimensions(kwargs, error):
+    with pytest.raises(error):
+        load_graph(_linear_model(False), **kwargs)
+
+
+def test_external_data_absent_is_never_read(tmp_path):
+    path = tmp_path / "m.onnx"
+    onnx.save_model(
+        _linear_model(False), path, save_as_external_data=True, all_tensors_to_one_file=True,
+        location="m.data", size_threshold=0,
+    )
+    (tmp_path / "m.data").unlink()
+    report = count_costs(load_graph(path, batch=2))
+    assert report.totals.params == 32 * 64 + 32
+    assert report.totals.param_bytes == 4 * (32 * 64 + 32)
+    assert report.totals.macs == 2 * 64 * 32
+
+
+def test_weights_over_2gb_in_absent_external_file(tmp_path):
+    rows, cols = 70_000, 8192  # 2.29 GB of float32
+    w = onnx.TensorProto(name="W", data_type=onnx.TensorProto.FLOAT, dims=[rows, cols])
+    w.data_location = onnx.TensorProto.EXTERNAL
+    for k, v in (("location", "weights.bin"), ("offset", "0"), ("length", str(rows * cols * 4))):
+        w.external_data.add(key=k, value=v)
+    graph = oh.make_graph(
+        [oh.make_node("Gather", ["W", "ids"], ["E"]), oh.make_node("MatMul", ["E", "P"], ["Y"])],
+        "big",
+        [oh.make_tensor_value_info("ids", onnx.TensorProto.INT64, [1, 16])],
+        [oh.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, None)],
+        [w, onnx.numpy_helper.from_array(np.zeros((cols, 8), np.float32), "P")],
+    )
+    path = tmp_path / "big.onnx"
+    onnx.save_model(oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)]), path)
+    report = count_costs(load_graph(path))
+    assert report.totals.params == rows * cols + cols * 8
+    assert report.totals.param_bytes > 2**31
+    assert report.graph.tensor("Y").shape == (1, 16, 8)
+    assert report.totals.macs == 16 * cols * 8
+
+
+def test_constant_of_shape_weights_are_parameters_counted_where_they_live():
+    model = parse(
+        """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[1, 16] X) => (float[1, 8] Y) {
+            s = Constant <value = int64[2] {8, 16}> ()
+            W = ConstantOfShape <value = float[1] {0.5}> (s)
+            Wi = Identity (W)
+            Wc = Cast <to = 1> (Wi)
+            Y = Gemm <transB = 1> (X, Wc)
+        }
+        """
+    )
+    report = count_costs(load_graph(model))
+    assert report.totals.params == 8 * 16
+    assert report.node("Gemm_4").params == 8 * 16
+    assert {n.status for n in report.nodes if n.op_type in ("Constant", "ConstantOfShape", "Identity", "Cast")} == {
+        "folded"
+    }
+
+
+def test_tied_weight_counted_once():
+    model = parse(
+        """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[2, 16] X) => (float[2, 16] Y) {
+            A = MatMul (X, W)
+            Y = MatMul (A, W)
+        }
+        """,
+        check=False,
+    )
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.zeros((16, 16), np.float32), "W"))
+    report = count_costs(load_graph(model))
+    assert report.totals.params == 16 * 16
+    assert report.totals.weight_bytes == 2 * 16 * 16 * 4  # read twice, counted once
+
+
+def test_int8_weight_through_dequantize_counted_in_int8():
+    model = parse(
+        """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[1, 32] X) => (float[1, 8] Y) {
+            Wf = DequantizeLinear (Wq, scale, zp)
+            Y = MatMul (X, Wf)
+        }
+        """,
+        check=False,
+    )
+    model.graph.initializer.extend(
+        [
+            onnx.numpy_helper.from_array(np.zeros((32, 8), np.int8), "Wq"),
+            onnx.numpy_helper.from_array(np.array(0.1, np.float32), "scale"),
+            onnx.numpy_helper.from_array(np.array(0, np.int8), "zp"),
+        ]
+    )
+    report = count_costs(load_graph(model))
+    assert report.totals.params == 32 * 8
+    assert report.totals.param_bytes == 32 * 8  # one byte each, where they live
+
+
+def test_shape_arithmetic_is_folded_and_reshape_resolves():
+    model = parse(
+        """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[2, 3, 4, 5] X) => (float[2, 60] Y) {
+            s = Shape (X)
+            i0 = Constant <value = int64[1] {0}> ()
+            n = Gather (s, i0)
+            m = Constant <value = int64[1] {-1}> ()
+            shp = Concat <axis = 0> (n, m)
+            Y = Reshape (X, shp)
+        }
+        """
+    )
+    g = load_graph(model)
+    assert g.tensor("Y").shape == (2, 60)
+    report = count_costs(g)
+    assert report.totals.flops == 0 and report.totals.read_bytes == 0
+    assert report.node("Reshape_5").status == "zero-cost"
+
+
+def test_cycle_is_rejected():
+    graph = oh.make_graph(
+        [oh.make_node("Relu", ["b"], ["a"]), oh.make_node("Relu", ["a"], ["b"])],
+        "cyclic",
+        [oh.make_tensor_value_info("X", onnx.TensorProto.FLOAT, [1])],
+        [oh.make_tensor_value_info("b", onnx.TensorProto.FLOAT, [1])],
+    )
+    with pytest.raises(GraphStructureError, match="cycle"):
+        load_graph(oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)]))
+
+
+def test_dangling_input_is_rejected():
+    graph = oh.make_graph(
+        [oh.make_node("Relu", ["nowhere"], ["Y"])],
+        "dangling",
+        [oh.make_tensor_value_info("X", onnx.TensorProto.FLOAT, [1])],
+        [oh.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, [1])],
+    )
+    with pytest.raises(GraphStructureError, match="nowhere"):
+        load_graph(oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)]))
+
+
+def test_undeclared_domain_is_rejected():
+    graph = oh.make_graph(
+        [oh.make_node("Thing", ["X"], ["Y"], domain="com.example")],
+        "d",
+        [oh.make_tensor_value_info("X", onnx.TensorProto.FLOAT, [1])],
+        [oh.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, [1])],
+    )
+    with pytest.raises(ModelFormatError, match="com.example"):
+        load_graph(oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)]))
+
+
+def test_declared_unknown_domain_is_reported_not_zero():
+    graph = oh.make_graph(
+        [oh.make_node("Thing", ["X"], ["Y"], domain="com.example"), oh.make_node("Relu", ["Y"], ["Z"])],
+        "d",
+        [oh.make_tensor_value_info("X", onnx.TensorProto.FLOAT, [4])],
+        [oh.make_tensor_value_info("Z", onnx.TensorProto.FLOAT, [4])],
+    )
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17), oh.make_opsetid("com.example", 1)])
+    report = count_costs(load_graph(model))
+    assert report.unsupported == {"com.example::Thing": 1}
+    assert math.isclose(report.coverage, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [
+        (b"", ModelFormatError),
+        (b"hello, I am not a protobuf at all \xff\xfe", ModelFormatError),
+    ],
+)
+def test_not_onnx_bytes(tmp_path, content, error):
+    path = tmp_path / "x.onnx"
+    path.write_bytes(content)
+    with pytest.raises(error):
+        load_graph(path)
+
+
+def test_truncated_protobuf(tmp_path, light_dir):
+    data = (light_dir / "light_resnet50.onnx").read_bytes()
+    path = tmp_path / "cut.onnx"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFormatError):
+        load_graph(path)
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(InputFileError, match="no such file"):
+        load_graph(tmp_path / "absent.onnx")
+    with pytest.raises(InputFileError, match="directory"):
+        load_graph(tmp_path)
+    with pytest.raises(EstimatorError):
+        load_graph(12345)  # type: ignore[arg-type]
+
+
+def test_bytes_and_modelproto_sources_agree(light_dir):
+    path = light_dir / "light_squeezenet.onnx"
+    a = count_costs(load_graph(path)).totals
+    b = count_costs(load_graph(path.read_bytes())).totals
+    c = count_costs(load_graph(onnx.load(path))).totals
+    assert a == b == c

@@ -1,0 +1,102 @@
+"""Fusion into kernels: which nodes fuse, and that internal tensors do not count as memory traffic."""
+
+from __future__ import annotations
+
+from conftest import parse
+
+from estimator.costs import count_costs
+from estimator.graph import load_graph
+from estimator.kernels import fuse_kernels
+
+CONV_BN_RELU = """
+<ir_version: 8, opset_import: ["" : 17]>
+agraph (float[1, 8, 16, 16] X, float[16, 8, 3, 3] W, float[16] s, float[16] b, float[16] m, float[16] v)
+    => (float[1, 16, 14, 14] Y) {
+    c = Conv (X, W)
+    n = BatchNormalization (c, s, b, m, v)
+    Y = Relu (n)
+}
+"""
+
+
+def _kernels(text, **kw):
+    return fuse_kernels(count_costs(load_graph(parse(text), **kw)))
+
+
+def test_conv_bn_relu_is_one_kernel_and_intermediates_stay_on_chip():
+    k = _kernels(CONV_BN_RELU)
+    assert [x.name for x in k.kernels] == ["Conv+BatchNormalization+Relu"]
+    (kernel,) = k.kernels
+    x_bytes, w_bytes, vec_bytes, y_bytes = 8 * 16 * 16 * 4, 16 * 8 * 9 * 4, 16 * 4, 16 * 14 * 14 * 4
+    # These are graph inputs (not constants) in this tiny graph: all reads are activations.
+    assert kernel.activation_read_bytes == x_bytes + w_bytes + 4 * vec_bytes
+    assert kernel.write_bytes == y_bytes  # c and n never reach memory
+    assert kernel.macs == 16 * 14 * 14 * 8 * 9
+    assert k.launches == 1
+
+
+def test_two_consumers_break_fusion_and_the_shared_tensor_is_written():
+    k = _kernels(
+        """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[4, 32] X, float[32, 32] W) => (float[4, 32] A, float[4, 32] B) {
+            h = MatMul (X, W)
+            A = Relu (h)
+            B = Sigmoid (h)
+        }
+        """
+    )
+    names = [x.name for x in k.kernels]
+    assert names == ["MatMul", "Relu", "Sigmoid"]
+    assert k.kernels[0].write_bytes == 4 * 32 * 4
+
+
+def test_elementwise_chain_fuses_and_views_are_transparent():
+    k = _kernels(
+        """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[2, 3, 8] X) => (float[6, 8] Y) {
+            a = Exp (X)
+            s = Constant <value = int64[2] {6, 8}> ()
+            r = Reshape (a, s)
+            Y = Tanh (r)
+        }
+        """
+    )
+    assert [x.name for x in k.kernels] == ["Exp+Tanh"]
+    kernel = k.kernels[0]
+    assert kernel.activation_read_bytes == 48 * 4 and kernel.write_bytes == 48 * 4
+
+
+def test_attention_pattern_is_one_kernel_and_scores_never_reach_memory():
+    b, h, s, d = 1, 4, 64, 16
+    k = _kernels(
+        f"""
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[{b}, {h}, {s}, {d}] Q, float[{b}, {h}, {d}, {s}] Kt, float[{b}, {h}, {s}, {d}] V)
+            => (float[{b}, {h}, {s}, {d}] O) {{
+            scores = MatMul (Q, Kt)
+            c = Constant <value = float {{4.0}}> ()
+            scaled = Div (scores, c)
+            p = Softmax <axis = -1> (scaled)
+            O = MatMul (p, V)
+        }}
+        """
+    )
+    assert len(k.kernels) == 1
+    kernel = k.kernels[0]
+    assert kernel.kind == "attention"
+    qkv = 3 * b * h * s * d * 4
+    assert kernel.activation_read_bytes == qkv
+    assert kernel.write_bytes == b * h * s * d * 4
+    assert kernel.macs == 2 * b * h * s * s * d
+
+
+def test_resnet50_kernels(light_dir):
+    k = fuse_kernels(count_costs(load_graph(light_dir / "light_resnet50.onnx")))
+    # 53 convolutions each with its BatchNorm (and ReLU / residual add), a max pool, an average pool, the
+    # classifier Gemm and the Softmax: 57 launches.
+    assert k.launches == 57
+    assert sum(x.name.startswith("Conv+BatchNormalization") for x in k.kernels) == 53
+    total_macs = sum(x.macs for x in k.kernels)
+    assert total_macs == k.costs.totals.macs
