@@ -141,7 +141,10 @@ class CostReport:
     @cached_property
     def arrays(self) -> dict[str, np.ndarray]:
         """Per-node columns as numpy int64 arrays (macs, flops, params, ..., write_bytes)."""
-        return {k: np.fromiter((getattr(n, k) for n in self.nodes), np.int64, len(self.nodes)) for k in _TOTAL_FIELDS}
+        return {
+            k: np.fromiter((getattr(n, k) for n in self.nodes), np.int64, len(self.nodes))
+            for k in _TOTAL_FIELDS
+        }
 
     @property
     def coverage(self) -> float:
@@ -158,7 +161,15 @@ class CostReport:
         raise KeyError(name)
 
 
-_TOTAL_FIELDS = ("macs", "flops", "params", "param_bytes", "weight_bytes", "activation_read_bytes", "write_bytes")
+_TOTAL_FIELDS = (
+    "macs",
+    "flops",
+    "params",
+    "param_bytes",
+    "weight_bytes",
+    "activation_read_bytes",
+    "write_bytes",
+)
 
 
 def count_costs(graph: Graph, *, strict: bool = False) -> CostReport:
@@ -185,7 +196,9 @@ def count_costs(graph: Graph, *, strict: bool = False) -> CostReport:
     if strict and (report.not_costed or report.unsupported):
         first = next((n for n in nodes if n.status not in KNOWN_STATUSES), None)
         detail = f" (first: node '{first.name}': {first.message})" if first is not None else ""
-        counts = ", ".join(f"{op} x{c}" for op, c in sorted({**report.unsupported, **report.not_costed}.items()))
+        counts = ", ".join(
+            f"{op} x{c}" for op, c in sorted({**report.unsupported, **report.not_costed}.items())
+        )
         raise UnsupportedOpError(
             f"{counts} could not be costed{detail}; drop --strict to get a partial report, or add a cost rule"
         )

@@ -152,12 +152,33 @@ class Graph:
 #: Ops that forward a stored constant unchanged in content (a view, a copy or a re-encoding of the same
 #: elements): a weight seen through them keeps the stored tensor as its parameter root.
 CONSTANT_FORWARDING_OPS = frozenset(
-    {"Identity", "Cast", "CastLike", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "DequantizeLinear"}
+    {
+        "Identity",
+        "Cast",
+        "CastLike",
+        "Reshape",
+        "Transpose",
+        "Squeeze",
+        "Unsqueeze",
+        "Flatten",
+        "DequantizeLinear",
+        "Expand",
+        "Tile",
+    }
 )
 #: Ops never folded at load time even when their inputs are constant.
 _NEVER_FOLDED = frozenset(
-    {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli",
-     "Loop", "If", "Scan"}
+    {
+        "RandomNormal",
+        "RandomUniform",
+        "RandomNormalLike",
+        "RandomUniformLike",
+        "Multinomial",
+        "Bernoulli",
+        "Loop",
+        "If",
+        "Scan",
+    }
 )
 #: Small constants (at most this many elements) keep their values for rules and shape folding.
 _SMALL_CONSTANT_ELEMENTS = 4096
@@ -209,7 +230,9 @@ def _read_model(source: str | os.PathLike[str] | bytes | onnx.ModelProto) -> onn
             f"cannot load a model from a {type(source).__name__}; give a path, bytes or an onnx.ModelProto"
         )
     if not model.HasField("graph") or not model.opset_import:
-        raise ModelFormatError("the input is not an ONNX model (no graph or no opset import); export it to ONNX")
+        raise ModelFormatError(
+            "the input is not an ONNX model (no graph or no opset import); export it to ONNX"
+        )
     return model
 
 
@@ -224,7 +247,9 @@ def _parse(data: bytes, what: str) -> onnx.ModelProto:
             f"{what}: is not a readable ONNX protobuf (truncated or corrupted?); re-export or re-download it"
         ) from None
     if not model.HasField("graph") or not model.opset_import or model.ir_version <= 0:
-        raise ModelFormatError(f"{what}: is not an ONNX model (no graph, IR version or opset); export it to ONNX")
+        raise ModelFormatError(
+            f"{what}: is not an ONNX model (no graph, IR version or opset); export it to ONNX"
+        )
     return model
 
 
@@ -239,7 +264,9 @@ def _build(model: onnx.ModelProto, *, batch: int | None, shapes: dict[str, Seque
             )
     initializer_names = {t.name for t in graph.initializer} | {t.name for t in graph.sparse_initializer}
     real_inputs = [vi for vi in graph.input if vi.name not in initializer_names]
-    order = _topological_order(graph, available={vi.name for vi in graph.input} | initializer_names, outer=set())
+    order = _topological_order(
+        graph, available={vi.name for vi in graph.input} | initializer_names, outer=set()
+    )
     bindings = _bind_dimensions(real_inputs, batch, shapes)
 
     inferred = _infer(_light_model(model, real_inputs, bindings))
@@ -256,9 +283,13 @@ def _build(model: onnx.ModelProto, *, batch: int | None, shapes: dict[str, Seque
     ordered = [graph.node[i] for i in order]
     for _ in range(4):
         learned = _propagate(ordered, types, constants)
-        if not learned or all(types.get(o, (None, ""))[0] is not None for n in ordered for o in n.output if o):
+        if not learned or all(
+            types.get(o, (None, ""))[0] is not None for n in ordered for o in n.output if o
+        ):
             break
-        inferred = _infer(_light_model(model, real_inputs, bindings, extra_types=types, extra_constants=constants))
+        inferred = _infer(
+            _light_model(model, real_inputs, bindings, extra_types=types, extra_constants=constants)
+        )
         types.update({k: v for k, v in _collect_types(inferred.graph).items() if v[0] is not None})
 
     symbols = {k[5:]: v[0] for k, v in bindings.items() if k.startswith("\0sym:")}
@@ -483,7 +514,9 @@ def _light_model(
     for vi in src.value_info:
         g.value_info.append(_substituted(vi, symbols))
     if extra_types:
-        have = {vi.name for vi in g.value_info} | {vi.name for vi in g.input} | {t.name for t in g.initializer}
+        have = (
+            {vi.name for vi in g.value_info} | {vi.name for vi in g.input} | {t.name for t in g.initializer}
+        )
         for name, (shape, dtype) in extra_types.items():
             if name in have or shape is None or dtype == "undefined":
                 continue
@@ -510,7 +543,9 @@ def _infer(model: onnx.ModelProto) -> onnx.ModelProto:
         return onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
     except Exception:  # ONNX's inference can raise on malformed graphs even in lenient mode
         try:
-            return onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=False)
+            return onnx.shape_inference.infer_shapes(
+                model, check_type=False, strict_mode=False, data_prop=False
+            )
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelFormatError(f"ONNX shape inference rejected the model: {first}") from None
@@ -554,7 +589,7 @@ def _propagate(nodes: Sequence[onnx.NodeProto], types: Types, constants: dict[st
                     learned = True
                     if types.get(name, (None, ""))[0] is None:
                         types[name] = (tuple(int(d) for d in value.shape), _np_dtype_name(value.dtype))
-        if node.domain in _ONNX_KNOWN_DOMAINS or all(types.get(o, (None, ""))[0] is not None for o in outputs):
+        if all(types.get(o, (None, ""))[0] is not None for o in outputs):
             continue
         attrs = _decode_attributes(node)
         in_shapes = [types.get(i, (None, ""))[0] if i else None for i in node.input]
@@ -699,6 +734,7 @@ _FOLDERS: dict[str, Any] = {
     "Max": lambda a, k: [np.asarray(np.maximum.reduce(a))],
     "Min": lambda a, k: [np.asarray(np.minimum.reduce(a))],
     "Neg": lambda a, k: [np.negative(a[0])],
+    "Mod": lambda a, k: [np.fmod(a[0], a[1]) if k.get("fmod", 0) else np.mod(a[0], a[1])],
     "Abs": lambda a, k: [np.abs(a[0])],
     "Not": lambda a, k: [np.logical_not(a[0])],
     "Where": lambda a, k: [np.where(a[0], a[1], a[2])],
@@ -775,14 +811,17 @@ def _freeze(
             if proto.op_type in CONSTANT_FORWARDING_OPS and reads and reads[0] in roots:
                 roots[outputs[0]] = roots[reads[0]]
             else:
-                roots.update({o: o for o in outputs if o})
+                source = _derived_from(proto, reads, roots, tensors)
+                roots.update({o: source or o for o in outputs if o})
         subgraphs: dict[str, Graph] = {}
         for attr in proto.attribute:
             if attr.type == onnx.AttributeProto.GRAPH:
                 subgraphs[attr.name] = _freeze_subgraph(attr.g, opsets, roots, tensors, constants, symbols)
             elif attr.type == onnx.AttributeProto.GRAPHS:
                 for k, g in enumerate(attr.graphs):
-                    subgraphs[f"{attr.name}[{k}]"] = _freeze_subgraph(g, opsets, roots, tensors, constants, symbols)
+                    subgraphs[f"{attr.name}[{k}]"] = _freeze_subgraph(
+                        g, opsets, roots, tensors, constants, symbols
+                    )
         for o in outputs:
             if o:
                 producers[o] = position
@@ -809,7 +848,9 @@ def _freeze(
                 f"which is absurdly large; check --batch / --shape and the model"
             )
         if info.shape is not None and any(d < 0 for d in info.shape):
-            raise InvalidDimensionError(f"tensor '{info.name}' has a negative dimension {_fmt_dims(info.shape)}")
+            raise InvalidDimensionError(
+                f"tensor '{info.name}' has a negative dimension {_fmt_dims(info.shape)}"
+            )
     return Graph(
         name=graph.name,
         nodes=tuple(nodes),
@@ -823,6 +864,25 @@ def _freeze(
         symbolic_bindings=dict(symbols),
         ir_version=ir_version,
     )
+
+
+def _derived_from(
+    proto: onnx.NodeProto, reads: Sequence[str], roots: Mapping[str, str], tensors: Mapping[str, TensorInfo]
+) -> str | None:
+    """The stored constant a folded node's output is a part of (a Gather of an embedding table at constant
+    positions, a scaled weight): the root of its largest constant input when that input has at least as many
+    elements as the output. None when the output is a new constant (a fill, a range, shape arithmetic)."""
+    if proto.op_type == "ConstantOfShape" or not proto.output or not proto.output[0]:
+        return None
+    out = tensors.get(proto.output[0])
+    if out is None or out.numel is None:
+        return None
+    best, best_numel = None, -1
+    for name in reads:
+        info = tensors.get(name)
+        if name in roots and info is not None and info.numel is not None and info.numel > best_numel:
+            best, best_numel = name, info.numel
+    return roots[best] if best is not None and best_numel >= out.numel and best_numel > 1 else None
 
 
 def _freeze_subgraph(

@@ -32,26 +32,75 @@ from estimator.ops.elementwise import FLOPS_PER_ELEMENT
 #: Ops whose main work is a contraction (matrix multiply / convolution); they anchor epilogue fusion.
 CONTRACTION_OPS = frozenset(
     {
-        "Conv", "ConvTranspose", "Gemm", "MatMul", "Einsum", "QLinearConv", "QLinearMatMul", "MatMulInteger",
-        "ConvInteger", "FusedMatMul", "FusedConv", "FusedGemm", "MatMulNBits", "GemmFastGelu", "NhwcConv",
-        "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "Attention", "MultiHeadAttention",
+        "Conv",
+        "ConvTranspose",
+        "Gemm",
+        "MatMul",
+        "Einsum",
+        "QLinearConv",
+        "QLinearMatMul",
+        "MatMulInteger",
+        "ConvInteger",
+        "FusedMatMul",
+        "FusedConv",
+        "FusedGemm",
+        "MatMulNBits",
+        "GemmFastGelu",
+        "NhwcConv",
+        "MatMulIntegerToFloat",
+        "DynamicQuantizeMatMul",
+        "Attention",
+        "MultiHeadAttention",
         "GroupQueryAttention",
     }
 )
 #: Ops that apply the same function to every element (fusible as prologue/epilogue of neighbours).
 ELEMENTWISE_OPS = frozenset(FLOPS_PER_ELEMENT) | frozenset(
     {
-        "Sum", "Max", "Min", "Mean", "Clip", "Gelu", "PRelu", "Where", "Cast", "CastLike", "BatchNormalization",
-        "QuantizeLinear", "DequantizeLinear", "BiasGelu", "FastGelu", "QuickGelu", "BiasAdd", "Dropout",
+        "Sum",
+        "Max",
+        "Min",
+        "Mean",
+        "Clip",
+        "Gelu",
+        "PRelu",
+        "Where",
+        "Cast",
+        "CastLike",
+        "BatchNormalization",
+        "QuantizeLinear",
+        "DequantizeLinear",
+        "BiasGelu",
+        "FastGelu",
+        "QuickGelu",
+        "BiasAdd",
+        "Dropout",
     }
 )
 #: Ops that reduce along an axis and can take an elementwise epilogue.
 REDUCTION_OPS = frozenset(
     {
-        "Softmax", "LogSoftmax", "LayerNormalization", "SkipLayerNormalization", "SimplifiedLayerNormalization",
-        "SkipSimplifiedLayerNormalization", "RMSNormalization", "GroupNormalization", "InstanceNormalization",
-        "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
-        "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare", "GlobalAveragePool", "GlobalMaxPool",
+        "Softmax",
+        "LogSoftmax",
+        "LayerNormalization",
+        "SkipLayerNormalization",
+        "SimplifiedLayerNormalization",
+        "SkipSimplifiedLayerNormalization",
+        "RMSNormalization",
+        "GroupNormalization",
+        "InstanceNormalization",
+        "ReduceMean",
+        "ReduceSum",
+        "ReduceMax",
+        "ReduceMin",
+        "ReduceProd",
+        "ReduceL1",
+        "ReduceL2",
+        "ReduceLogSum",
+        "ReduceLogSumExp",
+        "ReduceSumSquare",
+        "GlobalAveragePool",
+        "GlobalMaxPool",
     }
 )
 _SOFTMAX = frozenset({"Softmax"})
@@ -113,8 +162,16 @@ class KernelReport:
     def arrays(self) -> dict[str, np.ndarray]:
         """Per-kernel int64 columns: macs, flops, params, param_bytes, weight_bytes, activation_read_bytes,
         write_bytes, launches."""
-        fields = ("macs", "flops", "params", "param_bytes", "weight_bytes", "activation_read_bytes",
-                  "write_bytes", "launches")
+        fields = (
+            "macs",
+            "flops",
+            "params",
+            "param_bytes",
+            "weight_bytes",
+            "activation_read_bytes",
+            "write_bytes",
+            "launches",
+        )
         n = len(self.kernels)
         return {f: np.fromiter((getattr(k, f) for k in self.kernels), np.int64, n) for f in fields}
 
@@ -136,8 +193,12 @@ def _category(node: NodeCost) -> str:
     return "other"
 
 
-def fuse_kernels(report: CostReport) -> KernelReport:
-    """Group the nodes of ``report`` into kernels and account the bytes that cross kernel boundaries."""
+def fuse_kernels(report: CostReport, *, fuse: bool = True) -> KernelReport:
+    """Group the nodes of ``report`` into kernels and account the bytes that cross kernel boundaries.
+
+    With ``fuse=False`` (an eager runtime) every node that computes is its own kernel; views still launch
+    nothing and constants are still folded.
+    """
     graph = report.graph
     nodes = report.nodes
     by_index = {n.index: n for n in nodes}
@@ -200,18 +261,21 @@ def fuse_kernels(report: CostReport) -> KernelReport:
                 members[g].append(n.index)
             continue
         target = None
+        if not fuse:
+            new_group(n.index, cat)
+            continue
         if cat in ("elementwise",) or (n.op_type in _SOFTMAX) or n.op_type in _MATMUL:
             for t in runtime_inputs:
                 g = producer_group(t)
                 if g is None or not single_use(t) or not open_for_epilogue[g]:
                     continue
-                if cat == "elementwise":
+                joins = (
+                    cat == "elementwise"
+                    or (n.op_type in _SOFTMAX and kinds[g] == "attention-scores")
+                    or (n.op_type in _MATMUL and kinds[g] == "attention-softmax" and t == runtime_inputs[0])
+                )
+                if joins:
                     target = g
-                elif n.op_type in _SOFTMAX and kinds[g] == "attention-scores":
-                    target = g
-                elif n.op_type in _MATMUL and kinds[g] == "attention-softmax" and t == runtime_inputs[0]:
-                    target = g
-                if target is not None:
                     break
         if target is None:
             kind = cat

@@ -83,8 +83,12 @@ def test_bad_dimensions(kwargs, error):
 def test_external_data_absent_is_never_read(tmp_path):
     path = tmp_path / "m.onnx"
     onnx.save_model(
-        _linear_model(False), path, save_as_external_data=True, all_tensors_to_one_file=True,
-        location="m.data", size_threshold=0,
+        _linear_model(False),
+        path,
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="m.data",
+        size_threshold=0,
     )
     (tmp_path / "m.data").unlink()
     report = count_costs(load_graph(path, batch=2))
@@ -131,9 +135,9 @@ def test_constant_of_shape_weights_are_parameters_counted_where_they_live():
     report = count_costs(load_graph(model))
     assert report.totals.params == 8 * 16
     assert report.node("Gemm_4").params == 8 * 16
-    assert {n.status for n in report.nodes if n.op_type in ("Constant", "ConstantOfShape", "Identity", "Cast")} == {
-        "folded"
-    }
+    assert {
+        n.status for n in report.nodes if n.op_type in ("Constant", "ConstantOfShape", "Identity", "Cast")
+    } == {"folded"}
 
 
 def test_tied_weight_counted_once():
@@ -226,7 +230,7 @@ def test_undeclared_domain_is_rejected():
         [oh.make_tensor_value_info("X", onnx.TensorProto.FLOAT, [1])],
         [oh.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, [1])],
     )
-    with pytest.raises(ModelFormatError, match="com.example"):
+    with pytest.raises(ModelFormatError, match=r"com\.example"):
         load_graph(oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)]))
 
 
@@ -280,3 +284,37 @@ def test_bytes_and_modelproto_sources_agree(light_dir):
     b = count_costs(load_graph(path.read_bytes())).totals
     c = count_costs(load_graph(onnx.load(path))).totals
     assert a == b == c
+
+
+def test_expanded_constant_counts_its_stored_elements():
+    model = parse(
+        """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[2, 4, 32] X) => (float[2, 5, 32] Y) {
+            shp = Constant <value = int64[3] {2, 1, 32}> ()
+            t = Expand (cls, shp)
+            Y = Concat <axis = 1> (t, X)
+        }
+        """,
+        check=False,
+    )
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.ones((1, 1, 32), np.float32), "cls"))
+    report = count_costs(load_graph(model))
+    assert report.totals.params == 32  # the class token as stored, not its batch-expanded copy
+
+
+def test_mod_in_shape_arithmetic_is_folded():
+    model = parse(
+        """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[6, 10] X) => (float[?, ?] Y) {
+            a = Constant <value = int64[1] {7}> ()
+            b = Constant <value = int64[1] {4}> ()
+            r = Mod (a, b)
+            m = Constant <value = int64[1] {-1}> ()
+            shp = Concat <axis = 0> (r, m)
+            Y = Reshape (X, shp)
+        }
+        """
+    )
+    assert load_graph(model).tensor("Y").shape == (3, 20)

@@ -100,3 +100,10 @@ def test_resnet50_kernels(light_dir):
     assert sum(x.name.startswith("Conv+BatchNormalization") for x in k.kernels) == 53
     total_macs = sum(x.macs for x in k.kernels)
     assert total_macs == k.costs.totals.macs
+
+
+def test_eager_runtime_launches_one_kernel_per_op():
+    k = fuse_kernels(count_costs(load_graph(parse(CONV_BN_RELU))), fuse=False)
+    assert [x.name for x in k.kernels] == ["Conv", "BatchNormalization", "Relu"]
+    y = 16 * 14 * 14 * 4
+    assert [x.write_bytes for x in k.kernels] == [y, y, y]

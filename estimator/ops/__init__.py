@@ -24,8 +24,5 @@ RULE_MODULES = (
     "contrib",
 )
 
-import importlib.util  # TEMPORARY while rule modules are being written: skip the ones not there yet
-
 for _name in RULE_MODULES:
-    if importlib.util.find_spec(f"{__name__}.{_name}") is not None:
-        importlib.import_module(f"{__name__}.{_name}")
+    importlib.import_module(f"{__name__}.{_name}")
