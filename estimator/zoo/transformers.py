@@ -1,0 +1,188 @@
+"""Torch-free ONNX graphs of transformer encoders (BERT-like) and decoder-only LLMs (GPT-2-like).
+
+Weights are initializers whose data lives in an *absent* external file (``data_location = EXTERNAL``), so a
+graph of billions of parameters is a few hundred kB and the estimator never needs the weights. Every op is
+from the ONNX default domain (opset 17): MatMul, Add, LayerNormalization, Softmax, Gelu written with Erf,
+Reshape/Transpose for heads. Dimensions may be static or symbolic (``batch``, ``seq``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+import onnx.helper as oh
+import onnx.numpy_helper
+
+_F = onnx.TensorProto.FLOAT
+
+
+class _Builder:
+    """Accumulates nodes and initializers with unique names."""
+
+    def __init__(self, weight_file: str) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self.weight_file = weight_file
+        self._offset = 0
+        self._n = 0
+
+    def name(self, stem: str) -> str:
+        self._n += 1
+        return f"{stem}_{self._n}"
+
+    def weight(self, stem: str, dims: list[int]) -> str:
+        """A float32 initializer whose data sits in the (absent) external weight file."""
+        name = self.name(stem)
+        t = onnx.TensorProto(name=name, data_type=_F, dims=dims)
+        t.data_location = onnx.TensorProto.EXTERNAL
+        length = math.prod(dims) * 4
+        for key, value in (
+            ("location", self.weight_file),
+            ("offset", str(self._offset)),
+            ("length", str(length)),
+        ):
+            t.external_data.add(key=key, value=value)
+        self._offset += length
+        self.inits.append(t)
+        return name
+
+    def const(self, stem: str, value: np.ndarray) -> str:
+        name = self.name(stem)
+        self.inits.append(onnx.numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], **attrs) -> str:
+        out = self.name(op_type.lower())
+        self.nodes.append(oh.make_node(op_type, inputs, [out], name=out, **attrs))
+        return out
+
+    def linear(self, x: str, d_in: int, d_out: int, stem: str) -> str:
+        y = self.op("MatMul", [x, self.weight(f"{stem}.weight", [d_in, d_out])])
+        return self.op("Add", [y, self.weight(f"{stem}.bias", [d_out])])
+
+    def layer_norm(self, x: str, hidden: int, stem: str) -> str:
+        return self.op(
+            "LayerNormalization",
+            [x, self.weight(f"{stem}.gamma", [hidden]), self.weight(f"{stem}.beta", [hidden])],
+            axis=-1,
+            epsilon=1e-5,
+        )
+
+    def gelu(self, x: str) -> str:
+        """0.5 * x * (1 + erf(x / sqrt(2))), as PyTorch exports nn.GELU at opset < 20."""
+        scaled = self.op("Div", [x, self.const("sqrt2", np.array(math.sqrt(2.0), np.float32))])
+        e = self.op("Erf", [scaled])
+        one = self.op("Add", [e, self.const("one", np.array(1.0, np.float32))])
+        xm = self.op("Mul", [x, one])
+        return self.op("Mul", [xm, self.const("half", np.array(0.5, np.float32))])
+
+    def attention(self, x: str, hidden: int, heads: int, stem: str, causal_mask: str | None) -> str:
+        d = hidden // heads
+        split = self.const("heads_shape", np.array([0, 0, heads, d], np.int64))
+        merged = self.const("merged_shape", np.array([0, 0, hidden], np.int64))
+        q = self.op(
+            "Transpose",
+            [self.op("Reshape", [self.linear(x, hidden, hidden, f"{stem}.q"), split])],
+            perm=[0, 2, 1, 3],
+        )
+        k = self.op(
+            "Transpose",
+            [self.op("Reshape", [self.linear(x, hidden, hidden, f"{stem}.k"), split])],
+            perm=[0, 2, 3, 1],
+        )
+        v = self.op(
+            "Transpose",
+            [self.op("Reshape", [self.linear(x, hidden, hidden, f"{stem}.v"), split])],
+            perm=[0, 2, 1, 3],
+        )
+        scores = self.op("MatMul", [q, k])
+        scores = self.op("Div", [scores, self.const("scale", np.array(math.sqrt(d), np.float32))])
+        if causal_mask is not None:
+            scores = self.op("Add", [scores, causal_mask])
+        probs = self.op("Softmax", [scores], axis=-1)
+        ctx = self.op("MatMul", [probs, v])
+        ctx = self.op("Reshape", [self.op("Transpose", [ctx], perm=[0, 2, 1, 3]), merged])
+        return self.linear(ctx, hidden, hidden, f"{stem}.o")
+
+    def model(self, inputs, outputs, name: str) -> onnx.ModelProto:
+        graph = oh.make_graph(self.nodes, name, inputs, outputs, self.inits)
+        return oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)], producer_name="estimator.zoo")
+
+
+def bert_encoder(
+    layers: int = 12,
+    hidden: int = 768,
+    heads: int = 12,
+    ffn: int = 3072,
+    vocab: int = 30522,
+    max_positions: int = 512,
+    batch: int | str = "batch",
+    seq: int | str = "seq",
+) -> onnx.ModelProto:
+    """A BERT-style post-LayerNorm encoder (embeddings + ``layers`` blocks), input ``input_ids[batch, seq]``.
+
+    Defaults are BERT-base; BERT-large is ``layers=24, hidden=1024, heads=16, ffn=4096``. Integer ``batch``/
+    ``seq`` give static dimensions, strings symbolic ones.
+    """
+    b = _Builder("bert_weights.bin")
+    ids = "input_ids"
+    word = b.op("Gather", [b.weight("word_embeddings", [vocab, hidden]), ids])
+    pos_ids = b.op(
+        "Range",
+        [
+            b.const("zero", np.array(0, np.int64)),
+            b.op("Gather", [b.op("Shape", [ids]), b.const("one_i", np.array(1, np.int64))]),
+            b.const("step", np.array(1, np.int64)),
+        ],
+    )
+    pos = b.op("Gather", [b.weight("position_embeddings", [max_positions, hidden]), pos_ids])
+    x = b.layer_norm(b.op("Add", [word, pos]), hidden, "embeddings.ln")
+    for i in range(layers):
+        att = b.attention(x, hidden, heads, f"layer{i}.attention", None)
+        x = b.layer_norm(b.op("Add", [x, att]), hidden, f"layer{i}.ln1")
+        f = b.linear(b.gelu(b.linear(x, hidden, ffn, f"layer{i}.ffn1")), ffn, hidden, f"layer{i}.ffn2")
+        x = b.layer_norm(b.op("Add", [x, f]), hidden, f"layer{i}.ln2")
+    out = b.op("Identity", [x])
+    return b.model(
+        [oh.make_tensor_value_info(ids, onnx.TensorProto.INT64, [batch, seq])],
+        [oh.make_tensor_value_info(out, _F, [batch, seq, hidden])],
+        f"bert_{layers}x{hidden}",
+    )
+
+
+def gpt2_decoder(
+    layers: int = 12,
+    hidden: int = 768,
+    heads: int = 12,
+    vocab: int = 50257,
+    max_positions: int = 1024,
+    batch: int | str = "batch",
+    seq: int = 128,
+) -> onnx.ModelProto:
+    """A GPT-2-style pre-LayerNorm decoder-only LM with a tied LM head, input ``input_ids[batch, seq]``.
+
+    Defaults are GPT-2 small (124M parameters); GPT-2 XL is ``layers=48, hidden=1600, heads=25``.
+    The causal mask is a constant ``[seq, seq]`` additive mask, so ``seq`` is static.
+    """
+    b = _Builder("gpt2_weights.bin")
+    ids = "input_ids"
+    table = b.weight("wte", [vocab, hidden])
+    word = b.op("Gather", [table, ids])
+    pos = b.op("Gather", [b.weight("wpe", [max_positions, hidden]), b.const("positions", np.arange(seq))])
+    mask = b.const("causal_mask", np.triu(np.full((seq, seq), -1e9, np.float32), k=1))
+    x = b.op("Add", [word, pos])
+    for i in range(layers):
+        x = b.op(
+            "Add", [x, b.attention(b.layer_norm(x, hidden, f"h{i}.ln1"), hidden, heads, f"h{i}.attn", mask)]
+        )
+        h = b.gelu(b.linear(b.layer_norm(x, hidden, f"h{i}.ln2"), hidden, 4 * hidden, f"h{i}.fc"))
+        x = b.op("Add", [x, b.linear(h, 4 * hidden, hidden, f"h{i}.proj")])
+    x = b.layer_norm(x, hidden, "ln_f")
+    logits = b.op("MatMul", [x, b.op("Transpose", [table], perm=[1, 0])])
+    return b.model(
+        [oh.make_tensor_value_info(ids, onnx.TensorProto.INT64, [batch, seq])],
+        [oh.make_tensor_value_info(logits, _F, [batch, seq, vocab])],
+        f"gpt2_{layers}x{hidden}",
+    )
