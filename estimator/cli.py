@@ -24,6 +24,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
 @app.callback()
 def _root() -> None:
     """Joules per inference of an ONNX network on a given hardware, estimated without the hardware.
@@ -72,7 +73,9 @@ def parse_shapes(values: list[str] | None) -> dict[str, tuple[int, ...]]:
     for value in values or []:
         name, sep, dims = value.rpartition("=")
         try:
-            parsed = tuple(int(d) for d in dims.lower().replace(",", "x").split("x")) if sep and name else None
+            parsed = (
+                tuple(int(d) for d in dims.lower().replace(",", "x").split("x")) if sep and name else None
+            )
         except ValueError:
             parsed = None
         if not parsed:
@@ -97,7 +100,9 @@ def layers(
     model: ModelArg,
     batch: BatchOpt = None,
     shape: ShapeOpt = None,
-    by: Annotated[By, typer.Option("--by", help="One row per node, per fused kernel, or per op type.")] = By.node,
+    by: Annotated[
+        By, typer.Option("--by", help="One row per node, per fused kernel, or per op type.")
+    ] = By.node,
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
     strict: Annotated[bool, typer.Option("--strict", help="Fail when any node cannot be costed.")] = False,
 ) -> None:
@@ -150,6 +155,185 @@ def layers(
         missing = ", ".join(f"{op} x{c}" for op, c in sorted(costs.not_costed.items()))
         note = f"NOT COSTED (totals exclude them): {missing}"
     typer.echo(render_table(rows, readable, note))
+
+
+class DType(str, Enum):
+    """Element type to run float kernels in."""
+
+    fp32 = "fp32"
+    fp16 = "fp16"
+    bf16 = "bf16"
+    int8 = "int8"
+
+
+@app.command()
+@_clean_errors
+def energy(
+    model: ModelArg,
+    hw: Annotated[str, typer.Option("--hw", help="Hardware profile name or path of a profile .toml file.")],
+    batch: BatchOpt = None,
+    shape: ShapeOpt = None,
+    dtype: Annotated[DType | None, typer.Option("--dtype", help="Run float kernels in this type.")] = None,
+    runtime: Annotated[
+        str | None, typer.Option("--runtime", help="Runtime (default: the profile's).", show_default=False)
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="CPU threads (default: the runtime's).")
+    ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Emit the estimator.estimate/1 JSON schema.")
+    ] = False,
+    layers_n: Annotated[int, typer.Option("--layers", help="How many top layers by energy to list.")] = 10,
+    strict: Annotated[bool, typer.Option("--strict", help="Fail when any node cannot be costed.")] = False,
+) -> None:
+    """Joules per inference of MODEL on a hardware profile (also: `estimate MODEL --hw NAME`)."""
+    from estimator.api import Estimator
+    from estimator.report_format import render_json, si
+
+    if threads is not None and threads < 1:
+        raise InvalidDimensionError(f"--threads must be a positive integer, got {threads}")
+    est = Estimator(hw, runtime=runtime)
+    result = est.estimate(
+        model,
+        batch=batch,
+        shapes=parse_shapes(shape),
+        dtype=dtype.value if dtype else None,
+        threads=threads,
+        strict=strict,
+    )
+    if json_out:
+        typer.echo(render_json(result.to_json(top=layers_n) | {"model": str(model)}))
+        return
+    lo, hi = result.interval
+    lines = [
+        f"model      {model}  (batch {result.batch}, {result.dtype})",
+        f"hardware   {est.profile.display_name} [{result.hardware}], runtime {result.runtime}",
+        f"boundary   {result.boundary}",
+        f"method     {result.method}" + ("" if result.calibrated else "  - not calibrated on measurements"),
+        "",
+        f"energy     {si(result.joules, 'J')} per inference, {si(result.joules_per_sample, 'J')} per sample",
+        f"interval   {si(lo, 'J')} .. {si(hi, 'J')} ({result.interval_level:.0%}; {result.interval_basis})",
+        f"latency    {si(result.seconds, 's')}",
+        f"power      {result.avg_power_w:.1f} W average"
+        + (" (TDP-limited)" if result.prior.throttled else ""),
+        f"work       {si(result.costs.totals.macs)}MACs, {si(result.costs.totals.params)} parameters",
+        "baselines  " + ", ".join(f"{k} {si(v, 'J')}" for k, v in result.baselines.items()),
+    ]
+    if result.not_costed:
+        missing = ", ".join(f"{op} x{c}" for op, c in sorted(result.not_costed.items()))
+        lines.append(f"WARNING    not costed, so the energy is a lower bound: {missing}")
+    if layers_n > 0:
+        lines += ["", f"top {min(layers_n, len(result.layers))} kernels by energy:"]
+        lines.append(f"  {'share':>6}  {'energy':>8}  {'time':>8}  {'bound':<8} {'level':<5} kernel")
+        for layer in result.layers[:layers_n]:
+            share = layer.joules / result.prior.joules if result.prior.joules else 0.0
+            lines.append(
+                f"  {share:6.1%}  {si(layer.joules, 'J'):>8}  {si(layer.seconds, 's'):>8}  {layer.bound:<8} "
+                f"{layer.level:<5} {layer.name} ({', '.join(layer.nodes[:3])}{', ...' if len(layer.nodes) > 3 else ''})"
+            )
+    typer.echo("\n".join(lines))
+
+
+hardware_app = typer.Typer(help="Hardware profiles: list and show.", no_args_is_help=True)
+app.add_typer(hardware_app, name="hardware")
+
+
+@hardware_app.command("list")
+@_clean_errors
+def hardware_list() -> None:
+    """List the shipped hardware profiles."""
+    from estimator.hardware import list_profiles, load_profile
+
+    for name in list_profiles():
+        p = load_profile(name)
+        typer.echo(f"{name:16s} {p.kind:4s} {p.display_name:44s} {p.measurement_boundary}")
+
+
+@hardware_app.command("show")
+@_clean_errors
+def hardware_show(name: Annotated[str, typer.Argument(help="Profile name or path.")]) -> None:
+    """Show one profile: every value with its source and confidence."""
+    from estimator.hardware import load_profile
+
+    p = load_profile(name)
+    typer.echo(f"{p.name}: {p.display_name} ({p.kind}, {p.architecture})")
+    typer.echo(
+        f"boundary {p.measurement_boundary}; default runtime {p.default_runtime}; file {p.source_path}"
+    )
+    for key, c in sorted(p.sources().items()):
+        typer.echo(f"  {key:42s} {c.value:<12.4g} {c.confidence:9s} [{c.source_id}] {c.note}")
+
+
+data_app = typer.Typer(help="Measurement tables: import shared datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("import")
+@_clean_errors
+def data_import(
+    source: Annotated[str, typer.Argument(help="hwnasbench360 | getzner | mlperf_power | mlenergy")],
+    path: Annotated[Path, typer.Argument(help="The raw dataset file or folder.")],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Table to write (.csv or .csv.gz).")
+    ] = None,
+) -> None:
+    """Turn a raw measured-energy dataset into a table of the project's measurement schema."""
+    from estimator.importers import TABLE_KINDS, import_source
+    from estimator.measurements import write_measurements
+
+    frame = import_source(source, path)
+    out = output or Path("data") / f"{source}.csv.gz"
+    write_measurements(frame, out, table=TABLE_KINDS[source])
+    for key, value in frame.attrs.get("import_log", {}).items():
+        typer.echo(f"  {key}: {value}")
+    typer.echo(f"wrote {len(frame)} rows to {out}")
+
+
+@app.command()
+@_clean_errors
+def measure(
+    model: ModelArg,
+    device: Annotated[
+        str, typer.Option("--device", help="cpu (RAPL counter) or cuda[:N] (NVML counter).")
+    ] = "cpu",
+    batch: Annotated[str, typer.Option("--batch", help="Batch sizes, e.g. 1 or 1,8,32.")] = "1",
+    dtype: Annotated[
+        str | None, typer.Option("--dtype", help="Precision label (default: the weights').")
+    ] = None,
+    runtime: Annotated[str, typer.Option("--runtime", help="Runtime that runs the model.")] = "onnxruntime",
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Measurement table to append to.")
+    ] = None,
+    hardware: Annotated[str | None, typer.Option("--hardware", help="Profile name for the rows.")] = None,
+    repeats: Annotated[int, typer.Option("--repeats", help="Measured windows per batch (>= 3).")] = 3,
+    window_s: Annotated[float, typer.Option("--window-s", help="Least window length, s (>= 1).")] = 1.0,
+    idle_subtracted: Annotated[
+        bool, typer.Option("--idle-subtracted", help="Report energy above idle power.")
+    ] = False,
+) -> None:
+    """Measure the energy of MODEL with the device's energy counter (never sampled power)."""
+    from estimator.measure import measure_command
+
+    rows = measure_command(
+        model,
+        device=device,
+        batch=batch,
+        dtype=dtype,
+        runtime=runtime,
+        output=output,
+        hardware=hardware,
+        repeats=repeats,
+        window_s=window_s,
+        idle_subtracted=idle_subtracted,
+        progress=lambda line: typer.echo(line, err=True),
+    )
+    for row in rows:
+        typer.echo(
+            f"batch {row['batch']}: {row['joules_per_inference']:.6g} J/inference, "
+            f"{row['latency_s'] * 1e3:.4g} ms, spread {row['spread_rel']:.2%} over {row['repeats']} repeats"
+        )
+    if output is not None:
+        typer.echo(f"appended {len(rows)} rows to {output}")
 
 
 def run(argv: list[str]) -> int:

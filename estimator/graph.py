@@ -841,6 +841,7 @@ def _freeze(
             )
         )
 
+    _check_reshapes(nodes, tensors)
     for info in tensors.values():
         if info.shape is not None and info.numel is not None and info.numel > MAX_TENSOR_ELEMENTS:
             raise InvalidDimensionError(
@@ -864,6 +865,21 @@ def _freeze(
         symbolic_bindings=dict(symbols),
         ir_version=ir_version,
     )
+
+
+def _check_reshapes(nodes: Sequence[Node], tensors: Mapping[str, TensorInfo]) -> None:
+    """A Reshape must keep the element count; when it does not, a shape was baked in at export."""
+    for node in nodes:
+        if node.op_type != "Reshape" or not node.inputs or not node.outputs:
+            continue
+        src, dst = tensors.get(node.inputs[0]), tensors.get(node.outputs[0])
+        if src is None or dst is None or src.numel is None or dst.numel is None or src.numel == dst.numel:
+            continue
+        raise InvalidDimensionError(
+            f"Reshape '{node.name}' turns {_fmt_dims(src.shape or ())} into {_fmt_dims(dst.shape or ())}: the "
+            f"model has a fixed shape baked in (often batch 1); use its exported shape or re-export it with "
+            f"dynamic axes"
+        )
 
 
 def _derived_from(

@@ -31,7 +31,9 @@ def si(value: float, unit: str = "") -> str:
     for factor, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(value) >= factor:
             return f"{value / factor:.3g}{prefix}{unit}"
-    return f"{value:.3g}{unit}" if isinstance(value, float) and not value.is_integer() else f"{int(value)}{unit}"
+    return (
+        f"{value:.3g}{unit}" if isinstance(value, float) and not value.is_integer() else f"{int(value)}{unit}"
+    )
 
 
 def layer_rows(costs: CostReport, kernels: KernelReport | None, by: str) -> list[dict]:
@@ -42,7 +44,9 @@ def layer_rows(costs: CostReport, kernels: KernelReport | None, by: str) -> list
                 "name": n.name,
                 "op": n.qualified_op,
                 "status": n.status,
-                "shape": "x".join(map(str, n.output_shapes[0])) if n.output_shapes and n.output_shapes[0] else "",
+                "shape": "x".join(map(str, n.output_shapes[0]))
+                if n.output_shapes and n.output_shapes[0]
+                else "",
                 **{k: getattr(n, k) for k in _NUMERIC},
             }
             for n in costs.nodes
@@ -69,7 +73,13 @@ def layer_rows(costs: CostReport, kernels: KernelReport | None, by: str) -> list
         for n in costs.nodes:
             row = agg.setdefault(
                 n.qualified_op,
-                {"name": "", "op": n.qualified_op, "status": n.status, "shape": "", **dict.fromkeys(_NUMERIC, 0)},
+                {
+                    "name": "",
+                    "op": n.qualified_op,
+                    "status": n.status,
+                    "shape": "",
+                    **dict.fromkeys(_NUMERIC, 0),
+                },
             )
             row["name"] = str(int(row["name"] or 0) + 1)
             for k in _NUMERIC:

@@ -48,3 +48,44 @@ def test_bad_input_one_line_exit_2(tmp_path, light_dir, capsys, args, fragment):
 
 def test_parse_shapes():
     assert parse_shapes(["x=1x3x224x224", "seq=128"]) == {"x": (1, 3, 224, 224), "seq": (128,)}
+
+
+def test_energy_command_table_and_json(light_dir, capsys):
+    model = str(light_dir / "light_squeezenet.onnx")
+    assert run([model, "--hw", "a100"]) == 0  # shorthand for `estimate energy`
+    out = capsys.readouterr().out
+    assert "per inference" in out and "physics-only" in out and "gpu-board-nvml" in out
+    assert run(["energy", model, "--hw", "rpi5", "--runtime", "tflite", "--json", "--layers", "3"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["schema"] == "estimator.estimate/1"
+    assert payload["joules_per_inference"] > 0 and payload["boundary"] == "soc-core-rail-dynamic"
+    assert payload["calibrated"] is False and len(payload["top_layers"]) == 3
+    assert payload["interval"]["low_joules"] < payload["interval"]["high_joules"]
+    shares = sum(layer["share"] for layer in payload["top_layers"])
+    assert 0 < shares <= 1.0 + 1e-9
+
+
+def test_energy_bad_hardware_and_runtime(light_dir, capsys):
+    model = str(light_dir / "light_squeezenet.onnx")
+    assert run([model, "--hw", "no-such-gpu"]) == 2
+    err = capsys.readouterr().err
+    assert "a100" in err and len(err.strip().splitlines()) == 1
+    assert run([model, "--hw", "a100", "--runtime", "tflite"]) == 2
+    assert "pick a runtime" in capsys.readouterr().err
+
+
+def test_hardware_list_and_show(capsys):
+    assert run(["hardware", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "h100" in out and "rpi5" in out and "xeon-gold-5120" in out
+    assert run(["hardware", "show", "a100"]) == 0
+    assert "dram_bandwidth_bytes_per_s" in capsys.readouterr().out
+
+
+def test_measure_here_is_a_clear_error(light_dir, capsys):
+    # This machine (and CI) has neither a readable energy counter nor, by default, onnxruntime: either way
+    # the answer must be one line and exit code 2, never a made-up number.
+    code = run(["measure", str(light_dir / "light_squeezenet.onnx"), "--device", "cpu"])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("estimate: error:") and len(err.splitlines()) == 1

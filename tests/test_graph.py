@@ -318,3 +318,8 @@ def test_mod_in_shape_arithmetic_is_folded():
         """
     )
     assert load_graph(model).tensor("Y").shape == (3, 20)
+
+
+def test_reshape_with_baked_in_batch_is_rejected(light_dir):
+    with pytest.raises(InvalidDimensionError, match="baked in"):
+        load_graph(light_dir / "light_resnet50.onnx", shapes={"gpu_0/data_0": (8, 3, 224, 224)})

@@ -1,0 +1,285 @@
+"""The library's front door: an :class:`Estimator` keeps a hardware profile (and a trained model, when one
+exists for the profile and runtime) loaded between calls, for use in neural-architecture-search loops.
+
+    est = Estimator("a100")
+    result = est.estimate("model.onnx", batch=8)
+    result.joules, result.joules_per_sample, result.seconds, result.interval
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import onnx
+
+from estimator.costs import CostReport, count_costs
+from estimator.errors import ProfileError
+from estimator.graph import load_graph
+from estimator.hardware import HardwareProfile, load_profile
+from estimator.kernels import KernelReport, fuse_kernels
+from estimator.physics import (
+    DTYPE_CHOICES,
+    PRIOR_NAME,
+    PriorResult,
+    desislavov_joules,
+    energy_prior,
+    runs_on_gpu,
+    tdp_roofline_joules,
+)
+from estimator.runtimes import Runtime, get_runtime
+
+
+@dataclass(frozen=True)
+class LayerEnergy:
+    """Energy of one kernel: its name (fused op types), node names, joules, seconds and what bounds it."""
+
+    kernel: int
+    name: str
+    nodes: tuple[str, ...]
+    joules: float
+    seconds: float
+    bound: str
+    level: str
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Energy of one inference (one forward pass at ``batch``) on a hardware profile.
+
+    Attributes:
+        joules: energy per inference at ``boundary``, J.
+        joules_per_sample: ``joules / batch``, J.
+        seconds: latency of one inference, s.
+        avg_power_w: average power over the inference, W.
+        interval: (low, high) joules of the prediction interval at ``interval_level``.
+        interval_level: nominal coverage of ``interval`` (e.g. 0.9).
+        interval_basis: how the interval was obtained.
+        calibrated: True when a model trained on measurements corrected the prior.
+        method: ``physics-only (energy-roofline v1)`` or the trained model's name.
+        hardware, runtime, boundary, batch, dtype: what the answer is for.
+        prior: the physics prior's full result.
+        baselines: named baseline estimators' joules (Desislavov et al., TDP x roofline time).
+        layers: kernels by energy, largest first.
+        costs: the hardware-free cost report.
+        not_costed: op types the cost engine could not cost (then joules is a lower bound).
+    """
+
+    joules: float
+    joules_per_sample: float
+    seconds: float
+    avg_power_w: float
+    interval: tuple[float, float]
+    interval_level: float
+    interval_basis: str
+    calibrated: bool
+    method: str
+    hardware: str
+    runtime: str
+    boundary: str
+    batch: int
+    dtype: str
+    prior: PriorResult
+    baselines: Mapping[str, float]
+    layers: tuple[LayerEnergy, ...]
+    costs: CostReport = field(repr=False)
+    not_costed: Mapping[str, int] = field(default_factory=dict)
+
+    def to_json(self, top: int = 10) -> dict:
+        """The documented, stable JSON form of the estimate (schema ``estimator.estimate/1``)."""
+        t = self.costs.totals
+        return {
+            "schema": "estimator.estimate/1",
+            "hardware": self.hardware,
+            "runtime": self.runtime,
+            "boundary": self.boundary,
+            "batch": self.batch,
+            "dtype": self.dtype,
+            "method": self.method,
+            "calibrated": self.calibrated,
+            "joules_per_inference": self.joules,
+            "joules_per_sample": self.joules_per_sample,
+            "latency_s": self.seconds,
+            "avg_power_w": self.avg_power_w,
+            "interval": {
+                "level": self.interval_level,
+                "low_joules": self.interval[0],
+                "high_joules": self.interval[1],
+                "basis": self.interval_basis,
+            },
+            "prior": {
+                "name": PRIOR_NAME,
+                "joules": self.prior.joules,
+                "latency_s": self.prior.seconds,
+                "static_joules": self.prior.static_joules,
+                "compute_joules": self.prior.compute_joules,
+                "memory_joules": dict(
+                    zip(self.prior.level_names, map(float, self.prior.memory_joules), strict=True)
+                ),
+                "throttled": self.prior.throttled,
+            },
+            "baselines_joules": dict(self.baselines),
+            "model": {
+                "macs": t.macs,
+                "flops": t.flops,
+                "params": t.params,
+                "param_bytes": t.param_bytes,
+                "nodes": len(self.costs.nodes),
+                "share_of_nodes_costed": self.costs.coverage,
+                "not_costed": dict(self.not_costed),
+            },
+            "top_layers": [
+                {
+                    "kernel": layer.kernel,
+                    "name": layer.name,
+                    "nodes": list(layer.nodes),
+                    "joules": layer.joules,
+                    "share": layer.joules / self.prior.joules if self.prior.joules else 0.0,
+                    "latency_s": layer.seconds,
+                    "bound": layer.bound,
+                    "memory_level": layer.level,
+                }
+                for layer in self.layers[:top]
+            ],
+        }
+
+
+#: Interval of the physics prior alone, from its errors on public measurements (docs/sanity.md).
+_PRIOR_INTERVAL_FILE = "prior_interval.json"
+
+
+def prior_interval() -> dict:
+    """The physics-only interval factors (low, high multipliers and their basis), shipped as package data."""
+    text = resources.files("estimator").joinpath(_PRIOR_INTERVAL_FILE).read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+class Estimator:
+    """Energy estimates for one hardware profile, with its profile (and trained model) kept loaded.
+
+    Args:
+        hw: a profile name (``a100``) or the path of a profile TOML file, or a loaded profile.
+        runtime: runtime name; defaults to the profile's default runtime.
+    """
+
+    def __init__(self, hw: str | os.PathLike[str] | HardwareProfile, runtime: str | None = None) -> None:
+        self.profile: HardwareProfile = hw if isinstance(hw, HardwareProfile) else load_profile(hw)
+        self.runtime: Runtime = get_runtime(runtime or self.profile.default_runtime)
+        if self.runtime.device_kind != ("gpu" if runs_on_gpu(self.profile) else "cpu"):
+            raise ProfileError(
+                f"runtime '{self.runtime.name}' runs on a {self.runtime.device_kind}, but profile "
+                f"'{self.profile.name}' is a {self.profile.kind}; pick a runtime for that device"
+            )
+        self._interval = prior_interval()
+
+    def kernels(
+        self,
+        model: str | os.PathLike[str] | bytes | onnx.ModelProto,
+        *,
+        batch: int | None = None,
+        shapes: Mapping[str, Sequence[int]] | None = None,
+        strict: bool = False,
+    ) -> KernelReport:
+        """Load, cost and fuse ``model`` as this estimator's runtime would run it."""
+        costs = count_costs(load_graph(model, batch=batch, shapes=shapes), strict=strict)
+        return fuse_kernels(costs, fuse=self.runtime.fuses)
+
+    def estimate(
+        self,
+        model: str | os.PathLike[str] | bytes | onnx.ModelProto,
+        *,
+        batch: int | None = None,
+        shapes: Mapping[str, Sequence[int]] | None = None,
+        dtype: str | None = None,
+        threads: int | None = None,
+        strict: bool = False,
+    ) -> Estimate:
+        """Joules, latency and power of one inference of ``model`` (a path, bytes or a ModelProto).
+
+        Args:
+            batch: binds symbolic leading dimensions (the answer is per forward pass at this batch).
+            shapes: input shapes or symbolic dimensions by name.
+            dtype: ``fp32``, ``fp16``, ``bf16`` or ``int8`` (or an element type name) to run float kernels in.
+            threads: CPU threads (defaults to the runtime's).
+            strict: fail when a node cannot be costed.
+        """
+        kernels = self.kernels(model, batch=batch, shapes=shapes, strict=strict)
+        return self.estimate_kernels(kernels, dtype=dtype, threads=threads)
+
+    def estimate_kernels(
+        self, kernels: KernelReport, *, dtype: str | None = None, threads: int | None = None
+    ) -> Estimate:
+        """Estimate from already fused kernels (skips loading; for callers that cost once)."""
+        element = DTYPE_CHOICES.get(dtype, dtype) if dtype else None
+        hw = self.profile
+        prior = energy_prior(kernels, hw, dtype=element, runtime=self.runtime, threads=threads)
+        batch = _batch_of(kernels)
+        low_f, high_f = self._interval["low_factor"], self._interval["high_factor"]
+        layers = _layers(kernels, prior)
+        return Estimate(
+            joules=prior.joules,
+            joules_per_sample=prior.joules / batch,
+            seconds=prior.seconds,
+            avg_power_w=prior.avg_power_w,
+            interval=(prior.joules * low_f, prior.joules * high_f),
+            interval_level=self._interval["level"],
+            interval_basis=self._interval["basis"],
+            calibrated=False,
+            method=f"physics-only ({PRIOR_NAME})",
+            hardware=hw.name,
+            runtime=self.runtime.name,
+            boundary=hw.measurement_boundary,
+            batch=batch,
+            dtype=element or _graph_dtype(kernels),
+            prior=prior,
+            baselines={
+                "desislavov_flops_over_peak_per_watt": desislavov_joules(kernels, hw, element),
+                "tdp_x_roofline_time": tdp_roofline_joules(kernels, hw, dtype=element, runtime=self.runtime),
+            },
+            layers=layers,
+            costs=kernels.costs,
+            not_costed=dict(kernels.costs.not_costed),
+        )
+
+
+def _batch_of(kernels: KernelReport) -> int:
+    graph = kernels.costs.graph
+    for name in graph.inputs:
+        info = graph.tensor(name)
+        if info is not None and info.shape:
+            return int(info.shape[0])
+    return 1
+
+
+def _graph_dtype(kernels: KernelReport) -> str:
+    flops: dict[str, int] = {}
+    for k in kernels.kernels:
+        flops[k.dtype] = flops.get(k.dtype, 0) + k.flops
+    return max(flops, key=flops.get) if flops else "float32"
+
+
+def _layers(kernels: KernelReport, prior: PriorResult) -> tuple[LayerEnergy, ...]:
+    nodes = kernels.costs.nodes
+    out = [
+        LayerEnergy(
+            kernel=k.index,
+            name=k.name,
+            nodes=tuple(nodes[i].name for i in k.nodes if nodes[i].status != "zero-cost"),
+            joules=float(prior.kernel_joules[k.index]),
+            seconds=float(prior.kernel_seconds[k.index]),
+            bound=str(prior.kernel_bound[k.index]),
+            level=prior.level_names[int(prior.placement.kernel_level[k.index])],
+        )
+        for k in kernels.kernels
+        if k.launches
+    ]
+    return tuple(sorted(out, key=lambda layer: -layer.joules))
+
+
+def default_models_dir() -> Path:
+    """Folder of the shipped trained models (``trained_models/`` at the top of the repository)."""
+    return Path(__file__).resolve().parent.parent / "trained_models"

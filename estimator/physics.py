@@ -1,0 +1,292 @@
+"""The energy-roofline prior: joules and seconds per kernel from first principles and a hardware profile.
+
+**Model (named "energy-roofline v1").** For every kernel ``k`` (from :mod:`estimator.kernels`), vectorised:
+
+* ``t_compute = flops / (peak(dtype, path) * achievable_compute_fraction)``, the matrix path for
+  contractions and attention, the vector path otherwise;
+* ``t_memory = bytes_beyond_L1 / (dram_bandwidth * achievable_bandwidth_fraction)`` where the bytes are
+  those served by L2 and beyond (profiles give no cache bandwidths, so cache-served traffic is timed at DRAM
+  bandwidth - a conservative choice that only matters for memory-bound kernels);
+* ``t = max(t_compute, t_memory, launch_overhead)`` (a kernel cannot finish faster than it is dispatched);
+* ``E_dynamic = flops * energy_per_flop(dtype) + sum over levels(bytes served by the level * its energy per byte)``,
+  with the bytes per level from the BUTTER-E style placement in :mod:`estimator.placement`;
+* ``E = P_static * T + sum(E_dynamic)``, ``T = sum(t)`` (kernels of one inference run one after another);
+* **TDP clamp:** if ``E / T`` would exceed TDP the device throttles: ``T`` stretches to
+  ``sum(E_dynamic) / (TDP - P_static)`` and the static energy grows with it.
+
+``P_static`` follows the profile's measurement boundary: the board/package static power for boundaries that
+include idle (``gpu-board-nvml``, ``cpu-package-rapl``, ``wall-system``); for the idle-subtracted
+``soc-core-rail-dynamic`` only ``static_w - idle_w``. On CPUs the part above idle scales with the threads a
+runtime uses (``threads / cores``), and so do the peak FLOP rates; DRAM bandwidth is shared.
+
+No constant is fitted or hidden here: every number comes from the profile (with its citation) or from the
+runtime table (:mod:`estimator.runtimes`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from estimator.dtypes import dtype_bits
+from estimator.hardware import HardwareProfile
+from estimator.kernels import KernelReport
+from estimator.placement import CacheLevel, Placement, peak_live_bytes, place
+from estimator.runtimes import Runtime
+
+#: Name and version of the prior, reported with every estimate.
+PRIOR_NAME = "energy-roofline v1"
+#: Boundaries whose measured energy excludes idle power.
+IDLE_SUBTRACTED_BOUNDARIES = frozenset({"soc-core-rail-dynamic"})
+_FLOAT_DTYPES = frozenset({"float32", "float16", "bfloat16", "float64"})
+_MATRIX_KINDS = frozenset({"contraction", "attention"})
+#: --dtype choices and the element type each means.
+DTYPE_CHOICES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "int8"}
+
+
+@dataclass(frozen=True)
+class PriorResult:
+    """The prior's answer for one inference (one forward pass at the graph's batch).
+
+    Attributes:
+        joules: energy of one inference at the profile's boundary, J.
+        seconds: latency of one inference, s.
+        static_joules: part of ``joules`` from static power, J.
+        compute_joules: part from arithmetic, J.
+        memory_joules: part from data movement, J, per level (``level_names`` order).
+        kernel_joules: per-kernel energy including its share of static energy, J.
+        kernel_seconds: per-kernel time after the TDP clamp, s.
+        kernel_bound: per-kernel limiter: ``compute``, ``memory`` or ``launch``.
+        throttled: whether the TDP clamp stretched the time.
+        placement: where each kernel's bytes were served from.
+        level_names: memory levels, DRAM last.
+        threads: units (SMs or cores) a kernel runs on.
+        boundary: the measurement boundary the joules refer to.
+    """
+
+    joules: float
+    seconds: float
+    static_joules: float
+    compute_joules: float
+    memory_joules: np.ndarray
+    kernel_joules: np.ndarray
+    kernel_seconds: np.ndarray
+    kernel_bound: np.ndarray
+    throttled: bool
+    placement: Placement
+    level_names: tuple[str, ...]
+    threads: int
+    boundary: str
+
+    @property
+    def avg_power_w(self) -> float:
+        """Average power over the inference, W."""
+        return self.joules / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class KernelArrays:
+    """Per-kernel inputs of the prior after a dtype override (bytes and FLOPs, float64 arrays)."""
+
+    flops: np.ndarray
+    weight_bytes: np.ndarray
+    activation_bytes: np.ndarray
+    write_bytes: np.ndarray
+    launches: np.ndarray
+    dtypes: tuple[str, ...]
+    matrix: np.ndarray
+
+
+def kernel_arrays(kernels: KernelReport, dtype: str | None = None) -> KernelArrays:
+    """Per-kernel arrays for the prior; ``dtype`` (e.g. ``float16``) re-types every float kernel.
+
+    Re-typing scales each float kernel's bytes by the ratio of storage bits and runs its arithmetic in
+    ``dtype``; integer kernels are left as they are.
+    """
+    a = kernels.arrays
+    ks = kernels.kernels
+    scale = np.ones(len(ks))
+    dtypes = []
+    for i, k in enumerate(ks):
+        if dtype is not None and k.dtype in _FLOAT_DTYPES and dtype != k.dtype:
+            scale[i] = dtype_bits(dtype) / dtype_bits(k.dtype)
+            dtypes.append(dtype)
+        else:
+            dtypes.append(k.dtype if k.dtype != "undefined" else "float32")
+    return KernelArrays(
+        flops=a["flops"].astype(np.float64),
+        weight_bytes=a["weight_bytes"] * scale,
+        activation_bytes=a["activation_read_bytes"] * scale,
+        write_bytes=a["write_bytes"] * scale,
+        launches=a["launches"].astype(np.float64),
+        dtypes=tuple(dtypes),
+        matrix=np.array([k.kind in _MATRIX_KINDS for k in ks], dtype=bool),
+    )
+
+
+def runs_on_gpu(hw: HardwareProfile) -> bool:
+    """Whether the profile's compute units are GPU SMs (discrete GPUs and GPU SoCs such as Jetson)."""
+    return hw.kind in ("gpu", "soc")
+
+
+def cache_levels(hw: HardwareProfile) -> tuple[CacheLevel, ...]:
+    """The profile's caches as placement levels."""
+    return tuple(CacheLevel(c.level, c.size_bytes, c.scope == "per_unit", c.units) for c in hw.caches)
+
+
+def units_used(hw: HardwareProfile, runtime: Runtime | None, threads: int | None = None) -> int:
+    """Units a kernel runs on: all SMs on a GPU; the runtime's (or given) threads on a CPU."""
+    if runs_on_gpu(hw):
+        return hw.compute_units
+    chosen = threads if threads is not None else (runtime.threads if runtime is not None else None)
+    return hw.compute_units if chosen is None else max(1, min(int(chosen), hw.compute_units))
+
+
+def static_power_w(hw: HardwareProfile, units: int) -> float:
+    """Static power inside the profile's measurement boundary while running on ``units`` units, W."""
+    above_idle = max(hw.static_w - hw.idle_w, 0.0)
+    share = 1.0 if runs_on_gpu(hw) else units / hw.compute_units
+    if hw.measurement_boundary in IDLE_SUBTRACTED_BOUNDARIES:
+        return above_idle * share
+    return hw.idle_w + above_idle * share
+
+
+def peak_live_activation_bytes(kernels: KernelReport) -> int:
+    """Largest total of run-time tensor bytes alive at once, over the kernels' launch order."""
+    report = kernels.costs
+    graph = report.graph
+    kernel_of = kernels.kernel_of_node
+    steps = max(len(kernels.kernels), 1)
+    last_use: dict[str, int] = {}
+    for n, gn in zip(report.nodes, graph.nodes, strict=True):
+        if n.status == "folded":
+            continue
+        for name in gn.inputs:
+            if name and not graph.is_constant(name):
+                last_use[name] = max(last_use.get(name, 0), kernel_of.get(n.index, 0))
+    sizes, born, dies = [], [], []
+    for name in graph.inputs:
+        info = graph.tensor(name)
+        if info is not None and info.nbytes:
+            sizes.append(info.nbytes)
+            born.append(0)
+            dies.append(last_use.get(name, 0))
+    outputs = set(graph.outputs)
+    for n in report.nodes:
+        if n.status != "costed":
+            continue
+        for tensor, nbytes in n.writes:
+            sizes.append(nbytes)
+            start = kernel_of.get(n.index, 0)
+            born.append(start)
+            dies.append(steps - 1 if tensor in outputs else max(last_use.get(tensor, start), start))
+    return peak_live_bytes(sizes, born, dies, steps)
+
+
+def energy_prior(
+    kernels: KernelReport,
+    hw: HardwareProfile,
+    *,
+    dtype: str | None = None,
+    runtime: Runtime | None = None,
+    threads: int | None = None,
+) -> PriorResult:
+    """Joules and seconds of one inference by the energy-roofline prior (see the module docstring).
+
+    Args:
+        kernels: fused kernels of the graph.
+        hw: the hardware profile.
+        dtype: element type to run float kernels in (``float32``, ``float16``, ``bfloat16``, ``int8``);
+            None keeps the graph's types.
+        runtime: the runtime (fixes CPU threads); None means the profile's whole device.
+        threads: CPU threads, overriding the runtime's.
+    """
+    ka = kernel_arrays(kernels, dtype)
+    units = units_used(hw, runtime, threads)
+    share = 1.0 if runs_on_gpu(hw) else units / hw.compute_units
+    levels = cache_levels(hw)
+    placement = place(
+        levels,
+        ka.weight_bytes,
+        ka.activation_bytes,
+        ka.write_bytes,
+        model_weight_bytes=float(ka.weight_bytes.sum()),
+        peak_live_activation_bytes=float(peak_live_activation_bytes(kernels)),
+        units_used=units,
+    )
+    n = len(ka.flops)
+    peak = np.empty(n)
+    e_flop = np.empty(n)
+    for dt in set(ka.dtypes):
+        idx = np.array([d == dt for d in ka.dtypes])
+        for on_matrix in (True, False):
+            sel = idx & (ka.matrix == on_matrix)
+            if sel.any():
+                peak[sel] = hw.peak_flops_per_s(dt, matrix=on_matrix) * share
+        e_flop[idx] = hw.energy_per_flop_j(dt)
+
+    t_compute = ka.flops / (peak * hw.achievable_compute_fraction)
+    beyond_l1 = (
+        placement.bytes_by_level[:, 1:].sum(axis=1) if levels else placement.bytes_by_level.sum(axis=1)
+    )
+    t_memory = beyond_l1 / (hw.dram_bandwidth_bytes_per_s * hw.achievable_bandwidth_fraction)
+    t_launch = ka.launches * hw.launch_overhead_s
+    stacked = np.stack([t_compute, t_memory, t_launch])
+    t = stacked.max(axis=0)
+    bound = np.array(["compute", "memory", "launch"])[stacked.argmax(axis=0)]
+
+    level_energy = np.array([c.energy_per_byte_j for c in hw.caches] + [hw.dram_energy_per_byte_j])
+    memory_j = placement.bytes_by_level * level_energy  # [kernels, levels]
+    compute_j = ka.flops * e_flop
+    dynamic = compute_j + memory_j.sum(axis=1)
+
+    p_static = static_power_w(hw, units)
+    total_t = float(t.sum())
+    total_dynamic = float(dynamic.sum())
+    throttled = False
+    if total_t > 0 and p_static < hw.tdp_w and (p_static * total_t + total_dynamic) / total_t > hw.tdp_w:
+        stretched = total_dynamic / (hw.tdp_w - p_static)
+        t = t * (stretched / total_t)
+        total_t = stretched
+        throttled = True
+    kernel_j = dynamic + p_static * t
+    return PriorResult(
+        joules=float(kernel_j.sum()),
+        seconds=total_t,
+        static_joules=p_static * total_t,
+        compute_joules=float(compute_j.sum()),
+        memory_joules=memory_j.sum(axis=0),
+        kernel_joules=kernel_j,
+        kernel_seconds=t,
+        kernel_bound=bound,
+        throttled=throttled,
+        placement=placement,
+        level_names=placement.level_names,
+        threads=units,
+        boundary=hw.measurement_boundary,
+    )
+
+
+def desislavov_joules(kernels: KernelReport, hw: HardwareProfile, dtype: str | None = None) -> float:
+    """Baseline of Desislavov et al.: FLOPs / (peak FLOP/s per watt) = FLOPs * TDP / peak (matrix path), J."""
+    ka = kernel_arrays(kernels, dtype)
+    dt = dtype or _dominant_dtype(ka)
+    return float(ka.flops.sum() * hw.tdp_w / hw.peak_flops_per_s(dt, matrix=True))
+
+
+def tdp_roofline_joules(
+    kernels: KernelReport, hw: HardwareProfile, *, dtype: str | None = None, runtime: Runtime | None = None
+) -> float:
+    """Baseline: TDP x roofline time (the prior's unclamped time at full TDP), J."""
+    prior = energy_prior(kernels, hw, dtype=dtype, runtime=runtime)
+    return float(hw.tdp_w * prior.kernel_seconds.sum())
+
+
+def _dominant_dtype(ka: KernelArrays) -> str:
+    if not ka.dtypes:
+        return "float32"
+    weights: dict[str, float] = {}
+    for d, f in zip(ka.dtypes, ka.flops, strict=True):
+        weights[d] = weights.get(d, 0.0) + f
+    return max(weights, key=weights.get)
