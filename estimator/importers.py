@@ -449,6 +449,8 @@ def import_getzner(path: Path) -> pd.DataFrame:
     agg["spread"] = (energy.max() - energy.min()) / energy.median()
     agg["latency"] = blocks["latency"].mean()
     agg["measured_at"] = first_rows["timestamp"].str.slice(0, 10)
+    # codecarbon's cpu_count: under Slurm, the CPUs the job was given, which bounds PyTorch's threads.
+    agg["threads"] = first_rows["cpu_count"] if "cpu_count" in first_rows else pd.NA
     unknown = ~agg["module"].isin([*GETZNER_MODULES, "AlexNet", "VGG"])
     log["dropped: unknown module"] = int(unknown.sum())
     agg = agg[~unknown]
@@ -510,6 +512,7 @@ def import_getzner(path: Path) -> pd.DataFrame:
             "idle_subtracted": False,
             "repeats": 3,
             "spread_rel": _round(agg["spread"], 3),
+            "threads": agg["threads"].astype("Int64"),
             "source": "getzner",
             "citation": GETZNER_CITATION,
             "measured_at": agg["measured_at"],
