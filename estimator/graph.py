@@ -184,6 +184,8 @@ _NEVER_FOLDED = frozenset(
 _SMALL_CONSTANT_ELEMENTS = 4096
 #: Initializers at most this large stay initializers for ONNX's data propagation; larger ones become typed inputs.
 _INFERENCE_INITIALIZER_ELEMENTS = 4096
+#: Element types of 1-D tensors that may hold shapes (kept at their known length for data propagation).
+_SHAPE_DTYPES = frozenset({onnx.TensorProto.INT64, onnx.TensorProto.INT32})
 #: Domains that ONNX's own shape inference knows.
 _ONNX_KNOWN_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview.training"})
 
@@ -281,8 +283,10 @@ def _build(model: onnx.ModelProto, *, batch: int | None, shapes: dict[str, Seque
     # The project's own propagation where ONNX's falls short: fold small shape arithmetic, shape contrib ops,
     # then let ONNX's inference continue from what was learned (a few rounds at most).
     ordered = [graph.node[i] for i in order]
+    attributes = {i: _decode_attributes(graph.node[i]) for i in order}
+    ordered_attrs = [attributes[i] for i in order]
     for _ in range(4):
-        learned = _propagate(ordered, types, constants)
+        learned = _propagate(ordered, ordered_attrs, types, constants)
         if not learned or all(
             types.get(o, (None, ""))[0] is not None for n in ordered for o in n.output if o
         ):
@@ -304,6 +308,7 @@ def _build(model: onnx.ModelProto, *, batch: int | None, shapes: dict[str, Seque
         outer_roots={},
         symbols=symbols,
         ir_version=model.ir_version,
+        attributes=attributes,
     )
 
 
@@ -503,7 +508,12 @@ def _light_model(
             g.initializer.append(t)
             known_constants.pop(t.name, None)
         else:
-            g.input.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, [int(d) for d in t.dims]))
+            dims: list[int | str] = [int(d) for d in t.dims]
+            if len(dims) == 1 and t.data_type not in _SHAPE_DTYPES:
+                # ONNX's data propagation keeps ~70 B per element of a 1-D input of known length (a 65B LLM's
+                # biases: ~400 MB). Its length is restored from the initializer after inference.
+                dims = [f"__len_{t.name}"]
+            g.input.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, dims))
     for st in src.sparse_initializer:
         g.sparse_initializer.append(st)
     for name, value in known_constants.items():
@@ -569,18 +579,23 @@ def _collect_types(graph: onnx.GraphProto) -> dict[str, tuple[tuple[int, ...] | 
 Types = dict[str, tuple[tuple[int, ...] | None, str]]
 
 
-def _propagate(nodes: Sequence[onnx.NodeProto], types: Types, constants: dict[str, np.ndarray]) -> bool:
+def _propagate(
+    nodes: Sequence[onnx.NodeProto],
+    node_attrs: Sequence[dict[str, Any]],
+    types: Types,
+    constants: dict[str, np.ndarray],
+) -> bool:
     """One pass in topological order; returns whether any new shape or constant value was learned."""
     from estimator.contrib_shapes import infer_contrib_outputs
 
     learned = False
-    for node in nodes:
+    for node, attrs in zip(nodes, node_attrs, strict=True):
         outputs = [o for o in node.output if o]
         if not outputs:
             continue
         domain = _canonical(node.domain)
         if domain == ONNX_DOMAIN and node.op_type in _FOLDERS and any(o not in constants for o in outputs):
-            values = _fold(node, types, constants)
+            values = _fold(node, attrs, types, constants)
             if values is not None:
                 for name, value in zip(node.output, values, strict=False):
                     if not name or value.size > _SMALL_CONSTANT_ELEMENTS:
@@ -591,7 +606,6 @@ def _propagate(nodes: Sequence[onnx.NodeProto], types: Types, constants: dict[st
                         types[name] = (tuple(int(d) for d in value.shape), _np_dtype_name(value.dtype))
         if all(types.get(o, (None, ""))[0] is not None for o in outputs):
             continue
-        attrs = _decode_attributes(node)
         in_shapes = [types.get(i, (None, ""))[0] if i else None for i in node.input]
         in_dtypes = [types.get(i, (None, "undefined"))[1] if i else "undefined" for i in node.input]
         in_values = [constants.get(i) if i else None for i in node.input]
@@ -612,10 +626,11 @@ def _np_dtype_name(dtype: np.dtype) -> str:
     return "bool" if name == "bool_" else name
 
 
-def _fold(node: onnx.NodeProto, types: Types, constants: Mapping[str, np.ndarray]) -> list[np.ndarray] | None:
+def _fold(
+    node: onnx.NodeProto, attrs: Mapping[str, Any], types: Types, constants: Mapping[str, np.ndarray]
+) -> list[np.ndarray] | None:
     """Evaluate a shape-arithmetic node with numpy when its inputs are known; None when it cannot."""
     op = node.op_type
-    attrs = _decode_attributes(node)
     if op == "Shape":
         shape = types.get(node.input[0], (None, ""))[0]
         if shape is None:
@@ -638,6 +653,8 @@ def _fold(node: onnx.NodeProto, types: Types, constants: Mapping[str, np.ndarray
     required = [a for i, a in zip(node.input, args, strict=True) if i]
     if any(a is None for a in required):
         return None
+    if op == "ConstantOfShape" and math.prod(int(d) for d in args[0].reshape(-1)) > _SMALL_CONSTANT_ELEMENTS:
+        return None  # a weight fill: its shape is known from its input, its value is not needed
     try:
         return _FOLDERS[op](args, attrs)
     except Exception:  # a fold that fails simply teaches nothing; ONNX inference and cost rules decide later
@@ -785,6 +802,7 @@ def _freeze(
     symbols: Mapping[str, int],
     ir_version: int,
     outer_tensors: Mapping[str, TensorInfo] | None = None,
+    attributes: Mapping[int, dict[str, Any]] | None = None,
 ) -> Graph:
     roots: dict[str, str] = dict(outer_roots)
     roots.update({name: name for name in initializer_names})
@@ -797,7 +815,7 @@ def _freeze(
 
     for position, i in enumerate(order):
         proto = graph.node[i]
-        attrs = _decode_attributes(proto)
+        attrs = attributes[i] if attributes is not None else _decode_attributes(proto)
         name = proto.name if proto.name and proto.name not in used_names else f"{proto.op_type}_{i}"
         used_names.add(name)
         inputs = tuple(proto.input)
@@ -919,7 +937,8 @@ def _freeze_subgraph(
     for t in g.initializer:
         if _numel(t.dims) <= _SMALL_CONSTANT_ELEMENTS and not _is_external(t):
             constants[t.name] = onnx.numpy_helper.to_array(t)
-    _propagate([g.node[i] for i in order], types, constants)
+    attributes = {i: _decode_attributes(g.node[i]) for i in order}
+    _propagate([g.node[i] for i in order], [attributes[i] for i in order], types, constants)
     return _freeze(
         g,
         order,
@@ -932,4 +951,5 @@ def _freeze_subgraph(
         symbols=symbols,
         ir_version=0,
         outer_tensors=outer_tensors,
+        attributes=attributes,
     )
