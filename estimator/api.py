@@ -9,16 +9,19 @@ exists for the profile and runtime) loaded between calls, for use in neural-arch
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import onnx
 
 from estimator.costs import CostReport, count_costs
 from estimator.errors import ProfileError
+from estimator.features import FEATURE_NAMES, build_features
 from estimator.graph import load_graph
 from estimator.hardware import HardwareProfile, load_profile
 from estimator.kernels import KernelReport, fuse_kernels
@@ -31,6 +34,7 @@ from estimator.physics import (
     runs_on_gpu,
     tdp_roofline_joules,
 )
+from estimator.regressor import TrainedModel, default_models_dir, load_model
 from estimator.runtimes import Runtime, get_runtime
 
 
@@ -164,9 +168,18 @@ class Estimator:
     Args:
         hw: a profile name (``a100``) or the path of a profile TOML file, or a loaded profile.
         runtime: runtime name; defaults to the profile's default runtime.
+        models_dir: folder of trained models (default: ``$ESTIMATOR_MODELS_DIR`` or ``trained_models/``).
+        calibrated: use a trained model when one exists for the profile and runtime (True) or the prior only.
     """
 
-    def __init__(self, hw: str | os.PathLike[str] | HardwareProfile, runtime: str | None = None) -> None:
+    def __init__(
+        self,
+        hw: str | os.PathLike[str] | HardwareProfile,
+        runtime: str | None = None,
+        *,
+        models_dir: str | os.PathLike[str] | None = None,
+        calibrated: bool = True,
+    ) -> None:
         self.profile: HardwareProfile = hw if isinstance(hw, HardwareProfile) else load_profile(hw)
         self.runtime: Runtime = get_runtime(runtime or self.profile.default_runtime)
         if self.runtime.device_kind != ("gpu" if runs_on_gpu(self.profile) else "cpu"):
@@ -175,6 +188,10 @@ class Estimator:
                 f"'{self.profile.name}' is a {self.profile.kind}; pick a runtime for that device"
             )
         self._interval = prior_interval()
+        self.model: TrainedModel | None = None
+        if calibrated:
+            directory = Path(models_dir) if models_dir is not None else default_models_dir()
+            self.model = load_model(directory, self.profile.name, self.runtime.name, FEATURE_NAMES)
 
     def kernels(
         self,
@@ -218,18 +235,32 @@ class Estimator:
         hw = self.profile
         prior = energy_prior(kernels, hw, dtype=element, runtime=self.runtime, threads=threads)
         batch = _batch_of(kernels)
-        low_f, high_f = self._interval["low_factor"], self._interval["high_factor"]
-        layers = _layers(kernels, prior)
+        kernel_joules = prior.kernel_joules
+        if self.model is None:
+            joules = prior.joules
+            low_f, high_f = self._interval["low_factor"], self._interval["high_factor"]
+            level, basis = self._interval["level"], self._interval["basis"]
+            method = f"physics-only ({PRIOR_NAME})"
+        else:
+            joules, kernel_joules = self._calibrated(kernels, prior, element, threads)
+            lo, hi = self.model.interval_quantiles
+            low_f, high_f = math.exp(lo), math.exp(hi)
+            sc = self.model.sidecar
+            level, basis = sc["interval"]["level"], sc["interval"]["basis"]
+            method = (
+                f"xgboost residual over {PRIOR_NAME}, {sc['granularity']} level, trained on "
+                f"{sc['training_rows']} measurements ({', '.join(sc['sources'])})"
+            )
         return Estimate(
-            joules=prior.joules,
-            joules_per_sample=prior.joules / batch,
+            joules=joules,
+            joules_per_sample=joules / batch,
             seconds=prior.seconds,
-            avg_power_w=prior.avg_power_w,
-            interval=(prior.joules * low_f, prior.joules * high_f),
-            interval_level=self._interval["level"],
-            interval_basis=self._interval["basis"],
-            calibrated=False,
-            method=f"physics-only ({PRIOR_NAME})",
+            avg_power_w=joules / prior.seconds if prior.seconds > 0 else 0.0,
+            interval=(joules * low_f, joules * high_f),
+            interval_level=level,
+            interval_basis=basis,
+            calibrated=self.model is not None,
+            method=method,
             hardware=hw.name,
             runtime=self.runtime.name,
             boundary=hw.measurement_boundary,
@@ -240,10 +271,25 @@ class Estimator:
                 "desislavov_flops_over_peak_per_watt": desislavov_joules(kernels, hw, element),
                 "tdp_x_roofline_time": tdp_roofline_joules(kernels, hw, dtype=element, runtime=self.runtime),
             },
-            layers=layers,
+            layers=_layers(kernels, prior, kernel_joules),
             costs=kernels.costs,
             not_costed=dict(kernels.costs.not_costed),
         )
+
+    def _calibrated(
+        self, kernels: KernelReport, prior: PriorResult, element: str | None, threads: int | None
+    ) -> tuple[float, np.ndarray]:
+        """Joules per inference and per kernel from the trained residual model."""
+        rows = build_features(kernels, self.profile, self.runtime, dtype=element, threads=threads)
+        reg = self.model.regressor
+        launched = np.array([k.launches > 0 for k in kernels.kernels], dtype=bool)
+        if self.model.sidecar.get("granularity") == "kernel" and len(rows.kernels):
+            per_kernel = rows.kernel_prior_joules * np.exp(reg.predict(rows.kernels))
+            out = np.zeros(len(kernels.kernels))
+            out[launched] = per_kernel
+            return float(per_kernel.sum()), out
+        factor = float(np.exp(reg.predict(rows.graph[None, :])[0]))
+        return prior.joules * factor, prior.kernel_joules * factor
 
 
 def _batch_of(kernels: KernelReport) -> int:
@@ -262,14 +308,14 @@ def _graph_dtype(kernels: KernelReport) -> str:
     return max(flops, key=flops.get) if flops else "float32"
 
 
-def _layers(kernels: KernelReport, prior: PriorResult) -> tuple[LayerEnergy, ...]:
+def _layers(kernels: KernelReport, prior: PriorResult, kernel_joules: np.ndarray) -> tuple[LayerEnergy, ...]:
     nodes = kernels.costs.nodes
     out = [
         LayerEnergy(
             kernel=k.index,
             name=k.name,
             nodes=tuple(nodes[i].name for i in k.nodes if nodes[i].status != "zero-cost"),
-            joules=float(prior.kernel_joules[k.index]),
+            joules=float(kernel_joules[k.index]),
             seconds=float(prior.kernel_seconds[k.index]),
             bound=str(prior.kernel_bound[k.index]),
             level=prior.level_names[int(prior.placement.kernel_level[k.index])],
@@ -278,8 +324,3 @@ def _layers(kernels: KernelReport, prior: PriorResult) -> tuple[LayerEnergy, ...
         if k.launches
     ]
     return tuple(sorted(out, key=lambda layer: -layer.joules))
-
-
-def default_models_dir() -> Path:
-    """Folder of the shipped trained models (``trained_models/`` at the top of the repository)."""
-    return Path(__file__).resolve().parent.parent / "trained_models"

@@ -450,7 +450,7 @@ def import_getzner(path: Path) -> pd.DataFrame:
     agg["latency"] = blocks["latency"].mean()
     agg["measured_at"] = first_rows["timestamp"].str.slice(0, 10)
     # codecarbon's cpu_count: under Slurm, the CPUs the job was given, which bounds PyTorch's threads.
-    agg["threads"] = first_rows["cpu_count"] if "cpu_count" in first_rows else pd.NA
+    agg["threads"] = first_rows.get("cpu_count", pd.NA)
     unknown = ~agg["module"].isin([*GETZNER_MODULES, "AlexNet", "VGG"])
     log["dropped: unknown module"] = int(unknown.sum())
     agg = agg[~unknown]

@@ -7,10 +7,12 @@
 * ``t_memory = bytes_beyond_L1 / (dram_bandwidth * achievable_bandwidth_fraction)`` where the bytes are
   those served by L2 and beyond (profiles give no cache bandwidths, so cache-served traffic is timed at DRAM
   bandwidth - a conservative choice that only matters for memory-bound kernels);
-* ``t = max(t_compute, t_memory, launch_overhead)`` (a kernel cannot finish faster than it is dispatched);
+* ``t = max(t_compute, t_memory, launch_overhead)`` (a kernel cannot finish faster than it is dispatched), and
+  one inference takes at least one dispatch even when it launches no kernel;
 * ``E_dynamic = flops * energy_per_flop(dtype) + sum over levels(bytes served by the level * its energy per byte)``,
   with the bytes per level from the BUTTER-E style placement in :mod:`estimator.placement`;
-* ``E = P_static * T + sum(E_dynamic)``, ``T = sum(t)`` (kernels of one inference run one after another);
+* ``E = P_static * T + sum(E_dynamic)``, ``T = max(sum(t), launch_overhead)`` (kernels of one inference run one
+  after another);
 * **TDP clamp:** if ``E / T`` would exceed TDP the device throttles: ``T`` stretches to
   ``sum(E_dynamic) / (TDP - P_static)`` and the static energy grows with it.
 
@@ -242,7 +244,8 @@ def energy_prior(
     dynamic = compute_j + memory_j.sum(axis=1)
 
     p_static = static_power_w(hw, units)
-    total_t = float(t.sum())
+    # An inference costs at least one dispatch, even when every node is a view or a constant.
+    total_t = max(float(t.sum()), hw.launch_overhead_s)
     total_dynamic = float(dynamic.sum())
     throttled = False
     if total_t > 0 and p_static < hw.tdp_w and (p_static * total_t + total_dynamic) / total_t > hw.tdp_w:
@@ -252,7 +255,7 @@ def energy_prior(
         throttled = True
     kernel_j = dynamic + p_static * t
     return PriorResult(
-        joules=float(kernel_j.sum()),
+        joules=p_static * total_t + total_dynamic,
         seconds=total_t,
         static_joules=p_static * total_t,
         compute_joules=float(compute_j.sum()),

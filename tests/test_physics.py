@@ -210,3 +210,15 @@ def test_every_profile_gives_finite_positive_joules_on_the_light_models(light_di
             assert math.isfinite(result.joules) and result.joules > 0, (name, kernels.costs.graph.name)
             low, high = result.interval
             assert 0 < low < high and math.isfinite(high)
+
+
+def test_a_network_of_views_costs_one_dispatch(hw):
+    model = parse(
+        """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[4, 8] X) => (float[32] Y) { s = Constant <value = int64[1] {32}> ()
+        Y = Reshape (X, s) }
+        """
+    )
+    p = _prior(model, hw())
+    assert math.isclose(p.seconds, 1e-6) and math.isclose(p.joules, 10 * 1e-6)

@@ -1,0 +1,393 @@
+"""The feature schema of the learned correction: :data:`FEATURE_NAMES` is the one source of column order.
+
+Every feature comes from the graph, the hardware profile and the runtime - never from anything measured
+while a model runs (EVALUATION.md). Quantities that span orders of magnitude enter as ``log1p``.
+
+Two granularities share the schema:
+
+* ``graph``: one row per network, features summed over its kernels (plus model-level cache features);
+* ``kernel``: one row per kernel, the kernel seen as a network of its own. A model trained on single-layer
+  measurements predicts a whole network as the sum over its kernels (Getzner et al. found whole-network
+  CPU energy within ~1% of the sum of its layers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from estimator.dtypes import dtype_bits
+from estimator.hardware import HardwareProfile
+from estimator.kernels import KernelReport
+from estimator.physics import PriorResult, energy_prior, peak_live_activation_bytes, runs_on_gpu
+from estimator.runtimes import RUNTIMES, Runtime
+
+#: Node op types counted per category (counts and FLOPs of each category are features).
+OP_CATEGORIES: dict[str, frozenset[str]] = {
+    "conv": frozenset({"Conv", "ConvTranspose", "QLinearConv", "ConvInteger", "FusedConv", "NhwcConv"}),
+    "matmul": frozenset(
+        {
+            "Gemm",
+            "MatMul",
+            "FusedMatMul",
+            "QLinearMatMul",
+            "MatMulInteger",
+            "Einsum",
+            "MatMulNBits",
+            "FusedGemm",
+        }
+    ),
+    "pool": frozenset({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LpPool"}),
+    "norm": frozenset(
+        {
+            "BatchNormalization",
+            "LayerNormalization",
+            "GroupNormalization",
+            "InstanceNormalization",
+            "RMSNormalization",
+            "SkipLayerNormalization",
+            "SimplifiedLayerNormalization",
+        }
+    ),
+    "activation": frozenset(
+        {
+            "Relu",
+            "Sigmoid",
+            "Tanh",
+            "Gelu",
+            "Erf",
+            "LeakyRelu",
+            "HardSwish",
+            "HardSigmoid",
+            "Clip",
+            "Elu",
+            "Selu",
+            "Softplus",
+            "Mish",
+            "PRelu",
+            "FastGelu",
+            "BiasGelu",
+        }
+    ),
+    "binary": frozenset({"Add", "Sub", "Mul", "Div", "Sum", "Pow", "Max", "Min", "Mean", "Where"}),
+    "softmax": frozenset({"Softmax", "LogSoftmax"}),
+    "movement": frozenset(
+        {
+            "Concat",
+            "Transpose",
+            "Slice",
+            "Split",
+            "Gather",
+            "Pad",
+            "Tile",
+            "Expand",
+            "Resize",
+            "DepthToSpace",
+            "SpaceToDepth",
+            "Cast",
+        }
+    ),
+}
+_KINDS = ("contraction", "attention", "elementwise", "reduction", "other")
+_LEVEL_SLOTS = 4  # L1, L2, L3 (0 where absent), DRAM
+_RUNTIME_NAMES = tuple(sorted(RUNTIMES))
+
+#: Column order of every feature matrix. Change it only with a retrain: sidecars record it.
+FEATURE_NAMES: tuple[str, ...] = (
+    # work (log1p)
+    "log_flops",
+    "log_weight_bytes",
+    "log_activation_read_bytes",
+    "log_write_bytes",
+    "log_launches",
+    *(f"log_kernels_{k}" for k in _KINDS),
+    *(f"log_{c}_nodes" for c in OP_CATEGORIES),
+    *(f"log_{c}_flops" for c in OP_CATEGORIES),
+    "log_conv_kernel_elems_flop_weighted",
+    "matrix_flops_share",
+    "log_arith_intensity",
+    # cache hierarchy (BUTTER-E)
+    *(f"log_bytes_level{i}" for i in range(_LEVEL_SLOTS)),
+    "share_bytes_beyond_level0",
+    "share_bytes_beyond_level1",
+    "share_bytes_dram",
+    *(f"log_kernels_at_level{i}" for i in range(_LEVEL_SLOTS)),
+    "log_weights_over_level0",
+    "log_weights_over_level1",
+    "log_weights_over_llc",
+    "log_peak_live_over_llc",
+    "model_level",
+    "log_peak_live_bytes",
+    # physics prior
+    "log_prior_joules",
+    "log_prior_seconds",
+    "log_prior_compute_joules",
+    "log_prior_memory_joules",
+    "log_prior_static_joules",
+    "share_time_compute_bound",
+    "share_time_memory_bound",
+    "share_time_launch_bound",
+    # configuration
+    "log_batch",
+    "dtype_bits",
+    "log_threads",
+    "log_input_elements_per_sample",
+    # hardware
+    "log_peak_vector_flops",
+    "log_peak_matrix_flops",
+    "log_dram_bandwidth",
+    "log_level0_bytes",
+    "log_level1_bytes",
+    "log_llc_bytes",
+    "tdp_w",
+    "static_w",
+    "idle_w",
+    "log_compute_units",
+    "is_gpu",
+    # runtime
+    *(f"runtime_{r}" for r in _RUNTIME_NAMES),
+)
+_INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
+
+
+@dataclass(frozen=True)
+class FeatureRows:
+    """Features of one network: ``graph`` (1 x F) and ``kernels`` (K x F), with the prior they used.
+
+    Attributes:
+        graph: the network's feature row.
+        kernels: one row per launched kernel (the kernel as a network of its own).
+        kernel_prior_joules: the prior's joules per launched kernel (J), aligned with ``kernels``.
+        prior: the prior's result for the network.
+    """
+
+    graph: np.ndarray
+    kernels: np.ndarray
+    kernel_prior_joules: np.ndarray
+    prior: PriorResult
+
+
+def build_features(
+    kernels: KernelReport,
+    hw: HardwareProfile,
+    runtime: Runtime,
+    *,
+    dtype: str | None = None,
+    threads: int | None = None,
+) -> FeatureRows:
+    """Feature rows of a fused network on ``hw`` with ``runtime`` (see the module docstring)."""
+    prior = energy_prior(kernels, hw, dtype=dtype, runtime=runtime, threads=threads)
+    launched = np.array([k.launches > 0 for k in kernels.kernels], dtype=bool)
+    add = _additive(kernels, prior)[launched]  # K x A raw additive quantities
+    levels = hw.caches
+    sizes = [c.size_bytes for c in levels]
+    llc = sizes[-1] if sizes else 1.0
+    batch, per_sample = _input_sizes(kernels)
+    fixed = _fixed(hw, runtime, prior.threads, batch, per_sample, _dtype_bits(kernels, dtype))
+
+    def row(a: np.ndarray, peak_live: float, model_level: int) -> np.ndarray:
+        r = np.zeros(len(FEATURE_NAMES))
+        flops, wb, ab, w = a[_A["flops"]], a[_A["weight_bytes"]], a[_A["act_bytes"]], a[_A["write_bytes"]]
+        r[_INDEX["log_flops"]] = np.log1p(flops)
+        r[_INDEX["log_weight_bytes"]] = np.log1p(wb)
+        r[_INDEX["log_activation_read_bytes"]] = np.log1p(ab)
+        r[_INDEX["log_write_bytes"]] = np.log1p(w)
+        r[_INDEX["log_launches"]] = np.log1p(a[_A["launches"]])
+        for k in _KINDS:
+            r[_INDEX[f"log_kernels_{k}"]] = np.log1p(a[_A[f"kind_{k}"]])
+        for c in OP_CATEGORIES:
+            r[_INDEX[f"log_{c}_nodes"]] = np.log1p(a[_A[f"{c}_nodes"]])
+            r[_INDEX[f"log_{c}_flops"]] = np.log1p(a[_A[f"{c}_flops"]])
+        conv_flops = a[_A["conv_flops"]]
+        r[_INDEX["log_conv_kernel_elems_flop_weighted"]] = np.log1p(
+            a[_A["conv_kelems_x_flops"]] / conv_flops if conv_flops > 0 else 0.0
+        )
+        r[_INDEX["matrix_flops_share"]] = a[_A["matrix_flops"]] / flops if flops > 0 else 0.0
+        total_bytes = wb + ab + w
+        r[_INDEX["log_arith_intensity"]] = np.log1p(flops / total_bytes) if total_bytes > 0 else 0.0
+        by_level = _slots(a[_A["level0"] : _A["level0"] + len(levels) + 1])
+        for i in range(_LEVEL_SLOTS):
+            r[_INDEX[f"log_bytes_level{i}"]] = np.log1p(by_level[i])
+            r[_INDEX[f"log_kernels_at_level{i}"]] = np.log1p(
+                _slots(a[_A["at0"] : _A["at0"] + len(levels) + 1])[i]
+            )
+        moved = by_level.sum()
+        if moved > 0:
+            r[_INDEX["share_bytes_beyond_level0"]] = by_level[1:].sum() / moved
+            r[_INDEX["share_bytes_beyond_level1"]] = by_level[2:].sum() / moved
+            r[_INDEX["share_bytes_dram"]] = by_level[-1] / moved
+        model_weights = a[_A["model_weight_bytes"]]
+        r[_INDEX["log_weights_over_level0"]] = np.log((model_weights + 1) / (sizes[0] if sizes else llc))
+        r[_INDEX["log_weights_over_level1"]] = np.log(
+            (model_weights + 1) / (sizes[1] if len(sizes) > 1 else llc)
+        )
+        r[_INDEX["log_weights_over_llc"]] = np.log((model_weights + 1) / llc)
+        r[_INDEX["log_peak_live_over_llc"]] = np.log((peak_live + 1) / llc)
+        r[_INDEX["model_level"]] = model_level
+        r[_INDEX["log_peak_live_bytes"]] = np.log1p(peak_live)
+        seconds = a[_A["seconds"]]
+        r[_INDEX["log_prior_joules"]] = np.log(max(a[_A["joules"]], 1e-30))
+        r[_INDEX["log_prior_seconds"]] = np.log(max(seconds, 1e-30))
+        r[_INDEX["log_prior_compute_joules"]] = np.log1p(a[_A["compute_j"]] * 1e6)
+        r[_INDEX["log_prior_memory_joules"]] = np.log1p(a[_A["memory_j"]] * 1e6)
+        r[_INDEX["log_prior_static_joules"]] = np.log1p(a[_A["static_j"]] * 1e6)
+        if seconds > 0:
+            for bound in ("compute", "memory", "launch"):
+                r[_INDEX[f"share_time_{bound}_bound"]] = a[_A[f"t_{bound}"]] / seconds
+        r += fixed
+        return r
+
+    peak_live = float(peak_live_activation_bytes(kernels))
+    graph_row = row(add.sum(axis=0), peak_live, prior.placement.model_level)
+    kernel_rows = (
+        np.stack(
+            [
+                row(
+                    add[i],
+                    float(add[i][_A["act_bytes"]] + add[i][_A["write_bytes"]]),
+                    int(add[i][_A["own_level"]]),
+                )
+                for i in range(len(add))
+            ]
+        )
+        if len(add)
+        else np.zeros((0, len(FEATURE_NAMES)))
+    )
+    return FeatureRows(graph_row, kernel_rows, prior.kernel_joules[launched], prior)
+
+
+# Columns of the per-kernel additive matrix.
+_A_NAMES = (
+    "flops",
+    "weight_bytes",
+    "act_bytes",
+    "write_bytes",
+    "launches",
+    *(f"kind_{k}" for k in _KINDS),
+    *(f"{c}_nodes" for c in OP_CATEGORIES),
+    *(f"{c}_flops" for c in OP_CATEGORIES),
+    "conv_kelems_x_flops",
+    "matrix_flops",
+    "joules",
+    "seconds",
+    "compute_j",
+    "memory_j",
+    "static_j",
+    "t_compute",
+    "t_memory",
+    "t_launch",
+    "model_weight_bytes",
+    "own_level",
+    *(f"level{i}" for i in range(_LEVEL_SLOTS + 2)),
+    *(f"at{i}" for i in range(_LEVEL_SLOTS + 2)),
+)
+_A = {name: i for i, name in enumerate(_A_NAMES)}
+
+
+def _additive(kernels: KernelReport, prior: PriorResult) -> np.ndarray:
+    nodes = kernels.costs.nodes
+    graph = kernels.costs.graph
+    n_levels = prior.placement.bytes_by_level.shape[1]
+    out = np.zeros((len(kernels.kernels), len(_A_NAMES)))
+    kind_map = {
+        "contraction": "contraction",
+        "attention": "attention",
+        "elementwise": "elementwise",
+        "reduction": "reduction",
+    }
+    static_per_s = prior.static_joules / prior.seconds if prior.seconds > 0 else 0.0
+    e_flop_total = prior.compute_joules
+    for k in kernels.kernels:
+        a = out[k.index]
+        a[_A["flops"]] = k.flops
+        a[_A["weight_bytes"]] = k.weight_bytes
+        a[_A["act_bytes"]] = k.activation_read_bytes
+        a[_A["write_bytes"]] = k.write_bytes
+        a[_A["launches"]] = k.launches
+        a[_A[f"kind_{kind_map.get(k.kind, 'other')}"]] = 1
+        if k.kind in ("contraction", "attention"):
+            a[_A["matrix_flops"]] = k.flops
+        for i in k.nodes:
+            n = nodes[i]
+            for c, ops in OP_CATEGORIES.items():
+                if n.op_type in ops:
+                    a[_A[f"{c}_nodes"]] += 1
+                    a[_A[f"{c}_flops"]] += n.flops
+            if n.op_type in OP_CATEGORIES["conv"] and n.flops:
+                w = graph.tensor(graph.nodes[i].inputs[1]) if len(graph.nodes[i].inputs) > 1 else None
+                kelems = (
+                    float(np.prod(w.shape[2:])) if w is not None and w.shape and len(w.shape) > 2 else 1.0
+                )
+                a[_A["conv_kelems_x_flops"]] += kelems * n.flops
+        t = prior.kernel_seconds[k.index]
+        a[_A["joules"]] = prior.kernel_joules[k.index]
+        a[_A["seconds"]] = t
+        a[_A["static_j"]] = static_per_s * t
+        memory = prior.placement.bytes_by_level[k.index]
+        a[_A["level0"] : _A["level0"] + n_levels] = memory
+        a[_A["at0"] + int(prior.placement.kernel_level[k.index])] = 1
+        a[_A["own_level"]] = prior.placement.kernel_level[k.index]
+        a[_A["model_weight_bytes"]] = k.weight_bytes
+        a[_A[f"t_{prior.kernel_bound[k.index]}"]] = t
+    dynamic = out[:, _A["joules"]] - out[:, _A["static_j"]]
+    flops = out[:, _A["flops"]]
+    share = flops / flops.sum() if flops.sum() > 0 else np.zeros_like(flops)
+    out[:, _A["compute_j"]] = e_flop_total * share
+    out[:, _A["memory_j"]] = np.maximum(dynamic - out[:, _A["compute_j"]], 0.0)
+    return out
+
+
+def _slots(levels: np.ndarray) -> np.ndarray:
+    """Map [L1, ..., Ln, DRAM] onto 4 slots [L1, L2, L3, DRAM] (missing middle levels are 0)."""
+    out = np.zeros(_LEVEL_SLOTS)
+    caches = levels[:-1]
+    out[: min(len(caches), _LEVEL_SLOTS - 1)] = caches[: _LEVEL_SLOTS - 1]
+    out[-1] = levels[-1] + caches[_LEVEL_SLOTS - 1 :].sum()
+    return out
+
+
+def _input_sizes(kernels: KernelReport) -> tuple[int, float]:
+    graph = kernels.costs.graph
+    batch, elems = 1, 0.0
+    for name in graph.inputs:
+        info = graph.tensor(name)
+        if info is not None and info.shape:
+            batch = int(info.shape[0])
+            elems += float(np.prod(info.shape[1:]))
+    return batch, elems
+
+
+def _dtype_bits(kernels: KernelReport, dtype: str | None) -> int:
+    if dtype is not None:
+        return dtype_bits(dtype)
+    flops: dict[str, int] = {}
+    for k in kernels.kernels:
+        flops[k.dtype] = flops.get(k.dtype, 0) + k.flops
+    main = max(flops, key=flops.get) if flops else "float32"
+    return dtype_bits(main) or 32
+
+
+def _fixed(
+    hw: HardwareProfile, runtime: Runtime, threads: int, batch: int, per_sample: float, bits: int
+) -> np.ndarray:
+    r = np.zeros(len(FEATURE_NAMES))
+    r[_INDEX["log_batch"]] = np.log(batch)
+    r[_INDEX["dtype_bits"]] = bits
+    r[_INDEX["log_threads"]] = np.log(threads)
+    r[_INDEX["log_input_elements_per_sample"]] = np.log1p(per_sample)
+    dt = {8: "int8", 16: "float16"}.get(bits, "float32")
+    r[_INDEX["log_peak_vector_flops"]] = np.log(hw.peak_flops_per_s(dt, matrix=False))
+    r[_INDEX["log_peak_matrix_flops"]] = np.log(hw.peak_flops_per_s(dt, matrix=True))
+    r[_INDEX["log_dram_bandwidth"]] = np.log(hw.dram_bandwidth_bytes_per_s)
+    sizes = [c.size_bytes for c in hw.caches]
+    r[_INDEX["log_level0_bytes"]] = np.log(sizes[0]) if sizes else 0.0
+    r[_INDEX["log_level1_bytes"]] = np.log(sizes[1]) if len(sizes) > 1 else 0.0
+    r[_INDEX["log_llc_bytes"]] = np.log(sizes[-1]) if sizes else 0.0
+    r[_INDEX["tdp_w"]] = hw.tdp_w
+    r[_INDEX["static_w"]] = hw.static_w
+    r[_INDEX["idle_w"]] = hw.idle_w
+    r[_INDEX["log_compute_units"]] = np.log(hw.compute_units)
+    r[_INDEX["is_gpu"]] = 1.0 if runs_on_gpu(hw) else 0.0
+    r[_INDEX[f"runtime_{runtime.name}"]] = 1.0
+    return r

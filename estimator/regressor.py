@@ -1,0 +1,210 @@
+"""The learned correction: an xgboost model of ``log(measured J) - log(prior J)`` on the feature schema.
+
+Follows scikit-learn's contract (parameters in ``__init__``, fitted attributes end in ``_``, ``fit`` returns
+self). Saved in xgboost's native binary format (UBJSON) plus a JSON sidecar (feature names and order, library versions,
+training-data hash, metrics, boundary, interval quantiles, the model file's own hash), checked on load with a
+clear :class:`~estimator.errors.ModelArtifactError` on any mismatch. Never imports onnx.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from estimator.errors import ModelArtifactError
+
+SIDECAR_SCHEMA = "estimator.trained-model/1"
+
+
+@dataclass
+class ResidualRegressor:
+    """Gradient-boosted trees on the log residual of the physics prior.
+
+    Args:
+        n_estimators, max_depth, learning_rate, subsample, colsample_bytree, min_child_weight, reg_lambda:
+            xgboost's hyper-parameters.
+        n_jobs: threads for training and prediction.
+        random_state: seed.
+    """
+
+    n_estimators: int = 600
+    max_depth: int = 6
+    learning_rate: float = 0.05
+    subsample: float = 0.8
+    colsample_bytree: float = 0.8
+    min_child_weight: float = 2.0
+    reg_lambda: float = 1.0
+    n_jobs: int = 2
+    random_state: int = 0
+    booster_: Any = field(default=None, init=False, repr=False)
+    n_features_in_: int = field(default=0, init=False)
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> ResidualRegressor:
+        """Fit on features ``X`` (rows x FEATURE_NAMES) and log residuals ``y``; returns self."""
+        import xgboost as xgb
+
+        X = np.asarray(X, dtype=np.float32)
+        dtrain = xgb.DMatrix(X, label=np.asarray(y, dtype=np.float32))
+        params = {
+            "max_depth": self.max_depth,
+            "eta": self.learning_rate,
+            "subsample": self.subsample,
+            "colsample_bytree": self.colsample_bytree,
+            "min_child_weight": self.min_child_weight,
+            "lambda": self.reg_lambda,
+            "nthread": self.n_jobs,
+            "seed": self.random_state,
+            "objective": "reg:squarederror",
+            "tree_method": "hist",
+        }
+        self.booster_ = xgb.train(params, dtrain, num_boost_round=self.n_estimators)
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predicted log residuals for rows ``X``."""
+        import xgboost as xgb
+
+        if self.booster_ is None:
+            raise ModelArtifactError("the residual regressor is not fitted; train it or load a trained model")
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ModelArtifactError(
+                f"feature matrix has {X.shape[-1]} columns, the model was trained on {self.n_features_in_}"
+            )
+        return self.booster_.predict(xgb.DMatrix(X))
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A fitted residual regressor with everything needed to use and audit it.
+
+    Attributes:
+        regressor: the fitted :class:`ResidualRegressor`.
+        sidecar: the metadata saved beside it (see :func:`save_model`).
+    """
+
+    regressor: ResidualRegressor
+    sidecar: dict
+
+    @property
+    def interval_quantiles(self) -> tuple[float, float]:
+        """(low, high) log-residual quantiles of the nominal interval (split-conformal, grouped)."""
+        q = self.sidecar["interval"]
+        return float(q["low_log"]), float(q["high_log"])
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries a trained model depends on."""
+    import sklearn
+    import xgboost
+
+    from estimator import __version__
+
+    return {
+        "estimator": __version__,
+        "xgboost": xgboost.__version__,
+        "numpy": np.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
+
+
+def data_hash(rows: Sequence[str]) -> str:
+    """SHA-256 of the training rows' canonical text lines (order-independent)."""
+    digest = hashlib.sha256()
+    for line in sorted(rows):
+        digest.update(line.encode("utf-8"))
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def model_paths(directory: Path, hardware: str, runtime: str) -> tuple[Path, Path]:
+    """(model file, sidecar file) of the model for ``hardware`` and ``runtime`` in ``directory``."""
+    stem = f"{hardware}__{runtime}"
+    return directory / f"{stem}.ubj", directory / f"{stem}.json"
+
+
+def save_model(model: TrainedModel, directory: Path) -> tuple[Path, Path]:
+    """Write the model and its sidecar atomically (temp files + rename); returns their paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    sc = model.sidecar
+    model_path, sidecar_path = model_paths(directory, sc["hardware"], sc["runtime"])
+    raw = model.regressor.booster_.save_raw(raw_format="ubj")
+    sidecar = dict(sc, model_file=model_path.name, model_sha256=hashlib.sha256(raw).hexdigest())
+    _atomic_write(model_path, bytes(raw))
+    _atomic_write(sidecar_path, (json.dumps(sidecar, indent=2, sort_keys=True) + "\n").encode())
+    return model_path, sidecar_path
+
+
+def load_model(
+    directory: Path, hardware: str, runtime: str, feature_names: Sequence[str]
+) -> TrainedModel | None:
+    """The trained model for ``hardware``/``runtime`` in ``directory``, None when there is none.
+
+    Raises ModelArtifactError when the sidecar does not match the model file, the feature schema of this code,
+    or is unreadable.
+    """
+    import xgboost as xgb
+
+    model_path, sidecar_path = model_paths(directory, hardware, runtime)
+    if not sidecar_path.exists():
+        return None
+    try:
+        sidecar = json.loads(sidecar_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelArtifactError(
+            f"{sidecar_path}: unreadable sidecar ({exc}); retrain with `estimate train`"
+        ) from None
+    if sidecar.get("schema") != SIDECAR_SCHEMA:
+        raise ModelArtifactError(
+            f"{sidecar_path}: not a {SIDECAR_SCHEMA} sidecar; retrain with `estimate train`"
+        )
+    if list(sidecar.get("feature_names", [])) != list(feature_names):
+        raise ModelArtifactError(
+            f"{sidecar_path}: the model was trained on a different feature schema than this code computes; "
+            f"retrain it with `estimate train`"
+        )
+    try:
+        raw = model_path.read_bytes()
+    except OSError:
+        raise ModelArtifactError(
+            f"{model_path}: the model file named by its sidecar is missing; retrain it"
+        ) from None
+    if hashlib.sha256(raw).hexdigest() != sidecar.get("model_sha256"):
+        raise ModelArtifactError(
+            f"{model_path}: does not match its sidecar (hash differs); retrain or restore both"
+        )
+    booster = xgb.Booster()
+    booster.load_model(bytearray(raw))
+    reg = ResidualRegressor(**sidecar.get("hyperparameters", {}))
+    reg.booster_ = booster
+    reg.n_features_in_ = len(feature_names)
+    return TrainedModel(reg, sidecar)
+
+
+def default_models_dir() -> Path:
+    """Where trained models are read and written: ``$ESTIMATOR_MODELS_DIR``, else the repository's
+    ``trained_models/`` folder."""
+    env = os.environ.get("ESTIMATOR_MODELS_DIR")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "trained_models"
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,178 @@
+"""The learning pipeline: a known function is recovered, models round-trip, sidecars are checked, and the
+train command reports malformed rows and keeps a better old model."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from estimator.api import Estimator
+from estimator.cli import run
+from estimator.errors import DataError, ModelArtifactError
+from estimator.features import FEATURE_NAMES
+from estimator.regressor import load_model, model_paths, save_model
+from estimator.training import (
+    conformal_quantiles,
+    featurize,
+    grouped_folds,
+    metrics,
+    predict_log,
+    train_model,
+)
+
+SMALL = {"n_estimators": 150, "max_depth": 4, "learning_rate": 0.1}
+
+
+def _conv_table(n: int = 160, seed: int = 0) -> pd.DataFrame:
+    """Single conv layers on xeon-gold-5120 whose 'measured' energy is the prior times a known factor:
+    1.6 for 3x3 kernels, 1.0 for 1x1 - a function of the graph the model must learn."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        k = int(rng.choice([1, 3]))
+        c_in, c_out, image = (
+            int(rng.choice([8, 16, 32])),
+            int(rng.choice([8, 16, 32])),
+            int(rng.choice([8, 16, 28])),
+        )
+        spec = f"getzner:conv2d;in={c_in};out={c_out};kernel={k};stride=1;padding={k // 2};image={image}"
+        rows.append(
+            {
+                "model_ref": spec,
+                "group": f"g{i}",
+                "family": "conv2d",
+                "task": "random-layer",
+                "batch": int(rng.choice([1, 4])),
+                "dtype": "float32",
+                "hardware": "xeon-gold-5120",
+                "runtime": "pytorch-cpu",
+                "boundary": "cpu-package-rapl",
+                "joules_per_inference": 1.0,
+                "idle_subtracted": False,
+                "repeats": 3,
+                "source": "synthetic",
+                "citation": "test",
+                "_factor": 1.6 if k == 3 else 1.0,
+            }
+        )
+    table = pd.DataFrame(rows)
+    ts = featurize(table.drop(columns="_factor"), "xeon-gold-5120", n_jobs=1)
+    table["joules_per_inference"] = np.exp(ts.prior_log) * table["_factor"]
+    return table.drop(columns="_factor")
+
+
+@pytest.fixture(scope="module")
+def conv_table():
+    return _conv_table()
+
+
+def test_known_function_of_the_features_is_recovered(conv_table):
+    ts = featurize(conv_table, "xeon-gold-5120", n_jobs=1)
+    test = grouped_folds(ts.groups, 4)[0]
+    from estimator.training import fit
+
+    reg = fit(ts.subset(~test), SMALL)
+    pred = np.exp(predict_log(reg, ts.subset(test), "graph"))
+    m = metrics(ts.subset(test).measured_j, pred)
+    assert m["mape"] < 0.02  # the factor 1.0 / 1.6 is learned; the prior alone is 0% or 37.5% off
+    prior = metrics(ts.subset(test).measured_j, np.exp(ts.subset(test).prior_log))
+    assert prior["mape"] > 0.1
+
+
+def test_grouped_folds_never_split_a_group():
+    groups = np.array(["a", "a", "b", "c", "c", "c", "d", "e"])
+    folds = grouped_folds(groups, 3)
+    assert sum(f.sum() for f in folds) == len(groups)
+    for g in set(groups):
+        assert sum(bool(f[groups == g].any()) for f in folds) == 1
+
+
+def test_metrics_closed_form():
+    m = metrics(np.array([1.0, 2.0, 4.0]), np.array([1.05, 1.7, 4.0]), tasks=["t", "t", "t"])
+    assert math.isclose(m["mape"], (0.05 + 0.15 + 0.0) / 3)
+    assert math.isclose(m["hit_10"], 2 / 3) and math.isclose(m["hit_20"], 1.0)
+    assert m["kendall_tau_by_task"]["t"] == 1.0
+
+
+def test_conformal_quantiles_finite_sample_rank():
+    r = np.arange(1, 20, dtype=float)  # n = 19: 5% rank floor(0.05*20)-1 = 0, 95% rank ceil(0.95*20)-1 = 18
+    assert conformal_quantiles(r, 0.9) == (1.0, 19.0)
+    with pytest.raises(DataError):
+        conformal_quantiles(np.array([]))
+
+
+def test_save_load_round_trip_and_sidecar_checks(conv_table, tmp_path):
+    ts = featurize(conv_table, "xeon-gold-5120", n_jobs=1)
+    model, cv = train_model(
+        ts, hardware="xeon-gold-5120", runtime="pytorch-cpu", granularity="graph", params=SMALL
+    )
+    assert cv["grouped_cv"]["mape"] < 0.05
+    model_path, sidecar_path = save_model(model, tmp_path)
+    loaded = load_model(tmp_path, "xeon-gold-5120", "pytorch-cpu", FEATURE_NAMES)
+    np.testing.assert_allclose(loaded.regressor.predict(ts.X), model.regressor.predict(ts.X), rtol=1e-6)
+    sidecar = json.loads(sidecar_path.read_text())
+    assert sidecar["feature_names"] == list(FEATURE_NAMES) and sidecar["boundary"] == "cpu-package-rapl"
+    assert {"xgboost", "numpy", "estimator"} <= set(sidecar["library_versions"])
+
+    with pytest.raises(ModelArtifactError, match="feature schema"):
+        load_model(tmp_path, "xeon-gold-5120", "pytorch-cpu", [*FEATURE_NAMES, "extra"])
+    model_path.write_bytes(model_path.read_bytes() + b"x")
+    with pytest.raises(ModelArtifactError, match="hash"):
+        load_model(tmp_path, "xeon-gold-5120", "pytorch-cpu", FEATURE_NAMES)
+    sidecar_path.write_text("{not json")
+    with pytest.raises(ModelArtifactError, match="unreadable"):
+        load_model(tmp_path, "xeon-gold-5120", "pytorch-cpu", FEATURE_NAMES)
+    assert load_model(tmp_path, "rpi5", "tflite", FEATURE_NAMES) is None
+
+
+def test_estimator_uses_a_trained_model(conv_table, tmp_path):
+    ts = featurize(conv_table, "xeon-gold-5120", n_jobs=1)
+    model, _ = train_model(
+        ts, hardware="xeon-gold-5120", runtime="pytorch-cpu", granularity="graph", params=SMALL
+    )
+    save_model(model, tmp_path)
+    from estimator.zoo import build_from_spec
+
+    graph = build_from_spec("getzner:conv2d;in=16;out=16;kernel=3;stride=1;padding=1;image=16", batch=4)
+    cal = Estimator("xeon-gold-5120", runtime="pytorch-cpu", models_dir=tmp_path).estimate(graph)
+    raw = Estimator("xeon-gold-5120", runtime="pytorch-cpu", models_dir=tmp_path, calibrated=False).estimate(
+        graph
+    )
+    assert cal.calibrated and not raw.calibrated
+    assert math.isclose(cal.joules / raw.joules, 1.6, rel_tol=0.05)
+    assert cal.interval[0] < cal.joules < cal.interval[1]
+
+
+def test_train_command_reports_malformed_rows_by_line_and_column(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    table = _conv_table(12)
+    table.loc[5, "joules_per_inference"] = -1.0
+    table.to_csv(bad, index=False)
+    assert run(["train", str(bad), "--hw", "xeon-gold-5120", "--models-dir", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "line 7" in err[0] and "joules_per_inference" in err[0]
+    assert not (tmp_path / "m").exists()
+
+
+def test_train_command_keeps_better_old_model_unless_forced(conv_table, tmp_path, capsys):
+    good = tmp_path / "good.csv"
+    conv_table.to_csv(good, index=False)
+    models = tmp_path / "models"
+    args = ["train", str(good), "--hw", "xeon-gold-5120", "--models-dir", str(models), "--trees", "100"]
+    assert run(args) == 0
+    first = model_paths(models, "xeon-gold-5120", "pytorch-cpu")[0].read_bytes()
+    # Noisy labels make a worse model; the old one (trained on clean rows) must be kept.
+    noisy = conv_table.copy()
+    noisy["joules_per_inference"] *= np.exp(np.random.default_rng(1).normal(0, 0.5, len(noisy)))
+    noisy_path = tmp_path / "noisy.csv"
+    noisy.to_csv(noisy_path, index=False)
+    capsys.readouterr()
+    assert run([*args[:1], str(noisy_path), *args[2:]]) == 0
+    assert "kept the old model" in capsys.readouterr().out
+    assert model_paths(models, "xeon-gold-5120", "pytorch-cpu")[0].read_bytes() == first
+    assert run([*args[:1], str(noisy_path), *args[2:], "--force"]) == 0
+    assert model_paths(models, "xeon-gold-5120", "pytorch-cpu")[0].read_bytes() != first
