@@ -197,7 +197,13 @@ SCHEMA: tuple[Column, ...] = (
         "device_name", "str", "-", False, "The device as the source names it (e.g. 'NVIDIA H100-SXM-80GB')."
     ),
     Column("accelerators", "int", "-", False, "Accelerators that ran the inference together (>= 1)."),
-    Column("threads", "int", "-", False, "CPU threads the runtime used, when known (a job allocation may cap it)."),
+    Column(
+        "threads",
+        "int",
+        "-",
+        False,
+        "CPU threads the runtime used, when known (a job allocation may cap it).",
+    ),
     Column("power_w", "float", "W", False, "Average power inside the boundary during the run (> 0)."),
     Column("throughput", "float", "1/s", False, "Throughput in `throughput_unit` (> 0)."),
     Column("throughput_unit", "str", "-", False, "samples/s, queries/s, tokens/s, images/s, ..."),
