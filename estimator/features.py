@@ -20,6 +20,7 @@ import numpy as np
 from estimator.dtypes import dtype_bits
 from estimator.hardware import HardwareProfile
 from estimator.kernels import KernelReport
+from estimator.liveness import dead_nodes
 from estimator.physics import PriorResult, energy_prior, peak_live_activation_bytes, runs_on_gpu
 from estimator.runtimes import RUNTIMES, Runtime
 
@@ -204,6 +205,9 @@ def build_features(
             a[_A["conv_kelems_x_flops"]] / conv_flops if conv_flops > 0 else 0.0
         )
         r[_INDEX["matrix_flops_share"]] = a[_A["matrix_flops"]] / flops if flops > 0 else 0.0
+        r[_INDEX["dead_flops_share"]] = a[_A["dead_flops"]] / flops if flops > 0 else 0.0
+        r[_INDEX["log_live_flops"]] = np.log1p(flops - a[_A["dead_flops"]])
+        r[_INDEX["log_live_launches"]] = np.log1p(a[_A["launches"]] - a[_A["dead_launches"]])
         total_bytes = wb + ab + w
         r[_INDEX["log_arith_intensity"]] = np.log1p(flops / total_bytes) if total_bytes > 0 else 0.0
         by_level = _slots(a[_A["level0"] : _A["level0"] + len(levels) + 1])
@@ -297,6 +301,7 @@ def _additive(kernels: KernelReport, prior: PriorResult) -> np.ndarray:
         "reduction": "reduction",
     }
     static_per_s = prior.static_joules / prior.seconds if prior.seconds > 0 else 0.0
+    dead = dead_nodes(graph)
     e_flop_total = prior.compute_joules
     for k in kernels.kernels:
         a = out[k.index]
@@ -308,6 +313,8 @@ def _additive(kernels: KernelReport, prior: PriorResult) -> np.ndarray:
         a[_A[f"kind_{kind_map.get(k.kind, 'other')}"]] = 1
         if k.kind in ("contraction", "attention"):
             a[_A["matrix_flops"]] = k.flops
+        a[_A["dead_flops"]] = sum(nodes[i].flops for i in k.nodes if dead[i])
+        a[_A["dead_launches"]] = k.launches if all(dead[i] for i in k.nodes) else 0
         for i in k.nodes:
             n = nodes[i]
             for c, ops in OP_CATEGORIES.items():
