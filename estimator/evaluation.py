@@ -24,7 +24,7 @@ from estimator.training import (
     REPO_ROOT,
     TrainingSet,
     evaluate_split,
-    featurize,
+    featurize_cached,
     fit,
     grouped_folds,
     metrics,
@@ -174,7 +174,7 @@ def run_evaluation(
                 raise DataError(f"{s.table} has no rows of runtime '{runtime}'")
         if progress:
             progress(f"featurising {len(table)} rows of {s.table}")
-        ts = featurize(table, s.hardware, kernel_rows=s.granularity == "kernel")
+        ts = featurize_cached(table, s.hardware, kernel_rows=s.granularity == "kernel")
         for rt in sorted(set(table["runtime"])):
             if progress:
                 progress(f"evaluating {s.hardware} / {rt}")

@@ -108,6 +108,10 @@ FEATURE_NAMES: tuple[str, ...] = (
     "log_conv_kernel_elems_flop_weighted",
     "matrix_flops_share",
     "log_arith_intensity",
+    # dead code a graph compiler can remove (work whose result is multiplied by zero)
+    "dead_flops_share",
+    "log_live_flops",
+    "log_live_launches",
     # cache hierarchy (BUTTER-E)
     *(f"log_bytes_level{i}" for i in range(_LEVEL_SLOTS)),
     "share_bytes_beyond_level0",
@@ -273,6 +277,8 @@ _A_NAMES = (
     *(f"{c}_flops" for c in OP_CATEGORIES),
     "conv_kelems_x_flops",
     "matrix_flops",
+    "dead_flops",
+    "dead_launches",
     "joules",
     "seconds",
     "compute_j",

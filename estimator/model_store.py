@@ -21,7 +21,7 @@ from estimator.features import FEATURE_NAMES
 from estimator.measurements import read_measurements
 from estimator.regressor import load_model, save_model
 from estimator.runtimes import get_runtime
-from estimator.training import default_models_dir, featurize, metrics, predict_log, train_model
+from estimator.training import default_models_dir, featurize_cached, metrics, predict_log, train_model
 
 
 def train_and_store(
@@ -49,7 +49,7 @@ def train_and_store(
     directory = models_dir or default_models_dir()
     say = progress or (lambda _line: None)
     bar = _Progress(say)
-    ts_all = featurize(table, hardware, kernel_rows=granularity == "kernel", progress=bar)
+    ts_all = featurize_cached(table, hardware, kernel_rows=granularity == "kernel", progress=bar)
     lines = []
     for rt in sorted(set(table["runtime"])):
         ts = ts_all.subset(ts_all.table["runtime"].to_numpy() == rt)

@@ -15,6 +15,7 @@ quantiles of ``y - prediction`` on groups the model did not see.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -43,7 +44,16 @@ from estimator.runtimes import get_runtime
 #: Nominal coverage of the prediction intervals.
 INTERVAL_LEVEL = 0.9
 REPO_ROOT = Path(__file__).resolve().parent.parent
-__all__ = ["TrainingSet", "default_models_dir", "featurize", "fit", "metrics", "predict_log", "train_model"]
+__all__ = [
+    "TrainingSet",
+    "default_models_dir",
+    "featurize",
+    "featurize_cached",
+    "fit",
+    "metrics",
+    "predict_log",
+    "train_model",
+]
 
 
 @dataclass(frozen=True)
@@ -208,6 +218,75 @@ def featurize(
         tdp_roofline_j=np.array([r[6] for r in rows]),
         table=table,
     )
+
+
+def featurize_cached(
+    table: pd.DataFrame,
+    hardware: str,
+    *,
+    kernel_rows: bool = False,
+    n_jobs: int = 2,
+    progress: Callable[[int, int], None] | None = None,
+    cache_dir: Path | None = None,
+) -> TrainingSet:
+    """:func:`featurize` with an on-disk cache keyed by the table's content, the hardware and a hash of this
+    package's code and profiles (a changed rule or profile never serves stale features). The cache lives in
+    ``$ESTIMATOR_CACHE_DIR`` or ``~/.cache/estimator``; it is written atomically."""
+    import hashlib
+    import tempfile
+
+    import joblib
+
+    digest = hashlib.sha256()
+    digest.update(pd.util.hash_pandas_object(table.reset_index(drop=True), index=False).values.tobytes())
+    digest.update(f"{hardware}|{kernel_rows}|{','.join(FEATURE_NAMES)}".encode())
+    digest.update(_code_hash().encode())
+    directory = cache_dir or Path(os.environ.get("ESTIMATOR_CACHE_DIR", Path.home() / ".cache" / "estimator"))
+    path = directory / f"features-{hardware}-{digest.hexdigest()[:24]}.joblib"
+    if path.exists():
+        try:
+            return joblib.load(path)
+        except Exception:  # a cache that cannot be read is recomputed, never trusted
+            path.unlink(missing_ok=True)
+    ts = featurize(table, hardware, kernel_rows=kernel_rows, n_jobs=n_jobs, progress=progress)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+        os.close(fd)
+        joblib.dump(ts, tmp)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # caching is an optimisation: a read-only home still trains
+    return ts
+
+
+#: Modules whose code cannot change a feature value (front ends, storage, measurement, reporting).
+_NOT_FEATURE_CODE = frozenset(
+    {
+        "cli.py",
+        "api.py",
+        "evaluation.py",
+        "model_store.py",
+        "measure.py",
+        "counters.py",
+        "importers.py",
+        "report_format.py",
+        "regressor.py",
+    }
+)
+
+
+def _code_hash() -> str:
+    """Hash of the source and profile files that features depend on."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parent
+    files = [*package.rglob("*.py"), *package.rglob("*.toml")]
+    for f in sorted(f for f in files if f.name not in _NOT_FEATURE_CODE):
+        digest.update(f.relative_to(package).as_posix().encode())
+        digest.update(f.read_bytes())
+    return digest.hexdigest()
 
 
 def grouped_folds(groups: np.ndarray, k: int = 5, seed: int = 0) -> list[np.ndarray]:

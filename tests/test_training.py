@@ -176,3 +176,39 @@ def test_train_command_keeps_better_old_model_unless_forced(conv_table, tmp_path
     assert model_paths(models, "xeon-gold-5120", "pytorch-cpu")[0].read_bytes() == first
     assert run([*args[:1], str(noisy_path), *args[2:], "--force"]) == 0
     assert model_paths(models, "xeon-gold-5120", "pytorch-cpu")[0].read_bytes() != first
+
+
+def test_features_cache_round_trip(conv_table, tmp_path):
+    from estimator.training import featurize_cached
+
+    first = featurize_cached(conv_table, "xeon-gold-5120", n_jobs=1, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("features-*.joblib"))) == 1
+    again = featurize_cached(conv_table, "xeon-gold-5120", n_jobs=1, cache_dir=tmp_path)
+    np.testing.assert_array_equal(first.X, again.X)
+    changed = conv_table.copy()
+    changed.loc[0, "joules_per_inference"] *= 2
+    featurize_cached(changed, "xeon-gold-5120", n_jobs=1, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("features-*.joblib"))) == 2  # another table, another entry
+
+
+def test_evaluation_report_on_synthetic_rows(conv_table, tmp_path):
+    from estimator.evaluation import evaluate_runtime, write_report
+
+    table = conv_table.copy()
+    table["task"] = np.where(np.arange(len(table)) % 2 == 0, "even", "odd")
+    ts = featurize(table, "xeon-gold-5120", n_jobs=1)
+    report = {
+        "xeon-gold-5120/pytorch-cpu": {
+            "description": "synthetic",
+            "granularity": "graph",
+            **evaluate_runtime(ts, "graph"),
+        }
+    }
+    r = report["xeon-gold-5120/pytorch-cpu"]
+    assert r["grouped_5fold"]["model"]["mape"] < 0.05 < r["grouped_5fold"]["prior"]["mape"]
+    assert set(r["leave_one_task_out"]) == {"even", "odd"}
+    paths = write_report(report, tmp_path)
+    text = paths[1].read_text()
+    assert "grouped_5fold" in text and "flops_linear" in text and "desislavov" in text
+    assert json.loads(paths[0].read_text())["xeon-gold-5120/pytorch-cpu"]["rows"] == len(table)
+    assert paths[2].read_text().startswith("<svg")
