@@ -71,6 +71,7 @@ class Estimate:
         layers: kernels by energy, largest first.
         costs: the hardware-free cost report.
         not_costed: op types the cost engine could not cost (then joules is a lower bound).
+        extrapolated: features outside the trained model's training range (empty when inside or uncalibrated).
     """
 
     joules: float
@@ -92,6 +93,7 @@ class Estimate:
     layers: tuple[LayerEnergy, ...]
     costs: CostReport = field(repr=False)
     not_costed: Mapping[str, int] = field(default_factory=dict)
+    extrapolated: tuple[str, ...] = ()
 
     def to_json(self, top: int = 10) -> dict:
         """The documented, stable JSON form of the estimate (schema ``estimator.estimate/1``)."""
@@ -105,6 +107,7 @@ class Estimate:
             "dtype": self.dtype,
             "method": self.method,
             "calibrated": self.calibrated,
+            "extrapolated_features": list(self.extrapolated),
             "joules_per_inference": self.joules,
             "joules_per_sample": self.joules_per_sample,
             "latency_s": self.seconds,
@@ -236,13 +239,14 @@ class Estimator:
         prior = energy_prior(kernels, hw, dtype=element, runtime=self.runtime, threads=threads)
         batch = _batch_of(kernels)
         kernel_joules = prior.kernel_joules
+        extrapolated: tuple[str, ...] = ()
         if self.model is None:
             joules = prior.joules
             low_f, high_f = self._interval["low_factor"], self._interval["high_factor"]
             level, basis = self._interval["level"], self._interval["basis"]
             method = f"physics-only ({PRIOR_NAME})"
         else:
-            joules, kernel_joules = self._calibrated(kernels, prior, element, threads)
+            joules, kernel_joules, extrapolated = self._calibrated(kernels, prior, element, threads)
             lo, hi = self.model.interval_quantiles
             low_f, high_f = math.exp(lo), math.exp(hi)
             sc = self.model.sidecar
@@ -274,22 +278,28 @@ class Estimator:
             layers=_layers(kernels, prior, kernel_joules),
             costs=kernels.costs,
             not_costed=dict(kernels.costs.not_costed),
+            extrapolated=extrapolated,
         )
 
     def _calibrated(
         self, kernels: KernelReport, prior: PriorResult, element: str | None, threads: int | None
-    ) -> tuple[float, np.ndarray]:
-        """Joules per inference and per kernel from the trained residual model."""
+    ) -> tuple[float, np.ndarray, tuple[str, ...]]:
+        """Joules per inference and per kernel from the trained residual model, and the features outside its
+        training range."""
+        from estimator.model_store import outside_domain
+
         rows = build_features(kernels, self.profile, self.runtime, dtype=element, threads=threads)
+        domain = self.model.sidecar.get("domain", {})
         reg = self.model.regressor
         launched = np.array([k.launches > 0 for k in kernels.kernels], dtype=bool)
         if self.model.sidecar.get("granularity") == "kernel" and len(rows.kernels):
             per_kernel = rows.kernel_prior_joules * np.exp(reg.predict(rows.kernels))
             out = np.zeros(len(kernels.kernels))
             out[launched] = per_kernel
-            return float(per_kernel.sum()), out
+            outside = sorted({f for r in rows.kernels for f in outside_domain(r, domain)})
+            return float(per_kernel.sum()), out, tuple(outside)
         factor = float(np.exp(reg.predict(rows.graph[None, :])[0]))
-        return prior.joules * factor, prior.kernel_joules * factor
+        return prior.joules * factor, prior.kernel_joules * factor, tuple(outside_domain(rows.graph, domain))
 
 
 def _batch_of(kernels: KernelReport) -> int:

@@ -222,6 +222,12 @@ def energy(
     if result.not_costed:
         missing = ", ".join(f"{op} x{c}" for op, c in sorted(result.not_costed.items()))
         lines.append(f"WARNING    not costed, so the energy is a lower bound: {missing}")
+    if result.extrapolated:
+        shown = ", ".join(result.extrapolated[:6]) + (", ..." if len(result.extrapolated) > 6 else "")
+        lines.append(
+            f"WARNING    outside the trained model's data ({len(result.extrapolated)} features: {shown}); "
+            f"the calibrated answer is extrapolated - compare with the prior ({si(result.prior.joules, 'J')})"
+        )
     if layers_n > 0:
         lines += ["", f"top {min(layers_n, len(result.layers))} kernels by energy:"]
         lines.append(f"  {'share':>6}  {'energy':>8}  {'time':>8}  {'bound':<8} {'level':<5} kernel")

@@ -64,6 +64,7 @@ def train_and_store(
             params=params,
             sources=[Path(t).name for t in tables],
         )
+        model.sidecar["domain"] = training_domain(ts.X)
         new_mape = cv["grouped_cv"]["mape"]
         old = load_model(directory, hardware, rt, FEATURE_NAMES)
         if old is not None and not force:
@@ -81,6 +82,22 @@ def train_and_store(
             f"{cv['grouped_cv']['hit_10']:.1%}; wrote {paths[0]} and {paths[1].name}"
         )
     return lines
+
+
+def training_domain(X: np.ndarray) -> dict[str, list[float]]:
+    """Per feature, the [min, max] seen in training: estimates outside it are flagged as extrapolated."""
+    return {name: [float(X[:, i].min()), float(X[:, i].max())] for i, name in enumerate(FEATURE_NAMES)}
+
+
+def outside_domain(row: np.ndarray, domain: dict[str, list[float]], tolerance: float = 0.05) -> list[str]:
+    """Features of ``row`` outside the training range (widened by ``tolerance`` of the range on each side)."""
+    out = []
+    for i, name in enumerate(FEATURE_NAMES):
+        lo, hi = domain.get(name, (-np.inf, np.inf))
+        pad = tolerance * (hi - lo)
+        if not lo - pad <= row[i] <= hi + pad:
+            out.append(name)
+    return out
 
 
 class _Progress:
