@@ -114,6 +114,17 @@ def evaluate_runtime(ts: TrainingSet, granularity: str, seed: int = 0) -> dict:
     report["grouped_5fold"], predicted = _cross_validate(
         base, granularity, grouped_folds(base.groups, 5, seed)
     )
+    families = base.table["family"].astype(str).to_numpy()
+    if len(set(families)) > 1:
+        ape = np.abs(predicted - base.measured_j) / base.measured_j
+        report["grouped_5fold_by_family"] = {
+            f: {
+                "n": int((families == f).sum()),
+                "mape": float(ape[families == f].mean()),
+                "median_ape": float(np.median(ape[families == f])),
+            }
+            for f in sorted(set(families))
+        }
     tasks = sorted(set(base.table["task"]))
     if len(tasks) > 1:
         report["leave_one_task_out"] = {
@@ -255,6 +266,12 @@ def _markdown(report: dict) -> str:
             f"(mean width x{g['interval']['mean_width_factor']:.3f}).",
             "",
         ]
+        if "grouped_5fold_by_family" in r:
+            by_family = ", ".join(
+                f"{f} {_pct(v['mape'])} (median {_pct(v['median_ape'])}, n={v['n']})"
+                for f, v in r["grouped_5fold_by_family"].items()
+            )
+            lines += [f"By family (grouped 5-fold): {by_family}.", ""]
         if "leave_one_task_out" in r:
             lines += ["Leave-one-task-out (train on the other tasks):", ""]
             for t, v in r["leave_one_task_out"].items():

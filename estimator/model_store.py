@@ -62,8 +62,8 @@ def train_and_store(
             runtime=rt,
             granularity=granularity,
             params=params,
-            sources=[Path(t).name for t in tables],
         )
+        model.sidecar["training_tables"] = [Path(t).name for t in tables]
         model.sidecar["domain"] = training_domain(ts.X)
         new_mape = cv["grouped_cv"]["mape"]
         old = load_model(directory, hardware, rt, FEATURE_NAMES)

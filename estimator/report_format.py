@@ -27,13 +27,19 @@ _NUMERIC = ("macs", "flops", "params", "weight_bytes", "activation_read_bytes", 
 
 
 def si(value: float, unit: str = "") -> str:
-    """``value`` with an SI prefix (k, M, G, T), three significant digits: ``4.09G``."""
+    """``value`` with an SI prefix and three significant digits: ``4.09G``, ``5.54us``, ``39.3mJ``.
+
+    Whole numbers below 1000 print whole; fractions use m, u (micro), n and p.
+    """
     for factor, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(value) >= factor:
             return f"{value / factor:.3g}{prefix}{unit}"
-    return (
-        f"{value:.3g}{unit}" if isinstance(value, float) and not value.is_integer() else f"{int(value)}{unit}"
-    )
+    if float(value).is_integer():
+        return f"{int(value)}{unit}"
+    for factor, prefix in ((1.0, ""), (1e-3, "m"), (1e-6, "u"), (1e-9, "n"), (1e-12, "p")):
+        if abs(value) >= factor:
+            return f"{value / factor:.3g}{prefix}{unit}"
+    return f"{value:.3g}{unit}"
 
 
 def layer_rows(costs: CostReport, kernels: KernelReport | None, by: str) -> list[dict]:

@@ -22,3 +22,9 @@ def light_dir():
     from pathlib import Path
 
     return Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Tests never read or write the user's features cache."""
+    monkeypatch.setenv("ESTIMATOR_CACHE_DIR", str(tmp_path_factory.mktemp("estimator-cache")))

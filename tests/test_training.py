@@ -222,7 +222,9 @@ def test_estimates_outside_the_training_data_are_flagged(conv_table, tmp_path):
     conv_table.to_csv(path, index=False)
     train_and_store([path], "xeon-gold-5120", models_dir=tmp_path / "m", params={"n_estimators": 50})
     est = Estimator("xeon-gold-5120", runtime="pytorch-cpu", models_dir=tmp_path / "m")
-    inside = est.estimate(build_from_spec("getzner:conv2d;in=16;out=16;kernel=3;stride=1;padding=1;image=16", batch=4))
+    inside = est.estimate(
+        build_from_spec("getzner:conv2d;in=16;out=16;kernel=3;stride=1;padding=1;image=16", batch=4)
+    )
     far = est.estimate(build_from_spec("torchvision:vgg16", batch=8))
     assert "log_flops" not in inside.extrapolated
     assert "log_flops" in far.extrapolated and far.to_json()["extrapolated_features"]

@@ -1,0 +1,57 @@
+"""The trained models shipped in trained_models/: they load (sidecar, hash, feature schema), and the
+Estimator computes the same features as the training pipeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from estimator.api import Estimator
+from estimator.features import FEATURE_NAMES
+from estimator.regressor import default_models_dir, load_model
+from estimator.training import featurize, predict_log
+from estimator.zoo import build_from_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = [
+    ("rpi5", "tflite"),
+    ("rpi5", "onnxruntime"),
+    ("rpi5", "torchscript-mobile"),
+    ("xeon-gold-5120", "pytorch-cpu"),
+]
+
+
+@pytest.mark.parametrize(("hardware", "runtime"), SHIPPED)
+def test_shipped_model_loads_and_matches_its_profile(hardware, runtime):
+    model = load_model(default_models_dir(), hardware, runtime, FEATURE_NAMES)
+    assert model is not None
+    assert model.sidecar["boundary"] == Estimator(hardware, runtime=runtime).profile.measurement_boundary
+    lo, hi = model.interval_quantiles
+    assert lo < 0 < hi
+
+
+def test_estimator_and_training_pipeline_agree_on_measured_nb201_rows():
+    table = pd.read_csv(ROOT / "data" / "hwnasbench360.csv.gz")
+    rows = table[table["runtime"] == "tflite"].sample(6, random_state=3).reset_index(drop=True)
+    est = Estimator("rpi5", runtime="tflite")
+    api = np.array([est.estimate(build_from_spec(ref, batch=1)).joules for ref in rows["model_ref"]])
+    ts = featurize(rows, "rpi5", n_jobs=1)
+    pipeline = np.exp(predict_log(est.model.regressor, ts, "graph"))
+    np.testing.assert_allclose(api, pipeline, rtol=1e-6)
+    # In-sample (these rows trained the model), so this checks plumbing, not accuracy: see docs/evaluation.md.
+    assert np.all(np.abs(api / rows["joules_per_inference"].to_numpy() - 1) < 0.25)
+
+
+def test_xeon_model_sums_kernels_for_a_whole_network():
+    table = pd.read_csv(ROOT / "data" / "getzner.csv.gz", low_memory=False)
+    row = table[(table["model_ref"] == "torchvision:vgg11")].iloc[0]
+    est = Estimator("xeon-gold-5120", runtime="pytorch-cpu")
+    result = est.estimate(
+        build_from_spec("torchvision:vgg11", batch=int(row["batch"])), threads=int(row["threads"])
+    )
+    assert result.calibrated
+    assert np.isclose(sum(layer.joules for layer in result.layers), result.joules, rtol=1e-9)
+    assert abs(result.joules / row["joules_per_inference"] - 1) < 0.3
