@@ -191,10 +191,15 @@ def load_model(
 
 
 def default_models_dir() -> Path:
-    """Where trained models are read and written: ``$ESTIMATOR_MODELS_DIR``, else the repository's
-    ``trained_models/`` folder."""
+    """Where trained models are read and written: ``$ESTIMATOR_MODELS_DIR``; else the models installed with the
+    package (``estimator/trained_models`` in a wheel); else the repository's top-level ``trained_models/``
+    (a source checkout or an editable install)."""
     env = os.environ.get("ESTIMATOR_MODELS_DIR")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "trained_models"
+    if env:
+        return Path(env)
+    package = Path(__file__).resolve().parent
+    installed = package / "trained_models"
+    return installed if installed.is_dir() else package.parent / "trained_models"
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
