@@ -22,9 +22,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-import os
 import re
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from estimator.errors import DataError, InputFileError
+from estimator.fileio import atomic_write_bytes
 
 __all__ = [
     "BOUNDARIES",
@@ -448,15 +447,6 @@ def _csv_bytes(frame: pd.DataFrame) -> bytes:
     return out.getvalue().encode("utf-8")
 
 
-def _file_mode(path: Path) -> int:
-    """Permission bits for the new file: those of the file it replaces, else 0o666 less the umask."""
-    if path.exists():
-        return path.stat().st_mode & 0o777
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def write_measurements(
     frame: pd.DataFrame, path: str | Path, *, table: TableKind = "training", validate: bool = True
 ) -> Path:
@@ -476,18 +466,7 @@ def write_measurements(
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise InputFileError(f"folder {folder} does not exist; create it before writing {path.name}")
-    descriptor, temp_name = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-    temp = Path(temp_name)
-    try:
-        os.chmod(temp, _file_mode(path))
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, payload)
     return path
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from estimator.errors import ModelArtifactError
+from estimator.fileio import atomic_write_bytes
 
 SIDECAR_SCHEMA = "estimator.trained-model/1"
 
@@ -139,8 +139,8 @@ def save_model(model: TrainedModel, directory: Path) -> tuple[Path, Path]:
     model_path, sidecar_path = model_paths(directory, sc["hardware"], sc["runtime"])
     raw = model.regressor.booster_.save_raw(raw_format="ubj")
     sidecar = dict(sc, model_file=model_path.name, model_sha256=hashlib.sha256(raw).hexdigest())
-    _atomic_write(model_path, bytes(raw))
-    _atomic_write(sidecar_path, (json.dumps(sidecar, indent=2, sort_keys=True) + "\n").encode())
+    atomic_write_bytes(model_path, bytes(raw))
+    atomic_write_bytes(sidecar_path, (json.dumps(sidecar, indent=2, sort_keys=True) + "\n").encode())
     return model_path, sidecar_path
 
 
@@ -200,17 +200,3 @@ def default_models_dir() -> Path:
     package = Path(__file__).resolve().parent
     installed = package / "trained_models"
     return installed if installed.is_dir() else package.parent / "trained_models"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; models are shared files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -1,0 +1,38 @@
+"""Atomic file writes: nothing the user had is lost when a write fails half-way."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def atomic_write_bytes(path: Path, payload: bytes) -> Path:
+    """Write ``payload`` to ``path`` atomically and return ``path``.
+
+    The bytes go to a temporary file in the destination folder, are flushed to disk, then ``os.replace`` puts
+    the file in place, so a failure leaves any previous file unchanged. The new file keeps the permission bits
+    of the file it replaces, else 0o666 less the umask.
+    """
+    descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    temp = Path(temp_name)
+    try:
+        os.chmod(temp, _file_mode(path))
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _file_mode(path: Path) -> int:
+    """Permission bits for the new file: those of the file it replaces, else 0o666 less the umask."""
+    if path.exists():
+        return path.stat().st_mode & 0o777
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
