@@ -212,7 +212,9 @@ def energy(
         f"method     {result.method}" + ("" if result.calibrated else "  - not calibrated on measurements"),
         "",
         f"energy     {si(result.joules, 'J')} per inference, {si(result.joules_per_sample, 'J')} per sample",
-        f"interval   {si(lo, 'J')} .. {si(hi, 'J')} ({result.interval_level:.0%}; {result.interval_basis})",
+        f"interval   {si(lo, 'J')} .. {si(hi, 'J')} ({result.interval_level:.0%})"
+        + ("" if lo <= result.joules <= hi else "  - the estimate is biased: measurements fell in this range"),
+        f"           {result.interval_basis}",
         f"latency    {si(result.seconds, 's')}",
         f"power      {result.avg_power_w:.1f} W average"
         + (" (TDP-limited)" if result.prior.throttled else ""),
