@@ -213,7 +213,9 @@ def energy(
         "",
         f"energy     {si(result.joules, 'J')} per inference, {si(result.joules_per_sample, 'J')} per sample",
         f"interval   {si(lo, 'J')} .. {si(hi, 'J')} ({result.interval_level:.0%})"
-        + ("" if lo <= result.joules <= hi else "  - the estimate is biased: measurements fell in this range"),
+        + (
+            "" if lo <= result.joules <= hi else "  - the estimate is biased: measurements fell in this range"
+        ),
         f"           {result.interval_basis}",
         f"latency    {si(result.seconds, 's')}",
         f"power      {result.avg_power_w:.1f} W average"
