@@ -104,3 +104,21 @@ def test_si_prefixes():
         "5.54us",
         "250ps",
     ]
+
+
+def test_data_import_command_matches_the_committed_table(tmp_path, capsys):
+    from pathlib import Path
+
+    import pandas as pd
+
+    root = Path(__file__).resolve().parents[1]
+    raw = root.parent / "shared" / "datasets" / "dl_energy_estimator_getzner"
+    if not raw.exists():
+        pytest.skip("shared/datasets is not next to the repository")
+    out = tmp_path / "getzner.csv.gz"
+    assert run(["data", "import", "getzner", str(raw), "-o", str(out)]) == 0
+    assert "wrote 7185 rows" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(
+        pd.read_csv(out, low_memory=False), pd.read_csv(root / "data" / "getzner.csv.gz", low_memory=False)
+    )
+    assert run(["data", "import", "no-such-source", str(raw)]) == 2
