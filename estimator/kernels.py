@@ -15,7 +15,8 @@ ONNX Runtime / TensorRT / torch.compile apply to inference graphs; they are deli
   a tensor seen through a view escapes the kernel if any view of it does.
 * Folded nodes (constants) are not in any kernel.
 
-A fusion joins a kernel only through a tensor that has exactly one consumer (views resolved).
+A fusion joins a kernel only through a tensor that has exactly one consumer (views resolved), and only the
+latest kernel among the node's producers, so that kernels stay in an order they can run in.
 """
 
 from __future__ import annotations
@@ -265,9 +266,13 @@ def fuse_kernels(report: CostReport, *, fuse: bool = True) -> KernelReport:
             new_group(n.index, cat)
             continue
         if cat in ("elementwise",) or (n.op_type in _SOFTMAX) or n.op_type in _MATMUL:
+            # A node may only join the latest kernel among its inputs' producers: joining an earlier one while
+            # it also reads a later kernel's output would run it before that output exists.
+            producer_groups = {t: producer_group(t) for t in runtime_inputs}
+            latest = max((g for g in producer_groups.values() if g is not None), default=None)
             for t in runtime_inputs:
-                g = producer_group(t)
-                if g is None or not single_use(t) or not open_for_epilogue[g]:
+                g = producer_groups[t]
+                if g is None or g != latest or not single_use(t) or not open_for_epilogue[g]:
                     continue
                 joins = (
                     cat == "elementwise"

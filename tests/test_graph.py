@@ -249,7 +249,9 @@ def test_declared_unknown_domain_is_reported_not_zero():
     model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17), oh.make_opsetid("com.example", 1)])
     report = count_costs(load_graph(model))
     assert report.unsupported == {"com.example::Thing": 1}
-    assert math.isclose(report.coverage, 0.5)
+    # The Relu reads Thing's output, whose shape nobody knows: it is not costed either (never 0 bytes).
+    assert report.not_costed == {"com.example::Thing": 1, "Relu": 1}
+    assert report.coverage == 0.0
 
 
 @pytest.mark.parametrize(
@@ -366,3 +368,44 @@ def test_load_graph_memory_does_not_grow_with_bias_lengths(tmp_path):
     )
     # 2,726 nodes and 1,284 weight tensors need a few tens of MB; the absent weights are 259 GB.
     assert float(done.stdout) < 100
+
+
+def test_unknown_op_inside_a_subgraph_makes_the_report_a_lower_bound():
+    then = oh.make_graph(
+        [oh.make_node("Foo", ["X"], ["t"], domain="custom.x")],
+        "then",
+        [],
+        [oh.make_tensor_value_info("t", onnx.TensorProto.FLOAT, [4])],
+    )
+    other = oh.make_graph(
+        [oh.make_node("Relu", ["X"], ["e"])],
+        "else",
+        [],
+        [oh.make_tensor_value_info("e", onnx.TensorProto.FLOAT, [4])],
+    )
+    graph = oh.make_graph(
+        [oh.make_node("If", ["c"], ["Y"], then_branch=then, else_branch=other)],
+        "g",
+        [
+            oh.make_tensor_value_info("c", onnx.TensorProto.BOOL, []),
+            oh.make_tensor_value_info("X", onnx.TensorProto.FLOAT, [4]),
+        ],
+        [oh.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, [4])],
+    )
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17), oh.make_opsetid("custom.x", 1)])
+    report = count_costs(load_graph(model))
+    assert report.not_costed == {"custom.x::Foo": 1} == report.unsupported
+
+
+def test_a_node_reading_a_tensor_of_unknown_shape_is_not_read_as_zero_bytes():
+    graph = oh.make_graph(
+        [oh.make_node("Foo", ["X"], ["u"], domain="custom.x"), oh.make_node("Relu", ["u"], ["Y"])],
+        "g",
+        [oh.make_tensor_value_info("X", onnx.TensorProto.FLOAT, [4])],
+        [oh.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, [4])],
+    )
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17), oh.make_opsetid("custom.x", 1)])
+    report = count_costs(load_graph(model))
+    relu = next(n for n in report.nodes if n.op_type == "Relu")
+    assert relu.status == "shape-unknown" and "'u'" in relu.message
+    assert report.not_costed == {"custom.x::Foo": 1, "Relu": 1}

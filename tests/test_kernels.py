@@ -107,3 +107,23 @@ def test_eager_runtime_launches_one_kernel_per_op():
     assert [x.name for x in k.kernels] == ["Conv", "BatchNormalization", "Relu"]
     y = 16 * 14 * 14 * 4
     assert [x.write_bytes for x in k.kernels] == [y, y, y]
+
+
+def test_a_node_never_joins_an_earlier_kernel_while_reading_a_later_one():
+    n = 64
+    k = _kernels(
+        f"""
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[{n}, {n}] X, float[{n}, {n}] W, float[{n}, {n}] W2) => (float[{n}, {n}] Y) {{
+            a = Relu (X)
+            c = MatMul (X, W)
+            d = MatMul (c, W2)
+            Y = Add (a, d)
+        }}
+        """
+    )
+    assert [x.name for x in k.kernels] == ["Relu", "MatMul", "MatMul+Add"]
+    tensor = n * n * 4
+    # `a` must be written by the Relu kernel and read back by the last kernel.
+    assert k.kernels[0].write_bytes == tensor
+    assert k.kernels[2].activation_read_bytes == 3 * tensor  # c, W2 and a
