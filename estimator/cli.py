@@ -382,6 +382,7 @@ def train(
         granularity=granularity.value,
         force=force,
         models_dir=models_dir,
+        params={"n_estimators": trees},
         progress=lambda line: typer.echo(line, err=True),
     )
     for line in lines:

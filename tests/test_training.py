@@ -165,6 +165,8 @@ def test_train_command_keeps_better_old_model_unless_forced(conv_table, tmp_path
     args = ["train", str(good), "--hw", "xeon-gold-5120", "--models-dir", str(models), "--trees", "100"]
     assert run(args) == 0
     first = model_paths(models, "xeon-gold-5120", "pytorch-cpu")[0].read_bytes()
+    sidecar = json.loads(model_paths(models, "xeon-gold-5120", "pytorch-cpu")[1].read_text())
+    assert sidecar["hyperparameters"]["n_estimators"] == 100  # --trees reaches the model
     # Noisy labels make a worse model; the old one (trained on clean rows) must be kept.
     noisy = conv_table.copy()
     noisy["joules_per_inference"] *= np.exp(np.random.default_rng(1).normal(0, 0.5, len(noisy)))
