@@ -237,7 +237,7 @@ class Estimator:
         element = DTYPE_CHOICES.get(dtype, dtype) if dtype else None
         hw = self.profile
         prior = energy_prior(kernels, hw, dtype=element, runtime=self.runtime, threads=threads)
-        batch = _batch_of(kernels)
+        batch = kernels.costs.graph.batch
         kernel_joules = prior.kernel_joules
         extrapolated: tuple[str, ...] = ()
         if self.model is None:
@@ -269,7 +269,7 @@ class Estimator:
             runtime=self.runtime.name,
             boundary=hw.measurement_boundary,
             batch=batch,
-            dtype=element or _graph_dtype(kernels),
+            dtype=element or kernels.dominant_dtype,
             prior=prior,
             baselines={
                 "desislavov_flops_over_peak_per_watt": desislavov_joules(kernels, hw, element),
@@ -300,22 +300,6 @@ class Estimator:
             return float(per_kernel.sum()), out, tuple(outside)
         factor = float(np.exp(reg.predict(rows.graph[None, :])[0]))
         return prior.joules * factor, prior.kernel_joules * factor, tuple(outside_domain(rows.graph, domain))
-
-
-def _batch_of(kernels: KernelReport) -> int:
-    graph = kernels.costs.graph
-    for name in graph.inputs:
-        info = graph.tensor(name)
-        if info is not None and info.shape:
-            return int(info.shape[0])
-    return 1
-
-
-def _graph_dtype(kernels: KernelReport) -> str:
-    flops: dict[str, int] = {}
-    for k in kernels.kernels:
-        flops[k.dtype] = flops.get(k.dtype, 0) + k.flops
-    return max(flops, key=flops.get) if flops else "float32"
 
 
 def _layers(kernels: KernelReport, prior: PriorResult, kernel_joules: np.ndarray) -> tuple[LayerEnergy, ...]:

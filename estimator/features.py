@@ -188,11 +188,12 @@ def build_features(
     levels = hw.caches
     sizes = [c.size_bytes for c in levels]
     llc = sizes[-1] if sizes else 1.0
-    batch, per_sample = _input_sizes(kernels)
-    fixed = _fixed(hw, runtime, prior.threads, batch, per_sample, _dtype_bits(kernels, dtype))
+    batch = kernels.costs.graph.batch
+    fixed = _fixed(hw, runtime, prior.threads, batch, dtype or kernels.dominant_dtype)
 
-    def row(a: np.ndarray, peak_live: float, model_level: int) -> np.ndarray:
+    def row(a: np.ndarray, peak_live: float, model_level: int, input_elements: float) -> np.ndarray:
         r = np.zeros(len(FEATURE_NAMES))
+        r[_INDEX["log_input_elements_per_sample"]] = np.log1p(input_elements / batch)
         flops, wb, ab, w = a[_A["flops"]], a[_A["weight_bytes"]], a[_A["act_bytes"]], a[_A["write_bytes"]]
         r[_INDEX["log_flops"]] = np.log1p(flops)
         r[_INDEX["log_weight_bytes"]] = np.log1p(wb)
@@ -247,7 +248,7 @@ def build_features(
         return r
 
     peak_live = float(peak_live_activation_bytes(kernels))
-    graph_row = row(add.sum(axis=0), peak_live, prior.placement.model_level)
+    graph_row = row(add.sum(axis=0), peak_live, prior.placement.model_level, _graph_input_elements(kernels))
     kernel_rows = (
         np.stack(
             [
@@ -255,6 +256,8 @@ def build_features(
                     add[i],
                     float(add[i][_A["act_bytes"]] + add[i][_A["write_bytes"]]),
                     int(add[i][_A["own_level"]]),
+                    # A kernel's own input, as when it is measured alone (the training rows of kernel models).
+                    float(add[i][_A["act_elements"]]),
                 )
                 for i in range(len(add))
             ]
@@ -289,6 +292,7 @@ _A_NAMES = (
     "t_launch",
     "model_weight_bytes",
     "own_level",
+    "act_elements",
     *(f"level{i}" for i in range(_LEVEL_SLOTS + 2)),
     *(f"at{i}" for i in range(_LEVEL_SLOTS + 2)),
 )
@@ -342,6 +346,7 @@ def _additive(kernels: KernelReport, prior: PriorResult) -> np.ndarray:
         a[_A["at0"] + int(prior.placement.kernel_level[k.index])] = 1
         a[_A["own_level"]] = prior.placement.kernel_level[k.index]
         a[_A["model_weight_bytes"]] = k.weight_bytes
+        a[_A["act_elements"]] = k.activation_read_bytes * 8 / (dtype_bits(k.dtype) or 32)
         a[_A[f"t_{prior.kernel_bound[k.index]}"]] = t
     dynamic = out[:, _A["joules"]] - out[:, _A["static_j"]]
     flops = out[:, _A["flops"]]
@@ -360,36 +365,18 @@ def _slots(levels: np.ndarray) -> np.ndarray:
     return out
 
 
-def _input_sizes(kernels: KernelReport) -> tuple[int, float]:
+def _graph_input_elements(kernels: KernelReport) -> float:
+    """Elements of all the network's run-time inputs, at its batch."""
     graph = kernels.costs.graph
-    batch, elems = 1, 0.0
-    for name in graph.inputs:
-        info = graph.tensor(name)
-        if info is not None and info.shape:
-            batch = int(info.shape[0])
-            elems += float(np.prod(info.shape[1:]))
-    return batch, elems
+    return float(sum(t.numel for t in (graph.tensor(n) for n in graph.inputs) if t is not None and t.numel))
 
 
-def _dtype_bits(kernels: KernelReport, dtype: str | None) -> int:
-    if dtype is not None:
-        return dtype_bits(dtype)
-    flops: dict[str, int] = {}
-    for k in kernels.kernels:
-        flops[k.dtype] = flops.get(k.dtype, 0) + k.flops
-    main = max(flops, key=flops.get) if flops else "float32"
-    return dtype_bits(main) or 32
-
-
-def _fixed(
-    hw: HardwareProfile, runtime: Runtime, threads: int, batch: int, per_sample: float, bits: int
-) -> np.ndarray:
+def _fixed(hw: HardwareProfile, runtime: Runtime, threads: int, batch: int, dtype: str) -> np.ndarray:
     r = np.zeros(len(FEATURE_NAMES))
     r[_INDEX["log_batch"]] = np.log(batch)
-    r[_INDEX["dtype_bits"]] = bits
+    r[_INDEX["dtype_bits"]] = dtype_bits(dtype) or 32
     r[_INDEX["log_threads"]] = np.log(threads)
-    r[_INDEX["log_input_elements_per_sample"]] = np.log1p(per_sample)
-    dt = {8: "int8", 16: "float16"}.get(bits, "float32")
+    dt = dtype if dtype_bits(dtype) else "float32"
     r[_INDEX["log_peak_vector_flops"]] = np.log(hw.peak_flops_per_s(dt, matrix=False))
     r[_INDEX["log_peak_matrix_flops"]] = np.log(hw.peak_flops_per_s(dt, matrix=True))
     r[_INDEX["log_dram_bandwidth"]] = np.log(hw.dram_bandwidth_bytes_per_s)

@@ -144,6 +144,15 @@ class Graph:
         """Opset version the model imports for ``domain`` (1 when it imports none)."""
         return self.opsets.get(domain, 1)
 
+    @property
+    def batch(self) -> int:
+        """Samples per inference: the leading dimension of the first input with a known shape (1 if none)."""
+        for name in self.inputs:
+            info = self.tensors.get(name)
+            if info is not None and info.shape:
+                return int(info.shape[0])
+        return 1
+
 
 # --------------------------------------------------------------------------------------------------------------
 # Loading

@@ -22,7 +22,7 @@ latest kernel among the node's producers, so that kernels stay in an order they 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -158,6 +158,22 @@ class KernelReport:
     costs: CostReport
     kernels: tuple[Kernel, ...]
     kernel_of_node: Mapping[int, int]
+    views: Mapping[str, str] = field(default_factory=dict)
+
+    def root(self, tensor: str) -> str:
+        """The tensor that ``tensor`` is a view of (through Reshape, Squeeze, ...), or itself."""
+        while tensor in self.views:
+            tensor = self.views[tensor]
+        return tensor
+
+    @property
+    def dominant_dtype(self) -> str:
+        """Element type carrying the most FLOPs (``float32`` when nothing computes)."""
+        flops: dict[str, int] = {}
+        for k in self.kernels:
+            if k.dtype != "undefined":
+                flops[k.dtype] = flops.get(k.dtype, 0) + k.flops
+        return max(flops, key=flops.get) if flops else "float32"
 
     @cached_property
     def arrays(self) -> dict[str, np.ndarray]:
@@ -301,7 +317,7 @@ def fuse_kernels(report: CostReport, *, fuse: bool = True) -> KernelReport:
         kernels.append(
             _make_kernel(k, idxs, kinds[k], by_index, graph.producers, root, real_consumers, graph_outputs)
         )
-    return KernelReport(report, tuple(kernels), dict(group))
+    return KernelReport(report, tuple(kernels), dict(group), dict(view_of))
 
 
 def _make_kernel(

@@ -166,7 +166,8 @@ def peak_live_activation_bytes(kernels: KernelReport) -> int:
             continue
         for name in gn.inputs:
             if name and not graph.is_constant(name):
-                last_use[name] = max(last_use.get(name, 0), kernel_of.get(n.index, 0))
+                r = kernels.root(name)  # a tensor read through a view stays alive until the view's reader
+                last_use[r] = max(last_use.get(r, 0), kernel_of.get(n.index, 0))
     sizes, born, dies = [], [], []
     for name in graph.inputs:
         info = graph.tensor(name)
@@ -174,7 +175,7 @@ def peak_live_activation_bytes(kernels: KernelReport) -> int:
             sizes.append(info.nbytes)
             born.append(0)
             dies.append(last_use.get(name, 0))
-    outputs = set(graph.outputs)
+    outputs = {kernels.root(o) for o in graph.outputs}
     for n in report.nodes:
         if n.status != "costed":
             continue
@@ -274,7 +275,7 @@ def energy_prior(
 def desislavov_joules(kernels: KernelReport, hw: HardwareProfile, dtype: str | None = None) -> float:
     """Baseline of Desislavov et al.: FLOPs / (peak FLOP/s per watt) = FLOPs * TDP / peak (matrix path), J."""
     ka = kernel_arrays(kernels, dtype)
-    dt = dtype or _dominant_dtype(ka)
+    dt = dtype or kernels.dominant_dtype
     return float(ka.flops.sum() * hw.tdp_w / hw.peak_flops_per_s(dt, matrix=True))
 
 
@@ -284,12 +285,3 @@ def tdp_roofline_joules(
     """Baseline: TDP x roofline time (the prior's unclamped time at full TDP), J."""
     prior = energy_prior(kernels, hw, dtype=dtype, runtime=runtime)
     return float(hw.tdp_w * prior.kernel_seconds.sum())
-
-
-def _dominant_dtype(ka: KernelArrays) -> str:
-    if not ka.dtypes:
-        return "float32"
-    weights: dict[str, float] = {}
-    for d, f in zip(ka.dtypes, ka.flops, strict=True):
-        weights[d] = weights.get(d, 0.0) + f
-    return max(weights, key=weights.get)

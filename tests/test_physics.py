@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from conftest import parse
 
@@ -222,3 +223,38 @@ def test_a_network_of_views_costs_one_dispatch(hw):
     )
     p = _prior(model, hw())
     assert math.isclose(p.seconds, 1e-6) and math.isclose(p.joules, 10 * 1e-6)
+
+
+def test_a_kernel_row_describes_the_kernel_as_a_network_of_its_own():
+    """Kernel-level models are trained on single layers and applied to each kernel of a network: the row of
+    a VGG11 convolution inside the network must match the row of that layer built alone."""
+    from estimator.features import FEATURE_NAMES, build_features
+    from estimator.runtimes import get_runtime
+    from estimator.zoo import build_from_spec
+
+    hw, rt = load_profile("xeon-gold-5120"), get_runtime("pytorch-cpu")
+    whole = build_features(
+        fuse_kernels(count_costs(load_graph(build_from_spec("torchvision:vgg11", batch=2))), fuse=False),
+        hw,
+        rt,
+    )
+    alone = build_features(
+        fuse_kernels(
+            count_costs(load_graph(build_from_spec("torchvision:vgg11;layer=3", batch=2))), fuse=False
+        ),
+        hw,
+        rt,
+    )
+    same = [
+        "log_flops",
+        "log_weight_bytes",
+        "log_activation_read_bytes",
+        "log_write_bytes",
+        "log_batch",
+        "log_input_elements_per_sample",
+        "log_conv_flops",
+        "dtype_bits",
+    ]
+    idx = [FEATURE_NAMES.index(f) for f in same]
+    target = alone.graph[idx]
+    assert any(np.allclose(row[idx], target) for row in whole.kernels)
