@@ -9,6 +9,8 @@ Writes Markdown, JSON and a predicted-vs-measured SVG plot.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import math
 from collections.abc import Callable
@@ -19,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from estimator.errors import DataError
+from estimator.features import FEATURE_NAMES, OP_CATEGORIES
 from estimator.measurements import read_measurements
 from estimator.training import (
     REPO_ROOT,
@@ -69,44 +72,59 @@ def single_kernel_mask(ts: TrainingSet) -> np.ndarray:
     )
 
 
-def _pooled(
-    results: list[dict], measured: list[np.ndarray], predicted: list[np.ndarray], tasks: list
-) -> dict:
-    """Metrics pooled over folds (each row predicted once), plus mean interval coverage."""
-    m = np.concatenate(measured)
-    out = {"model": metrics(m, np.concatenate(predicted), np.concatenate(tasks))}
-    for system in _SYSTEMS[1:]:
-        out[system] = {
-            k: float(np.mean([r[system][k] for r in results])) for k in ("mape", "median_ape", "hit_10")
-        }
-    out["interval"] = {
-        "level": results[0]["interval"]["level"],
-        "coverage": float(
-            np.average([r["interval"]["coverage"] for r in results], weights=[len(x) for x in measured])
-        ),
-        "mean_width_factor": float(np.mean([r["interval"]["mean_width_factor"] for r in results])),
-    }
-    return out
-
-
 def _cross_validate(ts: TrainingSet, granularity: str, folds: list[np.ndarray]) -> tuple[dict, np.ndarray]:
-    results, meas, pred, tasks = [], [], [], []
-    predicted_all = np.full(len(ts.y_log), np.nan)
+    """Fit and predict each fold; metrics of the model and every baseline pooled over all predicted rows."""
+    results = []
+    predicted = {system: np.full(len(ts.y_log), np.nan) for system in _SYSTEMS}
+    tested = np.zeros(len(ts.y_log), dtype=bool)
     for mask in folds:
         r = evaluate_split(ts.subset(~mask), ts.subset(mask), granularity)
-        results.append(r["result"])
-        test = ts.subset(mask)
-        meas.append(test.measured_j)
-        pred.append(r["predicted"])
-        tasks.append(test.table["task"].to_numpy())
-        predicted_all[mask] = r["predicted"]
-    return _pooled(results, meas, pred, tasks), predicted_all
+        results.append((r["result"], int(mask.sum())))
+        for system in _SYSTEMS:
+            predicted[system][mask] = r["predictions"][system]
+        tested |= mask
+    measured, tasks = ts.measured_j[tested], ts.table["task"].to_numpy()[tested]
+    out = {system: metrics(measured, predicted[system][tested], tasks) for system in _SYSTEMS}
+    out["interval"] = {
+        "level": results[0][0]["interval"]["level"],
+        "coverage": float(
+            np.average([r["interval"]["coverage"] for r, _ in results], weights=[n for _, n in results])
+        ),
+        "mean_width_factor": float(np.mean([r["interval"]["mean_width_factor"] for r, _ in results])),
+    }
+    return out, predicted["model"]
+
+
+#: Features that identify a layer whatever the batch (weights, per-sample input, op categories).
+_LAYER_IDENTITY = (
+    "log_weight_bytes",
+    "log_input_elements_per_sample",
+    "log_conv_kernel_elems_flop_weighted",
+    *(f"log_{c}_nodes" for c in OP_CATEGORIES),
+)
+
+
+def layer_signatures(ts: TrainingSet) -> np.ndarray:
+    """A key per row that is equal for the same layer at any batch (identity features and FLOPs per sample):
+    identical layers of different networks (VGG11's and VGG13's first convolution) share it."""
+    cols = [FEATURE_NAMES.index(f) for f in _LAYER_IDENTITY]
+    flops_per_sample = np.expm1(ts.X[:, FEATURE_NAMES.index("log_flops")]) / np.exp(
+        ts.X[:, FEATURE_NAMES.index("log_batch")]
+    )
+    keys = np.column_stack([ts.X[:, cols], np.log1p(flops_per_sample)]).round(6)
+    return np.array([hashlib.sha1(row.tobytes()).hexdigest()[:16] for row in keys])
 
 
 def evaluate_runtime(ts: TrainingSet, granularity: str, seed: int = 0) -> dict:
-    """Every split of EVALUATION.md that the data allows, for one (hardware, runtime)."""
-    report: dict = {"rows": len(ts.y_log), "groups": len(np.unique(ts.groups))}
+    """Every split of EVALUATION.md that the data allows, for one (hardware, runtime).
+
+    Layer-level data (kernel granularity) is grouped by layer signature, so that a layer that occurs in
+    several networks, or as a random configuration too, never falls on both sides of a split.
+    """
     train_rows = single_kernel_mask(ts) if granularity == "kernel" else np.ones(len(ts.y_log), bool)
+    if granularity == "kernel":
+        ts = dataclasses.replace(ts, table=ts.table.assign(group=layer_signatures(ts)))
+    report: dict = {"rows": len(ts.y_log), "groups": len(np.unique(ts.groups))}
     base = ts.subset(train_rows)
     rng = np.random.default_rng(seed)
     random_mask = rng.random(len(base.y_log)) < 0.2
@@ -150,7 +168,9 @@ def _whole_networks(ts: TrainingSet, train_rows: np.ndarray) -> dict:
         test = ~train_rows & (archs.to_numpy() == arch)
         if not test.any():
             continue
-        train = train_rows & (ts.groups != arch)
+        # Hold out every layer of the network, and any layer identical to one of them (by signature).
+        held_out = set(ts.groups[train_rows & (archs.to_numpy() == arch)])
+        train = train_rows & ~np.isin(ts.groups, list(held_out)) & (archs.to_numpy() != arch)
         reg = fit(ts.subset(train))
         sub = ts.subset(test)
         pred = np.exp(predict_log(reg, sub, "kernel"))

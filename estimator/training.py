@@ -396,12 +396,15 @@ def evaluate_split(
     log_pred = np.log(pred)
     covered = (test.y_log >= log_pred + lo) & (test.y_log <= log_pred + hi)
     tasks = test.table["task"].to_numpy()
+    predictions = {
+        "model": pred,
+        "prior": np.exp(test.prior_log),
+        "flops_linear": _flops_linear(train, test),
+        "desislavov": test.desislavov_j,
+        "tdp_roofline": test.tdp_roofline_j,
+    }
     result = {
-        "model": metrics(test.measured_j, pred, tasks),
-        "prior": metrics(test.measured_j, np.exp(test.prior_log), tasks),
-        "flops_linear": metrics(test.measured_j, _flops_linear(train, test), tasks),
-        "desislavov": metrics(test.measured_j, test.desislavov_j, tasks),
-        "tdp_roofline": metrics(test.measured_j, test.tdp_roofline_j, tasks),
+        **{system: metrics(test.measured_j, p, tasks) for system, p in predictions.items()},
         "interval": {
             "level": INTERVAL_LEVEL,
             "coverage": float(covered.mean()),
@@ -410,7 +413,7 @@ def evaluate_split(
             "high_log": hi,
         },
     }
-    return {"result": result, "predicted": pred}
+    return {"result": result, "predicted": pred, "predictions": predictions}
 
 
 def train_model(

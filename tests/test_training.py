@@ -230,3 +230,37 @@ def test_estimates_outside_the_training_data_are_flagged(conv_table, tmp_path):
     far = est.estimate(build_from_spec("torchvision:vgg16", batch=8))
     assert "log_flops" not in inside.extrapolated
     assert "log_flops" in far.extrapolated and far.to_json()["extrapolated_features"]
+
+
+def test_layer_signatures_merge_identical_layers_of_different_networks():
+    from estimator.evaluation import layer_signatures
+
+    def row(ref, batch):
+        return {
+            "model_ref": ref,
+            "group": ref,
+            "family": "conv2d",
+            "task": "t",
+            "batch": batch,
+            "dtype": "float32",
+            "hardware": "xeon-gold-5120",
+            "runtime": "pytorch-cpu",
+            "boundary": "cpu-package-rapl",
+            "joules_per_inference": 1.0,
+            "idle_subtracted": False,
+            "repeats": 1,
+            "source": "s",
+            "citation": "c",
+        }
+
+    table = pd.DataFrame(
+        [
+            row("torchvision:vgg11;layer=0", 2),
+            row("torchvision:vgg13;layer=0", 5),
+            row("torchvision:vgg13;layer=2", 2),
+            row("torchvision:vgg11;layer=0", 7),
+        ]
+    )
+    sig = layer_signatures(featurize(table, "xeon-gold-5120", n_jobs=1))
+    assert sig[0] == sig[1] == sig[3]  # the same 3->64 convolution at 224x224, at any batch
+    assert sig[2] != sig[0]  # VGG13's second convolution (64->64) is another layer
