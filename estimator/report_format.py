@@ -76,20 +76,17 @@ def layer_rows(costs: CostReport, kernels: KernelReport | None, by: str) -> list
         return rows
     if by == "op":
         agg: dict[str, dict] = {}
+        counts: dict[str, int] = {}
         for n in costs.nodes:
+            op = n.qualified_op
+            counts[op] = counts.get(op, 0) + 1
             row = agg.setdefault(
-                n.qualified_op,
-                {
-                    "name": "",
-                    "op": n.qualified_op,
-                    "status": n.status,
-                    "shape": "",
-                    **dict.fromkeys(_NUMERIC, 0),
-                },
+                op, {"name": "", "op": op, "status": n.status, "shape": "", **dict.fromkeys(_NUMERIC, 0)}
             )
-            row["name"] = str(int(row["name"] or 0) + 1)
             for k in _NUMERIC:
                 row[k] += getattr(n, k)
+        for op, row in agg.items():
+            row["name"] = f"{counts[op]} nodes"
         return sorted(agg.values(), key=lambda r: -r["flops"])
     raise ValueError(f"unknown grouping {by!r}")
 
