@@ -9,6 +9,7 @@ have been trained on some of these rows, which favours it: ``force`` overrides.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from estimator.errors import DataError
-from estimator.evaluation import single_kernel_mask
+from estimator.evaluation import layer_signatures, single_kernel_mask
 from estimator.features import FEATURE_NAMES
 from estimator.measurements import read_measurements
 from estimator.regressor import load_model, save_model
@@ -54,7 +55,10 @@ def train_and_store(
     for rt in sorted(set(table["runtime"])):
         ts = ts_all.subset(ts_all.table["runtime"].to_numpy() == rt)
         if granularity == "kernel":
+            # Layer-level rows: trained on single layers, grouped by layer signature (as in the evaluation)
+            # so that the cross-validated metrics and the interval never see a layer on both sides.
             ts = ts.subset(single_kernel_mask(ts))
+            ts = dataclasses.replace(ts, table=ts.table.assign(group=layer_signatures(ts)))
         say(f"training {hardware}/{rt} on {len(ts.y_log)} rows, {len(np.unique(ts.groups))} groups")
         model, cv = train_model(
             ts,
