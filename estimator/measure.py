@@ -366,8 +366,12 @@ def measure_onnx(
             f"onnxruntime {ort.__version__} has no {provider}: install onnxruntime-gpu to measure on {device}"
         )
     options = [{"device_id": index}] if kind == "cuda" else [{}]
+    session_options = ort.SessionOptions()
+    session_options.log_severity_level = 3  # errors only: warnings would interleave with the progress lines
     try:
-        session = ort.InferenceSession(str(path), providers=[provider], provider_options=options)
+        session = ort.InferenceSession(
+            str(path), sess_options=session_options, providers=[provider], provider_options=options
+        )
     except Exception as exc:  # onnxruntime raises its own untyped exceptions
         raise MeasurementError(f"onnxruntime cannot load {path}: {exc}") from exc
     rng = np.random.default_rng(seed)
