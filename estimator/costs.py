@@ -275,6 +275,8 @@ def _account(
             )
         nbytes = overrides.get(i, info.nbytes)
         is_weight = graph.is_constant(name)
+        if is_weight and i not in overrides:
+            nbytes = _stored_read_bytes(graph, name, nbytes)
         reads.append(TensorRead(name, int(nbytes), is_weight))
         if is_weight:
             weight_bytes += nbytes
@@ -305,6 +307,23 @@ def _account(
         writes=writes,
         flags=flags,
     )
+
+
+#: Stored element types that a runtime reads as they are, dequantizing inside the kernel (QDQ fusion).
+_QUANTIZED_STORAGE = frozenset(
+    {"int8", "uint8", "int4", "uint4", "int2", "uint2", "float8e4m3fn", "float8e5m2"}
+)
+
+
+def _stored_read_bytes(graph: Graph, name: str, nbytes: int) -> int:
+    """Bytes a kernel reads for a constant: a float weight dequantized from quantized storage (a folded
+    DequantizeLinear) is read as stored - ONNX Runtime and TensorRT fuse the dequantization into integer
+    kernels - not as the float tensor it stands for."""
+    root = graph.tensor(graph.constant_roots[name])
+    info = graph.tensor(name)
+    if root is None or info is None or root.nbytes is None or root.dtype not in _QUANTIZED_STORAGE:
+        return nbytes
+    return root.nbytes if info.dtype not in _QUANTIZED_STORAGE and root.numel == info.numel else nbytes
 
 
 def _arith_dtype(inputs: tuple[TensorInfo | None, ...], outputs: tuple[TensorInfo | None, ...]) -> str:

@@ -95,7 +95,12 @@ class NvmlCounter:
 
     def read_joules(self) -> float:
         """Energy used by the board since the driver was loaded, in joules."""
-        return self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle) / 1000.0
+        try:
+            return self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle) / 1000.0
+        except self._nvml.NVMLError as exc:
+            raise MeasurementError(
+                f"GPU {self.index}: the NVML energy counter could not be read ({exc})"
+            ) from exc
 
     def metadata(self) -> dict[str, Any]:
         """Device name, driver and NVML versions, current SM and memory clocks (MHz), power limit (W)."""
@@ -106,13 +111,20 @@ class NvmlCounter:
         }
         out: dict[str, Any] = {
             "device_name": self.device_name,
-            "driver": _text(nvml.nvmlSystemGetDriverVersion()),
+            "driver": self._driver_version(),
         }
         for key, clock in clocks.items():
             out[key] = self._optional(nvml.nvmlDeviceGetClockInfo, clock)
         limit_mw = self._optional(nvml.nvmlDeviceGetPowerManagementLimit)
         out["power_limit_w"] = None if limit_mw is None else limit_mw / 1000.0
         return out
+
+    def _driver_version(self) -> str:
+        """The NVIDIA driver version, ``unknown`` when NVML cannot tell."""
+        try:
+            return _text(self._nvml.nvmlSystemGetDriverVersion())
+        except self._nvml.NVMLError:
+            return "unknown"
 
     def _optional(self, query: Callable[..., Any], *args: Any) -> Any:
         """A value NVML may not support on this device: None then, never an error."""

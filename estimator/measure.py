@@ -381,6 +381,7 @@ def measure_onnx(
         run_once()
     except Exception as exc:
         raise MeasurementError(f"onnxruntime cannot run {path} at batch {batch}: {exc}") from exc
+    sleep(SETTLE_AFTER_CHECK_S)  # let clocks and power fall back before idle power is measured
 
     result = _measure_with(counter, device, run_once, synchronize, settings, clock, sleep)
     return replace(
@@ -389,6 +390,10 @@ def measure_onnx(
         versions={"onnxruntime": ort.__version__, **_versions("onnx", "numpy")},
         dtype=dtype or _dominant_float_type(path),
     )
+
+
+#: Pause after the check inference so that idle power is not read while the device is still boosted, s.
+SETTLE_AFTER_CHECK_S = 2.0
 
 
 def _import_onnxruntime() -> Any:
@@ -805,10 +810,25 @@ def measure_command(
     settings = ProtocolSettings(window_s=window_s, idle_s=max(window_s, MIN_WINDOW_S), repeats=repeats)
     settings.check_hygiene()
 
-    def one(b: int) -> dict[str, Any]:
-        result = measure_onnx(
-            model, device=device, batch=b, dtype=dtype, runtime=runtime, counter=counter, settings=settings
-        )
+    name = Path(model).name
+
+    def one(b: int) -> dict[str, Any] | None:
+        try:
+            result = measure_onnx(
+                model,
+                device=device,
+                batch=b,
+                dtype=dtype,
+                runtime=runtime,
+                counter=counter,
+                settings=settings,
+            )
+        except MeasurementError as exc:
+            if counter is None and "counter" in str(exc).lower():
+                raise  # no energy counter at all: every batch would fail the same way
+            if progress is not None:
+                progress(f"{name} batch {b}: not measured ({exc})")
+            return None  # one batch failing (out of memory, say) does not stop the others
         return measurement_row(
             result,
             model_ref=str(model),
@@ -820,7 +840,6 @@ def measure_command(
             idle_subtracted=idle_subtracted,
         )
 
-    name = Path(model).name
     return measure_configurations(
         parse_batches(batch), one, output, label=lambda b: f"{name} batch {b}", progress=progress
     )

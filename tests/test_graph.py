@@ -408,3 +408,26 @@ def test_a_node_reading_a_tensor_of_unknown_shape_is_not_read_as_zero_bytes():
     relu = next(n for n in report.nodes if n.op_type == "Relu")
     assert relu.status == "shape-unknown" and "'u'" in relu.message
     assert report.not_costed == {"custom.x::Foo": 1, "Relu": 1}
+
+
+def test_dequantized_weights_are_read_as_stored():
+    model = parse(
+        """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[1, 64] X) => (float[1, 32] Y) {
+            Wf = DequantizeLinear (Wq, scale, zp)
+            Y = MatMul (X, Wf)
+        }
+        """,
+        check=False,
+    )
+    model.graph.initializer.extend(
+        [
+            onnx.numpy_helper.from_array(np.zeros((64, 32), np.int8), "Wq"),
+            onnx.numpy_helper.from_array(np.array(0.1, np.float32), "scale"),
+            onnx.numpy_helper.from_array(np.array(0, np.int8), "zp"),
+        ]
+    )
+    matmul = next(n for n in count_costs(load_graph(model)).nodes if n.op_type == "MatMul")
+    assert matmul.weight_bytes == 64 * 32  # int8 as stored, not 4 x that as float32
+    assert matmul.params == 64 * 32 and matmul.param_bytes == 64 * 32

@@ -461,3 +461,62 @@ def test_measure_torch_module_on_the_cpu() -> None:
     assert next(module.parameters()).dtype == torch.bfloat16
     for window in result.windows:
         assert window.joules == pytest.approx(10.0 * window.seconds, rel=1e-2)
+
+
+def test_nvml_errors_mid_run_become_measurement_errors(monkeypatch):
+    import types
+
+    from estimator.counters import NvmlCounter
+    from estimator.errors import MeasurementError
+
+    class NVMLError(Exception):
+        pass
+
+    state = {"reads": 0}
+
+    def energy(_handle):
+        state["reads"] += 1
+        if state["reads"] > 1:  # the GPU falls off the bus after the constructor's check
+            raise NVMLError("GPU is lost")
+        return 123_000
+
+    def driver():
+        raise NVMLError("not supported")
+
+    fake = types.SimpleNamespace(
+        NVMLError=NVMLError,
+        nvmlInit=lambda: None,
+        nvmlShutdown=lambda: None,
+        nvmlDeviceGetHandleByIndex=lambda i: object(),
+        nvmlDeviceGetName=lambda h: b"Fake GPU",
+        nvmlDeviceGetTotalEnergyConsumption=energy,
+        nvmlSystemGetDriverVersion=driver,
+        nvmlDeviceGetClockInfo=lambda h, c: 1000,
+        nvmlDeviceGetPowerManagementLimit=lambda h: 300_000,
+        NVML_CLOCK_SM=0,
+        NVML_CLOCK_MEM=1,
+    )
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    counter = NvmlCounter(0)
+    assert counter.metadata()["driver"] == "unknown"
+    with pytest.raises(MeasurementError, match="could not be read"):
+        counter.read_joules()
+
+
+def test_a_failing_batch_does_not_stop_the_others(monkeypatch, tmp_path):
+    from estimator import measure as m
+    from estimator.errors import MeasurementError
+
+    calls = []
+
+    def fake_measure_onnx(model, *, batch, **kwargs):
+        calls.append(batch)
+        if batch == 8:
+            raise MeasurementError("out of memory at batch 8")
+        raise MeasurementError(f"stop here {batch}")  # any other batch: also a per-batch failure
+
+    monkeypatch.setattr(m, "measure_onnx", fake_measure_onnx)
+    lines = []
+    rows = m.measure_command(tmp_path / "x.onnx", batch="1,8,32", counter=object(), progress=lines.append)
+    assert calls == [1, 8, 32] and rows == []
+    assert any("batch 8: not measured (out of memory" in line for line in lines)

@@ -213,10 +213,6 @@ class Registry:
             key=lambda k: (k.domain, k.op_type, k.since),
         )
 
-    def domains(self) -> frozenset[str]:
-        """Domains that have at least one rule."""
-        return frozenset(d for d, _ in self._rules)
-
 
 def canonical_domain(domain: str) -> str:
     """``""`` and ``"ai.onnx"`` both name the default domain; return ``"ai.onnx"`` for either."""
@@ -231,11 +227,3 @@ register = REGISTRY.register
 def zero_cost(ctx: NodeContext) -> OpCost:
     """Rule for ops that do no arithmetic and move no bytes at run time (views, metadata)."""
     return OpCost(zero_copy=True)
-
-
-def elementwise_cost(ctx: NodeContext, flops_per_element: float) -> OpCost:
-    """Cost of an op applying ``flops_per_element`` operations per *output* element.
-
-    Reads every input (broadcast inputs are read once at their own size) and writes every output.
-    """
-    return OpCost(flops=round(flops_per_element * ctx.out_numel(0)))
