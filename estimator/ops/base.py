@@ -115,14 +115,14 @@ class NodeContext:
         """Concrete shape of input ``i``; raises :class:`ShapeError` when it is unknown."""
         info = self.inputs[i] if i < len(self.inputs) else None
         if info is None or info.shape is None:
-            raise ShapeError(f"{self._where()}: the shape of input {i} is unknown")
+            raise ShapeError(f"{self.where()}: the shape of input {i} is unknown")
         return info.shape
 
     def out_shape(self, i: int = 0) -> tuple[int, ...]:
         """Concrete shape of output ``i``; raises :class:`ShapeError` when it is unknown."""
         info = self.outputs[i] if i < len(self.outputs) else None
         if info is None or info.shape is None:
-            raise ShapeError(f"{self._where()}: the shape of output {i} is unknown")
+            raise ShapeError(f"{self.where()}: the shape of output {i} is unknown")
         return info.shape
 
     def in_numel(self, i: int) -> int:
@@ -143,7 +143,8 @@ class NodeContext:
         """The subgraph held in attribute ``name`` (Loop ``body``, If ``then_branch``...), if any."""
         return self.node.subgraphs.get(name)
 
-    def _where(self) -> str:
+    def where(self) -> str:
+        """``node 'NAME' (OpType)``, for error messages."""
         return f"node '{self.node.name}' ({self.node.op_type})"
 
 

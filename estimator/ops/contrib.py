@@ -72,8 +72,6 @@ as in :mod:`estimator.ops.quantized`: MatMulNBits' block scales and zero points 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import numpy as np
 
 from estimator.contrib_shapes import mha_dims
@@ -81,7 +79,13 @@ from estimator.errors import GraphStructureError
 from estimator.ops.base import MS_DOMAIN, ONNX_DOMAIN, NodeContext, OpCost, numel, register
 from estimator.ops.elementwise import FLOPS_PER_ELEMENT, GELU_FLOPS
 from estimator.ops.normalization import PER_GROUP_FLOPS, STATS_FLOPS
-from estimator.ops.quantized import DEQUANTIZE_OPS, DYNAMIC_QUANTIZE_OPS, QUANTIZE_OPS, REQUANTIZE_OPS
+from estimator.ops.quantized import (
+    DEQUANTIZE_OPS,
+    DYNAMIC_QUANTIZE_OPS,
+    QUANTIZE_OPS,
+    REQUANTIZE_OPS,
+    zero_point_ops,
+)
 from estimator.ops.softmax import SOFTMAX_FLOPS
 
 #: Flag of an attention node whose attended length was read from a maximum-length shared KV buffer.
@@ -116,10 +120,6 @@ def _present(ctx: NodeContext, *positions: int) -> tuple[int, ...]:
     return tuple(p for p in positions if ctx.has_input(p))
 
 
-def _where(ctx: NodeContext) -> str:
-    return f"node '{ctx.node.name}' ({ctx.node.op_type})"
-
-
 def _activation_flops(ctx: NodeContext) -> int:
     """Per-output FLOPs of a fused ``activation`` attribute (0 when there is none)."""
     name = ctx.attr("activation")
@@ -128,7 +128,7 @@ def _activation_flops(ctx: NodeContext) -> int:
     cost = FUSED_ACTIVATION_FLOPS.get(str(name).lower())
     if cost is None:
         raise GraphStructureError(
-            f"{_where(ctx)}: fused activation '{name}' is unknown; expected one of "
+            f"{ctx.where()}: fused activation '{name}' is unknown; expected one of "
             f"{sorted(FUSED_ACTIVATION_FLOPS)}"
         )
     return cost
@@ -177,7 +177,7 @@ def fused_gemm(ctx: NodeContext) -> OpCost:
     """FusedGemm: ``M*K*N`` MACs; +1/output for C, ``alpha != 1``, ``beta != 1`` (with C); + activation."""
     a = ctx.in_shape(0)
     if len(a) != 2:
-        raise GraphStructureError(f"{_where(ctx)}: input A has shape {a}, Gemm needs a 2-D matrix")
+        raise GraphStructureError(f"{ctx.where()}: input A has shape {a}, Gemm needs a 2-D matrix")
     k = a[0] if ctx.attr("transA", 0) else a[1]
     outputs = ctx.out_numel(0)
     macs = outputs * k
@@ -191,7 +191,7 @@ def _conv_macs(ctx: NodeContext) -> int:
     """MACs of a convolution in either layout: every output element is a dot product over numel(W)/Cout."""
     w = ctx.in_shape(1)
     if len(w) < 3 or w[0] == 0:
-        raise GraphStructureError(f"{_where(ctx)}: weight shape {w} does not describe a convolution")
+        raise GraphStructureError(f"{ctx.where()}: weight shape {w} does not describe a convolution")
     return ctx.out_numel(0) * (numel(w) // w[0])
 
 
@@ -225,16 +225,11 @@ def matmul_nbits(ctx: NodeContext) -> OpCost:
     """MatMulNBits: ``numel(A) * N`` MACs + 2 FLOPs per weight to dequantize + 1/output for the bias."""
     k, n = ctx.attr("K"), ctx.attr("N")
     if k is None or n is None:
-        raise GraphStructureError(f"{_where(ctx)}: the required attributes K and N are missing")
+        raise GraphStructureError(f"{ctx.where()}: the required attributes K and N are missing")
     macs = ctx.in_numel(0) * int(n)
     dequantize = DEQUANTIZE_OPS * int(n) * int(k)
     bias = ctx.out_numel(0) if ctx.has_input(5) else 0
     return OpCost(macs=macs, flops=2 * macs + dequantize + bias, param_inputs=_present(ctx, 1, 2, 3, 5))
-
-
-def _zero_point_ops(ctx: NodeContext, pairs: Iterable[tuple[int, int]]) -> int:
-    """One subtraction per element of each operand (position) whose zero point (position) is present."""
-    return sum(ctx.in_numel(operand) for operand, zp in pairs if ctx.has_input(zp))
 
 
 @register("MatMulIntegerToFloat", domain=MS_DOMAIN)
@@ -242,7 +237,7 @@ def matmul_integer_to_float(ctx: NodeContext) -> OpCost:
     """MatMulIntegerToFloat: integer MACs + zero points + 1 scale/output + 1 bias/output."""
     outputs = ctx.out_numel(0)
     macs = outputs * ctx.in_shape(0)[-1]
-    ops = 2 * macs + _zero_point_ops(ctx, ((0, 4), (1, 5))) + outputs * (1 + len(_present(ctx, 6)))
+    ops = 2 * macs + zero_point_ops(ctx, ((0, 4), (1, 5))) + outputs * (1 + len(_present(ctx, 6)))
     return OpCost(macs=macs, flops=ops, param_inputs=_present(ctx, 1, 6))
 
 
@@ -254,7 +249,7 @@ def dynamic_quantize_matmul(ctx: NodeContext) -> OpCost:
     ops = (
         DYNAMIC_QUANTIZE_OPS * ctx.in_numel(0)
         + 2 * macs
-        + _zero_point_ops(ctx, ((1, 3),))
+        + zero_point_ops(ctx, ((1, 3),))
         + outputs * (1 + len(_present(ctx, 4)))
     )
     return OpCost(macs=macs, flops=ops, param_inputs=_present(ctx, 1, 4))
@@ -265,12 +260,12 @@ def qgemm(ctx: NodeContext) -> OpCost:
     """QGemm: integer ``M*K*N`` MACs + zero points + requantization (or a float scale) + C."""
     a = ctx.in_shape(0)
     if len(a) != 2:
-        raise GraphStructureError(f"{_where(ctx)}: input A has shape {a}, QGemm needs a 2-D matrix")
+        raise GraphStructureError(f"{ctx.where()}: input A has shape {a}, QGemm needs a 2-D matrix")
     k = a[0] if ctx.attr("transA", 0) else a[1]
     outputs = ctx.out_numel(0)
     macs = outputs * k
     per_output = (REQUANTIZE_OPS if ctx.has_input(7) else 1) + len(_present(ctx, 6))
-    ops = 2 * macs + _zero_point_ops(ctx, ((0, 2), (3, 5))) + per_output * outputs
+    ops = 2 * macs + zero_point_ops(ctx, ((0, 2), (3, 5))) + per_output * outputs
     return OpCost(macs=macs, flops=ops, param_inputs=_present(ctx, 3, 6))
 
 
@@ -298,7 +293,7 @@ def _attention_core(
 def _num_heads(ctx: NodeContext, name: str = "num_heads") -> int:
     heads = ctx.attr(name)
     if heads is None or int(heads) <= 0:
-        raise GraphStructureError(f"{_where(ctx)}: attribute {name} is missing or not positive ({heads})")
+        raise GraphStructureError(f"{ctx.where()}: attribute {name} is missing or not positive ({heads})")
     return int(heads)
 
 
@@ -316,7 +311,7 @@ def attention(ctx: NodeContext) -> OpCost:
     x, w = ctx.in_shape(0), ctx.in_shape(1)
     if len(x) != 3 or len(w) != 2:
         raise GraphStructureError(
-            f"{_where(ctx)}: expected input [B, S, D] and weights [D, 3D'], got {x}, {w}"
+            f"{ctx.where()}: expected input [B, S, D] and weights [D, 3D'], got {x}, {w}"
         )
     heads = _num_heads(ctx)
     batch, seq, d_in = x
@@ -346,7 +341,7 @@ def multi_head_attention(ctx: NodeContext) -> OpCost:
     shapes += [None] * (10 - len(shapes))
     dims = mha_dims({"num_heads": _num_heads(ctx)}, shapes)
     if dims is None:
-        raise GraphStructureError(f"{_where(ctx)}: query/key shapes {shapes[0]}, {shapes[1]} are unknown")
+        raise GraphStructureError(f"{ctx.where()}: query/key shapes {shapes[0]}, {shapes[1]} are unknown")
     batch, q_len, kv_len, heads, head, v_head, past_len = dims
     flags: tuple[str, ...] = ()
     if past_len and ctx.has_input(8):
@@ -366,7 +361,7 @@ def group_query_attention(ctx: NodeContext) -> OpCost:
     heads, kv_heads = _num_heads(ctx), _num_heads(ctx, "kv_num_heads")
     q = ctx.in_shape(0)
     if len(q) != 3:
-        raise GraphStructureError(f"{_where(ctx)}: query must be [B, S, D], got {q}")
+        raise GraphStructureError(f"{ctx.where()}: query must be [B, S, D], got {q}")
     batch, q_len, width = q
     head = width // heads if ctx.has_input(1) else width // (heads + 2 * kv_heads)
     flags: tuple[str, ...] = ()
@@ -403,7 +398,7 @@ def decoder_masked_multi_head_attention(ctx: NodeContext) -> OpCost:
     heads = _num_heads(ctx)
     q = ctx.in_shape(0)
     if len(q) != 3:
-        raise GraphStructureError(f"{_where(ctx)}: query must be [B, 1, D], got {q}")
+        raise GraphStructureError(f"{ctx.where()}: query must be [B, 1, D], got {q}")
     batch, q_len, width = q
     key = ctx.inputs[1].shape if ctx.has_input(1) else None
     hidden = width if key is not None else width // 3
@@ -507,7 +502,7 @@ def _group_norm_flops(ctx: NodeContext, extra_per_element: int) -> int:
     groups = int(ctx.attr("groups", 0))
     channels = shape[-1] if ctx.attr("channels_last", 1) else shape[1]
     if groups <= 0 or channels % groups:
-        raise GraphStructureError(f"{_where(ctx)}: groups={groups} does not divide the {channels} channels")
+        raise GraphStructureError(f"{ctx.where()}: groups={groups} does not divide the {channels} channels")
     per_element = STATS_FLOPS + 3 + extra_per_element + (SILU if ctx.attr("activation", 0) else 0)
     return per_element * numel(shape) + PER_GROUP_FLOPS * shape[0] * groups
 
@@ -624,7 +619,7 @@ def qlinear_average_pool(ctx: NodeContext) -> OpCost:
     """QLinearAveragePool: ``prod(kernel_shape)`` adds + requantization (4) per output."""
     kernel = ctx.attr("kernel_shape")
     if not kernel:
-        raise GraphStructureError(f"{_where(ctx)}: the required attribute kernel_shape is missing")
+        raise GraphStructureError(f"{ctx.where()}: the required attribute kernel_shape is missing")
     return OpCost(flops=(numel(int(k) for k in kernel) + REQUANTIZE_OPS) * ctx.out_numel(0), param_inputs=())
 
 

@@ -42,10 +42,6 @@ DATA_DEPENDENT_SHAPE = "data-dependent-shape"
 INT64_BYTES = 8
 
 
-def _where(ctx: NodeContext) -> str:
-    return f"node '{ctx.node.name}' ({ctx.node.op_type})"
-
-
 def _dtype(ctx: NodeContext, i: int) -> str:
     info = ctx.inputs[i]
     return info.dtype if info is not None else "undefined"
@@ -70,7 +66,7 @@ def gather(ctx: NodeContext) -> OpCost:
     axis = int(ctx.attr("axis", 0))
     axis = axis + rank if axis < 0 else axis
     if not 0 <= axis < rank:
-        raise GraphStructureError(f"{_where(ctx)}: axis {axis} is out of range for data rank {rank}")
+        raise GraphStructureError(f"{ctx.where()}: axis {axis} is out of range for data rank {rank}")
     row_elements = numel(shape) // shape[axis] if shape[axis] else 0
     gathered = ctx.in_numel(1) * row_elements
     return OpCost(read_bytes=_gathered_read(ctx, gathered), param_inputs=weight_like_inputs(ctx, (0,)))
@@ -142,7 +138,7 @@ def unique(ctx: NodeContext) -> OpCost:
         rank = len(shape)
         axis = int(axis) + rank if int(axis) < 0 else int(axis)
         if not 0 <= axis < rank:
-            raise GraphStructureError(f"{_where(ctx)}: axis {axis} is out of range for rank {rank}")
+            raise GraphStructureError(f"{ctx.where()}: axis {axis} is out of range for rank {rank}")
         items = shape[axis]
     flops = items * math.ceil(math.log2(items)) if items > 1 else 0
     outputs = [o for o in ctx.outputs if o is not None]

@@ -49,10 +49,6 @@ GRID_SAMPLE_POINTS_PER_DIM: Mapping[str, int] = MappingProxyType(
 GRID_COORDINATE_FLOPS = 4
 
 
-def _where(ctx: NodeContext) -> str:
-    return f"node '{ctx.node.name}' ({ctx.node.op_type})"
-
-
 def _bytes_of(ctx: NodeContext, i: int, elements: int) -> int:
     info = ctx.inputs[i]
     return storage_bytes(elements, info.dtype if info is not None else "undefined")
@@ -121,10 +117,10 @@ def grid_sample(ctx: NodeContext) -> OpCost:
     """GridSample: ``points = k^d`` MACs per output element (k = 1/2/4 for nearest/linear/cubic)."""
     mode = str(ctx.attr("mode", "bilinear" if ctx.opset < 20 else "linear"))
     if mode not in GRID_SAMPLE_POINTS_PER_DIM:
-        raise GraphStructureError(f"{_where(ctx)}: unknown mode '{mode}'")
+        raise GraphStructureError(f"{ctx.where()}: unknown mode '{mode}'")
     spatial = len(ctx.in_shape(0)) - 2
     if spatial < 1:
-        raise GraphStructureError(f"{_where(ctx)}: input rank {spatial + 2} has no spatial dimensions")
+        raise GraphStructureError(f"{ctx.where()}: input rank {spatial + 2} has no spatial dimensions")
     points = GRID_SAMPLE_POINTS_PER_DIM[mode] ** spatial
     outputs = ctx.out_numel(0)
     grid_points = ctx.in_numel(1) // spatial

@@ -23,6 +23,8 @@ The ``com.microsoft`` quantized ops (QLinearAdd, QLinearConcat, ...) are costed 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from estimator.ops.base import NodeContext, OpCost, register
 from estimator.ops.conv import conv_macs
 
@@ -36,7 +38,7 @@ DEQUANTIZE_OPS = 2
 DYNAMIC_QUANTIZE_OPS = 2 + QUANTIZE_OPS
 
 
-def _zero_point_ops(ctx: NodeContext, pairs: tuple[tuple[int, int], ...]) -> int:
+def zero_point_ops(ctx: NodeContext, pairs: Iterable[tuple[int, int]]) -> int:
     """One subtraction per element of each operand whose zero-point input is present.
 
     Args:
@@ -55,7 +57,7 @@ def _matmul_macs(ctx: NodeContext, a: int) -> int:
 def conv_integer(ctx: NodeContext) -> OpCost:
     """ConvInteger (x, w, x_zero_point, w_zero_point): conv MACs + zero-point subtractions."""
     macs = conv_macs(ctx, x=0, w=1)
-    ops = 2 * macs + _zero_point_ops(ctx, ((0, 2), (1, 3)))
+    ops = 2 * macs + zero_point_ops(ctx, ((0, 2), (1, 3)))
     return OpCost(macs=macs, flops=ops, param_inputs=(1,))
 
 
@@ -67,7 +69,7 @@ def qlinear_conv(ctx: NodeContext) -> OpCost:
     has_bias = ctx.has_input(8)
     ops = (
         2 * macs
-        + _zero_point_ops(ctx, ((0, 2), (3, 5)))
+        + zero_point_ops(ctx, ((0, 2), (3, 5)))
         + REQUANTIZE_OPS * outputs
         + (outputs if has_bias else 0)
     )
@@ -78,7 +80,7 @@ def qlinear_conv(ctx: NodeContext) -> OpCost:
 def matmul_integer(ctx: NodeContext) -> OpCost:
     """MatMulInteger (A, B, a_zero_point, b_zero_point): matmul MACs + zero-point subtractions."""
     macs = _matmul_macs(ctx, 0)
-    ops = 2 * macs + _zero_point_ops(ctx, ((0, 2), (1, 3)))
+    ops = 2 * macs + zero_point_ops(ctx, ((0, 2), (1, 3)))
     return OpCost(macs=macs, flops=ops, param_inputs=(0, 1))
 
 
@@ -86,7 +88,7 @@ def matmul_integer(ctx: NodeContext) -> OpCost:
 def qlinear_matmul(ctx: NodeContext) -> OpCost:
     """QLinearMatMul (a, a_s, a_zp, b, b_s, b_zp, y_s, y_zp): matmul MACs + zero points + requantization."""
     macs = _matmul_macs(ctx, 0)
-    ops = 2 * macs + _zero_point_ops(ctx, ((0, 2), (3, 5))) + REQUANTIZE_OPS * ctx.out_numel(0)
+    ops = 2 * macs + zero_point_ops(ctx, ((0, 2), (3, 5))) + REQUANTIZE_OPS * ctx.out_numel(0)
     return OpCost(macs=macs, flops=ops, param_inputs=(0, 3))
 
 

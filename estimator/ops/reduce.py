@@ -55,10 +55,6 @@ REDUCE_FLOPS: Mapping[str, Callable[[int, int], int]] = MappingProxyType(
 )
 
 
-def _where(ctx: NodeContext) -> str:
-    return f"node '{ctx.node.name}' ({ctx.node.op_type})"
-
-
 def _axes(ctx: NodeContext) -> tuple[int, ...] | None:
     """Reduce axes from the attribute (old opsets) or the constant input 1; None when not known."""
     if ctx.has_input(1):
@@ -132,10 +128,10 @@ def top_k(ctx: NodeContext) -> OpCost:
     axis = int(ctx.attr("axis", -1))
     axis = axis + rank if axis < 0 else axis
     if not 0 <= axis < rank:
-        raise GraphStructureError(f"{_where(ctx)}: axis {axis} is out of range for rank {rank}")
+        raise GraphStructureError(f"{ctx.where()}: axis {axis} is out of range for rank {rank}")
     k = _topk_k(ctx, axis)
     if k < 0:
-        raise ShapeError(f"{_where(ctx)}: K = {k} is negative; the model is malformed")
+        raise ShapeError(f"{ctx.where()}: K = {k} is negative; the model is malformed")
     return OpCost(flops=numel(shape) * int(k).bit_length(), data_inputs=(0,), param_inputs=())
 
 
