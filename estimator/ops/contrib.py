@@ -78,6 +78,7 @@ from estimator.contrib_shapes import mha_dims
 from estimator.errors import GraphStructureError
 from estimator.ops.base import MS_DOMAIN, ONNX_DOMAIN, NodeContext, OpCost, numel, register
 from estimator.ops.elementwise import FLOPS_PER_ELEMENT, GELU_FLOPS
+from estimator.ops.matmul import gemm_epilogue_per_output, gemm_macs
 from estimator.ops.normalization import PER_GROUP_FLOPS, STATS_FLOPS
 from estimator.ops.quantized import (
     DEQUANTIZE_OPS,
@@ -175,16 +176,9 @@ def fused_matmul(ctx: NodeContext) -> OpCost:
 @register("FusedGemm", domain=MS_DOMAIN)
 def fused_gemm(ctx: NodeContext) -> OpCost:
     """FusedGemm: ``M*K*N`` MACs; +1/output for C, ``alpha != 1``, ``beta != 1`` (with C); + activation."""
-    a = ctx.in_shape(0)
-    if len(a) != 2:
-        raise GraphStructureError(f"{ctx.where()}: input A has shape {a}, Gemm needs a 2-D matrix")
-    k = a[0] if ctx.attr("transA", 0) else a[1]
-    outputs = ctx.out_numel(0)
-    macs = outputs * k
-    per_output = _activation_flops(ctx) + (1 if float(ctx.attr("alpha", 1.0)) != 1.0 else 0)
-    if ctx.has_input(2):
-        per_output += 1 + (1 if float(ctx.attr("beta", 1.0)) != 1.0 else 0)
-    return OpCost(macs=macs, flops=2 * macs + per_output * outputs, param_inputs=_present(ctx, 1, 2))
+    macs = gemm_macs(ctx)
+    per_output = _activation_flops(ctx) + gemm_epilogue_per_output(ctx)
+    return OpCost(macs=macs, flops=2 * macs + per_output * ctx.out_numel(0), param_inputs=_present(ctx, 1, 2))
 
 
 def _conv_macs(ctx: NodeContext) -> int:
@@ -258,12 +252,8 @@ def dynamic_quantize_matmul(ctx: NodeContext) -> OpCost:
 @register("QGemm", domain=MS_DOMAIN)
 def qgemm(ctx: NodeContext) -> OpCost:
     """QGemm: integer ``M*K*N`` MACs + zero points + requantization (or a float scale) + C."""
-    a = ctx.in_shape(0)
-    if len(a) != 2:
-        raise GraphStructureError(f"{ctx.where()}: input A has shape {a}, QGemm needs a 2-D matrix")
-    k = a[0] if ctx.attr("transA", 0) else a[1]
     outputs = ctx.out_numel(0)
-    macs = outputs * k
+    macs = gemm_macs(ctx)
     per_output = (REQUANTIZE_OPS if ctx.has_input(7) else 1) + len(_present(ctx, 6))
     ops = 2 * macs + zero_point_ops(ctx, ((0, 2), (3, 5))) + per_output * outputs
     return OpCost(macs=macs, flops=ops, param_inputs=_present(ctx, 3, 6))

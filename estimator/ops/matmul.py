@@ -39,23 +39,28 @@ _ELLIPSIS = "."
 @register("Gemm", since=1)
 def gemm(ctx: NodeContext) -> OpCost:
     """Gemm: ``M*K*N`` MACs; +1 FLOP per output for C, for ``alpha != 1`` and for ``beta != 1`` (with C)."""
+    macs = gemm_macs(ctx)
+    extra = gemm_epilogue_per_output(ctx) * ctx.out_numel(0)
+    return OpCost(macs=macs, flops=2 * macs + extra, param_inputs=(1, 2) if ctx.has_input(2) else (1,))
+
+
+def gemm_macs(ctx: NodeContext) -> int:
+    """MACs of a Gemm-shaped node (Gemm, FusedGemm, QGemm): ``numel(Y) * K``, K from A and ``transA``."""
     a_shape = ctx.in_shape(0)
     if len(a_shape) != 2:
         raise GraphStructureError(
-            f"node '{ctx.node.name}' (Gemm): input A has shape {a_shape}, Gemm needs a 2-D matrix"
+            f"{ctx.where()}: input A has shape {a_shape}, {ctx.node.op_type} needs a 2-D matrix"
         )
     k = a_shape[0] if ctx.attr("transA", 0) else a_shape[1]
-    outputs = ctx.out_numel(0)
-    macs = outputs * k
-    extra = 0
-    if float(ctx.attr("alpha", 1.0)) != 1.0:
-        extra += outputs
-    has_c = ctx.has_input(2)
-    if has_c:
-        extra += outputs
-        if float(ctx.attr("beta", 1.0)) != 1.0:
-            extra += outputs
-    return OpCost(macs=macs, flops=2 * macs + extra, param_inputs=(1, 2) if has_c else (1,))
+    return ctx.out_numel(0) * k
+
+
+def gemm_epilogue_per_output(ctx: NodeContext) -> int:
+    """FLOPs per output of Gemm's epilogue: 1 for ``alpha != 1``, 1 for adding C (input 2), 1 for ``beta != 1``."""
+    per_output = 1 if float(ctx.attr("alpha", 1.0)) != 1.0 else 0
+    if ctx.has_input(2):
+        per_output += 1 + (1 if float(ctx.attr("beta", 1.0)) != 1.0 else 0)
+    return per_output
 
 
 @register("MatMul", since=1)
