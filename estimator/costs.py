@@ -20,7 +20,7 @@ root's dtype; a weight shared by two nodes (tied embeddings) is counted once.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -136,15 +136,12 @@ class CostReport:
     def totals(self) -> Totals:
         """Sums of MACs, FLOPs, parameters and bytes over every node."""
         a = self.arrays
-        return Totals(**{k: int(a[k].sum()) for k in _TOTAL_FIELDS})
+        return Totals(**{k: int(a[k].sum()) for k in COST_FIELDS})
 
     @cached_property
     def arrays(self) -> dict[str, np.ndarray]:
         """Per-node columns as numpy int64 arrays (macs, flops, params, ..., write_bytes)."""
-        return {
-            k: np.fromiter((getattr(n, k) for n in self.nodes), np.int64, len(self.nodes))
-            for k in _TOTAL_FIELDS
-        }
+        return int_columns(self.nodes, COST_FIELDS)
 
     @property
     def coverage(self) -> float:
@@ -161,7 +158,8 @@ class CostReport:
         raise KeyError(name)
 
 
-_TOTAL_FIELDS = (
+#: The additive cost fields of a node (and of a kernel): what totals sum.
+COST_FIELDS = (
     "macs",
     "flops",
     "params",
@@ -170,6 +168,11 @@ _TOTAL_FIELDS = (
     "activation_read_bytes",
     "write_bytes",
 )
+
+
+def int_columns(items: Sequence[object], fields: Sequence[str]) -> dict[str, np.ndarray]:
+    """``{field: int64 array of getattr(item, field) over items}``, for vectorised sums."""
+    return {f: np.fromiter((getattr(item, f) for item in items), np.int64, len(items)) for f in fields}
 
 
 def count_costs(graph: Graph, *, strict: bool = False) -> CostReport:

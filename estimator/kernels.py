@@ -27,7 +27,7 @@ from functools import cached_property
 
 import numpy as np
 
-from estimator.costs import CostReport, NodeCost
+from estimator.costs import COST_FIELDS, CostReport, NodeCost, int_columns
 from estimator.ops.elementwise import FLOPS_PER_ELEMENT
 
 #: Ops whose main work is a contraction (matrix multiply / convolution); they anchor epilogue fusion.
@@ -179,18 +179,7 @@ class KernelReport:
     def arrays(self) -> dict[str, np.ndarray]:
         """Per-kernel int64 columns: macs, flops, params, param_bytes, weight_bytes, activation_read_bytes,
         write_bytes, launches."""
-        fields = (
-            "macs",
-            "flops",
-            "params",
-            "param_bytes",
-            "weight_bytes",
-            "activation_read_bytes",
-            "write_bytes",
-            "launches",
-        )
-        n = len(self.kernels)
-        return {f: np.fromiter((getattr(k, f) for k in self.kernels), np.int64, n) for f in fields}
+        return int_columns(self.kernels, (*COST_FIELDS, "launches"))
 
     @property
     def launches(self) -> int:
