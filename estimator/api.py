@@ -273,7 +273,7 @@ class Estimator:
             prior=prior,
             baselines={
                 "desislavov_flops_over_peak_per_watt": desislavov_joules(kernels, hw, element),
-                "tdp_x_roofline_time": tdp_roofline_joules(kernels, hw, dtype=element, runtime=self.runtime),
+                "tdp_x_roofline_time": tdp_roofline_joules(kernels, hw, prior=prior),
             },
             layers=_layers(kernels, prior, kernel_joules),
             costs=kernels.costs,
@@ -288,7 +288,9 @@ class Estimator:
         training range."""
         from estimator.model_store import outside_domain
 
-        rows = build_features(kernels, self.profile, self.runtime, dtype=element, threads=threads)
+        rows = build_features(
+            kernels, self.profile, self.runtime, dtype=element, threads=threads, prior=prior
+        )
         domain = self.model.sidecar.get("domain", {})
         reg = self.model.regressor
         launched = np.array([k.launches > 0 for k in kernels.kernels], dtype=bool)

@@ -180,9 +180,14 @@ def build_features(
     *,
     dtype: str | None = None,
     threads: int | None = None,
+    prior: PriorResult | None = None,
 ) -> FeatureRows:
-    """Feature rows of a fused network on ``hw`` with ``runtime`` (see the module docstring)."""
-    prior = energy_prior(kernels, hw, dtype=dtype, runtime=runtime, threads=threads)
+    """Feature rows of a fused network on ``hw`` with ``runtime`` (see the module docstring).
+
+    ``prior`` is the prior's result for the same kernels, dtype and threads, when the caller has it already.
+    """
+    if prior is None:
+        prior = energy_prior(kernels, hw, dtype=dtype, runtime=runtime, threads=threads)
     launched = np.array([k.launches > 0 for k in kernels.kernels], dtype=bool)
     add = _additive(kernels, prior)[launched]  # K x A raw additive quantities
     levels = hw.caches

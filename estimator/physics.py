@@ -280,8 +280,14 @@ def desislavov_joules(kernels: KernelReport, hw: HardwareProfile, dtype: str | N
 
 
 def tdp_roofline_joules(
-    kernels: KernelReport, hw: HardwareProfile, *, dtype: str | None = None, runtime: Runtime | None = None
+    kernels: KernelReport,
+    hw: HardwareProfile,
+    *,
+    dtype: str | None = None,
+    runtime: Runtime | None = None,
+    prior: PriorResult | None = None,
 ) -> float:
-    """Baseline: TDP x roofline time (the prior's unclamped time at full TDP), J."""
-    prior = energy_prior(kernels, hw, dtype=dtype, runtime=runtime)
+    """Baseline: TDP x the prior's roofline time of its kernels, J. Pass ``prior`` when it is already computed."""
+    if prior is None:
+        prior = energy_prior(kernels, hw, dtype=dtype, runtime=runtime)
     return float(hw.tdp_w * prior.kernel_seconds.sum())

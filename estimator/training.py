@@ -30,7 +30,7 @@ from estimator.features import FEATURE_NAMES, build_features
 from estimator.graph import load_graph
 from estimator.hardware import load_profile
 from estimator.kernels import fuse_kernels
-from estimator.physics import DTYPE_CHOICES, desislavov_joules
+from estimator.physics import DTYPE_CHOICES, desislavov_joules, tdp_roofline_joules
 from estimator.regressor import (
     SIDECAR_SCHEMA,
     ResidualRegressor,
@@ -146,7 +146,7 @@ def _featurize_chunk(keys: list[tuple], hardware: str, runtimes: list[str], kern
                 f.prior.joules,
                 float(costs.totals.flops),
                 desislavov_joules(kernels, hw, element),
-                float(hw.tdp_w * f.prior.kernel_seconds.sum()),
+                tdp_roofline_joules(kernels, hw, prior=f.prior),
             )
         out.append(((model_ref, batch, dtype, threads), per_runtime))
     return out
