@@ -195,8 +195,6 @@ _SMALL_CONSTANT_ELEMENTS = 4096
 _INFERENCE_INITIALIZER_ELEMENTS = 4096
 #: Element types of 1-D tensors that may hold shapes (kept at their known length for data propagation).
 _SHAPE_DTYPES = frozenset({onnx.TensorProto.INT64, onnx.TensorProto.INT32})
-#: Domains that ONNX's own shape inference knows.
-_ONNX_KNOWN_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview.training"})
 
 
 def load_graph(
@@ -265,10 +263,10 @@ def _parse(data: bytes, what: str) -> onnx.ModelProto:
 
 
 def _build(model: onnx.ModelProto, *, batch: int | None, shapes: dict[str, Sequence[int]]) -> Graph:
-    opsets = {_canonical(o.domain): int(o.version) for o in model.opset_import}
+    opsets = {canonical_domain(o.domain): int(o.version) for o in model.opset_import}
     graph = model.graph
     for node in _iter_all_nodes(graph):
-        if _canonical(node.domain) not in opsets:
+        if canonical_domain(node.domain) not in opsets:
             raise ModelFormatError(
                 f"node '{node.name or node.op_type}' ({node.op_type}) uses domain '{node.domain}', which the "
                 f"model does not import; the file is malformed: re-export it"
@@ -378,7 +376,8 @@ def _outer_names(graph: onnx.GraphProto) -> set[str]:
     return used - defined
 
 
-def _canonical(domain: str) -> str:
+def canonical_domain(domain: str) -> str:
+    """``""`` and ``"ai.onnx"`` both name the default domain; return ``"ai.onnx"`` for either."""
     return ONNX_DOMAIN if domain in ("", ONNX_DOMAIN) else domain
 
 
@@ -602,7 +601,7 @@ def _propagate(
         outputs = [o for o in node.output if o]
         if not outputs:
             continue
-        domain = _canonical(node.domain)
+        domain = canonical_domain(node.domain)
         if domain == ONNX_DOMAIN and node.op_type in _FOLDERS and any(o not in constants for o in outputs):
             values = _fold(node, attrs, types, constants)
             if values is not None:
@@ -859,7 +858,7 @@ def _freeze(
                 index=position,
                 name=name,
                 op_type=proto.op_type,
-                domain=_canonical(proto.domain),
+                domain=canonical_domain(proto.domain),
                 inputs=inputs,
                 outputs=outputs,
                 attributes=attrs,

@@ -27,12 +27,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from estimator.errors import RegistryError, ShapeError
+from estimator.graph import ONNX_DOMAIN, canonical_domain
 
 if TYPE_CHECKING:  # pragma: no cover
     from estimator.graph import Graph, Node, TensorInfo
 
-#: Canonical name of the default ONNX domain (the empty string in protobufs).
-ONNX_DOMAIN = "ai.onnx"
 #: Microsoft contrib domain used by ONNX Runtime's fused ops.
 MS_DOMAIN = "com.microsoft"
 
@@ -213,11 +212,6 @@ class Registry:
             (RuleKey(d, op, v) for (d, op), vs in self._rules.items() for v in vs),
             key=lambda k: (k.domain, k.op_type, k.since),
         )
-
-
-def canonical_domain(domain: str) -> str:
-    """``""`` and ``"ai.onnx"`` both name the default domain; return ``"ai.onnx"`` for either."""
-    return ONNX_DOMAIN if domain in ("", ONNX_DOMAIN) else domain
 
 
 #: The one registry of cost rules. Rule modules in ``estimator.ops`` add to it when imported.
