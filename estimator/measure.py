@@ -824,8 +824,6 @@ def measure_command(
                 settings=settings,
             )
         except MeasurementError as exc:
-            if counter is None and "counter" in str(exc).lower():
-                raise  # no energy counter at all: every batch would fail the same way
             if progress is not None:
                 progress(f"{name} batch {b}: not measured ({exc})")
             return None  # one batch failing (out of memory, say) does not stop the others
@@ -840,6 +838,19 @@ def measure_command(
             idle_subtracted=idle_subtracted,
         )
 
-    return measure_configurations(
-        parse_batches(batch), one, output, label=lambda b: f"{name} batch {b}", progress=progress
-    )
+    # What every batch needs is checked once, so that its absence is one clear error, not a failure per batch.
+    _import_onnxruntime()
+    own = counter is None
+    if own:
+        counter = default_counter(device)
+    try:
+        rows = measure_configurations(
+            parse_batches(batch), one, output, label=lambda b: f"{name} batch {b}", progress=progress
+        )
+    finally:
+        close = getattr(counter, "close", None)
+        if own and close is not None:
+            close()
+    if not rows:
+        raise MeasurementError(f"no batch size of {name} could be measured (the reasons are printed above)")
+    return rows

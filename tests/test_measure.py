@@ -516,7 +516,9 @@ def test_a_failing_batch_does_not_stop_the_others(monkeypatch, tmp_path):
         raise MeasurementError(f"stop here {batch}")  # any other batch: also a per-batch failure
 
     monkeypatch.setattr(m, "measure_onnx", fake_measure_onnx)
+    monkeypatch.setattr(m, "_import_onnxruntime", lambda: None)
     lines = []
-    rows = m.measure_command(tmp_path / "x.onnx", batch="1,8,32", counter=object(), progress=lines.append)
-    assert calls == [1, 8, 32] and rows == []
+    with pytest.raises(MeasurementError, match=r"no batch size of x\.onnx could be measured"):
+        m.measure_command(tmp_path / "x.onnx", batch="1,8,32", counter=object(), progress=lines.append)
+    assert calls == [1, 8, 32]
     assert any("batch 8: not measured (out of memory" in line for line in lines)
