@@ -48,10 +48,11 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 
+from estimator.cost.kernels import KernelReport, fuse_kernels  # noqa: E402
+
 # Only what costing needs: the memory subprocess (this script again) measures the engine, not the rest.
-from estimator.costs import count_costs  # noqa: E402
-from estimator.graph import load_graph  # noqa: E402
-from estimator.kernels import KernelReport, fuse_kernels  # noqa: E402
+from estimator.cost.nodes import count_costs  # noqa: E402
+from estimator.graph.load import load_graph  # noqa: E402
 
 RESNET50 = ROOT / "examples" / "resnet50.onnx"
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -342,7 +343,7 @@ def main() -> None:
 
         estimator = Estimator("a100")
         nb201 = nasbench201(NB201_ARCH)
-        nb201_kernels = estimator.kernels(nb201)
+        nb201_kernels = estimator.cost.kernels(nb201)
         resnet_kernels = pipeline(RESNET50)
         archs = iter(random_nb201_archs(runs + warmup))
         timings += [

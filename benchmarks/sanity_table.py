@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from estimator.api import Estimator  # noqa: E402
-from estimator.costs import count_costs  # noqa: E402
-from estimator.graph import load_graph  # noqa: E402
-from estimator.kernels import fuse_kernels  # noqa: E402
+from estimator.cost.kernels import fuse_kernels  # noqa: E402
+from estimator.cost.nodes import count_costs  # noqa: E402
+from estimator.graph.load import load_graph  # noqa: E402
 from estimator.zoo import build_from_spec  # noqa: E402
 from estimator.zoo.transformers import bert_encoder  # noqa: E402
 
@@ -291,9 +291,9 @@ def main() -> None:
         "",
     ]
     args.out.write_text("\n".join(lines) + "\n")
-    tmp = ROOT / "estimator" / "prior_interval.json.tmp"
+    tmp = ROOT / "estimator" / "energy" / "prior_interval.json.tmp"
     tmp.write_text(json.dumps(iv, indent=2) + "\n")
-    os.replace(tmp, ROOT / "estimator" / "prior_interval.json")
+    os.replace(tmp, ROOT / "estimator" / "energy" / "prior_interval.json")
     print("\n".join(lines))
 
 

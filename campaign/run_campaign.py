@@ -4,7 +4,7 @@
 Runs on a machine with PyTorch, torchvision, timm, transformers, onnx and nvidia-ml-py and no package
 registry: the repository tree is copied there and this script imports ``estimator`` from it (no install).
 Every network is built with random weights (nothing is downloaded) and measured with the protocol of
-``estimator.measure`` (NVML total-energy counter, idle power, warm-up, >= 3 windows of >= 1 s) at each batch
+``estimator.data.measure`` (NVML total-energy counter, idle power, warm-up, >= 3 windows of >= 1 s) at each batch
 size and precision. Results go to ``--out``:
 
 - ``measurements.csv``: one row per configuration (the project's measurement schema), rewritten after each;
@@ -44,15 +44,15 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402  (after the repository is on the path)
 from torch import nn  # noqa: E402
 
-from estimator.counters import BOUNDARY_NVML, NvmlCounter, SimulatedCounter  # noqa: E402
-from estimator.measure import (  # noqa: E402
+from estimator.data.counters import BOUNDARY_NVML, NvmlCounter, SimulatedCounter  # noqa: E402
+from estimator.data.measure import (  # noqa: E402
     ProtocolSettings,
     measure_configurations,
     measure_idle_power,
     measure_torch_module,
     measurement_row,
 )
-from estimator.measurements import read_measurements  # noqa: E402
+from estimator.data.measurements import read_measurements  # noqa: E402
 from estimator.zoo import NB201_OPS, spec_for_nasbench201  # noqa: E402
 
 BATCHES = (1, 8, 32, 128)

@@ -19,13 +19,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from estimator.costs import CostReport, count_costs
-from estimator.errors import ProfileError
-from estimator.features import FEATURE_NAMES, build_features
-from estimator.graph import load_graph
-from estimator.hardware import HardwareProfile, load_profile
-from estimator.kernels import KernelReport, fuse_kernels
-from estimator.physics import (
+from estimator.cost.kernels import KernelReport, fuse_kernels
+from estimator.cost.nodes import CostReport, count_costs
+from estimator.energy.hardware import HardwareProfile, load_profile
+from estimator.energy.physics import (
     DTYPE_CHOICES,
     PRIOR_NAME,
     PriorResult,
@@ -34,8 +31,11 @@ from estimator.physics import (
     runs_on_gpu,
     tdp_roofline_joules,
 )
-from estimator.regressor import TrainedModel, default_models_dir, load_model
-from estimator.runtimes import Runtime, get_runtime
+from estimator.energy.runtimes import Runtime, get_runtime
+from estimator.errors import ProfileError
+from estimator.graph.load import load_graph
+from estimator.learn.features import FEATURE_NAMES, build_features
+from estimator.learn.regressor import TrainedModel, default_models_dir, load_model, outside_domain
 
 
 @dataclass(frozen=True)
@@ -161,7 +161,7 @@ _PRIOR_INTERVAL_FILE = "prior_interval.json"
 
 def prior_interval() -> dict:
     """The physics-only interval factors (low, high multipliers and their basis), shipped as package data."""
-    text = resources.files("estimator").joinpath(_PRIOR_INTERVAL_FILE).read_text(encoding="utf-8")
+    text = resources.files("estimator.energy").joinpath(_PRIOR_INTERVAL_FILE).read_text(encoding="utf-8")
     return json.loads(text)
 
 
@@ -286,8 +286,6 @@ class Estimator:
     ) -> tuple[float, np.ndarray, tuple[str, ...]]:
         """Joules per inference and per kernel from the trained residual model, and the features outside its
         training range."""
-        from estimator.model_store import outside_domain
-
         rows = build_features(
             kernels, self.profile, self.runtime, dtype=element, threads=threads, prior=prior
         )
@@ -298,10 +296,14 @@ class Estimator:
             per_kernel = rows.kernel_prior_joules * np.exp(reg.predict(rows.kernels))
             out = np.zeros(len(kernels.kernels))
             out[launched] = per_kernel
-            outside = sorted({f for r in rows.kernels for f in outside_domain(r, domain)})
+            outside = sorted({f for r in rows.kernels for f in outside_domain(r, domain, FEATURE_NAMES)})
             return float(per_kernel.sum()), out, tuple(outside)
         factor = float(np.exp(reg.predict(rows.graph[None, :])[0]))
-        return prior.joules * factor, prior.kernel_joules * factor, tuple(outside_domain(rows.graph, domain))
+        return (
+            prior.joules * factor,
+            prior.kernel_joules * factor,
+            tuple(outside_domain(rows.graph, domain, FEATURE_NAMES)),
+        )
 
 
 def _layers(kernels: KernelReport, prior: PriorResult, kernel_joules: np.ndarray) -> tuple[LayerEnergy, ...]:

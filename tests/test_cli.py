@@ -94,7 +94,7 @@ def test_measure_here_is_a_clear_error(light_dir, capsys):
 
 
 def test_si_prefixes():
-    from estimator.report_format import si
+    from estimator.cli.format import si
 
     assert [si(4_089_184_256), si(57), si(0), si(0.0979, "J"), si(5.54e-6, "s"), si(2.5e-10, "s")] == [
         "4.09G",

@@ -14,7 +14,7 @@ import onnx.numpy_helper
 import pytest
 from conftest import parse
 
-from estimator.costs import count_costs
+from estimator.cost.nodes import count_costs
 from estimator.errors import (
     EstimatorError,
     GraphStructureError,
@@ -23,7 +23,7 @@ from estimator.errors import (
     ModelFormatError,
     UnboundDimensionError,
 )
-from estimator.graph import load_graph
+from estimator.graph.load import load_graph
 from estimator.zoo.transformers import gpt2_decoder
 
 LINEAR = """
@@ -336,7 +336,7 @@ def test_reshape_with_baked_in_batch_is_rejected(light_dir):
 _LOAD_GRAPH_PEAK_MB = """
 import sys
 from pathlib import Path
-from estimator.graph import load_graph
+from estimator.graph.load import load_graph
 
 def high_water_mb():
     line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("VmHWM:"))

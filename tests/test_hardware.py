@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from estimator.errors import EstimatorError, ProfileError
-from estimator.hardware import (
+from estimator.energy.hardware import (
     BOUNDARIES,
     CONFIDENCES,
     DTYPE_CLASSES,
@@ -23,6 +22,7 @@ from estimator.hardware import (
     list_profiles,
     load_profile,
 )
+from estimator.errors import EstimatorError, ProfileError
 
 MIB = 2**20
 EXPECTED_PROFILES = {
@@ -33,7 +33,7 @@ EXPECTED_PROFILES = {
 
 
 def shipped_text(name: str) -> str:
-    return (resources.files("estimator") / "profiles" / f"{name}.toml").read_text(encoding="utf-8")
+    return (resources.files("estimator.energy") / "profiles" / f"{name}.toml").read_text(encoding="utf-8")
 
 
 def test_list_profiles_names_every_shipped_file():

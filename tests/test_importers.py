@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from estimator.data.importers import getzner_layer_specs, import_source
+from estimator.data.measurements import read_measurements
 from estimator.errors import DataError
-from estimator.importers import getzner_layer_specs, import_source
-from estimator.measurements import read_measurements
 
 REPO = Path(__file__).parents[1]
 SHARED = (REPO / "../shared/datasets").resolve()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from conftest import parse
 
-from estimator.costs import count_costs
-from estimator.graph import load_graph
-from estimator.kernels import fuse_kernels
+from estimator.cost.kernels import fuse_kernels
+from estimator.cost.nodes import count_costs
+from estimator.graph.load import load_graph
 
 CONV_BN_RELU = """
 <ir_version: 8, opset_import: ["" : 17]>

@@ -25,8 +25,8 @@ from pathlib import Path
 import onnx
 import pytest
 
-from estimator.costs import count_costs
-from estimator.graph import load_graph
+from estimator.cost.nodes import count_costs
+from estimator.graph.load import load_graph
 
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from conftest import parse
 
-from estimator.graph import load_graph
-from estimator.liveness import dead_nodes
+from estimator.graph.liveness import dead_nodes
+from estimator.graph.load import load_graph
 
 
 def test_work_feeding_only_a_multiplication_by_zero_is_dead():
@@ -43,11 +43,11 @@ def test_nothing_is_dead_without_zero_multiplications(light_dir):
 def test_dead_code_features_of_a_nas_bench_201_network():
     import math
 
-    from estimator.costs import count_costs
-    from estimator.features import FEATURE_NAMES, build_features
-    from estimator.hardware import load_profile
-    from estimator.kernels import fuse_kernels
-    from estimator.runtimes import get_runtime
+    from estimator.cost.kernels import fuse_kernels
+    from estimator.cost.nodes import count_costs
+    from estimator.energy.hardware import load_profile
+    from estimator.energy.runtimes import get_runtime
+    from estimator.learn.features import FEATURE_NAMES, build_features
     from estimator.zoo import nasbench201
 
     # Every path to the output of each cell passes through a 'none' edge: everything before the last cell's

@@ -16,9 +16,8 @@ import onnx.parser
 import pandas as pd
 import pytest
 
-from estimator.counters import BOUNDARY_RAPL, NvmlCounter, RaplCounter, SimulatedCounter, parse_device
-from estimator.errors import InvalidDimensionError, MeasurementError, UnboundDimensionError
-from estimator.measure import (
+from estimator.data.counters import BOUNDARY_RAPL, NvmlCounter, RaplCounter, SimulatedCounter, parse_device
+from estimator.data.measure import (
     ProtocolSettings,
     measure_configurations,
     measure_energy,
@@ -27,7 +26,8 @@ from estimator.measure import (
     parse_batches,
     slug,
 )
-from estimator.measurements import check_frame, read_measurements
+from estimator.data.measurements import check_frame, read_measurements
+from estimator.errors import InvalidDimensionError, MeasurementError, UnboundDimensionError
 
 
 class FakeClock:
@@ -447,7 +447,7 @@ def test_missing_onnxruntime_is_a_measurement_error(tmp_path: Path, monkeypatch)
 
 def test_measure_torch_module_on_the_cpu() -> None:
     torch = pytest.importorskip("torch")
-    from estimator.measure import measure_torch_module
+    from estimator.data.measure import measure_torch_module
 
     counter = SimulatedCounter(time.perf_counter, idle_w=10.0, boundary=BOUNDARY_RAPL)
     module = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.ReLU())
@@ -466,7 +466,7 @@ def test_measure_torch_module_on_the_cpu() -> None:
 def test_nvml_errors_mid_run_become_measurement_errors(monkeypatch):
     import types
 
-    from estimator.counters import NvmlCounter
+    from estimator.data.counters import NvmlCounter
     from estimator.errors import MeasurementError
 
     class NVMLError(Exception):

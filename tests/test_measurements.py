@@ -10,8 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from estimator.errors import DataError, InputFileError
-from estimator.measurements import (
+from estimator.data.measurements import (
     BOUNDARIES,
     SCHEMA,
     check_frame,
@@ -20,6 +19,7 @@ from estimator.measurements import (
     schema_markdown,
     write_measurements,
 )
+from estimator.errors import DataError, InputFileError
 
 HEADER = (
     "model_ref,group,family,task,batch,dtype,hardware,runtime,boundary,joules_per_inference,"

@@ -12,10 +12,10 @@ import onnx
 import onnx.parser
 import pytest
 
-from estimator.contrib_shapes import CONTRIB_SHAPE_RULES, infer_contrib_outputs, matmul_shape
-from estimator.costs import count_costs
-from estimator.graph import load_graph
-from estimator.ops.base import MS_DOMAIN, REGISTRY
+from estimator.cost.nodes import count_costs
+from estimator.cost.ops.base import MS_DOMAIN, REGISTRY
+from estimator.graph.contrib_shapes import CONTRIB_SHAPE_RULES, infer_contrib_outputs, matmul_shape
+from estimator.graph.load import load_graph
 
 HEADER = '<ir_version: 8, opset_import: ["" : 17, "com.microsoft" : 1]>'
 GELU, FAST_GELU, SIGMOID, SOFTMAX = 5, 9, 4, 5

@@ -13,8 +13,8 @@ import onnx
 import onnx.parser
 import pytest
 
-from estimator.costs import count_costs
-from estimator.graph import load_graph
+from estimator.cost.nodes import count_costs
+from estimator.graph.load import load_graph
 
 
 def totals(text: str, consts: dict[str, tuple[tuple[int, ...], str]] | None = None):

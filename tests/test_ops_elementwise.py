@@ -7,9 +7,9 @@ import math
 import pytest
 from onnx import parser
 
-from estimator.costs import CostReport, NodeCost, count_costs
-from estimator.graph import load_graph
-from estimator.ops.base import REGISTRY
+from estimator.cost.nodes import CostReport, NodeCost, count_costs
+from estimator.cost.ops.base import REGISTRY
+from estimator.graph.load import load_graph
 
 
 def cost(text: str, opset: int) -> CostReport:

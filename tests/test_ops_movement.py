@@ -7,9 +7,9 @@ import math
 import pytest
 from onnx import TensorProto, helper, parser
 
-from estimator.costs import CostReport, NodeCost, count_costs
-from estimator.graph import load_graph
-from estimator.ops.base import REGISTRY
+from estimator.cost.nodes import CostReport, NodeCost, count_costs
+from estimator.cost.ops.base import REGISTRY
+from estimator.graph.load import load_graph
 
 
 def cost(text: str, opset: int) -> CostReport:
@@ -426,8 +426,8 @@ def test_every_required_op_has_a_rule(op: str) -> None:
 
 
 def test_zero_cost_list_matches_registry() -> None:
-    from estimator.ops.base import zero_cost
-    from estimator.ops.zero_cost import ZERO_COST_OPS
+    from estimator.cost.ops.base import zero_cost
+    from estimator.cost.ops.zero_cost import ZERO_COST_OPS
 
     for op in ZERO_COST_OPS:
         assert REGISTRY.lookup("", op, 21) is zero_cost

@@ -10,8 +10,8 @@ import onnx
 import onnx.parser
 import pytest
 
-from estimator.costs import count_costs
-from estimator.graph import load_graph
+from estimator.cost.nodes import count_costs
+from estimator.graph.load import load_graph
 
 SIGMOID, TANH, RELU = 4, 1, 1
 

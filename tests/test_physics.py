@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from conftest import parse
 
-from estimator.costs import count_costs
-from estimator.graph import load_graph
-from estimator.hardware import load_profile
-from estimator.kernels import fuse_kernels
-from estimator.physics import energy_prior, static_power_w
-from estimator.placement import CacheLevel, fits, peak_live_bytes
+from estimator.cost.kernels import fuse_kernels
+from estimator.cost.nodes import count_costs
+from estimator.energy.hardware import load_profile
+from estimator.energy.physics import energy_prior, static_power_w
+from estimator.energy.placement import CacheLevel, fits, peak_live_bytes
+from estimator.graph.load import load_graph
 
 # A device with round numbers: 10 SMs with 1 kB of L1 each, a 1 MB shared L2, 1 TFLOP/s, 100 GB/s.
 PROFILE = """
@@ -200,7 +200,7 @@ def test_peak_live_bytes():
 
 def test_every_profile_gives_finite_positive_joules_on_the_light_models(light_dir):
     from estimator.api import Estimator
-    from estimator.hardware import list_profiles
+    from estimator.energy.hardware import list_profiles
 
     models = sorted(light_dir.glob("*.onnx"))
     reports = [fuse_kernels(count_costs(load_graph(m))) for m in models]
@@ -228,8 +228,8 @@ def test_a_network_of_views_costs_one_dispatch(hw):
 def test_a_kernel_row_describes_the_kernel_as_a_network_of_its_own():
     """Kernel-level models are trained on single layers and applied to each kernel of a network: the row of
     a VGG11 convolution inside the network must match the row of that layer built alone."""
-    from estimator.features import FEATURE_NAMES, build_features
-    from estimator.runtimes import get_runtime
+    from estimator.energy.runtimes import get_runtime
+    from estimator.learn.features import FEATURE_NAMES, build_features
     from estimator.zoo import build_from_spec
 
     hw, rt = load_profile("xeon-gold-5120"), get_runtime("pytorch-cpu")

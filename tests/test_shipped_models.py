@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from estimator.api import Estimator
-from estimator.features import FEATURE_NAMES
-from estimator.regressor import default_models_dir, load_model
-from estimator.training import featurize, predict_log
+from estimator.learn.features import FEATURE_NAMES
+from estimator.learn.regressor import default_models_dir, load_model
+from estimator.learn.training import featurize, predict_log
 from estimator.zoo import build_from_spec
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -30,8 +30,8 @@ from pathlib import Path
 import onnx
 import pytest
 
-from estimator.costs import CostReport, count_costs
-from estimator.graph import load_graph
+from estimator.cost.nodes import CostReport, count_costs
+from estimator.graph.load import load_graph
 
 torch = pytest.importorskip("torch")
 nn = torch.nn

@@ -13,9 +13,9 @@ import pytest
 from estimator.api import Estimator
 from estimator.cli import run
 from estimator.errors import DataError, ModelArtifactError
-from estimator.features import FEATURE_NAMES
-from estimator.regressor import load_model, model_paths, save_model
-from estimator.training import (
+from estimator.learn.features import FEATURE_NAMES
+from estimator.learn.regressor import load_model, model_paths, save_model
+from estimator.learn.training import (
     conformal_quantiles,
     featurize,
     grouped_folds,
@@ -73,7 +73,7 @@ def conv_table():
 def test_known_function_of_the_features_is_recovered(conv_table):
     ts = featurize(conv_table, "xeon-gold-5120", n_jobs=1)
     test = grouped_folds(ts.groups, 4)[0]
-    from estimator.training import fit
+    from estimator.learn.training import fit
 
     reg = fit(ts.subset(~test), SMALL)
     pred = np.exp(predict_log(reg, ts.subset(test), "graph"))
@@ -181,7 +181,7 @@ def test_train_command_keeps_better_old_model_unless_forced(conv_table, tmp_path
 
 
 def test_features_cache_round_trip(conv_table, tmp_path):
-    from estimator.training import featurize_cached
+    from estimator.learn.training import featurize_cached
 
     first = featurize_cached(conv_table, "xeon-gold-5120", n_jobs=1, cache_dir=tmp_path)
     assert len(list(tmp_path.glob("features-*.joblib"))) == 1
@@ -194,7 +194,7 @@ def test_features_cache_round_trip(conv_table, tmp_path):
 
 
 def test_evaluation_report_on_synthetic_rows(conv_table, tmp_path):
-    from estimator.evaluation import evaluate_runtime, write_report
+    from estimator.learn.evaluation import evaluate_runtime, write_report
 
     table = conv_table.copy()
     table["task"] = np.where(np.arange(len(table)) % 2 == 0, "even", "odd")
@@ -217,7 +217,7 @@ def test_evaluation_report_on_synthetic_rows(conv_table, tmp_path):
 
 
 def test_estimates_outside_the_training_data_are_flagged(conv_table, tmp_path):
-    from estimator.model_store import train_and_store
+    from estimator.learn.model_store import train_and_store
     from estimator.zoo import build_from_spec
 
     path = tmp_path / "conv.csv"
@@ -233,7 +233,7 @@ def test_estimates_outside_the_training_data_are_flagged(conv_table, tmp_path):
 
 
 def test_layer_signatures_merge_identical_layers_of_different_networks():
-    from estimator.evaluation import layer_signatures
+    from estimator.learn.evaluation import layer_signatures
 
     def row(ref, batch):
         return {

@@ -13,9 +13,9 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from estimator.costs import count_costs
+from estimator.cost.nodes import count_costs
 from estimator.errors import DataError
-from estimator.graph import load_graph
+from estimator.graph.load import load_graph
 from estimator.zoo import (
     NB201_OPS,
     build_from_spec,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from estimator.costs import count_costs
-from estimator.graph import load_graph
+from estimator.cost.nodes import count_costs
+from estimator.graph.load import load_graph
 from estimator.zoo.transformers import bert_encoder, gpt2_decoder
 
 

@@ -107,10 +107,10 @@ def layers(
     strict: Annotated[bool, typer.Option("--strict", help="Fail when any node cannot be costed.")] = False,
 ) -> None:
     """Per-layer MACs, FLOPs, parameters and bytes of MODEL, and the totals."""
-    from estimator.costs import count_costs
-    from estimator.graph import load_graph
-    from estimator.kernels import fuse_kernels
-    from estimator.report_format import layer_rows, render_csv, render_json, render_table, si
+    from estimator.cli.format import layer_rows, render_csv, render_json, render_table, si
+    from estimator.cost.kernels import fuse_kernels
+    from estimator.cost.nodes import count_costs
+    from estimator.graph.load import load_graph
 
     graph = load_graph(model, batch=batch, shapes=parse_shapes(shape))
     costs = count_costs(graph, strict=strict)
@@ -188,7 +188,7 @@ def energy(
 ) -> None:
     """Joules per inference of MODEL on a hardware profile (also: `estimate MODEL --hw NAME`)."""
     from estimator.api import Estimator
-    from estimator.report_format import render_json, si
+    from estimator.cli.format import render_json, si
 
     if threads is not None and threads < 1:
         raise InvalidDimensionError(f"--threads must be a positive integer, got {threads}")
@@ -252,7 +252,7 @@ app.add_typer(hardware_app, name="hardware")
 @_clean_errors
 def hardware_list() -> None:
     """List the shipped hardware profiles."""
-    from estimator.hardware import list_profiles, load_profile
+    from estimator.energy.hardware import list_profiles, load_profile
 
     for name in list_profiles():
         p = load_profile(name)
@@ -263,7 +263,7 @@ def hardware_list() -> None:
 @_clean_errors
 def hardware_show(name: Annotated[str, typer.Argument(help="Profile name or path.")]) -> None:
     """Show one profile: every value with its source and confidence."""
-    from estimator.hardware import load_profile
+    from estimator.energy.hardware import load_profile
 
     p = load_profile(name)
     typer.echo(f"{p.name}: {p.display_name} ({p.kind}, {p.architecture})")
@@ -288,8 +288,8 @@ def data_import(
     ] = None,
 ) -> None:
     """Turn a raw measured-energy dataset into a table of the project's measurement schema."""
-    from estimator.importers import TABLE_KINDS, import_source
-    from estimator.measurements import write_measurements
+    from estimator.data.importers import TABLE_KINDS, import_source
+    from estimator.data.measurements import write_measurements
 
     frame = import_source(source, path)
     out = output or Path("data") / f"{source}.csv.gz"
@@ -322,7 +322,7 @@ def measure(
     ] = False,
 ) -> None:
     """Measure the energy of MODEL with the device's energy counter (never sampled power)."""
-    from estimator.measure import measure_command
+    from estimator.data.measure import measure_command
 
     rows = measure_command(
         model,
@@ -373,7 +373,7 @@ def train(
     trees: Annotated[int, typer.Option("--trees", help="Boosting rounds of the xgboost model.", min=1)] = 600,
 ) -> None:
     """Train the residual model for HW (per runtime) on measurements; writes atomically to trained_models/."""
-    from estimator.model_store import train_and_store
+    from estimator.learn.model_store import train_and_store
 
     lines = train_and_store(
         tables,
@@ -397,7 +397,7 @@ def evaluate(
     out: Annotated[Path, typer.Option("--out", help="Folder of the report.")] = Path("docs"),
 ) -> None:
     """Run EVALUATION.md's protocol on the committed measurements; writes Markdown, JSON and a plot."""
-    from estimator.evaluation import run_evaluation, write_report
+    from estimator.learn.evaluation import run_evaluation, write_report
 
     report = run_evaluation(hw, runtime, progress=lambda line: typer.echo(line, err=True))
     for path in write_report(report, out):

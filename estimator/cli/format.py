@@ -7,8 +7,8 @@ import io
 import json
 from collections.abc import Sequence
 
-from estimator.costs import CostReport
-from estimator.kernels import KernelReport
+from estimator.cost.kernels import KernelReport
+from estimator.cost.nodes import CostReport
 
 #: Columns of a per-row layer table, in order: (key, header).
 LAYER_COLUMNS: tuple[tuple[str, str], ...] = (

@@ -27,8 +27,8 @@ from functools import cached_property
 
 import numpy as np
 
-from estimator.costs import COST_FIELDS, CostReport, NodeCost, int_columns
-from estimator.ops.elementwise import FLOPS_PER_ELEMENT
+from estimator.cost.nodes import COST_FIELDS, CostReport, NodeCost, int_columns
+from estimator.cost.ops.elementwise import FLOPS_PER_ELEMENT
 
 #: Ops whose main work is a contraction (matrix multiply / convolution); they anchor epilogue fusion.
 CONTRACTION_OPS = frozenset(

@@ -1,6 +1,6 @@
 """Per-node costs of a graph: MACs, FLOPs, parameters, and the bytes each node reads and writes.
 
-``count_costs(graph)`` applies the registered cost rule of every node (see ``estimator.ops.base`` for the
+``count_costs(graph)`` applies the registered cost rule of every node (see ``estimator.cost.ops.base`` for the
 counting convention: 1 multiply-add = 1 MAC = 2 FLOPs). It is hardware-free: one report serves every profile.
 
 Every node ends in exactly one status:
@@ -26,10 +26,10 @@ from functools import cached_property
 
 import numpy as np
 
-import estimator.ops  # noqa: F401  (registers every rule module)
+import estimator.cost.ops  # noqa: F401  (registers every rule module)
+from estimator.cost.ops.base import REGISTRY, NodeContext, OpCost, SubgraphCost
 from estimator.errors import EstimatorError, ShapeError, UnsupportedOpError
-from estimator.graph import Graph, Node, TensorInfo
-from estimator.ops.base import REGISTRY, NodeContext, OpCost, SubgraphCost
+from estimator.graph.load import Graph, Node, TensorInfo
 
 #: Statuses whose arithmetic and traffic are known (counted, free or folded).
 KNOWN_STATUSES = frozenset({"costed", "zero-cost", "folded"})
@@ -179,7 +179,7 @@ def count_costs(graph: Graph, *, strict: bool = False) -> CostReport:
     """Cost every node of ``graph``.
 
     Args:
-        graph: a graph from :func:`estimator.graph.load_graph`.
+        graph: a graph from :func:`estimator.graph.load.load_graph`.
         strict: raise :class:`UnsupportedOpError` when any node has no rule or could not be costed.
 
     Returns:

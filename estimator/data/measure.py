@@ -16,7 +16,7 @@ broken or wrapped counter and raises :class:`~estimator.errors.MeasurementError`
 
 Back ends run a network: :func:`measure_onnx` with onnxruntime (an optional dependency, imported when
 called) and :func:`measure_torch_module` with PyTorch (never imported by the package itself).
-:func:`measurement_row` turns a result into a row of the measurement table (:mod:`estimator.measurements`)
+:func:`measurement_row` turns a result into a row of the measurement table (:mod:`estimator.data.measurements`)
 and :func:`measure_configurations` measures a list of configurations, rewriting the table after each one so
 that an interruption keeps every finished row. :func:`measure_command` is ``estimate measure``.
 """
@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from estimator.counters import EnergyCounter, default_counter, parse_device
+from estimator.data.counters import EnergyCounter, default_counter, parse_device
 from estimator.errors import InputFileError, InvalidDimensionError, MeasurementError, UnboundDimensionError
 
 Clock = Callable[[], float]
@@ -593,12 +593,12 @@ def measurement_row(
     hardware: str | None = None,
     input_shape: str | None = None,
     source: str = "own-measurement",
-    citation: str = "this repository (estimator.measure)",
+    citation: str = "this repository (estimator.data.measure)",
     notes: str = "",
     idle_subtracted: bool = False,
     now: dt.datetime | None = None,
 ) -> dict[str, Any]:
-    """One row of the measurement table (:data:`estimator.measurements.SCHEMA` plus extra columns).
+    """One row of the measurement table (:data:`estimator.data.measurements.SCHEMA` plus extra columns).
 
     ``joules_per_inference`` is the median energy of one forward pass at ``batch`` with idle included (what
     the counter's boundary covers), or above idle when ``idle_subtracted``; the other one is kept in an
@@ -711,7 +711,7 @@ def measure_configurations(
     """
     import pandas as pd
 
-    from estimator.measurements import read_measurements, write_measurements
+    from estimator.data.measurements import read_measurements, write_measurements
 
     say = progress or _stderr_line
     path = None if output is None else Path(output)

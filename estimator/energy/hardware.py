@@ -305,7 +305,7 @@ class HardwareProfile:
 
 
 def _profiles_dir() -> Any:
-    return resources.files("estimator") / "profiles"
+    return resources.files("estimator.energy") / "profiles"
 
 
 def list_profiles() -> list[str]:

@@ -1,6 +1,6 @@
 """The energy-roofline prior: joules and seconds per kernel from first principles and a hardware profile.
 
-**Model (named "energy-roofline v1").** For every kernel ``k`` (from :mod:`estimator.kernels`), vectorised:
+**Model (named "energy-roofline v1").** For every kernel ``k`` (from :mod:`estimator.cost.kernels`), vectorised:
 
 * ``t_compute = flops / (peak(dtype, path) * achievable_compute_fraction)``, the matrix path for
   contractions and attention, the vector path otherwise;
@@ -10,7 +10,7 @@
 * ``t = max(t_compute, t_memory, launch_overhead)`` (a kernel cannot finish faster than it is dispatched), and
   one inference takes at least one dispatch even when it launches no kernel;
 * ``E_dynamic = flops * energy_per_flop(dtype) + sum over levels(bytes served by the level * its energy per byte)``,
-  with the bytes per level from the BUTTER-E style placement in :mod:`estimator.placement`;
+  with the bytes per level from the BUTTER-E style placement in :mod:`estimator.energy.placement`;
 * ``E = P_static * T + sum(E_dynamic)``, ``T = max(sum(t), launch_overhead)`` (kernels of one inference run one
   after another);
 * **TDP clamp:** if ``E / T`` would exceed TDP the device throttles: ``T`` stretches to
@@ -22,7 +22,7 @@ include idle (``gpu-board-nvml``, ``cpu-package-rapl``, ``wall-system``); for th
 runtime uses (``threads / cores``), and so do the peak FLOP rates; DRAM bandwidth is shared.
 
 No constant is fitted or hidden here: every number comes from the profile (with its citation) or from the
-runtime table (:mod:`estimator.runtimes`).
+runtime table (:mod:`estimator.energy.runtimes`).
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from estimator.cost.kernels import KernelReport
 from estimator.dtypes import dtype_bits
-from estimator.hardware import HardwareProfile
-from estimator.kernels import KernelReport
-from estimator.placement import CacheLevel, Placement, peak_live_bytes, place
-from estimator.runtimes import Runtime
+from estimator.energy.hardware import HardwareProfile
+from estimator.energy.placement import CacheLevel, Placement, peak_live_bytes, place
+from estimator.energy.runtimes import Runtime
 
 #: Name and version of the prior, reported with every estimate.
 PRIOR_NAME = "energy-roofline v1"

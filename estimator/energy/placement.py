@@ -5,7 +5,7 @@ on GPUs it is flat until the working set passes L2, then rises about 3x; on CPUs
 This module places every kernel in the hierarchy with one rule and reports the bytes each level serves.
 
 **Working set of a kernel** = its weight bytes + activation bytes read + bytes written (what crosses the
-kernel boundary, from :mod:`estimator.kernels`).
+kernel boundary, from :mod:`estimator.cost.kernels`).
 
 **Placement rule** ("a part every unit holds in full, plus a part split across units"): with ``u`` units
 (SMs or cores) working on a kernel, a *per-unit* cache level of size ``S`` per unit holds the kernel when
@@ -76,6 +76,7 @@ class Placement:
         weight_level: index of the level serving each kernel's weight bytes.
         bytes_by_level: array [kernels, levels+1] of bytes served by each level (float64).
         model_level: level holding the model's weights plus peak live activations.
+        peak_live_activation_bytes: the peak live activation bytes used to place the model (bytes).
     """
 
     level_names: tuple[str, ...]
@@ -83,6 +84,7 @@ class Placement:
     weight_level: np.ndarray
     bytes_by_level: np.ndarray
     model_level: int
+    peak_live_activation_bytes: float
 
 
 def place(
@@ -118,6 +120,7 @@ def place(
         weight_level=weight_level,
         bytes_by_level=out,
         model_level=model_level,
+        peak_live_activation_bytes=float(peak_live_activation_bytes),
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from estimator.graph import Graph
+from estimator.graph.load import Graph
 
 
 def _is_zero_constant(graph: Graph, name: str) -> bool:

@@ -594,7 +594,7 @@ def _propagate(
     constants: dict[str, np.ndarray],
 ) -> bool:
     """One pass in topological order; returns whether any new shape or constant value was learned."""
-    from estimator.contrib_shapes import infer_contrib_outputs
+    from estimator.graph.contrib_shapes import infer_contrib_outputs
 
     learned = False
     for node, attrs in zip(nodes, node_attrs, strict=True):

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from estimator.data.measurements import read_measurements
 from estimator.errors import DataError
-from estimator.features import FEATURE_NAMES, OP_CATEGORIES
-from estimator.measurements import read_measurements
-from estimator.training import (
+from estimator.learn.features import FEATURE_NAMES, OP_CATEGORIES
+from estimator.learn.training import (
     REPO_ROOT,
     TrainingSet,
     evaluate_split,

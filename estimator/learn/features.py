@@ -17,12 +17,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from estimator.cost.kernels import KernelReport
 from estimator.dtypes import dtype_bits
-from estimator.hardware import HardwareProfile
-from estimator.kernels import KernelReport
-from estimator.liveness import dead_nodes
-from estimator.physics import PriorResult, energy_prior, peak_live_activation_bytes, runs_on_gpu
-from estimator.runtimes import RUNTIMES, Runtime
+from estimator.energy.hardware import HardwareProfile
+from estimator.energy.physics import PriorResult, energy_prior, runs_on_gpu
+from estimator.energy.runtimes import RUNTIMES, Runtime
+from estimator.graph.liveness import dead_nodes
 
 #: Node op types counted per category (counts and FLOPs of each category are features).
 OP_CATEGORIES: dict[str, frozenset[str]] = {
@@ -252,7 +252,7 @@ def build_features(
         r += fixed
         return r
 
-    peak_live = float(peak_live_activation_bytes(kernels))
+    peak_live = prior.placement.peak_live_activation_bytes
     graph_row = row(add.sum(axis=0), peak_live, prior.placement.model_level, _graph_input_elements(kernels))
     kernel_rows = (
         np.stack(

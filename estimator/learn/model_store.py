@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from estimator.data.measurements import read_measurements
+from estimator.energy.runtimes import get_runtime
 from estimator.errors import DataError
-from estimator.evaluation import layer_signatures, single_kernel_mask
-from estimator.features import FEATURE_NAMES
-from estimator.measurements import read_measurements
-from estimator.regressor import load_model, save_model
-from estimator.runtimes import get_runtime
-from estimator.training import default_models_dir, featurize_cached, metrics, predict_log, train_model
+from estimator.learn.evaluation import layer_signatures, single_kernel_mask
+from estimator.learn.features import FEATURE_NAMES
+from estimator.learn.regressor import load_model, save_model
+from estimator.learn.training import default_models_dir, featurize_cached, metrics, predict_log, train_model
 
 
 def train_and_store(
@@ -91,17 +91,6 @@ def train_and_store(
 def training_domain(X: np.ndarray) -> dict[str, list[float]]:
     """Per feature, the [min, max] seen in training: estimates outside it are flagged as extrapolated."""
     return {name: [float(X[:, i].min()), float(X[:, i].max())] for i, name in enumerate(FEATURE_NAMES)}
-
-
-def outside_domain(row: np.ndarray, domain: dict[str, list[float]], tolerance: float = 0.05) -> list[str]:
-    """Features of ``row`` outside the training range (widened by ``tolerance`` of the range on each side)."""
-    out = []
-    for i, name in enumerate(FEATURE_NAMES):
-        lo, hi = domain.get(name, (-np.inf, np.inf))
-        pad = tolerance * (hi - lo)
-        if not lo - pad <= row[i] <= hi + pad:
-            out.append(name)
-    return out
 
 
 class _Progress:

@@ -190,6 +190,20 @@ def load_model(
     return TrainedModel(reg, sidecar)
 
 
+def outside_domain(
+    row: np.ndarray, domain: dict[str, list[float]], names: Sequence[str], tolerance: float = 0.05
+) -> list[str]:
+    """Names of the features of ``row`` (ordered as ``names``) outside the training range ``domain``
+    (name -> [low, high]), widened by ``tolerance`` of the range on each side."""
+    out = []
+    for i, name in enumerate(names):
+        lo, hi = domain.get(name, (-np.inf, np.inf))
+        pad = tolerance * (hi - lo)
+        if not lo - pad <= row[i] <= hi + pad:
+            out.append(name)
+    return out
+
+
 def default_models_dir() -> Path:
     """Where trained models are read and written: ``$ESTIMATOR_MODELS_DIR``; else the models installed with the
     package (``estimator/trained_models`` in a wheel); else the repository's top-level ``trained_models/``
@@ -197,6 +211,6 @@ def default_models_dir() -> Path:
     env = os.environ.get("ESTIMATOR_MODELS_DIR")
     if env:
         return Path(env)
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parent.parent
     installed = package / "trained_models"
     return installed if installed.is_dir() else package.parent / "trained_models"

@@ -1,8 +1,8 @@
 """From measurement tables to a trained residual model, and the evaluation protocol of EVALUATION.md.
 
 Pipeline: rows of the measurement schema -> graphs (``estimator.zoo`` spec or an ONNX path) -> kernels as the
-row's runtime runs them -> features (:mod:`estimator.features`) -> ``y = log(measured J) - log(prior J)`` ->
-:class:`~estimator.regressor.ResidualRegressor`. Predictions are ``prior * exp(residual)``.
+row's runtime runs them -> features (:mod:`estimator.learn.features`) -> ``y = log(measured J) - log(prior J)`` ->
+:class:`~estimator.learn.regressor.ResidualRegressor`. Predictions are ``prior * exp(residual)``.
 
 * ``graph`` granularity: one row per measured network (HW-NAS-Bench-360).
 * ``kernel`` granularity: trained on single-layer networks, predicts a network as the sum over its kernels
@@ -24,14 +24,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from estimator.costs import count_costs
+from estimator.cost.kernels import fuse_kernels
+from estimator.cost.nodes import count_costs
+from estimator.energy.hardware import load_profile
+from estimator.energy.physics import DTYPE_CHOICES, desislavov_joules, tdp_roofline_joules
+from estimator.energy.runtimes import get_runtime
 from estimator.errors import DataError
-from estimator.features import FEATURE_NAMES, build_features
-from estimator.graph import load_graph
-from estimator.hardware import load_profile
-from estimator.kernels import fuse_kernels
-from estimator.physics import DTYPE_CHOICES, desislavov_joules, tdp_roofline_joules
-from estimator.regressor import (
+from estimator.graph.load import load_graph
+from estimator.learn.features import FEATURE_NAMES, build_features
+from estimator.learn.regressor import (
     SIDECAR_SCHEMA,
     ResidualRegressor,
     TrainedModel,
@@ -39,11 +40,10 @@ from estimator.regressor import (
     default_models_dir,
     library_versions,
 )
-from estimator.runtimes import get_runtime
 
 #: Nominal coverage of the prediction intervals.
 INTERVAL_LEVEL = 0.9
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 __all__ = [
     "TrainingSet",
     "default_models_dir",
@@ -260,19 +260,15 @@ def featurize_cached(
     return ts
 
 
-#: Modules whose code cannot change a feature value (front ends, storage, measurement, reporting).
-_NOT_FEATURE_CODE = frozenset(
-    {
-        "cli.py",
-        "api.py",
-        "evaluation.py",
-        "model_store.py",
-        "measure.py",
-        "counters.py",
-        "importers.py",
-        "report_format.py",
-        "regressor.py",
-    }
+#: Code that cannot change a feature value (front ends, storage, measurement, reporting), as paths inside the
+#: package; a folder excludes everything under it.
+_NOT_FEATURE_CODE = (
+    "cli/",
+    "data/",
+    "api.py",
+    "learn/evaluation.py",
+    "learn/model_store.py",
+    "learn/regressor.py",
 )
 
 
@@ -281,9 +277,9 @@ def _code_hash() -> str:
     import hashlib
 
     digest = hashlib.sha256()
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parent.parent
     files = [*package.rglob("*.py"), *package.rglob("*.toml")]
-    for f in sorted(f for f in files if f.name not in _NOT_FEATURE_CODE):
+    for f in sorted(f for f in files if not f.relative_to(package).as_posix().startswith(_NOT_FEATURE_CODE)):
         digest.update(f.relative_to(package).as_posix().encode())
         digest.update(f.read_bytes())
     return digest.hexdigest()

@@ -1,6 +1,6 @@
 """Cost rules, one op family per module; importing this package registers all of them.
 
-The registry and the counting convention live in :mod:`estimator.ops.base`.
+The registry and the counting convention live in :mod:`estimator.cost.ops.base`.
 """
 
 import importlib

@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from estimator.errors import RegistryError, ShapeError
-from estimator.graph import ONNX_DOMAIN, canonical_domain
+from estimator.graph.load import ONNX_DOMAIN, canonical_domain
 
 if TYPE_CHECKING:  # pragma: no cover
-    from estimator.graph import Graph, Node, TensorInfo
+    from estimator.graph.load import Graph, Node, TensorInfo
 
 #: Microsoft contrib domain used by ONNX Runtime's fused ops.
 MS_DOMAIN = "com.microsoft"
@@ -214,7 +214,7 @@ class Registry:
         )
 
 
-#: The one registry of cost rules. Rule modules in ``estimator.ops`` add to it when imported.
+#: The one registry of cost rules. Rule modules in ``estimator.cost.ops`` add to it when imported.
 REGISTRY = Registry()
 register = REGISTRY.register
 

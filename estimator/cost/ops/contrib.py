@@ -1,11 +1,11 @@
 """Cost rules for the ``com.microsoft`` contrib ops that ONNX Runtime's graph optimisers emit.
 
-Conventions as in :mod:`estimator.ops.base` (1 MAC = 2 FLOPs; a transcendental = 1 FLOP). Per-element
+Conventions as in :mod:`estimator.cost.ops.base` (1 MAC = 2 FLOPs; a transcendental = 1 FLOP). Per-element
 costs reuse the tables of the standard ops: activations from
-:data:`estimator.ops.elementwise.FLOPS_PER_ELEMENT` (Gelu 5, tanh-Gelu 9, Sigmoid 4), softmax 5 per
-element (:mod:`estimator.ops.softmax`), normalisation statistics 4 per element + 3 per row
-(:mod:`estimator.ops.normalization`), (de)quantization and requantization from
-:mod:`estimator.ops.quantized`.
+:data:`estimator.cost.ops.elementwise.FLOPS_PER_ELEMENT` (Gelu 5, tanh-Gelu 9, Sigmoid 4), softmax 5 per
+element (:mod:`estimator.cost.ops.softmax`), normalisation statistics 4 per element + 3 per row
+(:mod:`estimator.cost.ops.normalization`), (de)quantization and requantization from
+:mod:`estimator.cost.ops.quantized`.
 
 **Matrix products** (``numel(Y) * K`` MACs, ``K`` the contracted length):
 
@@ -66,7 +66,7 @@ requantized (2 + 4 per element). ``QuantizeLinear`` 4 / ``DequantizeLinear`` 2 p
 
 Learned parameters: weights, biases, norm scales, embedding tables. Scales and zero points of quantized
 ops, rotary cos/sin caches, masks and attention biases are read but are not parameters (the exception,
-as in :mod:`estimator.ops.quantized`: MatMulNBits' block scales and zero points are part of its weight).
+as in :mod:`estimator.cost.ops.quantized`: MatMulNBits' block scales and zero points are part of its weight).
 ``SparseAttention``, ``PackedAttention`` and the generation loops (``BeamSearch``...) have no rule.
 """
 
@@ -74,20 +74,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from estimator.contrib_shapes import mha_dims
-from estimator.errors import GraphStructureError
-from estimator.ops.base import MS_DOMAIN, ONNX_DOMAIN, NodeContext, OpCost, numel, register
-from estimator.ops.elementwise import FLOPS_PER_ELEMENT, GELU_FLOPS
-from estimator.ops.matmul import gemm_epilogue_per_output, gemm_macs
-from estimator.ops.normalization import PER_GROUP_FLOPS, STATS_FLOPS
-from estimator.ops.quantized import (
+from estimator.cost.ops.base import MS_DOMAIN, ONNX_DOMAIN, NodeContext, OpCost, numel, register
+from estimator.cost.ops.elementwise import FLOPS_PER_ELEMENT, GELU_FLOPS
+from estimator.cost.ops.matmul import gemm_epilogue_per_output, gemm_macs
+from estimator.cost.ops.normalization import PER_GROUP_FLOPS, STATS_FLOPS
+from estimator.cost.ops.quantized import (
     DEQUANTIZE_OPS,
     DYNAMIC_QUANTIZE_OPS,
     QUANTIZE_OPS,
     REQUANTIZE_OPS,
     zero_point_ops,
 )
-from estimator.ops.softmax import SOFTMAX_FLOPS
+from estimator.cost.ops.softmax import SOFTMAX_FLOPS
+from estimator.errors import GraphStructureError
+from estimator.graph.contrib_shapes import mha_dims
 
 #: Flag of an attention node whose attended length was read from a maximum-length shared KV buffer.
 FLAG_KV_UPPER_BOUND = "kv-length-upper-bound"

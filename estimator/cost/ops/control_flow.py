@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from estimator.cost.ops.base import NodeContext, OpCost, SubgraphCost, register
 from estimator.errors import GraphStructureError
-from estimator.graph import Graph
-from estimator.ops.base import NodeContext, OpCost, SubgraphCost, register
+from estimator.graph.load import Graph
 
 #: Flag of a Loop whose trip count is not known at load time: one iteration counted, a lower bound.
 FLAG_TRIP_COUNT_UNKNOWN = "loop-trip-count-unknown"

@@ -1,6 +1,6 @@
 """Cost rules for convolutions: Conv, ConvTranspose, DeformConv (ONNX default domain).
 
-Counting (1 MAC = 2 FLOPs, see :mod:`estimator.ops.base`):
+Counting (1 MAC = 2 FLOPs, see :mod:`estimator.cost.ops.base`):
 
 * ``Conv``: ``MACs = N * Cout * prod(out spatial) * (Cin / group) * prod(kernel)``. The kernel size and
   ``Cin / group`` are read from the weight's shape ``(Cout, Cin/group, k1, k2, ...)``, so groups,
@@ -20,8 +20,8 @@ Learned parameters: the weight ``W`` (input 1) and the bias ``B`` (input 2).
 
 from __future__ import annotations
 
+from estimator.cost.ops.base import NodeContext, OpCost, numel, register
 from estimator.errors import GraphStructureError
-from estimator.ops.base import NodeContext, OpCost, numel, register
 
 #: Blending four neighbours with known weights: 4 multiplies + 3 additions.
 BILINEAR_TAP_FLOPS = 7

@@ -73,8 +73,8 @@ from types import MappingProxyType
 
 import numpy as np
 
+from estimator.cost.ops.base import NodeContext, OpCost, register
 from estimator.errors import GraphStructureError
-from estimator.ops.base import NodeContext, OpCost, register
 
 #: ONNX op type -> FLOPs per output element, for the ops whose cost depends on nothing but the output
 #: size. Reasoning per entry in the module docstring.

@@ -23,7 +23,7 @@ update element; everything else 0.
 
 Parameters: the data input of ``Gather`` (an embedding table) and of ``GatherElements``/``GatherND`` is a
 learned weight when it is a floating-point constant with more than one element (see
-:func:`estimator.ops.elementwise.weight_like_inputs`); integer lookup tables are not. Caveat: a
+:func:`estimator.cost.ops.elementwise.weight_like_inputs`); integer lookup tables are not. Caveat: a
 precomputed rotary cos/sin cache gathered by position ids is a float buffer and is counted as one too.
 """
 
@@ -31,10 +31,10 @@ from __future__ import annotations
 
 import math
 
+from estimator.cost.ops.base import NodeContext, OpCost, numel, register
+from estimator.cost.ops.elementwise import weight_like_inputs
 from estimator.dtypes import storage_bytes
 from estimator.errors import GraphStructureError
-from estimator.ops.base import NodeContext, OpCost, numel, register
-from estimator.ops.elementwise import weight_like_inputs
 
 #: Flag for an output whose size depends on the values of the input (the figure is an upper bound).
 DATA_DEPENDENT_SHAPE = "data-dependent-shape"

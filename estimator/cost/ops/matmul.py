@@ -1,6 +1,6 @@
 """Cost rules for matrix products: Gemm, MatMul, Einsum (ONNX default domain).
 
-Counting (1 MAC = 2 FLOPs, see :mod:`estimator.ops.base`):
+Counting (1 MAC = 2 FLOPs, see :mod:`estimator.cost.ops.base`):
 
 * ``Gemm``: ``Y = alpha * op(A) @ op(B) + beta * C`` with ``op(A)`` of shape (M, K) and ``op(B)`` (K, N):
   ``MACs = M * K * N``. Per output element: +1 FLOP for the ``C`` addition when ``C`` is present,
@@ -29,8 +29,8 @@ from __future__ import annotations
 import math
 import string
 
+from estimator.cost.ops.base import NodeContext, OpCost, register
 from estimator.errors import GraphStructureError
-from estimator.ops.base import NodeContext, OpCost, register
 
 #: Pseudo-letter standing for the broadcast ``...`` dimensions of an einsum equation.
 _ELLIPSIS = "."

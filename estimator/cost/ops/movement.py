@@ -25,7 +25,7 @@ Bytes that differ from "read every data input whole, write every output":
 
 Parameters: a constant floating-point data input with more than one element that is moved at run time
 (a ViT class token concatenated to the patches, a table sliced by a dynamic end) is a learned weight
-(:func:`estimator.ops.elementwise.weight_like_inputs`).
+(:func:`estimator.cost.ops.elementwise.weight_like_inputs`).
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from estimator.cost.ops.base import NodeContext, OpCost, numel, register
+from estimator.cost.ops.elementwise import weight_like_inputs
 from estimator.dtypes import storage_bytes
 from estimator.errors import GraphStructureError
-from estimator.ops.base import NodeContext, OpCost, numel, register
-from estimator.ops.elementwise import weight_like_inputs
 
 #: FLOPs per element of Range: ``start + i * delta``.
 RANGE_FLOPS = 2

@@ -30,8 +30,8 @@ RMSNormalization's scale.
 
 from __future__ import annotations
 
+from estimator.cost.ops.base import NodeContext, OpCost, numel, register
 from estimator.errors import GraphStructureError
-from estimator.ops.base import NodeContext, OpCost, numel, register
 
 #: Per-element FLOPs of mean and variance: sum, subtract mean, square, sum.
 STATS_FLOPS = 4

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import math
 
+from estimator.cost.ops.base import NodeContext, OpCost, numel, register
 from estimator.errors import GraphStructureError
-from estimator.ops.base import NodeContext, OpCost, numel, register
 
 #: FLOPs of one bilinear sample pooled into a RoiAlign bin: weights (8) + blend (7) + pooling (1).
 ROI_ALIGN_SAMPLE_FLOPS = 8 + 7 + 1

@@ -3,8 +3,8 @@
 Integer kernels count integer operations in ``flops`` (``OpCost.flops`` is "arithmetic operations"),
 with the same convention: 1 multiply-add = 1 MAC = 2 ops.
 
-* ``ConvInteger`` / ``MatMulInteger``: the MACs of their float forms (see :mod:`estimator.ops.conv`
-  and :mod:`estimator.ops.matmul`); +1 op per element of each operand that has a zero point (the
+* ``ConvInteger`` / ``MatMulInteger``: the MACs of their float forms (see :mod:`estimator.cost.ops.conv`
+  and :mod:`estimator.cost.ops.matmul`); +1 op per element of each operand that has a zero point (the
   subtraction ``x - x_zero_point``). Output is int32: no requantization.
 * ``QLinearConv`` / ``QLinearMatMul``: the same MACs and zero-point subtractions, plus
   :data:`REQUANTIZE_OPS` ops per output element (multiply by ``x_scale * w_scale / y_scale``, round,
@@ -25,8 +25,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from estimator.ops.base import NodeContext, OpCost, register
-from estimator.ops.conv import conv_macs
+from estimator.cost.ops.base import NodeContext, OpCost, register
+from estimator.cost.ops.conv import conv_macs
 
 #: Requantizing one int32 accumulator: multiply by the combined scale, round, add zero point, saturate.
 REQUANTIZE_OPS = 4

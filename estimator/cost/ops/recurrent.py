@@ -35,12 +35,12 @@ from types import MappingProxyType
 
 import numpy as np
 
+from estimator.cost.ops.base import NodeContext, OpCost, register
+from estimator.cost.ops.elementwise import FLOPS_PER_ELEMENT
 from estimator.errors import GraphStructureError
-from estimator.ops.base import NodeContext, OpCost, register
-from estimator.ops.elementwise import FLOPS_PER_ELEMENT
 
 #: FLOPs of one application of each activation an RNN attribute may name: the per-element costs of the
-#: ONNX ops of the same name (:data:`estimator.ops.elementwise.FLOPS_PER_ELEMENT`), plus the two that are
+#: ONNX ops of the same name (:data:`estimator.cost.ops.elementwise.FLOPS_PER_ELEMENT`), plus the two that are
 #: not ops: Affine ``alpha*x + beta`` (2) and ScaledTanh ``alpha*tanh(beta*x)`` (3).
 ACTIVATION_FLOPS: Mapping[str, int] = MappingProxyType(
     {

@@ -35,8 +35,8 @@ from types import MappingProxyType
 
 import numpy as np
 
+from estimator.cost.ops.base import NodeContext, OpCost, numel, register
 from estimator.errors import GraphStructureError, ShapeError
-from estimator.ops.base import NodeContext, OpCost, numel, register
 
 #: Reduce op -> FLOPs as a function of (input elements E, output elements R); see the module table.
 REDUCE_FLOPS: Mapping[str, Callable[[int, int], int]] = MappingProxyType(

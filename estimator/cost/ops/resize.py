@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import math
 
+from estimator.cost.ops.base import NodeContext, OpCost, register
 from estimator.errors import GraphStructureError
-from estimator.ops.base import NodeContext, OpCost, register
 
 #: Filter taps per interpolated dimension for each interpolation mode.
 TAPS = {"nearest": 0, "linear": 2, "bilinear": 2, "cubic": 4}

@@ -23,8 +23,8 @@ under both axis semantics; LogSoftmax and Hardmax depend on ``R``.
 
 from __future__ import annotations
 
+from estimator.cost.ops.base import NodeContext, OpCost, numel, register
 from estimator.errors import GraphStructureError
-from estimator.ops.base import NodeContext, OpCost, numel, register
 
 #: FLOPs per element of a stable softmax: max, subtract, exp, sum, divide.
 SOFTMAX_FLOPS = 5

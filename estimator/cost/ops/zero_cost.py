@@ -31,7 +31,7 @@ fill kernel: ``movement.py``) and the other sequence ops (they copy tensors into
 
 from __future__ import annotations
 
-from estimator.ops.base import register, zero_cost
+from estimator.cost.ops.base import register, zero_cost
 
 #: Ops that execute without a data kernel (see the module docstring for why each is free).
 ZERO_COST_OPS = frozenset(

@@ -1,4 +1,4 @@
-"""Importers: turn the shared raw data sets into compact measurement tables (see estimator.measurements).
+"""Importers: turn the shared raw data sets into compact measurement tables (see estimator.data.measurements).
 
 One importer per source, registered in `IMPORTERS`; `import_source(source, path)` dispatches. `path` is the
 source's folder under shared/datasets/ or its main file. Every importer is deterministic: the same input
@@ -16,7 +16,7 @@ Sources and what they become (data/PROVENANCE.md has the details):
 - ``mlenergy``: ML.ENERGY leaderboard v1-v3, GPU energy of LLM and diffusion serving (validation table;
   boundary gpu-board-nvml).
 
-Run ``python -m estimator.importers SOURCE RAW_PATH OUT_PATH`` to write a table.
+Run ``python -m estimator.data.importers SOURCE RAW_PATH OUT_PATH`` to write a table.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from estimator.data.measurements import SCHEMA, TableKind, write_measurements
 from estimator.errors import DataError, InputFileError
-from estimator.measurements import SCHEMA, TableKind, write_measurements
 
 __all__ = [
     "IMPORTERS",
@@ -984,10 +984,10 @@ def import_source(source: str, path: Path) -> pd.DataFrame:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m estimator.importers SOURCE RAW_PATH OUT_PATH``: import and write one table."""
+    """``python -m estimator.data.importers SOURCE RAW_PATH OUT_PATH``: import and write one table."""
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 3:
-        sys.stderr.write("usage: python -m estimator.importers SOURCE RAW_PATH OUT_PATH\n")
+        sys.stderr.write("usage: python -m estimator.data.importers SOURCE RAW_PATH OUT_PATH\n")
         return 2
     source, raw_path, out_path = args
     frame = import_source(source, Path(raw_path))
