@@ -1,0 +1,72 @@
+"""The typer app every command group registers on, the one-line error wrapper, and options shared by commands."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from estimator.errors import EstimatorError, InvalidDimensionError
+
+app = typer.Typer(
+    name="estimate",
+    help="Joules per inference of an ONNX network on a given hardware, estimated without the hardware.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Joules per inference of an ONNX network on a given hardware, estimated without the hardware.
+
+    `estimate MODEL.onnx --hw NAME` is shorthand for `estimate energy MODEL.onnx --hw NAME`.
+    """
+
+
+#: Exit code for bad input (what is wrong is said in one line).
+EXIT_BAD_INPUT = 2
+
+
+def _clean_errors(fn):
+    """Turn an EstimatorError raised by a command into one line on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except EstimatorError as exc:
+            typer.echo(f"estimate: error: {exc}", err=True)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+
+    return wrapper
+
+
+def parse_shapes(values: list[str] | None) -> dict[str, tuple[int, ...]]:
+    """Parse ``NAME=1x3x224x224`` strings into ``{NAME: (1, 3, 224, 224)}``; InvalidDimensionError if malformed."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for value in values or []:
+        name, sep, dims = value.rpartition("=")
+        try:
+            parsed = (
+                tuple(int(d) for d in dims.lower().replace(",", "x").split("x")) if sep and name else None
+            )
+        except ValueError:
+            parsed = None
+        if not parsed:
+            raise InvalidDimensionError(
+                f"--shape '{value}' is not NAME=DIMS; write e.g. --shape input=1x3x224x224 or --shape seq_len=128"
+            )
+        shapes[name] = parsed
+    return shapes
+
+
+ShapeOpt = Annotated[
+    list[str] | None,
+    typer.Option("--shape", help="Bind an input's shape (NAME=1x3x224x224) or a symbolic dim (NAME=128)."),
+]
+BatchOpt = Annotated[int | None, typer.Option("--batch", help="Batch size bound to symbolic leading dims.")]
+ModelArg = Annotated[Path, typer.Argument(help="Path of the .onnx model.", show_default=False)]

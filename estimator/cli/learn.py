@@ -1,0 +1,69 @@
+"""`estimate train` and `estimate evaluate`: learning from measurements and reporting accuracy."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from estimator.cli._app import _clean_errors, app
+
+
+class Granularity(str, Enum):
+    """How a model learns: per network, or per kernel (trained on single layers, summed)."""
+
+    graph = "graph"
+    kernel = "kernel"
+
+
+@app.command()
+@_clean_errors
+def train(
+    tables: Annotated[
+        list[Path], typer.Argument(help="Measurement tables (.csv / .csv.gz) in the project schema.")
+    ],
+    hw: Annotated[str, typer.Option("--hw", help="Hardware profile the rows were measured on.")],
+    runtime: Annotated[
+        str | None, typer.Option("--runtime", help="Only this runtime (default: each one).")
+    ] = None,
+    granularity: Annotated[
+        Granularity, typer.Option("--granularity", help="graph or kernel.")
+    ] = Granularity.graph,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace the old model even if it scores better.")
+    ] = False,
+    models_dir: Annotated[Path | None, typer.Option("--models-dir", help="Where models live.")] = None,
+    trees: Annotated[int, typer.Option("--trees", help="Boosting rounds of the xgboost model.", min=1)] = 600,
+) -> None:
+    """Train the residual model for HW (per runtime) on measurements; writes atomically to trained_models/."""
+    from estimator.learn.model_store import train_and_store
+
+    lines = train_and_store(
+        tables,
+        hw,
+        runtime=runtime,
+        granularity=granularity.value,
+        force=force,
+        models_dir=models_dir,
+        params={"n_estimators": trees},
+        progress=lambda line: typer.echo(line, err=True),
+    )
+    for line in lines:
+        typer.echo(line)
+
+
+@app.command()
+@_clean_errors
+def evaluate(
+    hw: Annotated[str | None, typer.Option("--hw", help="Only this hardware.")] = None,
+    runtime: Annotated[str | None, typer.Option("--runtime", help="Only this runtime.")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Folder of the report.")] = Path("docs"),
+) -> None:
+    """Run EVALUATION.md's protocol on the committed measurements; writes Markdown, JSON and a plot."""
+    from estimator.learn.evaluation import run_evaluation, write_report
+
+    report = run_evaluation(hw, runtime, progress=lambda line: typer.echo(line, err=True))
+    for path in write_report(report, out):
+        typer.echo(f"wrote {path}")
