@@ -504,7 +504,7 @@ def test_nvml_errors_mid_run_become_measurement_errors(monkeypatch):
 
 
 def test_a_failing_batch_does_not_stop_the_others(monkeypatch, tmp_path):
-    from estimator import measure as m
+    from estimator.data.measure import table as m
     from estimator.errors import MeasurementError
 
     calls = []
