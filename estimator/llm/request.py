@@ -197,7 +197,9 @@ def estimate_request(
     if spec is not None:
         cfg = tensor_parallel_shard(spec.config, tensor_parallel) if tensor_parallel > 1 else spec.config
         small = spec.build(_short(cfg, 2)) if cfg.layers > 2 else spec.build(cfg)
-        steps = StepKernels(small, batch, layers=cfg.layers if cfg.layers > 2 else None)
+        steps = StepKernels(
+            small, batch, fuse=estimator.runtime.fuses, layers=cfg.layers if cfg.layers > 2 else None
+        )
         layers, hidden = cfg.layers, cfg.hidden
         kv_heads, head_dim, has_cache = cfg.kv_heads, cfg.head_dim, spec.cache
         graph_kv_dtype = spec.dtype
@@ -207,7 +209,7 @@ def estimate_request(
                 "--tensor-parallel needs a zoo decoder spec (zoo:<name>): an ONNX file holds one device's whole "
                 "graph and is not split here"
             )
-        steps = StepKernels(proto, batch)
+        steps = StepKernels(proto, batch, fuse=estimator.runtime.fuses)
         lay = steps.layout
         layers, kv_heads, head_dim, has_cache = lay.layers, lay.kv_heads, lay.head_dim, lay.has_cache
         hidden = 0  # only tensor parallelism needs it, and files are not split

@@ -110,17 +110,17 @@ class StepKernels:
     Args:
         model: the decoder graph (full, or the 2-block graph of a zoo decoder when ``layers`` is given).
         batch: sequences decoded together.
+        fuse: fuse kernels as the runtime does (``Runtime.fuses``: graph runtimes fuse, eager ones do not).
         layers: the number of blocks to repeat the 2-block ``model`` to (None: the graph as it is).
-        full_layout: the layout of the full model (its cache inputs), when ``model`` is a 2-block stand-in.
     """
 
     def __init__(
-        self, model: onnx.ModelProto, batch: int, *, layers: int | None = None, full_layout=None
+        self, model: onnx.ModelProto, batch: int, *, fuse: bool = True, layers: int | None = None
     ) -> None:
         self.model = model
         self.batch = batch
+        self.fuse = fuse
         self.layout = read_layout(model)
-        self.full_layout = full_layout or self.layout
         self.layers = layers
         self.exact_bindings = 0
         self._cache: dict[tuple[int, int], KernelReport] = {}
@@ -130,7 +130,7 @@ class StepKernels:
         key = (seq, past)
         if key not in self._cache:
             graph = load_graph(self.model, shapes=bind(self.layout, self.batch, seq, past))
-            report = fuse_kernels(count_costs(graph))
+            report = fuse_kernels(count_costs(graph), fuse=self.fuse)
             if self.layers is not None:
                 report = repeat_blocks(report, self.layers)
             self._cache[key] = report
@@ -208,7 +208,7 @@ def repeat_blocks(report: KernelReport, layers: int) -> KernelReport:
     """
     blocks = [_block_of(report, k) for k in report.kernels]
     seen = [i for i, b in enumerate(blocks) if b is not None]
-    if not seen or set(filter(None.__ne__, blocks)) != {0, 1}:
+    if not seen or {b for b in blocks if b is not None} != {0, 1}:
         raise GraphStructureError(
             "repeat_blocks needs a 2-block zoo decoder (node scopes layers.0/, layers.1/)"
         )
