@@ -115,7 +115,15 @@ DECODERS: Mapping[str, DecoderConfig] = {
     "llama-3.1-70b": DecoderConfig("llama", 80, 8192, 64, 8, 28672, 128256, rope_theta=500000.0),
     "llama-3.2-1b": DecoderConfig("llama", 16, 2048, 32, 8, 8192, 128256, tied_embeddings=True),
     "llama-3.2-3b": DecoderConfig("llama", 28, 3072, 24, 8, 8192, 128256, tied_embeddings=True),
+    "llama-3.1-405b": DecoderConfig("llama", 126, 16384, 128, 8, 53248, 128256, rope_theta=500000.0),
     "mistral-7b": DecoderConfig("llama", 32, 4096, 32, 8, 14336, 32000, rope_theta=1000000.0),
+    "mistral-7b-v0.3": DecoderConfig("llama", 32, 4096, 32, 8, 14336, 32768, rope_theta=1000000.0),
+    "mistral-nemo-12b": DecoderConfig("llama", 40, 5120, 32, 8, 14336, 131072, rope_theta=1e6, head_size=128),
+    "mistral-large-2407": DecoderConfig("llama", 88, 12288, 96, 8, 28672, 32768, rope_theta=1000000.0),
+    "codellama-7b": DecoderConfig("llama", 32, 4096, 32, 32, 11008, 32016, rope_theta=1000000.0),
+    "codellama-13b": DecoderConfig("llama", 40, 5120, 40, 40, 13824, 32016, rope_theta=1000000.0),
+    "codellama-34b": DecoderConfig("llama", 48, 8192, 64, 8, 22016, 32000, rope_theta=1000000.0),
+    "codellama-70b": DecoderConfig("llama", 80, 8192, 64, 8, 28672, 32016, rope_theta=1000000.0),
 }
 
 

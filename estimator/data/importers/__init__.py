@@ -956,17 +956,24 @@ def import_mlenergy(path: Path) -> pd.DataFrame:
 
 # -------------------------------------------------------------------------------------------- dispatch
 
+from estimator.data.importers.benchlab import import_benchlab  # noqa: E402 - one module per source
+from estimator.data.importers.wilkins import import_wilkins  # noqa: E402
+
 IMPORTERS: dict[str, Callable[[Path], pd.DataFrame]] = {
     "hwnasbench360": import_hwnasbench360,
     "getzner": import_getzner,
     "mlperf_power": import_mlperf_power,
     "mlenergy": import_mlenergy,
+    "benchlab": import_benchlab,
+    "wilkins": import_wilkins,
 }
 TABLE_KINDS: dict[str, TableKind] = {
     "hwnasbench360": "training",
     "getzner": "training",
     "mlperf_power": "validation",
     "mlenergy": "validation",
+    "benchlab": "validation",
+    "wilkins": "validation",
 }
 
 
