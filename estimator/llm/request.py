@@ -24,7 +24,6 @@ figure of energy is the sum over the devices and times include the all-reduces.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
@@ -35,20 +34,11 @@ from estimator.cost.kernels import KernelReport
 from estimator.dtypes import dtype_bits
 from estimator.energy.physics import DTYPE_CHOICES
 from estimator.errors import GraphStructureError, InputFileError, InvalidDimensionError, ModelFormatError
+from estimator.llm.blocks import BlockEnergy, block_view
 from estimator.llm.integrate import StepSum, sum_steps
 from estimator.llm.parallel import all_reduce_cost
 from estimator.llm.steps import StepKernels
 from estimator.zoo.decoders import DecoderSpec, parse_decoder_spec, tensor_parallel_shard
-
-
-@dataclass(frozen=True)
-class BlockEnergy:
-    """One block (or the parts outside blocks) in one decode step: joules and seconds on one device."""
-
-    block: str
-    joules: float
-    seconds: float
-    kernels: int
 
 
 @dataclass(frozen=True)
@@ -321,7 +311,7 @@ def estimate_request(
         if first_report
         else 0.0,
         all_reduce_joules=n * (prefill_comm.joules + n_steps * decode_comm.joules),
-        decode_step_blocks=_blocks(first_report, first) if first_report else (),
+        decode_step_blocks=block_view(first_report, first) if first_report else (),
         notes=tuple(notes),
         not_costed=dict(prefill.not_costed),
     )
@@ -359,50 +349,3 @@ def _decode_kernels(steps: StepKernels, has_cache: bool, prompt: int, n_steps: i
 def _static_power_w(est: Estimate) -> float:
     """Static power the prior charged while the device works, W."""
     return est.prior.static_joules / est.prior.seconds if est.prior.seconds > 0 else 0.0
-
-
-_BLOCK = re.compile(r"(?:^|/)(?:layers|layer|h|blocks|block)[._](\d+)(?:/|\.|_|$)")
-
-
-def _block_label(report: KernelReport, kernel_nodes: tuple[int, ...]) -> str:
-    for i in kernel_nodes:
-        m = _BLOCK.search(report.costs.nodes[i].name)
-        if m:
-            return f"block {int(m.group(1))}"
-    return ""
-
-
-def _blocks(report: KernelReport, est: Estimate) -> tuple[BlockEnergy, ...]:
-    """Per-block view of one decode step on one device: joules, seconds and kernels of each block, and of
-    the kernels outside blocks before (``embedding``) and after them (``head``). Repeated blocks of a zoo
-    decoder are one row each."""
-    by_kernel = {layer.kernel: layer for layer in est.layers}
-    groups: dict[str, list] = {}
-    order: list[str] = []
-    seen_block = False
-    for k in report.kernels:
-        if k.index not in by_kernel:
-            continue
-        label = _block_label(report, k.nodes)
-        if label:
-            seen_block = True
-        else:
-            label = "head" if seen_block else "embedding"
-        if label not in groups:
-            groups[label] = []
-            order.append(label)
-        groups[label].append(k)
-    out: list[BlockEnergy] = []
-    for label in order:
-        kernels = groups[label]
-        copies = max(1, len(kernels) // max(1, len({k.nodes for k in kernels})))
-        per = [(by_kernel[k.index].joules, by_kernel[k.index].seconds) for k in kernels]
-        joules = sum(j for j, _ in per) / copies
-        seconds = sum(t for _, t in per) / copies
-        n_kernels = len(kernels) // copies
-        if copies > 1 and label.startswith("block "):
-            first = int(label.split()[1])
-            out += [BlockEnergy(f"block {first + c}", joules, seconds, n_kernels) for c in range(copies)]
-        else:
-            out.append(BlockEnergy(label, joules, seconds, n_kernels))
-    return tuple(out)
