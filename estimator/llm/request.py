@@ -36,7 +36,7 @@ from estimator.energy.physics import DTYPE_CHOICES
 from estimator.errors import GraphStructureError, InputFileError, InvalidDimensionError, ModelFormatError
 from estimator.llm.blocks import BlockEnergy, block_view
 from estimator.llm.integrate import StepSum, sum_steps
-from estimator.llm.parallel import all_reduce_cost
+from estimator.llm.parallel import all_reduce_cost, interconnect
 from estimator.llm.steps import StepKernels
 from estimator.zoo.decoders import DecoderSpec, parse_decoder_spec, tensor_parallel_shard
 
@@ -181,6 +181,8 @@ def estimate_request(
         raise InvalidDimensionError(
             "--prompt, --generate, --batch and --tensor-parallel must be positive integers"
         )
+    if tensor_parallel > 1:
+        interconnect(estimator.profile)  # fails early when the profile has no known interconnect
     proto, spec, name = _source(model)
     notes: list[str] = []
     element = DTYPE_CHOICES.get(dtype, dtype) if dtype else None
