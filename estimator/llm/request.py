@@ -222,24 +222,25 @@ def estimate_request(
             raise GraphStructureError(
                 "prefill costs are not affine in the past length; cannot extrapolate to 0"
             )
-        prefill = price(poly(0))
+        prefill = price(steps.full(poly(0)))
         notes.append(
             "prefill costed at past lengths 1 and 2 and extrapolated to an empty cache (exact: affine)"
         )
     else:
-        prefill = price(steps.exact(prompt, 0))
+        prefill = price(steps.full(steps.exact(prompt, 0)))
     n_steps = generate - 1
     at, lo, hi = _decode_kernels(steps, has_cache, prompt, n_steps, notes)
-    cache: dict[int, tuple[KernelReport, Estimate]] = {}
+    # Only (joules, seconds) are kept per evaluated step: a 70B step is thousands of kernels.
+    cache: dict[int, tuple[float, float]] = {}
 
-    def step(x: int) -> Estimate:
+    def step(x: int) -> tuple[float, float]:
         if x not in cache:
-            report = at(x)
-            cache[x] = (report, price(report))
-        return cache[x][1]
+            est = price(at(x))
+            cache[x] = (est.joules, est.seconds)
+        return cache[x]
 
-    energy: StepSum = sum_steps(lambda x: step(x).joules, lo, hi, rel_tol=rel_tol)
-    seconds: StepSum = sum_steps(lambda x: step(x).seconds, lo, hi, rel_tol=rel_tol)
+    energy: StepSum = sum_steps(lambda x: step(x)[0], lo, hi, rel_tol=rel_tol)
+    seconds: StepSum = sum_steps(lambda x: step(x)[1], lo, hi, rel_tol=rel_tol)
     n = tensor_parallel
     act_type = element or graph_kv_dtype
     static_w = _static_power_w(prefill)
@@ -261,8 +262,10 @@ def estimate_request(
         element_bytes=dtype_bits(act_type) // 8,
         static_power_w=static_w,
     )
+    first_report = at(lo) if n_steps else None
+    first = price(first_report) if first_report is not None else prefill
     device_bytes = estimator.profile.dram_bytes
-    weights = float(sum(k.param_bytes for k in cache[lo][0].kernels)) if n_steps else 0.0
+    weights = float(sum(k.param_bytes for k in first_report.kernels)) if first_report is not None else 0.0
     cached = (
         kv_bytes_per_device(layers, kv_heads, head_dim, prompt + generate, batch, kv_type) if has_cache else 0
     )
@@ -280,11 +283,6 @@ def estimate_request(
             f"tensor parallel over {n} devices: one device's shard x {n}; all-reduces over "
             f"{decode_comm.source} at {decode_comm.bandwidth_bytes_per_s / 1e9:.0f} GB/s per direction"
         )
-    if n_steps:
-        step(lo)
-        first_report, first = cache[lo]
-    else:
-        first_report, first = None, prefill
     kv_bytes = kv_bytes_per_device(layers, kv_heads, head_dim, prompt + generate, batch, kv_type) * n
     if not has_cache:
         kv_bytes = 0.0
@@ -329,7 +327,7 @@ def kv_bytes_per_device(
 def _decode_kernels(steps: StepKernels, has_cache: bool, prompt: int, n_steps: int, notes: list[str]):
     """(kernels at step length x, first x, last x) of the decode steps."""
     if n_steps == 0:
-        return (lambda x: steps.exact(1, x)), 0, -1
+        return (lambda x: steps.full(steps.exact(1, x))), 0, -1
     if has_cache:
         lo, hi = prompt, prompt + n_steps - 1
         exact = lambda p: steps.exact(1, p)  # noqa: E731
@@ -344,8 +342,8 @@ def _decode_kernels(steps: StepKernels, has_cache: bool, prompt: int, n_steps: i
         notes.append(
             "step costs are not polynomial in the length here; every evaluated step was costed alone"
         )
-        return exact, lo, hi
-    return poly, lo, hi
+        return (lambda x: steps.full(exact(x))), lo, hi
+    return (lambda x: steps.full(poly(x))), lo, hi
 
 
 def _static_power_w(est: Estimate) -> float:

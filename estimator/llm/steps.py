@@ -126,16 +126,18 @@ class StepKernels:
         self._cache: dict[tuple[int, int], KernelReport] = {}
 
     def exact(self, seq: int, past: int) -> KernelReport:
-        """Load, cost and fuse the graph at one binding (``past >= 1`` with a cache, 0 without)."""
+        """Load, cost and fuse the graph at one binding (``past >= 1`` with a cache, 0 without); for a
+        2-block stand-in these are its own kernels (:meth:`full` repeats the blocks)."""
         key = (seq, past)
         if key not in self._cache:
             graph = load_graph(self.model, shapes=bind(self.layout, self.batch, seq, past))
-            report = fuse_kernels(count_costs(graph), fuse=self.fuse)
-            if self.layers is not None:
-                report = repeat_blocks(report, self.layers)
-            self._cache[key] = report
+            self._cache[key] = fuse_kernels(count_costs(graph), fuse=self.fuse)
             self.exact_bindings += 1
         return self._cache[key]
+
+    def full(self, report: KernelReport) -> KernelReport:
+        """The kernels of the whole model from those of :meth:`exact` (blocks repeated to ``layers``)."""
+        return report if self.layers is None else repeat_blocks(report, self.layers)
 
     def polynomial(
         self, at: Callable[[int], KernelReport], xs: Sequence[int], check: int
