@@ -160,3 +160,12 @@ def test_cached_decoding_equals_recomputing_the_sequence(cfg):
     step["position_ids"] = np.array(step["position_ids"], np.int64)
     logits = sess.run(["logits"], step)[0]
     np.testing.assert_allclose(logits[:, 0], full[:, 5], rtol=1e-4, atol=1e-4)
+
+
+def test_every_node_of_a_deep_int4_decoder_is_shaped_and_costed():
+    """Each block chains 4 MatMulNBits, each shaped by the project's contrib rule before ONNX can go on."""
+    cfg = DecoderConfig("llama", 6, 64, 4, 2, 128, 100)
+    model = decoder(cfg, quant="int4", block=32)
+    costs = count_costs(load_graph(model, shapes=bind(read_layout(model), 2, 16, 8)))
+    assert not costs.not_costed
+    assert sum(n.op_type == "MatMulNBits" for n in costs.nodes) == 6 * 7 + 1
