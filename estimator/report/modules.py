@@ -1,0 +1,66 @@
+"""Layers grouped the way people read models: by the module path exporters keep in node names.
+
+PyTorch's exporter names a node after the scopes of the modules that produced it and the op:
+``/layer1/layer1.0/conv1/Conv`` is the ``Conv`` of module ``layer1.0.conv1`` inside ``layer1.0`` inside
+``layer1``. Cutting that path at a depth (like torchinfo's ``depth``) groups nodes into modules:
+
+* depth 1: ``layer1``; depth 2: ``layer1.0``; depth 3: ``layer1.0.conv1``.
+
+A scope that already repeats its parent's dotted name (``layer1.0`` under ``layer1``) replaces it; one that does
+not (``conv1`` under ``layer1.0``) is appended with a dot. Nodes whose names carry no path (``Conv_12``,
+``node_Gemm_1334``, empty names) fall in :data:`TOP_LEVEL`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+#: Group of nodes whose names carry no module path.
+TOP_LEVEL = "(top level)"
+
+
+def module_parts(node_name: str) -> tuple[str, ...]:
+    """The module scopes of an exporter node name, outermost first (the op part at the end removed)."""
+    if "/" not in node_name:
+        return ()
+    parts = [p for p in node_name.split("/") if p]
+    return tuple(parts[:-1])
+
+
+def module_name(parts: Sequence[str], depth: int) -> str:
+    """The dotted module name of ``parts`` cut at ``depth`` scopes (:data:`TOP_LEVEL` when empty)."""
+    name = ""
+    for scope in parts[: max(depth, 0)]:
+        name = scope if not name or scope.startswith(name + ".") else f"{name}.{scope}"
+    return name or TOP_LEVEL
+
+
+def module_of(node_names: Iterable[str], depth: int) -> str:
+    """The module that holds all of ``node_names`` (their common scopes), cut at ``depth``.
+
+    A fused kernel of ``/layer1/layer1.0/conv1/Conv`` and ``/layer1/layer1.0/relu/Relu`` is in ``layer1.0``
+    at any depth of 2 or more.
+    """
+    common: list[str] | None = None
+    for name in node_names:
+        parts = list(module_parts(name))
+        if common is None:
+            common = parts
+        else:
+            n = 0
+            while n < min(len(common), len(parts)) and common[n] == parts[n]:
+                n += 1
+            common = common[:n]
+    return module_name(common or (), depth)
+
+
+def group_rows(rows: Sequence[dict], key: Callable[[dict], str], numeric: Sequence[str]) -> list[dict]:
+    """Sum ``numeric`` fields of ``rows`` by ``key(row)``, in first-seen order; adds ``count`` and ``module``."""
+    groups: dict[str, dict] = {}
+    for row in rows:
+        k = key(row)
+        g = groups.setdefault(k, {"module": k, "count": 0, **dict.fromkeys(numeric, 0)})
+        g["count"] += 1
+        for f in numeric:
+            g[f] += row[f]
+    return list(groups.values())
