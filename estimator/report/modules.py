@@ -6,8 +6,10 @@ PyTorch's exporter names a node after the scopes of the modules that produced it
 
 * depth 1: ``layer1``; depth 2: ``layer1.0``; depth 3: ``layer1.0.conv1``.
 
-A scope that already repeats its parent's dotted name (``layer1.0`` under ``layer1``) replaces it; one that does
-not (``conv1`` under ``layer1.0``) is appended with a dot. Nodes whose names carry no path (``Conv_12``,
+The exporter writes each scope as its parent's attribute name plus its own (``layer1.0`` under ``layer1``,
+``downsample.0`` under ``downsample``), so such a scope adds only its last part; any other scope (``conv1`` under
+``layer1.0``) is appended with a dot: ``/layer1/layer1.0/downsample/downsample.0/Conv`` is in
+``layer1.0.downsample.0``. Nodes whose names carry no path (``Conv_12``,
 ``node_Gemm_1334``, empty names) fall in :data:`TOP_LEVEL`.
 """
 
@@ -29,9 +31,15 @@ def module_parts(node_name: str) -> tuple[str, ...]:
 
 def module_name(parts: Sequence[str], depth: int) -> str:
     """The dotted module name of ``parts`` cut at ``depth`` scopes (:data:`TOP_LEVEL` when empty)."""
-    name = ""
+    name, previous = "", ""
     for scope in parts[: max(depth, 0)]:
-        name = scope if not name or scope.startswith(name + ".") else f"{name}.{scope}"
+        if previous and scope.startswith(
+            previous + "."
+        ):  # `layer1.0` under `layer1`: the parent's name + `.0`
+            name += scope[len(previous) :]
+        else:
+            name = f"{name}.{scope}" if name else scope
+        previous = scope
     return name or TOP_LEVEL
 
 

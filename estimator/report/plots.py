@@ -119,14 +119,16 @@ def energy_bars_data(estimate, *, top: int = 15, by: str = "kernel", depth: int 
             others = [
                 m for name, members in groups.items() if name not in {b.label for b in shown} for m in members
             ]
-            shown.append(bar(f"{len(rest)} other modules", others))
+            shown.append(bar(f"{len(rest)} other module{'s' if len(rest) > 1 else ''}", others))
         return shown
     if by != "kernel":
         raise PlotError(f"unknown grouping '{by}'; use kernel or module")
     ordered = sorted(layers, key=lambda x: -x.joules)
     shown = [bar(_label(x.name, x.nodes), [x]) for x in ordered[:top]]
     if len(ordered) > top:
-        shown.append(bar(f"{len(ordered) - top} other kernels", ordered[top:]))
+        shown.append(
+            bar(f"{len(ordered) - top} other kernel{'s' if len(ordered) - top > 1 else ''}", ordered[top:])
+        )
     return shown
 
 
