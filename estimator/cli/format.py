@@ -175,10 +175,17 @@ def render_table(
         if total([widths[i] for i in keep]) <= width:
             break
         keep = [i for i in keep if cols[i][0] != key]
-    name_i = next((i for i in keep if cols[i][0] == "name"), None)
-    if name_i is not None:
-        spare = width - total([widths[i] for i in keep])
-        widths[name_i] = max(min(widths[name_i], widths[name_i] + spare), 12)
+    text = [i for i in keep if i not in right]
+    name_i = next((i for i in text if cols[i][0] == "name"), None)
+    if name_i is not None:  # the name column takes any room left, up to its natural width
+        widths[name_i] = min(
+            natural[name_i], widths[name_i] + max(width - total([widths[i] for i in keep]), 0)
+        )
+    while total([widths[i] for i in keep]) > width:  # still too wide: shorten the widest text column
+        widest = max(text, key=lambda i: widths[i], default=None)
+        if widest is None or widths[widest] <= 8:
+            break
+        widths[widest] -= 1
     lines = []
     for j, row in enumerate(cells):
         parts = []

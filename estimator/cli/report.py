@@ -176,7 +176,8 @@ def plot_roofline(
     models_dir: ModelsDirOpt = None,
 ) -> None:
     """The device's roofline with each kernel placed on it (compute, memory or dispatch bound)."""
-    from estimator.report.plots import roofline_figure, save_figure
+    from estimator.report.plots import save_figure
+    from estimator.report.roofline import roofline_figure
 
     est, kernels, result = _estimate(model, hw, runtime, models_dir, batch, shape, dtype, False)
     fig = roofline_figure(result, kernels, est.profile, dtype.value if dtype else None)

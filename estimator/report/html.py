@@ -16,9 +16,9 @@ from estimator.report.plots import (
     PlotError,
     batch_figure,
     energy_bars_figure,
-    roofline_figure,
     svg_text,
 )
+from estimator.report.roofline import roofline_figure
 from estimator.report.wording import baseline_name, boundary_sentence, interval_sentence
 
 _CSS = """
