@@ -338,3 +338,59 @@ def test_estimate_reports_the_prior_it_used():
     assert v1.to_json()["prior"]["name"] == PRIOR_NAME
     # Eager PyTorch at batch 1: the host dispatch makes v2 slower than v1's roofline.
     assert v2.seconds > v1.seconds
+
+
+# --- fitting the estimated constants on given rows only ------------------------------------------------
+
+
+def _synthetic_rows(dispatch_s, sizes=(3, 10, 40)):
+    """Rows 'measured' by the v2 prior itself with a known dispatch time, on the shipped a100 profile."""
+    from estimator.energy.prior_v2 import assemble, device_terms
+
+    a100, rt = load_profile("a100"), get_runtime("pytorch-cuda")
+    truth = V2Constants(host_dispatch_s=dispatch_s, host_call_s=0.0)
+    rows = []
+    for n in sizes:
+        result = assemble(device_terms(_kernels(_relu_chain(n)), a100, rt), a100, rt, truth)
+        rows.append(
+            {
+                "model_ref": f"relu:{n}",
+                "batch": 1,
+                "dtype": "float32",
+                "hardware": "a100",
+                "runtime": "pytorch-cuda",
+                "boundary": "gpu-board-nvml",
+                "joules_per_inference": result.joules,
+                "latency_s": result.seconds,
+            }
+        )
+    return rows
+
+
+def _relu_loader(model_ref, batch, fuse):
+    return _kernels(_relu_chain(int(model_ref.split(":")[1])), fuse=fuse)
+
+
+def test_fit_recovers_the_dispatch_time_from_the_rows_it_is_given():
+    from estimator.energy.prior_fit import fit_constants, prepare_cases
+
+    rows_a, rows_b = _synthetic_rows(7e-6), _synthetic_rows(40e-6)
+    other = dict(rows_a[0], boundary="wall-system")  # not at the prior's boundary: skipped
+    cases_a, skipped = prepare_cases([*rows_a, other], load_kernels=_relu_loader)
+    assert skipped == 1 and len(cases_a) == 3
+    cases_b, _ = prepare_cases(rows_b, load_kernels=_relu_loader)
+    fit_a = fit_constants(cases_a, ("host_dispatch_s",), start=V2Constants(host_call_s=0.0))
+    fit_b = fit_constants(cases_b, ("host_dispatch_s",), start=V2Constants(host_call_s=0.0))
+    assert math.isclose(fit_a.constants.host_dispatch_s, 7e-6, rel_tol=1e-3)
+    assert math.isclose(fit_b.constants.host_dispatch_s, 40e-6, rel_tol=1e-3)
+    assert fit_a.loss_after < 1e-8 < fit_a.loss_before
+    assert "3 rows" in fit_a.constants.fitted_on
+
+
+def test_fit_rejects_unknown_constants_and_empty_tables():
+    from estimator.energy.prior_fit import fit_constants
+
+    with pytest.raises(ProfileError, match="cannot fit"):
+        fit_constants([], ("tdp_w",))
+    with pytest.raises(ProfileError, match="no measurement rows"):
+        fit_constants([], ("host_dispatch_s",))

@@ -55,7 +55,7 @@ from estimator.energy.physics import (
     peak_live_activation_bytes,
     static_power_w,
 )
-from estimator.energy.placement import place
+from estimator.energy.placement import Placement, place
 from estimator.energy.profile import compute_dtype_class
 from estimator.energy.runtimes import Runtime, get_runtime
 from estimator.errors import ProfileError
@@ -178,6 +178,67 @@ def pipeline_end_times(gpu_s: np.ndarray, issue_s: np.ndarray) -> np.ndarray:
     return cum + np.maximum.accumulate(np.asarray(issue_s, dtype=np.float64) - (cum - g))
 
 
+@dataclass(frozen=True)
+class DeviceTerms:
+    """The parts of the v2 prior that do not depend on :class:`V2Constants` (computed once per graph, device,
+    runtime and dtype; :func:`assemble` turns them into a result for given constants).
+
+    Attributes:
+        t_compute: per-kernel compute time, s.
+        beyond_l1_bytes: per-kernel bytes served beyond L1.
+        launches: per-kernel launches (0 or 1).
+        dynamic_joules: per-kernel dynamic energy, J.
+        compute_joules: total arithmetic energy, J.
+        memory_joules: data-movement energy per level, J.
+        placement: the cache placement.
+        unshaped: contraction kernels without a known GEMM shape.
+    """
+
+    t_compute: np.ndarray
+    beyond_l1_bytes: np.ndarray
+    launches: np.ndarray
+    dynamic_joules: np.ndarray
+    compute_joules: float
+    memory_joules: np.ndarray
+    placement: Placement
+    unshaped: int
+
+
+def device_terms(
+    kernels: KernelReport, hw: HardwareProfile, runtime: Runtime, dtype: str | None = None
+) -> DeviceTerms:
+    """Compute times, bytes and dynamic energies of every kernel on a GPU profile (see the module docstring)."""
+    ka = kernel_arrays(kernels, dtype)
+    levels = cache_levels(hw)
+    placement = place(
+        levels,
+        ka.weight_bytes,
+        ka.activation_bytes,
+        ka.write_bytes,
+        model_weight_bytes=float(ka.weight_bytes.sum()),
+        peak_live_activation_bytes=float(peak_live_activation_bytes(kernels)),
+        units_used=hw.compute_units,
+    )
+    paths = _compute_paths(kernels, hw, runtime, ka.dtypes, ka.matrix)
+    t_compute = ka.flops / (paths.peak * hw.achievable_compute_fraction * paths.efficiency)
+    beyond_l1 = (
+        placement.bytes_by_level[:, 1:].sum(axis=1) if levels else placement.bytes_by_level.sum(axis=1)
+    )
+    level_energy = np.array([lv.energy_per_byte_j for lv in hw.caches] + [hw.dram_energy_per_byte_j])
+    memory_j = placement.bytes_by_level * level_energy
+    compute_j = ka.flops * paths.e_flop
+    return DeviceTerms(
+        t_compute=t_compute,
+        beyond_l1_bytes=beyond_l1,
+        launches=ka.launches,
+        dynamic_joules=compute_j + memory_j.sum(axis=1),
+        compute_joules=float(compute_j.sum()),
+        memory_joules=memory_j.sum(axis=0),
+        placement=placement,
+        unshaped=paths.unshaped,
+    )
+
+
 def energy_prior_v2(
     kernels: KernelReport,
     hw: HardwareProfile,
@@ -199,45 +260,32 @@ def energy_prior_v2(
     """
     if hw.kind != "gpu":
         return energy_prior(kernels, hw, dtype=dtype, runtime=runtime, threads=threads)
-    c = constants or V2Constants()
     runtime = runtime or get_runtime(hw.default_runtime)
+    return assemble(device_terms(kernels, hw, runtime, dtype), hw, runtime, constants)
+
+
+def assemble(
+    terms: DeviceTerms, hw: HardwareProfile, runtime: Runtime, constants: V2Constants | None = None
+) -> PriorResult:
+    """The v2 result from a graph's :class:`DeviceTerms` and the constants (host, floor, ramp, TDP clamp)."""
+    c = constants or V2Constants()
     h = runtime.host_dispatch_s if c.host_dispatch_s is None else c.host_dispatch_s
     call = runtime.host_call_s if c.host_call_s is None else c.host_call_s
-    ka = kernel_arrays(kernels, dtype)
-    units = hw.compute_units
-    levels = cache_levels(hw)
-    placement = place(
-        levels,
-        ka.weight_bytes,
-        ka.activation_bytes,
-        ka.write_bytes,
-        model_weight_bytes=float(ka.weight_bytes.sum()),
-        peak_live_activation_bytes=float(peak_live_activation_bytes(kernels)),
-        units_used=units,
-    )
-    paths = _compute_paths(kernels, hw, runtime, ka.dtypes, ka.matrix)
-    launched = ka.launches > 0
-    t_compute = ka.flops / (paths.peak * hw.achievable_compute_fraction * paths.efficiency)
-    beyond_l1 = (
-        placement.bytes_by_level[:, 1:].sum(axis=1) if levels else placement.bytes_by_level.sum(axis=1)
-    )
+    launched = terms.launches > 0
+    beyond_l1 = terms.beyond_l1_bytes
     fraction = bandwidth_fraction(
         beyond_l1, hw.dram_bandwidth_bytes_per_s, hw.achievable_bandwidth_fraction, c.bandwidth_ramp_s
     )
     with np.errstate(divide="ignore", invalid="ignore"):
         t_memory = np.where(beyond_l1 > 0, beyond_l1 / (hw.dram_bandwidth_bytes_per_s * fraction), 0.0)
     t_floor = np.where(launched, c.gpu_kernel_floor_s, 0.0)
-    stacked = np.stack([t_compute, t_memory, t_floor])
+    stacked = np.stack([terms.t_compute, t_memory, t_floor])
     g = np.where(launched, stacked.max(axis=0), 0.0)
     device_bound = np.array(["compute", "memory", "launch"])[stacked.argmax(axis=0)]
-
-    level_energy = np.array([lv.energy_per_byte_j for lv in hw.caches] + [hw.dram_energy_per_byte_j])
-    memory_j = placement.bytes_by_level * level_energy
-    compute_j = ka.flops * paths.e_flop
-    dynamic = compute_j + memory_j.sum(axis=1)
+    dynamic = terms.dynamic_joules
     total_dynamic = float(dynamic.sum())
 
-    p_busy = static_power_w(hw, units)
+    p_busy = static_power_w(hw, hw.compute_units)
     p_wait = hw.idle_with_context_w
     busy = float(g.sum())
     throttled = False
@@ -247,7 +295,7 @@ def energy_prior_v2(
         busy = stretched
         throttled = True
 
-    issue = np.cumsum(h * ka.launches)
+    issue = np.cumsum(h * terms.launches)
     end = pipeline_end_times(g, issue)
     last = float(end[-1]) if len(end) else 0.0
     # An inference costs at least one dispatch and one kernel, even when every node is a view or a constant.
@@ -260,27 +308,27 @@ def energy_prior_v2(
     idle_time = max(seconds - busy, 0.0)
     kernel_j = dynamic + p_busy * g + p_wait * wait
     notes = ()
-    if paths.unshaped:
+    if terms.unshaped:
         notes = (
-            f"{paths.unshaped} contraction kernel(s) without a known output shape: timed at full tile "
+            f"{terms.unshaped} contraction kernel(s) without a known output shape: timed at full tile "
             "efficiency (a lower bound on their time)",
         )
     return PriorResult(
         joules=p_busy * busy + p_wait * idle_time + total_dynamic,
         seconds=seconds,
         static_joules=p_busy * busy + p_wait * idle_time,
-        compute_joules=float(compute_j.sum()),
-        memory_joules=memory_j.sum(axis=0),
+        compute_joules=terms.compute_joules,
+        memory_joules=terms.memory_joules,
         kernel_joules=kernel_j,
         kernel_seconds=kernel_seconds,
         kernel_bound=bound,
         throttled=throttled,
-        placement=placement,
-        level_names=placement.level_names,
-        threads=units,
+        placement=terms.placement,
+        level_names=terms.placement.level_names,
+        threads=hw.compute_units,
         boundary=hw.measurement_boundary,
         name=PRIOR_V2_NAME,
-        host_seconds=call + h * float(ka.launches.sum()),
+        host_seconds=call + h * float(terms.launches.sum()),
         wait_seconds=idle_time,
         notes=notes,
     )
