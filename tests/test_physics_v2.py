@@ -394,3 +394,17 @@ def test_fit_rejects_unknown_constants_and_empty_tables():
         fit_constants([], ("tdp_w",))
     with pytest.raises(ProfileError, match="no measurement rows"):
         fit_constants([], ("host_dispatch_s",))
+
+
+def test_cli_prior_option(tmp_path, capsys):
+    from estimator.cli import run
+
+    path = tmp_path / "mm.onnx"
+    path.write_bytes(_matmul(64, 64, 64).SerializeToString())
+    assert run([str(path), "--hw", "a100", "--prior", "v1", "--layers", "0"]) == 0
+    assert "energy-roofline v1" in capsys.readouterr().out
+    assert run([str(path), "--hw", "a100", "--layers", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "energy-roofline v2" in out and "idle-with-context" in out
+    assert run([str(path), "--hw", "a100", "--prior", "v3"]) == 2
+    assert "unknown prior 'v3'" in capsys.readouterr().err
