@@ -128,6 +128,9 @@ class Estimate:
                     zip(self.prior.level_names, map(float, self.prior.memory_joules), strict=True)
                 ),
                 "throttled": self.prior.throttled,
+                "host_seconds": self.prior.host_seconds,
+                "wait_seconds": self.prior.wait_seconds,
+                "notes": list(self.prior.notes),
             },
             "baselines_joules": dict(self.baselines),
             "model": {
