@@ -302,8 +302,8 @@ def assemble(
     seconds = call + max(last, h + c.gpu_kernel_floor_s)
     kernel_seconds = np.diff(end, prepend=0.0) if len(end) else end
     wait = np.maximum(kernel_seconds - g, 0.0)
-    previous_end = np.concatenate([[0.0], end[:-1]]) if len(end) else end
-    host_led = launched & (issue > previous_end + 1e-15)
+    # A kernel's slot is host-bound when the GPU waited for the dispatch longer than the kernel ran.
+    host_led = launched & (wait > g)
     bound = np.where(host_led | (device_bound == "launch"), "launch", device_bound)
     idle_time = max(seconds - busy, 0.0)
     kernel_j = dynamic + p_busy * g + p_wait * wait
