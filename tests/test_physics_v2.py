@@ -408,3 +408,16 @@ def test_cli_prior_option(tmp_path, capsys):
     assert "energy-roofline v2" in out and "idle-with-context" in out
     assert run([str(path), "--hw", "a100", "--prior", "v3"]) == 2
     assert "unknown prior 'v3'" in capsys.readouterr().err
+
+
+def test_resnet50_batch1_eager_on_a100_takes_several_milliseconds():
+    # Published order of magnitude: eager PyTorch ResNet-50 at batch 1 on an A100 takes several ms, host-bound;
+    # v1 (no host) predicts under 1 ms.
+    from pathlib import Path
+
+    model = Path(__file__).resolve().parents[1] / "examples" / "resnet50.onnx"
+    v2 = Estimator("a100", calibrated=False).estimate(model)
+    v1 = Estimator("a100", calibrated=False, prior="v1").estimate(model)
+    assert 2e-3 < v2.seconds < 10e-3 and v1.seconds < 1e-3
+    assert v2.prior.wait_seconds > 0.5 * v2.seconds  # the board mostly waits for the host
+    assert 90 < v2.avg_power_w < 130  # near idle-with-context (99 W), far below TDP
