@@ -190,6 +190,15 @@ PueOpt = Annotated[
         "the estimate's boundary.",
     ),
 ]
+PriorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--prior",
+        help="Physics prior: v1 (energy-roofline v1) or v2 (runtime-aware GPU prior; the default on GPU "
+        "profiles, equal to v1 on CPUs and SoCs).",
+        show_default=False,
+    ),
+]
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Emit the estimator.estimate/1 JSON schema.", metavar="")
 ]
@@ -229,6 +238,7 @@ def energy(
     json_out: JsonOpt = False,
     layers_n: Annotated[int, typer.Option("--layers", help="How many top layers by energy to list.")] = 10,
     strict: StrictOpt = False,
+    prior: PriorOpt = None,
     models_dir: ModelsDirOpt = None,
     grid: GridOpt = None,
     grid_gco2: GridGramsOpt = None,
@@ -243,7 +253,7 @@ def energy(
 
     if threads is not None and threads < 1:
         raise InvalidDimensionError(f"--threads must be a positive integer, got {threads}")
-    est = Estimator(hw, runtime=runtime, models_dir=models_dir)
+    est = Estimator(hw, runtime=runtime, models_dir=models_dir, prior=prior)
     result = est.estimate(
         model,
         batch=batch,
