@@ -265,6 +265,13 @@ def render_estimate(
         width,
     )
     lines += _field("latency", si(result.seconds, "s"), width)
+    if getattr(result.prior, "host_seconds", 0.0) > 0:
+        lines += _field(
+            "host",
+            f"{si(result.prior.host_seconds, 's')} dispatching kernels; the device waits "
+            f"{si(result.prior.wait_seconds, 's')} of it at idle-with-context power",
+            width,
+        )
     throttled = " (TDP-limited)" if result.prior.throttled else ""
     lines += _field("power", f"{result.avg_power_w:.3g} W average inside the boundary{throttled}", width)
     t = result.costs.totals
@@ -292,6 +299,8 @@ def render_estimate(
                 "cost", f"{_triple(carbon.cost_per_million, money)} per million inferences", width
             )
         lines += _field("", "covers the boundary above x PUE only: no embodied carbon, no idle time", width)
+    for note in getattr(result.prior, "notes", ()):
+        lines += _field("NOTE", note, width)
     if result.not_costed:
         missing = ", ".join(f"{op} x{c}" for op, c in sorted(result.not_costed.items()))
         lines += [

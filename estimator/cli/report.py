@@ -18,6 +18,7 @@ from estimator.cli.estimate import (
     HwOpt,
     ModelsDirOpt,
     PriceOpt,
+    PriorOpt,
     PueOpt,
     RuntimeOpt,
     StrictOpt,
@@ -56,10 +57,10 @@ def parse_batches(text: str) -> list[int]:
     return sorted(set(out))
 
 
-def _estimate(model, hw, runtime, models_dir, batch, shape, dtype, strict):
+def _estimate(model, hw, runtime, models_dir, batch, shape, dtype, strict, prior=None):
     from estimator.api import Estimator
 
-    est = Estimator(hw, runtime=runtime, models_dir=models_dir)
+    est = Estimator(hw, runtime=runtime, models_dir=models_dir, prior=prior)
     element = dtype.value if dtype else None
     kernels = est.kernels(model, batch=batch, shapes=parse_shapes(shape), strict=strict)
     return est, kernels, est.estimate_kernels(kernels, dtype=element)
@@ -100,6 +101,7 @@ def report(
     batches: BatchesOpt = "1,2,4,8,16,32,64",
     depth: DepthOpt = 2,
     strict: StrictOpt = False,
+    prior: PriorOpt = None,
     grid: GridOpt = None,
     grid_gco2: GridGramsOpt = None,
     price: PriceOpt = None,
@@ -116,7 +118,7 @@ def report(
         raise InvalidDimensionError(
             f"folder {output.parent} does not exist; create it or choose another --output"
         )
-    est, kernels, result = _estimate(model, hw, runtime, models_dir, batch, shape, dtype, strict)
+    est, kernels, result = _estimate(model, hw, runtime, models_dir, batch, shape, dtype, strict, prior)
     try:
         _pyplot()
         pictures = True
