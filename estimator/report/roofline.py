@@ -154,7 +154,7 @@ def roofline_figure(
         ncol=2,
         fontsize=8,
         frameon=False,
-        title=f"dispatch-bound kernels sit below the roof: launch overhead {_rate(d.launch_overhead_s * 1e6, 'us')}"
+        title="dispatch-bound kernels (waiting for their launch) sit below the roof"
         + note
         + (
             "\nkernels served from L1 alone (no memory time) are drawn at the right edge"
