@@ -222,6 +222,14 @@ SCHEMA: tuple[Column, ...] = (
         "-",
         False,
         "Granularity of the measured unit: model (a whole forward pass), module (one submodule call, named "
-        "in `architecture` and `layer_idx`/`notes`), op (one primitive call). Empty means model.",
+        "in `module`), op (one primitive call, named in `module`). Empty means model.",
+    ),
+    Column(
+        "module",
+        "str",
+        "-",
+        False,
+        "The measured submodule or primitive inside `model_ref` for module / op rows, as the source names it "
+        "(IrEne: '<scope>:<class>', e.g. 'encoder.layer.3.attention:BertAttention').",
     ),
 )

@@ -15,6 +15,16 @@ Sources and what they become (data/PROVENANCE.md has the details):
   (validation table; boundary wall-system).
 - ``mlenergy``: ML.ENERGY leaderboard v1-v3, GPU energy of LLM and diffusion serving (validation table;
   boundary gpu-board-nvml).
+- ``irene`` / ``irene_modules``: Hugging Face transformers in PyTorch eager on two desktop GPUs, whole models /
+  modules and primitive ops (training tables; boundaries gpu-board-nvml and machine-total, one row each).
+- ``fischer_eff22``: Keras / torchvision CNNs at batch 32 on 8x A100-40GB and a Quadro RTX 5000 (training
+  table; gpu-board-nvml, the A100 figure per working board).
+- ``fischer_rtx4090``: 40 Keras CNNs at batch 1-64 on an RTX 4090 (training table; codecarbon-total).
+- ``fischer_validation``: 30 Keras CNNs on an RTX 4090, CodeCarbon beside a wall meter (validation table;
+  codecarbon-total and wall-system rows of the same runs).
+- ``power_hungry`` / ``power_hungry_generative``: Hugging Face pipelines at batch 1 on an A100-SXM4-80GB of an
+  8-board node (training table for single-pass tasks, validation table for generative ones; gpu-boards-summed
+  as logged and gpu-board-nvml after subtracting 7 idle boards).
 
 Run ``python -m estimator.data.importers SOURCE RAW_PATH OUT_PATH`` to write a table.
 """
@@ -28,14 +38,22 @@ from pathlib import Path
 import pandas as pd
 
 from estimator.data.importers._common import SIGNIFICANT_DIGITS
+from estimator.data.importers.fischer import (
+    import_fischer_eff22,
+    import_fischer_rtx4090,
+    import_fischer_validation,
+)
 from estimator.data.importers.getzner import GETZNER_CITATION, LayerSpec, getzner_layer_specs, import_getzner
 from estimator.data.importers.hwnasbench360 import HWNAS_CITATION, import_hwnasbench360
+from estimator.data.importers.irene import import_irene, import_irene_modules
 from estimator.data.importers.mlenergy import MLENERGY_CITATION, import_mlenergy
 from estimator.data.importers.mlperf_power import MLPERF_CITATION, import_mlperf_power
+from estimator.data.importers.power_hungry import import_power_hungry, import_power_hungry_generative
 from estimator.data.measurements import TableKind, write_measurements
 from estimator.errors import DataError
 
 __all__ = [
+    "DEFAULT_FILES",
     "GETZNER_CITATION",
     "HWNAS_CITATION",
     "IMPORTERS",
@@ -61,12 +79,40 @@ IMPORTERS: dict[str, Callable[[Path], pd.DataFrame]] = {
     "getzner": import_getzner,
     "mlperf_power": import_mlperf_power,
     "mlenergy": import_mlenergy,
+    "irene": import_irene,
+    "irene_modules": import_irene_modules,
+    "fischer_eff22": import_fischer_eff22,
+    "fischer_rtx4090": import_fischer_rtx4090,
+    "fischer_validation": import_fischer_validation,
+    "power_hungry": import_power_hungry,
+    "power_hungry_generative": import_power_hungry_generative,
 }
 TABLE_KINDS: dict[str, TableKind] = {
     "hwnasbench360": "training",
     "getzner": "training",
     "mlperf_power": "validation",
     "mlenergy": "validation",
+    "irene": "training",
+    "irene_modules": "training",
+    "fischer_eff22": "training",
+    "fischer_rtx4090": "training",
+    "fischer_validation": "validation",
+    "power_hungry": "training",
+    "power_hungry_generative": "validation",
+}
+#: The committed table of each source under data/ (`estimate data import` writes there by default).
+DEFAULT_FILES: dict[str, str] = {
+    "hwnasbench360": "hwnasbench360.csv.gz",
+    "getzner": "getzner.csv.gz",
+    "mlperf_power": "validation_mlperf.csv.gz",
+    "mlenergy": "validation_mlenergy.csv.gz",
+    "irene": "irene.csv.gz",
+    "irene_modules": "irene_modules.csv.gz",
+    "fischer_eff22": "fischer_eff22.csv.gz",
+    "fischer_rtx4090": "fischer_rtx4090.csv.gz",
+    "fischer_validation": "validation_fischer.csv.gz",
+    "power_hungry": "power_hungry.csv.gz",
+    "power_hungry_generative": "validation_power_hungry.csv.gz",
 }
 
 
