@@ -233,7 +233,9 @@ def warning(text: str) -> str:
 
 def _field(label: str, text: str, width: int) -> list[str]:
     """``label`` in a 10-wide column and ``text`` wrapped under it."""
-    return textwrap.wrap(text, width, initial_indent=f"{label:<10} ", subsequent_indent=" " * 11) or [label]
+    return textwrap.wrap(
+        text, width, initial_indent=f"{label:<10} ", subsequent_indent=" " * 11, break_on_hyphens=False
+    ) or [label]
 
 
 def _triple(t: tuple[float, float, float], fmt) -> str:

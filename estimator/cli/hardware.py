@@ -43,7 +43,10 @@ def hardware_show(name: Annotated[str, typer.Argument(help="Profile name or path
 
     p = load_profile(name)
     width = terminal_width()
-    wrap = lambda text, indent="": textwrap.wrap(text, width, subsequent_indent=indent) or [""]  # noqa: E731
+
+    def wrap(text: str, indent: str = "") -> list[str]:
+        return textwrap.wrap(text, width, subsequent_indent=indent, break_on_hyphens=False) or [""]
+
     out = wrap(f"{p.name}: {p.display_name} ({p.kind}, {p.architecture})", "  ")
     out += wrap(f"boundary {p.measurement_boundary}: {boundary_sentence(p.measurement_boundary)}", "  ")
     out += wrap(f"default runtime {p.default_runtime}; file {p.source_path}", "  ")
