@@ -54,7 +54,7 @@ def test_energy_text_fits_80_columns_and_reads_plainly(model):
     assert "Desislavov et al." in out and "desislavov_flops_over_peak_per_watt" not in out
     assert "TDP x roofline time" in out
     assert "\x1b[" not in out  # no colour when not a terminal
-    assert "[layer1.0]" in out  # kernels named by module (conv1 and relu fused into one kernel of layer1.0)
+    assert "[layer1.0.conv1]" in out  # a kernel named by its first node's module (conv1 + relu fused)
 
 
 def test_energy_carbon_and_cost_in_text_and_json(model):

@@ -246,8 +246,10 @@ def energy(
     currency: CurrencyOpt = "",
     pue: PueOpt = 1.0,
 ) -> None:
-    """Joules per inference of MODEL on a hardware profile (also: `estimate MODEL --hw NAME`); with --grid or
-    --price-per-kwh also gCO2e and cost per inference."""
+    """Joules per inference of MODEL on a hardware profile, with carbon and cost on request (`estimate MODEL --hw X`).
+
+    With --grid (or --grid-gco2-per-kwh) and --price-per-kwh it adds gCO2e and cost per inference and per million.
+    """
     from estimator.api import Estimator
     from estimator.cli.format import render_estimate, render_json
 

@@ -15,7 +15,7 @@ import typer
 
 from estimator.cost.kernels import KernelReport
 from estimator.cost.nodes import CostReport
-from estimator.report.modules import TOP_LEVEL, group_rows, module_name, module_of, module_parts
+from estimator.report.modules import TOP_LEVEL, group_rows, kernel_place, module_name, module_parts
 from estimator.report.wording import baseline_name, boundary_sentence, interval_sentence
 
 #: Columns of a per-row layer table, in order: (key, header).
@@ -322,7 +322,7 @@ def render_estimate(
         lines.append(head + "kernel [module or nodes]")
         room = max(width - len(head), 12)
         for layer in result.layers[:layers_n]:
-            where = module_of(layer.nodes, 99) if layer.nodes else ""
+            where = kernel_place(layer.nodes) if layer.nodes else ""
             if where == TOP_LEVEL or not where:
                 where = ", ".join(layer.nodes[:3]) + (", ..." if len(layer.nodes) > 3 else "")
             label = shorten(f"{layer.name} [{where}]", room, keep="start")

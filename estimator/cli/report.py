@@ -27,7 +27,8 @@ from estimator.cli.estimate import (
 from estimator.errors import DataError, InvalidDimensionError
 
 plot_app = typer.Typer(
-    help="Pictures (SVG or PNG; needs the [plot] extra): energy by kernel or module, roofline, batch, Pareto.",
+    help="Pictures as SVG or PNG (need matplotlib, the 'plot' extra): energy by kernel or module, roofline, "
+    "batch, Pareto.",
     no_args_is_help=True,
 )
 app.add_typer(plot_app, name="plot")

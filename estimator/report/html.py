@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from estimator.cost.kernels import KernelReport
 from estimator.energy.hardware import HardwareProfile
 from estimator.report.carbon import Footprint
-from estimator.report.modules import TOP_LEVEL, module_of
+from estimator.report.modules import TOP_LEVEL, kernel_place, module_of
 from estimator.report.plots import (
     BatchPoint,
     PlotError,
@@ -105,7 +105,7 @@ def _kernel_table(estimate, top: int) -> str:
     rows = []
     for layer in estimate.layers[:top]:
         share = layer.joules / total
-        where = module_of(layer.nodes, 99) if layer.nodes else ""
+        where = kernel_place(layer.nodes) if layer.nodes else ""
         if where == TOP_LEVEL:
             where = ", ".join(layer.nodes[:3]) + (", …" if len(layer.nodes) > 3 else "")
         rows.append(

@@ -72,3 +72,13 @@ def group_rows(rows: Sequence[dict], key: Callable[[dict], str], numeric: Sequen
         for f in numeric:
             g[f] += row[f]
     return list(groups.values())
+
+
+def kernel_place(node_names: Sequence[str]) -> str:
+    """Where a kernel sits, for its label: the full module of its first node that carries a path (a fused
+    ``conv1`` + ``relu`` kernel is at ``layer4.1.conv1``), or :data:`TOP_LEVEL`."""
+    for name in node_names:
+        parts = module_parts(name)
+        if parts:
+            return module_name(parts, len(parts))
+    return TOP_LEVEL

@@ -20,7 +20,7 @@ import numpy as np
 
 from estimator.errors import EstimatorError
 from estimator.fileio import atomic_write_bytes
-from estimator.report.modules import TOP_LEVEL, module_of
+from estimator.report.modules import TOP_LEVEL, kernel_place, module_of
 
 #: Colours per limiter, shared by the roofline and the bars (colour-blind-safe Okabe-Ito hues).
 BOUND_COLOURS = {"compute": "#0072B2", "memory": "#E69F00", "launch": "#009E73"}
@@ -75,7 +75,7 @@ def svg_text(fig) -> str:
 
 
 def _label(name: str, nodes: Sequence[str], width: int = 44) -> str:
-    where = module_of(nodes, 99) if nodes else ""
+    where = kernel_place(nodes) if nodes else ""
     text = f"{name} · {where}" if where and where != TOP_LEVEL else name
     return text if len(text) <= width else text[: width - 1] + "…"
 
