@@ -26,6 +26,7 @@ STAGES: dict[str, int] = {
     "learn": 6,
     "api": 7,
     "llm": 8,
+    "report": 8,
     "cli": 9,
 }
 
