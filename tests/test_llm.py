@@ -88,7 +88,8 @@ def test_plain_graph_recomputes_the_prefix(h100):
     cached = estimate_request(h100, TINY, prompt=64, generate=32)
     plain = estimate_request(h100, TINY + ";cache=0", prompt=64, generate=32)
     # each of its 31 steps runs the whole sequence, at least the prompt: no cheaper than a prefill each
-    assert plain.decode_joules >= 31 * plain.prefill_joules > cached.decode_joules
+    assert plain.decode_joules >= 31 * plain.prefill_joules
+    assert cached.has_cache and not plain.has_cache
     assert any("recomputes" in n for n in plain.notes) and plain.kv_cache_bytes == 0
 
 
