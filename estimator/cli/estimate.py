@@ -9,6 +9,7 @@ import typer
 
 from estimator.cli._app import BatchOpt, ModelArg, ShapeOpt, _clean_errors, app, parse_shapes
 from estimator.errors import InvalidDimensionError
+from estimator.fileio import check_model_file
 
 
 class By(str, Enum):
@@ -40,6 +41,7 @@ def layers(
     strict: Annotated[bool, typer.Option("--strict", help="Fail when any node cannot be costed.")] = False,
 ) -> None:
     """Per-layer MACs, FLOPs, parameters and bytes of MODEL, and the totals."""
+    check_model_file(model)  # before the heavy imports: a wrong path is answered at once
     from estimator.cli.format import layer_rows, render_csv, render_json, render_table, si
     from estimator.cost.kernels import fuse_kernels
     from estimator.cost.nodes import count_costs
@@ -120,6 +122,7 @@ def energy(
     strict: Annotated[bool, typer.Option("--strict", help="Fail when any node cannot be costed.")] = False,
 ) -> None:
     """Joules per inference of MODEL on a hardware profile (also: `estimate MODEL --hw NAME`)."""
+    check_model_file(model)  # before the heavy imports: a wrong path is answered at once
     from estimator.api import Estimator
     from estimator.cli.format import render_json, si
 

@@ -152,8 +152,6 @@ def load_model(
     Raises ModelArtifactError when the sidecar does not match the model file, the feature schema of this code,
     or is unreadable.
     """
-    import xgboost as xgb
-
     model_path, sidecar_path = model_paths(directory, hardware, runtime)
     if not sidecar_path.exists():
         return None
@@ -182,6 +180,9 @@ def load_model(
         raise ModelArtifactError(
             f"{model_path}: does not match its sidecar (hash differs); retrain or restore both"
         )
+    # Imported only here: most profiles have no trained model, and xgboost (with scipy) costs ~1 s to import.
+    import xgboost as xgb
+
     booster = xgb.Booster()
     booster.load_model(bytearray(raw))
     reg = ResidualRegressor(**sidecar.get("hyperparameters", {}))
