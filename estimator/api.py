@@ -35,7 +35,13 @@ from estimator.energy.runtimes import Runtime, get_runtime
 from estimator.errors import ProfileError
 from estimator.graph.load import load_graph
 from estimator.learn.features import FEATURE_NAMES, build_features
-from estimator.learn.regressor import TrainedModel, default_models_dir, load_model, outside_domain
+from estimator.learn.regressor import (
+    TrainedModel,
+    default_models_dir,
+    load_model,
+    outside_domain,
+    outside_domain_any,
+)
 
 
 @dataclass(frozen=True)
@@ -286,17 +292,24 @@ class Estimator:
     ) -> tuple[float, np.ndarray, tuple[str, ...]]:
         """Joules per inference and per kernel from the trained residual model, and the features outside its
         training range."""
+        per_kernel_model = self.model.sidecar.get("granularity") == "kernel"
         rows = build_features(
-            kernels, self.profile, self.runtime, dtype=element, threads=threads, prior=prior
+            kernels,
+            self.profile,
+            self.runtime,
+            dtype=element,
+            threads=threads,
+            prior=prior,
+            kernel_rows=per_kernel_model,
         )
         domain = self.model.sidecar.get("domain", {})
         reg = self.model.regressor
-        launched = np.array([k.launches > 0 for k in kernels.kernels], dtype=bool)
-        if self.model.sidecar.get("granularity") == "kernel" and len(rows.kernels):
+        if per_kernel_model and len(rows.kernels):
+            launched = np.array([k.launches > 0 for k in kernels.kernels], dtype=bool)
             per_kernel = rows.kernel_prior_joules * np.exp(reg.predict(rows.kernels))
             out = np.zeros(len(kernels.kernels))
             out[launched] = per_kernel
-            outside = sorted({f for r in rows.kernels for f in outside_domain(r, domain, FEATURE_NAMES)})
+            outside = outside_domain_any(rows.kernels, domain, FEATURE_NAMES)
             return float(per_kernel.sum()), out, tuple(outside)
         factor = float(np.exp(reg.predict(rows.graph[None, :])[0]))
         return (
