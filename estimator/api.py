@@ -8,10 +8,12 @@ exists for the profile and runtime) loaded between calls, for use in neural-arch
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -233,8 +235,43 @@ class Estimator:
             threads: CPU threads (defaults to the runtime's).
             strict: fail when a node cannot be costed.
         """
-        kernels = self.kernels(model, batch=batch, shapes=shapes, strict=strict)
-        return self.estimate_kernels(kernels, dtype=dtype, threads=threads)
+        with _gc_paused():
+            kernels = self.kernels(model, batch=batch, shapes=shapes, strict=strict)
+            return self.estimate_kernels(kernels, dtype=dtype, threads=threads)
+
+    def estimate_many(
+        self,
+        models: Sequence[str | os.PathLike[str] | bytes | onnx.ModelProto]
+        | Mapping[str, str | os.PathLike[str] | bytes | onnx.ModelProto],
+        *,
+        batches: Sequence[int | None] = (None,),
+        dtypes: Sequence[str | None] = (None,),
+        shapes: Mapping[str, Sequence[int]] | None = None,
+        threads: int | None = None,
+        strict: bool = False,
+        n_jobs: int | None = None,
+    ) -> list[Estimate]:
+        """Estimates of every model x batch size x dtype, in that order (each model loaded and costed once
+        per batch size).
+
+        Args:
+            models: paths, bytes or ModelProtos (or a mapping name -> model).
+            n_jobs: joblib workers (None: 1, or what an enclosing ``joblib.parallel_config`` says, e.g. the
+                dask backend of a cluster; -1: every core). The answers do not depend on it.
+        Other arguments as :meth:`estimate`.
+        """
+        from estimator.many import run_units
+
+        return run_units(
+            [self],
+            models,
+            batches=batches,
+            dtypes=dtypes,
+            shapes=shapes,
+            threads=threads,
+            strict=strict,
+            n_jobs=n_jobs,
+        )
 
     def estimate_kernels(
         self, kernels: KernelReport, *, dtype: str | None = None, threads: int | None = None
@@ -317,6 +354,20 @@ class Estimator:
             prior.kernel_joules * factor,
             tuple(outside_domain(rows.graph, domain, FEATURE_NAMES)),
         )
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector for a block; reference counting still frees memory, and cycles left
+    behind are collected when it resumes. Costing a graph allocates many small objects, and the collector's
+    passes over them cost 1.1-1.2x per estimate (docs/benchmarks.md)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _layers(kernels: KernelReport, prior: PriorResult, kernel_joules: np.ndarray) -> tuple[LayerEnergy, ...]:
