@@ -12,6 +12,7 @@ import gc
 import json
 import math
 import os
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from estimator.energy.physics import (
 from estimator.energy.runtimes import Runtime, get_runtime
 from estimator.errors import ProfileError
 from estimator.graph.load import load_graph
-from estimator.learn.features import FEATURE_NAMES, build_features
+from estimator.learn.features import FEATURE_NAMES, build_features, static_additive
 from estimator.learn.regressor import (
     TrainedModel,
     default_models_dir,
@@ -163,6 +164,9 @@ class Estimate:
         }
 
 
+#: KernelReports whose hardware-free feature columns an Estimator keeps (by identity).
+_STATIC_CACHE_SIZE = 8
+
 #: Interval of the physics prior alone, from its errors on public measurements (docs/sanity.md).
 _PRIOR_INTERVAL_FILE = "prior_interval.json"
 
@@ -199,6 +203,7 @@ class Estimator:
                 f"'{self.profile.name}' is a {self.profile.kind}; pick a runtime for that device"
             )
         self._interval = prior_interval()
+        self._static_cache: dict[int, tuple[weakref.ref, np.ndarray]] = {}
         self.model: TrainedModel | None = None
         if calibrated:
             directory = Path(models_dir) if models_dir is not None else default_models_dir()
@@ -324,6 +329,18 @@ class Estimator:
             extrapolated=extrapolated,
         )
 
+    def _static_features(self, kernels: KernelReport) -> np.ndarray:
+        """The hardware-free feature columns of ``kernels``, computed once per KernelReport (a NAS loop or a
+        dtype sweep estimates the same kernels again); the cache holds the last few reports, by identity."""
+        hit = self._static_cache.get(id(kernels))
+        if hit is not None and hit[0]() is kernels:
+            return hit[1]
+        static = static_additive(kernels)
+        if len(self._static_cache) >= _STATIC_CACHE_SIZE:
+            self._static_cache.pop(next(iter(self._static_cache)))
+        self._static_cache[id(kernels)] = (weakref.ref(kernels), static)
+        return static
+
     def _calibrated(
         self, kernels: KernelReport, prior: PriorResult, element: str | None, threads: int | None
     ) -> tuple[float, np.ndarray, tuple[str, ...]]:
@@ -338,15 +355,18 @@ class Estimator:
             threads=threads,
             prior=prior,
             kernel_rows=per_kernel_model,
+            static=self._static_features(kernels),
         )
         domain = self.model.sidecar.get("domain", {})
         reg = self.model.regressor
         if per_kernel_model and len(rows.kernels):
             launched = np.array([k.launches > 0 for k in kernels.kernels], dtype=bool)
-            per_kernel = rows.kernel_prior_joules * np.exp(reg.predict(rows.kernels))
+            # Networks repeat their blocks: predict each distinct row once (the same numbers, fewer trees walked).
+            distinct, where = np.unique(rows.kernels, axis=0, return_inverse=True)
+            per_kernel = rows.kernel_prior_joules * np.exp(reg.predict(distinct)[where.ravel()])
             out = np.zeros(len(kernels.kernels))
             out[launched] = per_kernel
-            outside = outside_domain_any(rows.kernels, domain, FEATURE_NAMES)
+            outside = outside_domain_any(distinct, domain, FEATURE_NAMES)
             return float(per_kernel.sum()), out, tuple(outside)
         factor = float(np.exp(reg.predict(rows.graph[None, :])[0]))
         return (

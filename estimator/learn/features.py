@@ -182,16 +182,18 @@ def build_features(
     threads: int | None = None,
     prior: PriorResult | None = None,
     kernel_rows: bool = True,
+    static: np.ndarray | None = None,
 ) -> FeatureRows:
     """Feature rows of a fused network on ``hw`` with ``runtime`` (see the module docstring).
 
     ``prior`` is the prior's result for the same kernels, dtype and threads, when the caller has it already.
     ``kernel_rows=False`` skips the per-kernel rows (``kernels`` is then 0 x F), for graph-level models.
+    ``static`` is :func:`static_additive` of the same kernels, when the caller keeps it.
     """
     if prior is None:
         prior = energy_prior(kernels, hw, dtype=dtype, runtime=runtime, threads=threads)
     launched = np.array([k.launches > 0 for k in kernels.kernels], dtype=bool)
-    add = _additive(kernels, prior)[launched]  # K x A raw additive quantities
+    add = _additive(kernels, prior, static)[launched]  # K x A raw additive quantities
     batch = kernels.costs.graph.batch
     fixed = _fixed(hw, runtime, prior.threads, batch, dtype or kernels.dominant_dtype)
     graph_row = _rows(
@@ -326,20 +328,36 @@ _A_NAMES = (
 _A = {name: i for i, name in enumerate(_A_NAMES)}
 
 
-def _additive(kernels: KernelReport, prior: PriorResult) -> np.ndarray:
+#: Columns of the additive matrix that depend on the kernels alone (not on hardware, dtype or the prior).
+_STATIC_COLUMNS = (
+    "flops",
+    "weight_bytes",
+    "act_bytes",
+    "write_bytes",
+    "launches",
+    *(f"kind_{k}" for k in _KINDS),
+    *(f"{c}_nodes" for c in OP_CATEGORIES),
+    *(f"{c}_flops" for c in OP_CATEGORIES),
+    "conv_kelems_x_flops",
+    "matrix_flops",
+    "dead_flops",
+    "dead_launches",
+    "model_weight_bytes",
+    "act_elements",
+)
+_CATEGORY_OF: dict[str, str] = {op: c for c, ops in OP_CATEGORIES.items() for op in ops}
+
+
+def static_additive(kernels: KernelReport) -> np.ndarray:
+    """The hardware-free columns of the per-kernel additive matrix (K x A, the other columns 0).
+
+    They depend on the kernels alone, so a caller estimating the same kernels on several profiles or dtypes
+    computes them once and passes them to :func:`build_features` as ``static``.
+    """
     nodes = kernels.costs.nodes
     graph = kernels.costs.graph
-    n_levels = prior.placement.bytes_by_level.shape[1]
     out = np.zeros((len(kernels.kernels), len(_A_NAMES)))
-    kind_map = {
-        "contraction": "contraction",
-        "attention": "attention",
-        "elementwise": "elementwise",
-        "reduction": "reduction",
-    }
-    static_per_s = prior.static_joules / prior.seconds if prior.seconds > 0 else 0.0
     dead = dead_nodes(graph)
-    e_flop_total = prior.compute_joules
     for k in kernels.kernels:
         a = out[k.index]
         a[_A["flops"]] = k.flops
@@ -347,38 +365,55 @@ def _additive(kernels: KernelReport, prior: PriorResult) -> np.ndarray:
         a[_A["act_bytes"]] = k.activation_read_bytes
         a[_A["write_bytes"]] = k.write_bytes
         a[_A["launches"]] = k.launches
-        a[_A[f"kind_{kind_map.get(k.kind, 'other')}"]] = 1
+        a[_A[f"kind_{k.kind if k.kind in _KINDS[:-1] else 'other'}"]] = 1
         if k.kind in ("contraction", "attention"):
             a[_A["matrix_flops"]] = k.flops
         a[_A["dead_flops"]] = sum(nodes[i].flops for i in k.nodes if dead[i])
         a[_A["dead_launches"]] = k.launches if all(dead[i] for i in k.nodes) else 0
         for i in k.nodes:
             n = nodes[i]
-            for c, ops in OP_CATEGORIES.items():
-                if n.op_type in ops:
-                    a[_A[f"{c}_nodes"]] += 1
-                    a[_A[f"{c}_flops"]] += n.flops
-            if n.op_type in OP_CATEGORIES["conv"] and n.flops:
+            c = _CATEGORY_OF.get(n.op_type)
+            if c is None:
+                continue
+            a[_A[f"{c}_nodes"]] += 1
+            a[_A[f"{c}_flops"]] += n.flops
+            if c == "conv" and n.flops:
                 w = graph.tensor(graph.nodes[i].inputs[1]) if len(graph.nodes[i].inputs) > 1 else None
                 kelems = (
                     float(np.prod(w.shape[2:])) if w is not None and w.shape and len(w.shape) > 2 else 1.0
                 )
                 a[_A["conv_kelems_x_flops"]] += kelems * n.flops
-        t = prior.kernel_seconds[k.index]
-        a[_A["joules"]] = prior.kernel_joules[k.index]
-        a[_A["seconds"]] = t
-        a[_A["static_j"]] = static_per_s * t
-        memory = prior.placement.bytes_by_level[k.index]
-        a[_A["level0"] : _A["level0"] + n_levels] = memory
-        a[_A["at0"] + int(prior.placement.kernel_level[k.index])] = 1
-        a[_A["own_level"]] = prior.placement.kernel_level[k.index]
         a[_A["model_weight_bytes"]] = k.weight_bytes
         a[_A["act_elements"]] = k.activation_read_bytes * 8 / (dtype_bits(k.dtype) or 32)
-        a[_A[f"t_{prior.kernel_bound[k.index]}"]] = t
+    return out
+
+
+def _additive(kernels: KernelReport, prior: PriorResult, static: np.ndarray | None = None) -> np.ndarray:
+    """The per-kernel additive matrix (K x A): the static columns plus what the prior says of each kernel."""
+    out = (static_additive(kernels) if static is None else static).copy()
+    n_kernels = len(kernels.kernels)
+    if not n_kernels:
+        return out
+    placement = prior.placement
+    n_levels = placement.bytes_by_level.shape[1]
+    static_per_s = prior.static_joules / prior.seconds if prior.seconds > 0 else 0.0
+    t = np.asarray(prior.kernel_seconds, dtype=float)
+    rows = np.arange(n_kernels)
+    level = np.asarray(placement.kernel_level)
+    out[:, _A["joules"]] = prior.kernel_joules
+    out[:, _A["seconds"]] = t
+    out[:, _A["static_j"]] = static_per_s * t
+    out[:, _A["level0"] : _A["level0"] + n_levels] = placement.bytes_by_level
+    out[rows, _A["at0"] + level.astype(int)] = 1
+    out[:, _A["own_level"]] = level
+    bound = np.asarray(prior.kernel_bound)
+    for name in ("compute", "memory", "launch"):
+        mask = bound == name
+        out[mask, _A[f"t_{name}"]] = t[mask]
     dynamic = out[:, _A["joules"]] - out[:, _A["static_j"]]
     flops = out[:, _A["flops"]]
     share = flops / flops.sum() if flops.sum() > 0 else np.zeros_like(flops)
-    out[:, _A["compute_j"]] = e_flop_total * share
+    out[:, _A["compute_j"]] = prior.compute_joules * share
     out[:, _A["memory_j"]] = np.maximum(dynamic - out[:, _A["compute_j"]], 0.0)
     return out
 
