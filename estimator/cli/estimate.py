@@ -120,6 +120,15 @@ def energy(
     ] = False,
     layers_n: Annotated[int, typer.Option("--layers", help="How many top layers by energy to list.")] = 10,
     strict: Annotated[bool, typer.Option("--strict", help="Fail when any node cannot be costed.")] = False,
+    prior: Annotated[
+        str | None,
+        typer.Option(
+            "--prior",
+            help="Physics prior: v1 (energy-roofline v1) or v2 (runtime-aware GPU prior; the default on GPU "
+            "profiles, equal to v1 on CPUs and SoCs).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Joules per inference of MODEL on a hardware profile (also: `estimate MODEL --hw NAME`)."""
     check_model_file(model)  # before the heavy imports: a wrong path is answered at once
@@ -128,7 +137,7 @@ def energy(
 
     if threads is not None and threads < 1:
         raise InvalidDimensionError(f"--threads must be a positive integer, got {threads}")
-    est = Estimator(hw, runtime=runtime)
+    est = Estimator(hw, runtime=runtime, prior=prior)
     result = est.estimate(
         model,
         batch=batch,
@@ -159,6 +168,13 @@ def energy(
         f"work       {si(result.costs.totals.macs)}MACs, {si(result.costs.totals.params)} parameters",
         "baselines  " + ", ".join(f"{k} {si(v, 'J')}" for k, v in result.baselines.items()),
     ]
+    if result.prior.host_seconds > 0:
+        lines.insert(
+            lines.index(f"latency    {si(result.seconds, 's')}") + 1,
+            f"host       {si(result.prior.host_seconds, 's')} dispatching kernels; the device waits "
+            f"{si(result.prior.wait_seconds, 's')} of it at idle-with-context power",
+        )
+    lines += [f"NOTE       {note}" for note in result.prior.notes]
     if result.not_costed:
         missing = ", ".join(f"{op} x{c}" for op, c in sorted(result.not_costed.items()))
         lines.append(f"WARNING    not costed, so the energy is a lower bound: {missing}")
