@@ -4,6 +4,9 @@ exists for the profile and runtime) loaded between calls, for use in neural-arch
     est = Estimator("a100")
     result = est.estimate("model.onnx", batch=8)
     result.joules, result.joules_per_sample, result.seconds, result.interval
+
+Why this module is long: it is the one front door, the Estimate result with its stable JSON form and the Estimator
+that keeps a profile, a trained model and per-report caches; many-at-once work lives in :mod:`estimator.many`.
 """
 
 from __future__ import annotations
@@ -167,7 +170,7 @@ class Estimate:
         }
 
 
-#: KernelReports whose hardware-free feature columns an Estimator keeps (by identity).
+#: KernelReports whose hardware-free feature columns an Estimator keeps (a NAS loop or dtype sweep reuses them).
 _STATIC_CACHE_SIZE = 8
 
 #: Interval of the physics prior alone, from its errors on public measurements (docs/sanity.md).
@@ -270,38 +273,15 @@ class Estimator:
             return self.estimate_kernels(kernels, dtype=dtype, threads=threads)
 
     def estimate_many(
-        self,
-        models: Sequence[str | os.PathLike[str] | bytes | onnx.ModelProto]
-        | Mapping[str, str | os.PathLike[str] | bytes | onnx.ModelProto],
-        *,
-        batches: Sequence[int | None] = (None,),
-        dtypes: Sequence[str | None] = (None,),
-        shapes: Mapping[str, Sequence[int]] | None = None,
-        threads: int | None = None,
-        strict: bool = False,
-        n_jobs: int | None = None,
+        self, models: Sequence | Mapping, *, n_jobs: int | None = None, **options
     ) -> list[Estimate]:
-        """Estimates of every model x batch size x dtype, in that order (each model loaded and costed once
-        per batch size).
-
-        Args:
-            models: paths, bytes or ModelProtos (or a mapping name -> model).
-            n_jobs: joblib workers (None: 1, or what an enclosing ``joblib.parallel_config`` says, e.g. the
-                dask backend of a cluster; -1: every core). The answers do not depend on it.
-        Other arguments as :meth:`estimate`.
-        """
+        """Estimates of every model (paths, bytes, ModelProtos, or a mapping name -> model) x batch size x dtype,
+        in that order, each model loaded and costed once per batch size. ``options``: ``batches``, ``dtypes``,
+        ``shapes``, ``threads``, ``strict`` (see :func:`estimator.many.run_units`). ``n_jobs``: joblib workers
+        (None: 1, or an enclosing ``joblib.parallel_config``, e.g. a Dask cluster); answers do not depend on it."""
         from estimator.many import run_units
 
-        return run_units(
-            [self],
-            models,
-            batches=batches,
-            dtypes=dtypes,
-            shapes=shapes,
-            threads=threads,
-            strict=strict,
-            n_jobs=n_jobs,
-        )
+        return run_units([self], models, n_jobs=n_jobs, **options)
 
     def estimate_kernels(
         self, kernels: KernelReport, *, dtype: str | None = None, threads: int | None = None
@@ -355,16 +335,13 @@ class Estimator:
         )
 
     def _static_features(self, kernels: KernelReport) -> np.ndarray:
-        """The hardware-free feature columns of ``kernels``, computed once per KernelReport (a NAS loop or a
-        dtype sweep estimates the same kernels again); the cache holds the last few reports, by identity."""
+        """Hardware-free feature columns of ``kernels``, kept for the last few KernelReports (by identity)."""
         hit = self._static_cache.get(id(kernels))
-        if hit is not None and hit[0]() is kernels:
-            return hit[1]
-        static = static_additive(kernels)
-        if len(self._static_cache) >= _STATIC_CACHE_SIZE:
-            self._static_cache.pop(next(iter(self._static_cache)))
-        self._static_cache[id(kernels)] = (weakref.ref(kernels), static)
-        return static
+        if hit is None or hit[0]() is not kernels:
+            if len(self._static_cache) >= _STATIC_CACHE_SIZE:
+                self._static_cache.pop(next(iter(self._static_cache)))
+            hit = self._static_cache[id(kernels)] = (weakref.ref(kernels), static_additive(kernels))
+        return hit[1]
 
     def _calibrated(
         self, kernels: KernelReport, prior: PriorResult, element: str | None, threads: int | None
@@ -403,9 +380,8 @@ class Estimator:
 
 @contextmanager
 def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector for a block; reference counting still frees memory, and cycles left
-    behind are collected when it resumes. Costing a graph allocates many small objects, and the collector's
-    passes over them cost 1.1-1.2x per estimate (docs/benchmarks.md)."""
+    """Pause the cyclic garbage collector for a block (its passes over the many small objects of costing cost
+    1.1-1.2x per estimate); reference counting still frees memory, and it collects cycles when it resumes."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:

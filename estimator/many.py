@@ -176,6 +176,7 @@ def estimate_grid(
     strict: bool = False,
     calibrated: bool = True,
     models_dir: str | os.PathLike[str] | None = None,
+    prior: str | None = None,
     n_jobs: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[dict[str, Any]]:
@@ -184,6 +185,7 @@ def estimate_grid(
     Args:
         hardware: profile names or paths (each with ``runtime``, else its default runtime), or Estimators.
         runtime: runtime for every profile given by name (None: each profile's default).
+        prior: the physics prior for every profile given by name (None: as :class:`Estimator` chooses).
         n_jobs: joblib workers; under ``joblib.parallel_config(backend="dask")`` the units run on the cluster.
         progress: ``progress(done, total)`` after each model-and-batch unit.
     Other arguments as :meth:`Estimator.estimate`.
@@ -191,7 +193,7 @@ def estimate_grid(
     estimators = [
         h
         if isinstance(h, Estimator)
-        else Estimator(h, runtime=runtime, calibrated=calibrated, models_dir=models_dir)
+        else Estimator(h, runtime=runtime, calibrated=calibrated, models_dir=models_dir, prior=prior)
         for h in hardware
     ]
     return run_units(
