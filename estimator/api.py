@@ -334,6 +334,10 @@ class Estimator:
             extrapolated=extrapolated,
         )
 
+    def __getstate__(self) -> dict:
+        """Pickled (for worker processes) without the per-report cache, which holds weak references."""
+        return {**self.__dict__, "_static_cache": {}}
+
     def _static_features(self, kernels: KernelReport) -> np.ndarray:
         """Hardware-free feature columns of ``kernels``, kept for the last few KernelReports (by identity)."""
         hit = self._static_cache.get(id(kernels))

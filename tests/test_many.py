@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import pickle
 
 import joblib
 import onnx
@@ -94,6 +95,14 @@ def test_dask_backend_on_a_local_cluster_gives_the_same_rows():
         joblib.parallel_config(backend="dask"),
     ):
         assert estimate_grid(models, n_jobs=-1, **grid) == serial
+
+
+def test_a_used_estimator_pickles_for_worker_processes():
+    est = Estimator("xeon-gold-5120", runtime="pytorch-cpu")  # a kernel-level trained model
+    model = _models()["conv"]
+    first = est.estimate(model, batch=2)
+    copy = pickle.loads(pickle.dumps(est))
+    assert copy.estimate(model, batch=2).to_json(top=100) == first.to_json(top=100)
 
 
 def test_bad_batch_is_one_clear_error():
