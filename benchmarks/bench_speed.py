@@ -354,6 +354,16 @@ def report(start: list[dict], graphs: list[dict], kern: list[dict], scale: dict,
         f"Speed-up {s['speedup']:.2f}x (target >= {TARGETS['n_jobs']}x: {_met(s['speedup'], TARGETS['n_jobs'], True)}); "
         f"rows identical: {'yes' if s['identical'] else '**NO**'}. Worker start-up is included; with two "
         "logical CPUs shared with other work the speed-up is bounded by what the other processes leave.",
+        *(
+            [
+                "",
+                f"**The machine was overloaded** (load average {s['load_before'][0]:.1f} on {os.cpu_count()} "
+                "CPUs): absolute times are inflated several-fold (the ratios much less), and a second worker "
+                "had no idle core to run on; rerun on a quiet machine for the n_jobs and millisecond targets.",
+            ]
+            if s["load_before"][0] > (os.cpu_count() or 1)
+            else []
+        ),
         "",
         "### Peak memory of the Llama-1B-sized estimate (fresh process, `VmHWM`)",
         "",
