@@ -107,6 +107,26 @@ class Estimate:
     not_costed: Mapping[str, int] = field(default_factory=dict)
     extrapolated: tuple[str, ...] = ()
 
+    def __repr__(self) -> str:
+        lo, hi = self.interval
+        kind = "calibrated" if self.calibrated else "physics-only"
+        return (
+            f"Estimate({self.joules:.4g} J per inference [{lo:.3g} .. {hi:.3g}] at batch {self.batch}, "
+            f"{self.seconds:.3g} s, {self.hardware}/{self.runtime}, {self.dtype}, {kind}, "
+            f"boundary {self.boundary}, {len(self.layers)} kernels)"
+        )
+
+    def to_dict(self) -> dict:
+        """The estimate as plain Python values (the JSON schema with every kernel listed)."""
+        return self.to_json(top=len(self.layers))
+
+    def to_dataframe(self):
+        """One row per kernel (largest energy first) as a pandas DataFrame: kernel, name, nodes, joules, share,
+        latency_s, bound, memory_level. pandas is imported on first call."""
+        import pandas as pd
+
+        return pd.DataFrame(self.to_dict()["top_layers"])
+
     def to_json(self, top: int = 10) -> dict:
         """The documented, stable JSON form of the estimate (schema ``estimator.estimate/1``)."""
         t = self.costs.totals
@@ -160,7 +180,7 @@ class Estimate:
                     "name": layer.name,
                     "nodes": list(layer.nodes),
                     "joules": layer.joules,
-                    "share": layer.joules / self.prior.joules if self.prior.joules else 0.0,
+                    "share": layer.joules / self.joules if self.joules else 0.0,
                     "latency_s": layer.seconds,
                     "bound": layer.bound,
                     "memory_level": layer.level,

@@ -26,7 +26,8 @@ STAGES: dict[str, int] = {
     "learn": 6,
     "api": 7,
     "many": 7,
-    "cli": 8,
+    "report": 8,
+    "cli": 9,
 }
 
 #: Lines above which a module must say at its top why it holds one thing only.
