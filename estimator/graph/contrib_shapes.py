@@ -13,6 +13,9 @@ ONNX's inference skips: ``SimplifiedLayerNormalization`` (any opset) and the con
 
 Dtypes are the names of :mod:`estimator.dtypes`. The module imports only :mod:`estimator.errors`, so the
 graph loader can use it without depending on the cost rules.
+
+Why this module is long: it is one table, the output shapes of some sixty ONNX Runtime contrib ops, each rule a
+few lines; split by op family it would scatter one registry and its shared shape helpers over several files.
 """
 
 from __future__ import annotations

@@ -22,6 +22,8 @@ RULE_MODULES = (
     "recurrent",
     "control_flow",
     "contrib",
+    "contrib_matmul",
+    "contrib_attention",
 )
 
 for _name in RULE_MODULES:
