@@ -96,12 +96,27 @@ def _infer(model: onnx.ModelProto) -> onnx.ModelProto:
             raise ModelFormatError(f"ONNX shape inference rejected the model: {first}") from None
 
 
-def _collect_types(graph: onnx.GraphProto) -> dict[str, tuple[tuple[int, ...] | None, str]]:
+def symbolic_lengths(graph: onnx.GraphProto) -> dict[str, int]:
+    """The symbolic length :func:`_light_model` gives each large or external 1-D initializer -> its length."""
+    return {
+        f"__len_{t.name}": int(t.dims[0])
+        for t in graph.initializer
+        if len(t.dims) == 1 and t.data_type not in _SHAPE_DTYPES
+    }
+
+
+def _collect_types(
+    graph: onnx.GraphProto, lengths: Mapping[str, int] | None = None
+) -> dict[str, tuple[tuple[int, ...] | None, str]]:
+    """Shape and dtype name of every typed value; ``lengths`` resolves the symbolic lengths of 1-D weights
+    (and so of every tensor ONNX derived from one: through Identity, Cast, Unsqueeze, Reshape...)."""
     types: dict[str, tuple[tuple[int, ...] | None, str]] = {}
     for vi in (*graph.input, *graph.value_info, *graph.output):
         if not vi.type.HasField("tensor_type"):
             continue
         dims = _dims_of(vi)
+        if lengths and dims is not None:
+            dims = [lengths.get(d, d) if isinstance(d, str) else d for d in dims]
         shape = tuple(dims) if dims is not None and all(isinstance(d, int) for d in dims) else None
         types[vi.name] = (shape, dtype_name(vi.type.tensor_type.elem_type))  # type: ignore[arg-type]
     return types

@@ -28,7 +28,7 @@ from estimator.errors import ModelFormatError
 from estimator.graph.binding import _bind_dimensions
 from estimator.graph.folding import _SMALL_CONSTANT_ELEMENTS, _propagate
 from estimator.graph.freeze import CONSTANT_FORWARDING_OPS, _decode_attributes, _freeze
-from estimator.graph.inference import _collect_types, _infer, _light_model
+from estimator.graph.inference import _collect_types, _infer, _light_model, symbolic_lengths
 from estimator.graph.reading import _is_external, _iter_all_nodes, _numel, _read_model, _topological_order
 from estimator.graph.structure import (
     MAX_TENSOR_ELEMENTS,
@@ -89,7 +89,8 @@ def _build(model: onnx.ModelProto, *, batch: int | None, shapes: dict[str, Seque
     bindings = _bind_dimensions(real_inputs, batch, shapes)
 
     inferred = _infer(_light_model(model, real_inputs, bindings))
-    types = _collect_types(inferred.graph)
+    lengths = symbolic_lengths(graph)
+    types = _collect_types(inferred.graph, lengths)
     for t in graph.initializer:
         types[t.name] = (tuple(int(d) for d in t.dims), dtype_name(t.data_type))
     constants: dict[str, np.ndarray] = {}
@@ -111,7 +112,7 @@ def _build(model: onnx.ModelProto, *, batch: int | None, shapes: dict[str, Seque
         inferred = _infer(
             _light_model(model, real_inputs, bindings, extra_types=types, extra_constants=constants)
         )
-        types.update({k: v for k, v in _collect_types(inferred.graph).items() if v[0] is not None})
+        types.update({k: v for k, v in _collect_types(inferred.graph, lengths).items() if v[0] is not None})
 
     symbols = {k[5:]: v[0] for k, v in bindings.items() if k.startswith("\0sym:")}
     return _freeze(

@@ -1,0 +1,77 @@
+"""Habits of real exporters that tiny hand-written graphs missed (issue 9), each as a tiny graph.
+
+Expected figures are closed forms of the graph written in each test.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnx.helper as oh
+import onnx.numpy_helper
+from conftest import parse
+
+from estimator.cost.nodes import count_costs
+from estimator.graph.load import load_graph
+
+
+def _with_external_weights(model: onnx.ModelProto, tmp_path, arrays: dict[str, np.ndarray]):
+    """``model`` with ``arrays`` as initializers whose external data file is absent."""
+    for name, value in arrays.items():
+        model.graph.initializer.append(onnx.numpy_helper.from_array(value, name))
+    path = tmp_path / "m.onnx"
+    onnx.save_model(model, path, save_as_external_data=True, location="m.data", size_threshold=0)
+    (tmp_path / "m.data").unlink()
+    return path
+
+
+def test_one_d_weights_seen_through_identity_cast_unsqueeze_reshape_keep_their_length(tmp_path):
+    # The TorchScript exporter writes an Identity for every weight equal to another; a 1-D weight of an
+    # external (or large) initializer gets a symbolic length for ONNX's inference, which must come back on
+    # every tensor derived from it, not only on the initializer.
+    c = 24
+    model = parse(
+        f"""
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[2, {c}, 5, 5] X) => (float[2, {c}, 5, 5] Y) {{
+            g1 = Identity (g)
+            h1 = Identity (h)
+            b1 = Cast <to = 1> (b)
+            axes = Constant <value = int64[2] {{1, 2}}> ()
+            g3 = Unsqueeze (h1, axes)
+            shp = Constant <value = int64[3] {{{c}, 1, 1}}> ()
+            s3 = Reshape (s, shp)
+            n = BatchNormalization (X, g1, b1, m, v)
+            p = Mul (n, g3)
+            Y = Add (p, s3)
+        }}
+        """,
+        check=False,
+    )
+    rng = np.random.default_rng(0)
+    weights = {k: rng.standard_normal(c).astype(np.float32) for k in ("g", "h", "b", "m", "v", "s")}
+    report = count_costs(load_graph(_with_external_weights(model, tmp_path, weights)))
+    assert report.coverage == 1.0, report.not_costed
+    assert report.graph.tensor("g3").shape == (c, 1, 1)
+    assert report.graph.tensor("s3").shape == (c, 1, 1)
+    # learned: BN scale and shift, the Mul's scale, the Add's shift (running statistics are not learned)
+    assert report.totals.params == 4 * c
+
+
+def test_a_weight_read_by_a_node_that_ends_shape_unknown_is_counted_at_its_next_reader():
+    graph = oh.make_graph(
+        [
+            oh.make_node("Foo", ["X"], ["u"], domain="custom.x"),
+            oh.make_node("Gemm", ["X", "W", "u"], ["a"], transB=1),
+            oh.make_node("Gemm", ["X", "W"], ["Y"], transB=1),
+        ],
+        "g",
+        [oh.make_tensor_value_info("X", onnx.TensorProto.FLOAT, [2, 8])],
+        [oh.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, [2, 4])],
+        [onnx.numpy_helper.from_array(np.arange(32, dtype=np.float32).reshape(4, 8), "W")],
+    )
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17), oh.make_opsetid("custom.x", 1)])
+    report = count_costs(load_graph(model))
+    first, second = (n for n in report.nodes if n.op_type == "Gemm")
+    assert first.status == "shape-unknown" and first.params == 0
+    assert second.status == "costed" and second.params == 32
