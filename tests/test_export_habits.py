@@ -75,3 +75,49 @@ def test_a_weight_read_by_a_node_that_ends_shape_unknown_is_counted_at_its_next_
     first, second = (n for n in report.nodes if n.op_type == "Gemm")
     assert first.status == "shape-unknown" and first.params == 0
     assert second.status == "costed" and second.params == 32
+
+
+def test_a_gathered_attention_bias_table_counts_the_table_not_its_expansion():
+    # LeViT / CoaT: attention_biases[:, idx] with a constant index table larger than the biases.
+    heads, n = 4, 9
+    model = parse(
+        f"""
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[1, {heads}, {n}, {n}] S) => (float[1, {heads}, {n}, {n}] Y) {{
+            ab = Gather <axis = 1> (table, idx)
+            Y = Add (S, ab)
+        }}
+        """,
+        check=False,
+    )
+    rng = np.random.default_rng(0)
+    model.graph.initializer.extend(
+        [
+            onnx.numpy_helper.from_array(rng.standard_normal((heads, n)).astype(np.float32), "table"),
+            onnx.numpy_helper.from_array(rng.integers(0, n, (n, n)).astype(np.int64), "idx"),
+        ]
+    )
+    report = count_costs(load_graph(model))
+    assert report.totals.params == heads * n
+
+
+def test_a_float_mask_made_from_a_stored_bool_mask_is_not_a_parameter():
+    s = 80  # a mask too large for its values to be kept (above 4096 elements)
+    model = parse(
+        f"""
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[1, 2, {s}, {s}] S) => (float[1, 2, {s}, {s}] Y) {{
+            zero = Constant <value = float {{0.0}}> ()
+            low = Constant <value = float {{-10000.0}}> ()
+            mask = Where (causal, zero, low)
+            Y = Add (S, mask)
+        }}
+        """,
+        check=False,
+    )
+    tril = np.tril(np.ones((1, 1, s, s), dtype=bool))
+    model.graph.initializer.append(onnx.numpy_helper.from_array(tril, "causal"))
+    report = count_costs(load_graph(model))
+    assert report.coverage == 1.0
+    assert report.totals.params == 0
+    assert report.totals.weight_bytes == 4 * s * s  # the mask is still read

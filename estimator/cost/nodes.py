@@ -287,9 +287,10 @@ def _account(
         if is_weight:
             weight_bytes += nbytes
             root = graph.constant_roots[name]
-            if i in param_positions and root not in counted_roots and root not in newly_counted:
+            root_info = graph.tensor(root) or info
+            learnable = root_info is not None and root_info.dtype not in _NOT_LEARNED_DTYPES
+            if i in param_positions and learnable and root not in counted_roots and root not in newly_counted:
                 newly_counted.add(root)
-                root_info = graph.tensor(root) or info
                 if root_info is not None and root_info.numel is not None:
                     params += root_info.numel
                     param_bytes += root_info.nbytes or 0
@@ -315,6 +316,10 @@ def _account(
         flags=flags,
     )
 
+
+#: Stored element types that hold masks and indices, never learned parameters (a float mask computed from a
+#: stored bool mask, an index table): read as weights, not counted as parameters.
+_NOT_LEARNED_DTYPES = frozenset({"bool", "int64"})
 
 #: Stored element types that a runtime reads as they are, dequantizing inside the kernel (QDQ fusion).
 _QUANTIZED_STORAGE = frozenset(

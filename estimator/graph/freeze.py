@@ -35,6 +35,10 @@ CONSTANT_FORWARDING_OPS = frozenset(
         "Tile",
     }
 )
+#: Ops whose output selects or repeats elements of their first input (an embedding row, an attention-bias table
+#: expanded by constant indices, a slice of a weight): a weight seen through them keeps its stored tensor as its
+#: root, however large the selection.
+CONSTANT_SELECTING_OPS = frozenset({"Gather", "GatherElements", "GatherND", "Slice", "Pad"})
 #: Ops never folded at load time even when their inputs are constant.
 _NEVER_FOLDED = frozenset(
     {
@@ -110,7 +114,8 @@ def _freeze(
             or (proto.op_type in ("Shape", "Size") and tensors.get(reads[0], TensorInfo("", None, "")).shape)
         )
         if folded:
-            if proto.op_type in CONSTANT_FORWARDING_OPS and reads and reads[0] in roots:
+            forwarding = proto.op_type in CONSTANT_FORWARDING_OPS or proto.op_type in CONSTANT_SELECTING_OPS
+            if forwarding and reads and reads[0] in roots:
                 roots[outputs[0]] = roots[reads[0]]
             else:
                 source = _derived_from(proto, reads, roots, tensors)
