@@ -121,3 +121,23 @@ def test_a_float_mask_made_from_a_stored_bool_mask_is_not_a_parameter():
     assert report.coverage == 1.0
     assert report.totals.params == 0
     assert report.totals.weight_bytes == 4 * s * s  # the mask is still read
+
+
+def test_nodes_stored_out_of_topological_order_are_all_costed():
+    nodes = [
+        oh.make_node("Relu", ["h"], ["Y"]),
+        oh.make_node("Gemm", ["a", "W"], ["h"], transB=1),
+        oh.make_node("Sigmoid", ["X"], ["a"]),
+    ]
+    graph = oh.make_graph(
+        nodes,
+        "g",
+        [oh.make_tensor_value_info("X", onnx.TensorProto.FLOAT, [3, 8])],
+        [oh.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, None)],
+        [onnx.numpy_helper.from_array(np.ones((5, 8), np.float32), "W")],
+    )
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)])
+    report = count_costs(load_graph(model))
+    assert [n.op_type for n in report.nodes] == ["Sigmoid", "Gemm", "Relu"]
+    assert report.coverage == 1.0
+    assert report.totals.macs == 3 * 8 * 5 and report.totals.params == 40

@@ -28,11 +28,13 @@ def _light_model(
     *,
     extra_types: Mapping[str, tuple[tuple[int, ...] | None, str]] | None = None,
     extra_constants: Mapping[str, np.ndarray] | None = None,
+    order: Sequence[int] | None = None,
 ) -> onnx.ModelProto:
     """A copy of the model for shape inference: bound input shapes, large initializers as typed inputs."""
     src = model.graph
     g = onnx.GraphProto(name=src.name)
-    g.node.extend(src.node)
+    # ONNX's inference visits nodes in stored order: give it the topological one (some tools break the order).
+    g.node.extend(src.node if order is None else (src.node[i] for i in order))
     symbols = {k[5:]: v[0] for k, v in bindings.items() if k.startswith("\0sym:")}
     known_constants = dict(extra_constants or {})
     for vi in real_inputs:

@@ -88,7 +88,7 @@ def _build(model: onnx.ModelProto, *, batch: int | None, shapes: dict[str, Seque
     )
     bindings = _bind_dimensions(real_inputs, batch, shapes)
 
-    inferred = _infer(_light_model(model, real_inputs, bindings))
+    inferred = _infer(_light_model(model, real_inputs, bindings, order=order))
     lengths = symbolic_lengths(graph)
     types = _collect_types(inferred.graph, lengths)
     for t in graph.initializer:
@@ -110,13 +110,15 @@ def _build(model: onnx.ModelProto, *, batch: int | None, shapes: dict[str, Seque
         ):
             break
         inferred = _infer(
-            _light_model(model, real_inputs, bindings, extra_types=types, extra_constants=constants)
+            _light_model(
+                model, real_inputs, bindings, extra_types=types, extra_constants=constants, order=order
+            )
         )
         types.update({k: v for k, v in _collect_types(inferred.graph, lengths).items() if v[0] is not None})
 
     symbols = {k[5:]: v[0] for k, v in bindings.items() if k.startswith("\0sym:")}
     return _freeze(
-        inferred.graph,
+        graph,
         order,
         types,
         constants,
