@@ -9,9 +9,11 @@ import numpy as np
 import onnx
 import onnx.helper as oh
 import onnx.numpy_helper
+import pytest
 from conftest import parse
 
 from estimator.cost.nodes import count_costs
+from estimator.errors import InvalidDimensionError
 from estimator.graph.load import load_graph
 
 
@@ -141,3 +143,51 @@ def test_nodes_stored_out_of_topological_order_are_all_costed():
     assert [n.op_type for n in report.nodes] == ["Sigmoid", "Gemm", "Relu"]
     assert report.coverage == 1.0
     assert report.totals.macs == 3 * 8 * 5 and report.totals.params == 40
+
+
+FIXED_BATCH = """
+<ir_version: 8, opset_import: ["" : 17]>
+agraph (float[1, 32] X) => (float[1, 4, 5] Y) {
+    shp = Constant <value = int64[3] {1, 4, 8}> ()
+    r = Reshape (X, shp)
+    Y = MatMul (r, W)
+}
+"""
+
+
+def _fixed_batch_model() -> onnx.ModelProto:
+    model = parse(FIXED_BATCH, check=False)
+    w = np.random.default_rng(0).standard_normal((8, 5)).astype(np.float32)
+    model.graph.initializer.append(onnx.numpy_helper.from_array(w, "W"))
+    return model
+
+
+@pytest.mark.parametrize("how", ["batch", "shape"])
+def test_batch_of_a_fixed_batch_export_is_rebound_through_baked_reshapes(how):
+    model = _fixed_batch_model()
+    kwargs = {"batch": 6} if how == "batch" else {"shapes": {"X": (6, 32)}}
+    graph = load_graph(model, **kwargs)
+    report = count_costs(graph)
+    assert graph.batch == 6
+    assert graph.tensor("r").shape == (6, 4, 8) and graph.tensor("Y").shape == (6, 4, 5)
+    assert report.totals.macs == 6 * 4 * 8 * 5 and report.totals.params == 40
+    assert count_costs(load_graph(model)).totals.macs == 4 * 8 * 5  # the exported batch by default
+
+
+def test_a_fixed_non_batch_dimension_cannot_be_changed_by_shape():
+    with pytest.raises(InvalidDimensionError, match=r"fixed shape \[1, 32\].*only its leading"):
+        load_graph(_fixed_batch_model(), shapes={"X": (1, 64)})
+
+
+def test_a_batch_folded_into_another_dimension_is_refused_in_one_line():
+    model = parse(
+        """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[1, 32] X) => (float[32] Y) {
+            shp = Constant <value = int64[1] {32}> ()
+            Y = Reshape (X, shp)
+        }
+        """
+    )
+    with pytest.raises(InvalidDimensionError, match="fixed shape baked in"):
+        load_graph(model, batch=4)

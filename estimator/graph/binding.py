@@ -27,6 +27,10 @@ def _dims_of(vi: onnx.ValueInfoProto) -> list[int | str | None] | None:
     return out
 
 
+#: Key of the bindings holding ``(exported batch, new batch)`` when a fixed leading dimension is re-bound.
+REBATCH_KEY = "\0rebatch"
+
+
 def _bind_dimensions(
     inputs: Sequence[onnx.ValueInfoProto], batch: int | None, shapes: dict[str, Sequence[int]]
 ) -> dict[str, tuple[int, ...]]:
@@ -49,6 +53,7 @@ def _bind_dimensions(
         raise InvalidDimensionError(f"batch must be a positive integer, got {batch}")
 
     bound: dict[str, tuple[int, ...]] = {}
+    rebatched: dict[str, int] = {}  # input -> the fixed batch it was exported with
     for vi in inputs:
         declared = _dims_of(vi)
         if vi.name in shapes:
@@ -59,9 +64,17 @@ def _bind_dimensions(
                     f"({_fmt_dims(declared)}); give all {len(declared)}"
                 )
             if declared is not None:
-                for d, v in zip(declared, dims, strict=True):
+                for axis, (d, v) in enumerate(zip(declared, dims, strict=True)):
                     if isinstance(d, str):
                         symbols.setdefault(d, v)
+                    elif isinstance(d, int) and d != v:
+                        if axis != 0:
+                            raise InvalidDimensionError(
+                                f"input '{vi.name}' was exported with the fixed shape {_fmt_dims(declared)}: "
+                                f"--shape can change only its leading (batch) dimension, not dimension {axis}; "
+                                f"re-export the model with dynamic axes"
+                            )
+                        rebatched[vi.name] = d
             bound[vi.name] = dims
             continue
         if declared is None:
@@ -71,6 +84,9 @@ def _bind_dimensions(
         if batch is not None and declared and not isinstance(declared[0], int):
             if isinstance(declared[0], str):
                 symbols.setdefault(declared[0], batch)
+            declared = [batch, *declared[1:]]
+        elif batch is not None and declared and declared[0] != batch:
+            rebatched[vi.name] = declared[0]  # exported with a fixed batch: re-bound (see rebatch_model)
             declared = [batch, *declared[1:]]
         dims_out = []
         for axis, d in enumerate(declared):
@@ -98,6 +114,15 @@ def _bind_dimensions(
                 f"absurdly large; check --batch / --shape"
             )
     bound.update({f"\0sym:{k}": (v,) for k, v in symbols.items()})
+    if rebatched:
+        old_batches = set(rebatched.values())
+        new_batches = {bound[name][0] for name in rebatched}
+        if len(old_batches) != 1 or len(new_batches) != 1:
+            raise InvalidDimensionError(
+                f"inputs {', '.join(sorted(rebatched))} were exported with fixed leading dimensions and would be "
+                f"re-bound inconsistently; give one batch for all of them (--batch N)"
+            )
+        bound[REBATCH_KEY] = (old_batches.pop(), new_batches.pop())
     return bound
 
 

@@ -25,11 +25,12 @@ import onnx.numpy_helper
 
 from estimator.dtypes import dtype_name
 from estimator.errors import ModelFormatError
-from estimator.graph.binding import _bind_dimensions
+from estimator.graph.binding import REBATCH_KEY, _bind_dimensions
 from estimator.graph.folding import _SMALL_CONSTANT_ELEMENTS, _propagate
 from estimator.graph.freeze import CONSTANT_FORWARDING_OPS, _decode_attributes, _freeze
 from estimator.graph.inference import _collect_types, _infer, _light_model, symbolic_lengths
 from estimator.graph.reading import _is_external, _iter_all_nodes, _numel, _read_model, _topological_order
+from estimator.graph.rebatch import rebatch_model
 from estimator.graph.structure import (
     MAX_TENSOR_ELEMENTS,
     ONNX_DOMAIN,
@@ -87,6 +88,12 @@ def _build(model: onnx.ModelProto, *, batch: int | None, shapes: dict[str, Seque
         graph, available={vi.name for vi in graph.input} | initializer_names, outer=set()
     )
     bindings = _bind_dimensions(real_inputs, batch, shapes)
+    if REBATCH_KEY in bindings:
+        exported, new_batch = bindings[REBATCH_KEY]
+        model = rebatch_model(model, order, [vi.name for vi in real_inputs], exported, new_batch)
+        graph = model.graph
+        initializer_names = {t.name for t in graph.initializer} | {t.name for t in graph.sparse_initializer}
+        real_inputs = [vi for vi in graph.input if vi.name not in initializer_names]
 
     inferred = _infer(_light_model(model, real_inputs, bindings, order=order))
     lengths = symbolic_lengths(graph)
