@@ -292,7 +292,7 @@ def _account(
             if i in param_positions and learnable and root not in counted_roots and root not in newly_counted:
                 newly_counted.add(root)
                 if root_info is not None and root_info.numel is not None:
-                    params += root_info.numel
+                    params += (cost.param_elements or {}).get(i, root_info.numel)
                     param_bytes += root_info.nbytes or 0
         else:
             activation_bytes += nbytes

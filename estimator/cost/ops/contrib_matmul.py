@@ -12,7 +12,8 @@
 * ``GemmFastGelu``: MatMul + bias (1) + tanh-Gelu (9) per output.
 * ``MatMulNBits``: ``numel(A) * N`` MACs against ``bits``-bit block-quantized weights; dequantizing the
   ``N*K`` weights costs 2 per weight (subtract zero point, multiply by the block scale); +1 per output for
-  the bias. The weight input is already packed (``uint8`` blobs), so its bytes are the packed size.
+  the bias. The weight input is already packed (``uint8`` blobs), so its bytes are the packed size; its
+  parameters are the ``N*K`` logical weights (block scales and zero points belong to their encoding).
 * ``MatMulIntegerToFloat``: integer MACs + 1 op per element of each operand with a zero point + 1 per
   output (scale) + 1 per output for the bias. ``DynamicQuantizeMatMul``: the same after quantizing ``A``
   (6 ops per element: min, max, quantize). ``QGemm``: integer MACs + zero points + requantization (4 per
@@ -104,7 +105,14 @@ def matmul_nbits(ctx: NodeContext) -> OpCost:
     macs = ctx.in_numel(0) * int(n)
     dequantize = DEQUANTIZE_OPS * int(n) * int(k)
     bias = ctx.out_numel(0) if ctx.has_input(5) else 0
-    return OpCost(macs=macs, flops=2 * macs + dequantize + bias, param_inputs=_present(ctx, 1, 2, 3, 5))
+    # Parameters are the N*K logical weights (and the bias), not the packed uint8 elements of the blob.
+    logical = {1: int(n) * int(k), 2: 0, 3: 0}
+    return OpCost(
+        macs=macs,
+        flops=2 * macs + dequantize + bias,
+        param_inputs=_present(ctx, 1, 2, 3, 5),
+        param_elements={i: v for i, v in logical.items() if ctx.has_input(i)},
+    )
 
 
 @register("MatMulIntegerToFloat", domain=MS_DOMAIN)
