@@ -191,3 +191,50 @@ def test_a_batch_folded_into_another_dimension_is_refused_in_one_line():
     )
     with pytest.raises(InvalidDimensionError, match="fixed shape baked in"):
         load_graph(model, batch=4)
+
+
+@pytest.mark.parametrize("layout", ["4d", "3d"])
+def test_opset_23_attention_with_grouped_query_heads_and_past(layout):
+    b, hq, hkv, s, past, d = 2, 8, 2, 5, 3, 16
+    if layout == "4d":
+        sig = f"(float[{b},{hq},{s},{d}] Q, float[{b},{hkv},{s},{d}] K, float[{b},{hkv},{s},{d}] V"
+        attrs = "<is_causal = 1>"
+    else:
+        sig = f"(float[{b},{s},{hq * d}] Q, float[{b},{s},{hkv * d}] K, float[{b},{s},{hkv * d}] V"
+        attrs = f"<is_causal = 1, q_num_heads = {hq}, kv_num_heads = {hkv}>"
+    sig += f", float[{b},{hkv},{past},{d}] PK, float[{b},{hkv},{past},{d}] PV) => (float[{b},{s},{hq * d}] Y)"
+    body = (
+        f"Y, pk, pv = Attention {attrs} (Q, K, V, , PK, PV)"
+        if layout == "3d"
+        else (
+            f"y4, pk, pv = Attention {attrs} (Q, K, V, , PK, PV)\n"
+            f"            t = Transpose <perm = [0, 2, 1, 3]> (y4)\n"
+            f"            shp = Constant <value = int64[3] {{{b}, {s}, {hq * d}}}> ()\n"
+            f"            Y = Reshape (t, shp)"
+        )
+    )
+    model = parse(
+        f'<ir_version: 10, opset_import: ["" : 23]>\nagraph {sig} {{\n            {body}\n        }}'
+    )
+    report = count_costs(load_graph(model))
+    assert report.coverage == 1.0, report.not_costed
+    node = next(n for n in report.nodes if n.op_type == "Attention")
+    scores = b * hq * s * (past + s)
+    assert node.macs == scores * 2 * d
+    assert node.flops == 2 * node.macs + scores * (1 + 5)  # scale + softmax; causal masking is free
+    assert node.params == 0
+
+
+def test_opset_23_rotary_embedding_partial_rotation():
+    b, h, s, d, rot = 1, 4, 6, 32, 16
+    model = parse(
+        f"""
+        <ir_version: 10, opset_import: ["" : 23]>
+        agraph (float[{b},{h},{s},{d}] X, float[{b},{s},{rot // 2}] C, float[{b},{s},{rot // 2}] S)
+            => (float[{b},{h},{s},{d}] Y) {{
+            Y = RotaryEmbedding <rotary_embedding_dim = {rot}> (X, C, S)
+        }}
+        """
+    )
+    node = count_costs(load_graph(model)).nodes[0]
+    assert node.status == "costed" and node.flops == 3 * b * h * s * rot

@@ -24,6 +24,7 @@ RULE_MODULES = (
     "contrib",
     "contrib_matmul",
     "contrib_attention",
+    "attention",
 )
 
 for _name in RULE_MODULES:
