@@ -238,3 +238,43 @@ def test_opset_23_rotary_embedding_partial_rotation():
     )
     node = count_costs(load_graph(model)).nodes[0]
     assert node.status == "costed" and node.flops == 3 * b * h * s * rot
+
+
+def test_window_partition_pads_computed_at_run_time_are_folded():
+    # Swin pads its feature map to a multiple of the window with pads computed from the runtime shape
+    # (Shape -> Gather -> Mod -> Concat -> Reshape -> Transpose -> Reshape -> Pad), then partitions it.
+    win = 7
+    model = parse(
+        f"""
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[1, 10, 10, 8] X) => (float[4, 49, 8] Y) {{
+            shp = Shape (X)
+            i1 = Constant <value = int64 {{1}}> ()
+            h = Gather <axis = 0> (shp, i1)
+            w7 = Constant <value = int64 {{{win}}}> ()
+            r = Mod (h, w7)
+            rem = Sub (w7, r)
+            pad_h = Mod (rem, w7)
+            pad_h1 = Unsqueeze (pad_h, zero1)
+            zero1 = Constant <value = int64[1] {{0}}> ()
+            z = Constant <value = int64[1] {{0}}> ()
+            begin_end = Concat <axis = 0> (z, z, z, pad_h1, z, pad_h1, z, z)
+            s42 = Constant <value = int64[2] {{4, 2}}> ()
+            pairs = Reshape (begin_end, s42)
+            t = Transpose <perm = [1, 0]> (pairs)
+            s8 = Constant <value = int64[1] {{8}}> ()
+            pads = Reshape (t, s8)
+            p = Pad (X, pads)
+            s6 = Constant <value = int64[6] {{1, 2, {win}, 2, {win}, 8}}> ()
+            q = Reshape (p, s6)
+            u = Transpose <perm = [0, 1, 3, 2, 4, 5]> (q)
+            s3 = Constant <value = int64[3] {{4, 49, 8}}> ()
+            Y = Reshape (u, s3)
+        }}
+        """,
+        check=False,
+    )
+    graph = load_graph(model)
+    assert graph.tensor("p").shape == (1, 14, 14, 8)
+    report = count_costs(graph)
+    assert report.coverage == 1.0, report.not_costed

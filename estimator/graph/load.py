@@ -52,6 +52,11 @@ __all__ = [
 ]
 
 
+#: Rounds of (own propagation, then ONNX's inference again) at most. Each round lets shapes computed at run time
+#: flow one step further (Swin's window partition needs one per stage); most graphs converge in one or two.
+MAX_PROPAGATION_ROUNDS = 12
+
+
 def load_graph(
     source: str | os.PathLike[str] | bytes | onnx.ModelProto,
     *,
@@ -110,7 +115,7 @@ def _build(model: onnx.ModelProto, *, batch: int | None, shapes: dict[str, Seque
     ordered = [graph.node[i] for i in order]
     attributes = {i: _decode_attributes(graph.node[i]) for i in order}
     ordered_attrs = [attributes[i] for i in order]
-    for _ in range(4):
+    for _ in range(MAX_PROPAGATION_ROUNDS):
         learned = _propagate(ordered, ordered_attrs, types, constants)
         if not learned or all(
             types.get(o, (None, ""))[0] is not None for n in ordered for o in n.output if o
