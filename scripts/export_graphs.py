@@ -314,11 +314,35 @@ def _build(spec: Spec):
     model_cls, cfg_cls = getattr(transformers, cfg.pop("cls")), getattr(transformers, cfg.pop("cfg"))
     config = cfg_cls(**cfg)
     config._attn_implementation = "eager"
-    config.use_cache = False
-    model = model_cls(config)
+    model = _LastHiddenState(model_cls(config))
     ids = torch.randint(0, min(config.vocab_size, 1000), spec.input)
     axes = {"input_ids": {0: "batch", 1: "sequence"}}
     return model, (ids,), ["input_ids"], axes, f"transformers {transformers.__version__}"
+
+
+def _LastHiddenState(model):
+    """``model`` called with ``input_ids`` only (no cache), returning its last hidden state."""
+    import torch
+
+    class LastHiddenState(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids):
+            return (
+                self.inner(input_ids=input_ids, use_cache=False)[0]
+                if _takes_cache(self.inner)
+                else (self.inner(input_ids=input_ids)[0])
+            )
+
+    return LastHiddenState(model)
+
+
+def _takes_cache(model) -> bool:
+    import inspect
+
+    return "use_cache" in inspect.signature(model.forward).parameters
 
 
 def _randomise(model, seed: int = 0) -> None:

@@ -278,3 +278,45 @@ def test_window_partition_pads_computed_at_run_time_are_folded():
     assert graph.tensor("p").shape == (1, 14, 14, 8)
     report = count_costs(graph)
     assert report.coverage == 1.0, report.not_costed
+
+
+def test_tf_same_padding_computed_with_clip_is_folded():
+    # timm's tf_* networks pad like TensorFlow's "SAME": max((ceil(H/s) - 1) * s + k - H, 0) via Clip.
+    model = parse(
+        """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[1, 3, 9, 9] X, float[4, 3, 3, 3] W) => (float[1, 4, 5, 5] Y) {
+            shp = Shape (X)
+            i2 = Constant <value = int64 {2}> ()
+            h = Gather <axis = 0> (shp, i2)
+            hf = Cast <to = 1> (h)
+            two = Constant <value = float {2.0}> ()
+            out = Ceil (q)
+            q = Div (hf, two)
+            one = Constant <value = float {1.0}> ()
+            k = Constant <value = float {3.0}> ()
+            a = Sub (out, one)
+            b = Mul (a, two)
+            c = Add (b, k)
+            d = Sub (c, hf)
+            zero = Constant <value = float {0.0}> ()
+            total = Clip (d, zero, )
+            half = Div (total, two)
+            lo = Floor (half)
+            hi = Sub (total, lo)
+            lo1 = Unsqueeze (lo, ax)
+            hi1 = Unsqueeze (hi, ax)
+            ax = Constant <value = int64[1] {0}> ()
+            z = Constant <value = float[1] {0.0}> ()
+            pf = Concat <axis = 0> (z, z, lo1, lo1, z, z, hi1, hi1)
+            pads = Cast <to = 7> (pf)
+            p = Pad (X, pads)
+            Y = Conv <strides = [2, 2]> (p, W)
+        }
+        """,
+        check=False,
+    )
+    graph = load_graph(model)
+    assert graph.tensor("p").shape == (1, 3, 11, 11)
+    report = count_costs(graph)
+    assert report.coverage == 1.0 and report.totals.macs == 4 * 5 * 5 * 3 * 3 * 3

@@ -168,6 +168,17 @@ def _fold_constant_of_shape(args: list, attrs: dict) -> list[np.ndarray]:
     return [np.full(shape, fill, dtype=np.asarray(fill).dtype)]
 
 
+def _fold_clip(args: list, attrs: dict) -> np.ndarray:
+    low = args[1] if len(args) > 1 and args[1] is not None else attrs.get("min")
+    high = args[2] if len(args) > 2 and args[2] is not None else attrs.get("max")
+    out = args[0]
+    if low is not None:
+        out = np.maximum(out, np.asarray(low, dtype=out.dtype))
+    if high is not None:
+        out = np.minimum(out, np.asarray(high, dtype=out.dtype))
+    return np.asarray(out)
+
+
 _FOLDERS: dict[str, Any] = {
     "Shape": None,
     "Size": None,
@@ -198,6 +209,7 @@ _FOLDERS: dict[str, Any] = {
     "ConstantOfShape": _fold_constant_of_shape,
     "Expand": lambda a, k: [a[0] * np.ones([int(d) for d in a[1]], dtype=a[0].dtype)],
     "ReduceProd": lambda a, k: [np.asarray(np.prod(a[0], keepdims=bool(k.get("keepdims", 1))))],
+    "Clip": lambda a, k: [_fold_clip(a, k)],
     "Transpose": lambda a, k: [np.transpose(a[0], k.get("perm"))],
     "Flatten": lambda a, k: [a[0].reshape(math.prod(a[0].shape[: k.get("axis", 1)]), -1)],
     "Tile": lambda a, k: [np.tile(a[0], [int(r) for r in a[1]])],

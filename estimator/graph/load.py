@@ -53,8 +53,9 @@ __all__ = [
 
 
 #: Rounds of (own propagation, then ONNX's inference again) at most. Each round lets shapes computed at run time
-#: flow one step further (Swin's window partition needs one per stage); most graphs converge in one or two.
-MAX_PROPAGATION_ROUNDS = 12
+#: flow one step further (Swin's window partition needs one per stage, GPT-1 one per layer: its head size is a
+#: Div, which ONNX's data propagation skips); most graphs converge in one or two.
+MAX_PROPAGATION_ROUNDS = 64
 
 
 def load_graph(
