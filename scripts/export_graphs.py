@@ -330,11 +330,12 @@ def _LastHiddenState(model):
             self.inner = inner
 
         def forward(self, input_ids):
-            return (
-                self.inner(input_ids=input_ids, use_cache=False)[0]
-                if _takes_cache(self.inner)
-                else (self.inner(input_ids=input_ids)[0])
-            )
+            # An all-ones attention mask built from input_ids: transformers then skips its packed-sequence
+            # detection (aten::diff, which the TorchScript exporter cannot write).
+            kwargs = {"attention_mask": torch.ones_like(input_ids)}
+            if _takes_cache(self.inner):
+                kwargs["use_cache"] = False
+            return self.inner(input_ids=input_ids, **kwargs)[0]
 
     return LastHiddenState(model)
 

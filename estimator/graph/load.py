@@ -130,9 +130,10 @@ def _build(model: onnx.ModelProto, *, batch: int | None, shapes: dict[str, Seque
         types.update({k: v for k, v in _collect_types(inferred.graph, lengths).items() if v[0] is not None})
 
     symbols = {k[5:]: v[0] for k, v in bindings.items() if k.startswith("\0sym:")}
+    # The inferred graph holds the nodes in topological order (and ONNX's shapes inside subgraphs).
     return _freeze(
-        graph,
-        order,
+        inferred.graph,
+        range(len(order)),
         types,
         constants,
         opsets,
@@ -141,5 +142,5 @@ def _build(model: onnx.ModelProto, *, batch: int | None, shapes: dict[str, Seque
         outer_roots={},
         symbols=symbols,
         ir_version=model.ir_version,
-        attributes=attributes,
+        attributes={position: attributes[i] for position, i in enumerate(order)},
     )
