@@ -89,7 +89,25 @@ def test_flops_match_pytorch(name: str):
     assert abs(flops - reference) <= FLOP_TOLERANCE * reference, f"{name}: {flops} vs {reference}"
 
 
-@pytest.mark.parametrize("name", NAMES)
+#: Known misses, each with its cause (reported in docs/real_exports.md; the test fails if one starts passing).
+PARAM_MISSES = {
+    "swin_tiny_patch4_window7_224": (
+        "the exporter folds each relative-position-bias gather into a stored 2401 x heads table (+1.09 %) and "
+        "stores the shifted-window masks (0 / -100) as float buffers read by Add (+0.78 %); the graph no longer "
+        "says which stored floats were learned"
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.xfail(reason=PARAM_MISSES[n], strict=True))
+        if n in PARAM_MISSES
+        else n
+        for n in NAMES
+    ],
+)
 def test_params_match_pytorch(name: str):
     reference = int(ROWS[name]["reference_params"])
     params = _report(name).totals.params
