@@ -25,6 +25,7 @@ RULE_MODULES = (
     "contrib_matmul",
     "contrib_attention",
     "attention",
+    "quantized_weights",
 )
 
 for _name in RULE_MODULES:
