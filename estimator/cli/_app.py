@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from estimator.errors import EstimatorError, InvalidDimensionError
+from estimator.fileio import check_input_file
 
 app = typer.Typer(
     name="estimate",
@@ -69,4 +70,25 @@ ShapeOpt = Annotated[
     typer.Option("--shape", help="Bind an input's shape (NAME=1x3x224x224) or a symbolic dim (NAME=128)."),
 ]
 BatchOpt = Annotated[int | None, typer.Option("--batch", help="Batch size bound to symbolic leading dims.")]
-ModelArg = Annotated[Path, typer.Argument(help="Path of the .onnx model.", show_default=False)]
+
+
+def _checked_model(path: Path) -> Path:
+    """The model path, checked (exists, a regular file, not too large) before any heavy import."""
+    return check_input_file(path, what="model", hint="give the path of an .onnx model file")
+
+
+def _checked_tables(paths: list[Path]) -> list[Path]:
+    """Measurement table paths, each checked before anything is imported or trained."""
+    hint = "give the path of a .csv or .csv.gz measurement table"
+    return [check_input_file(p, what="measurement table", hint=hint) for p in paths]
+
+
+ModelArg = Annotated[
+    Path, typer.Argument(help="Path of the .onnx model.", show_default=False, callback=_checked_model)
+]
+TablesArg = Annotated[
+    list[Path],
+    typer.Argument(
+        help="Measurement tables (.csv / .csv.gz) in the project schema.", callback=_checked_tables
+    ),
+]

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from estimator.errors import DataError, InputFileError
-from estimator.fileio import atomic_write_bytes
+from estimator.fileio import atomic_write_bytes, check_input_file
 
 __all__ = [
     "BOUNDARIES",
@@ -257,10 +257,7 @@ class MeasurementIssue:
 
 def _read_text_rows(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
     """Header, data rows and the file line on which each data row starts."""
-    if not path.exists():
-        raise InputFileError(f"measurement file {path} does not exist; check the path")
-    if path.is_dir():
-        raise InputFileError(f"{path} is a directory; give the path of a .csv or .csv.gz file")
+    check_input_file(path, what="measurement table", hint="give the path of a .csv or .csv.gz file")
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rt", encoding="utf-8", newline="") as handle:

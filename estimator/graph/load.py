@@ -21,7 +21,6 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,6 +36,7 @@ from estimator.errors import (
     ModelFormatError,
     UnboundDimensionError,
 )
+from estimator.fileio import check_input_file
 
 #: Default domain name (the protobuf's empty string).
 ONNX_DOMAIN = "ai.onnx"
@@ -224,11 +224,7 @@ def _read_model(source: str | os.PathLike[str] | bytes | onnx.ModelProto) -> onn
     elif isinstance(source, (bytes, bytearray, memoryview)):
         model = _parse(bytes(source), "the given bytes")
     elif isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.exists():
-            raise InputFileError(f"{path}: no such file; give the path of an .onnx model")
-        if path.is_dir():
-            raise InputFileError(f"{path}: is a directory; give the path of an .onnx model file inside it")
+        path = check_input_file(source, what="model", hint="give the path of an .onnx model file")
         try:
             data = path.read_bytes()
         except OSError as exc:
