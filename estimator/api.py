@@ -32,7 +32,7 @@ from estimator.energy.physics import (
     tdp_roofline_joules,
 )
 from estimator.energy.runtimes import Runtime, get_runtime
-from estimator.errors import ProfileError
+from estimator.errors import GraphStructureError, ProfileError
 from estimator.graph.load import load_graph
 from estimator.learn.features import FEATURE_NAMES, build_features
 from estimator.learn.regressor import TrainedModel, default_models_dir, load_model, outside_domain
@@ -145,7 +145,7 @@ class Estimate:
                     "name": layer.name,
                     "nodes": list(layer.nodes),
                     "joules": layer.joules,
-                    "share": layer.joules / self.prior.joules if self.prior.joules else 0.0,
+                    "share": layer.joules / self.joules if self.joules else 0.0,
                     "latency_s": layer.seconds,
                     "bound": layer.bound,
                     "memory_level": layer.level,
@@ -192,7 +192,9 @@ class Estimator:
             )
         self._interval = prior_interval()
         self.model: TrainedModel | None = None
-        if calibrated:
+        # Trained models belong to the shipped profiles: a user's file, even one named like a shipped
+        # profile, gets one only when its content is the shipped file's (docs/training.md).
+        if calibrated and is_shipped_profile(self.profile):
             directory = Path(models_dir) if models_dir is not None else default_models_dir()
             self.model = load_model(directory, self.profile.name, self.runtime.name, FEATURE_NAMES)
 
@@ -236,7 +238,13 @@ class Estimator:
         """Estimate from already fused kernels (skips loading; for callers that cost once)."""
         element = DTYPE_CHOICES.get(dtype, dtype) if dtype else None
         hw = self.profile
+        if not kernels.costs.nodes:
+            raise GraphStructureError(
+                "the model's graph has no nodes: it computes nothing, so it has no energy to estimate; "
+                "check that the export kept the network"
+            )
         prior = energy_prior(kernels, hw, dtype=element, runtime=self.runtime, threads=threads)
+        _check_finite(prior, hw)
         batch = kernels.costs.graph.batch
         kernel_joules = prior.kernel_joules
         extrapolated: tuple[str, ...] = ()
@@ -255,11 +263,15 @@ class Estimator:
                 f"xgboost residual over {PRIOR_NAME}, {sc['granularity']} level, trained on "
                 f"{sc['training_rows']} measurements ({', '.join(sc['sources'])})"
             )
+        # A trained model corrects joules, not time. Power cannot exceed the TDP for a whole inference, so when
+        # the corrected joules do not fit in the prior's latency at TDP, the latency is at least joules / TDP
+        # (the prior's time was too short, e.g. framework overhead on a CPU) - never a power above the TDP.
+        seconds = max(prior.seconds, joules / hw.tdp_w) if hw.tdp_w > 0 else prior.seconds
         return Estimate(
             joules=joules,
             joules_per_sample=joules / batch,
-            seconds=prior.seconds,
-            avg_power_w=joules / prior.seconds if prior.seconds > 0 else 0.0,
+            seconds=seconds,
+            avg_power_w=joules / seconds if seconds > 0 else 0.0,
             interval=(joules * low_f, joules * high_f),
             interval_level=level,
             interval_basis=basis,
@@ -304,6 +316,35 @@ class Estimator:
             prior.kernel_joules * factor,
             tuple(outside_domain(rows.graph, domain, FEATURE_NAMES)),
         )
+
+
+def is_shipped_profile(profile: HardwareProfile) -> bool:
+    """Whether ``profile`` is a shipped profile: loaded by name, or from a file whose bytes are the shipped file's."""
+    if profile.source_path == f"estimator/profiles/{profile.name}.toml":
+        return True
+    shipped = resources.files("estimator.energy") / "profiles" / f"{profile.name}.toml"
+    try:
+        return shipped.is_file() and Path(profile.source_path).read_bytes() == shipped.read_bytes()
+    except OSError:
+        return False
+
+
+def _check_finite(prior: PriorResult, hw: HardwareProfile) -> None:
+    """ProfileError naming the most extreme profile value when the prior's joules or seconds are not finite."""
+    if (
+        math.isfinite(prior.joules)
+        and math.isfinite(prior.seconds)
+        and prior.joules >= 0
+        and prior.seconds >= 0
+    ):
+        return
+    values = [c for c in hw.citations if isinstance(c.value, (int, float)) and c.value > 0]
+    worst = max(values, key=lambda c: abs(math.log10(c.value)), default=None)
+    named = f" (its most extreme value: {worst.key} = {worst.value:g})" if worst else ""
+    raise ProfileError(
+        f"hardware profile '{hw.name}' gives a non-finite energy or latency ({prior.joules:g} J, "
+        f"{prior.seconds:g} s){named}; its values are outside any physical range: fix the profile"
+    )
 
 
 def _layers(kernels: KernelReport, prior: PriorResult, kernel_joules: np.ndarray) -> tuple[LayerEnergy, ...]:

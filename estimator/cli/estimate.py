@@ -135,7 +135,7 @@ def energy(
         strict=strict,
     )
     if json_out:
-        typer.echo(render_json(result.to_json(top=layers_n) | {"model": str(model)}))
+        typer.echo(render_json(result.to_json(top=layers_n) | {"model_path": str(model)}))
         return
     lo, hi = result.interval
     lines = [
@@ -150,7 +150,12 @@ def energy(
             "" if lo <= result.joules <= hi else "  - the estimate is biased: measurements fell in this range"
         ),
         f"           {result.interval_basis}",
-        f"latency    {si(result.seconds, 's')}",
+        f"latency    {si(result.seconds, 's')}"
+        + (
+            ""
+            if result.seconds <= result.prior.seconds
+            else "  (at least joules / TDP; the prior's is shorter)"
+        ),
         f"power      {result.avg_power_w:.1f} W average"
         + (" (TDP-limited)" if result.prior.throttled else ""),
         f"work       {si(result.costs.totals.macs)}MACs, {si(result.costs.totals.params)} parameters",
@@ -169,7 +174,7 @@ def energy(
         lines += ["", f"top {min(layers_n, len(result.layers))} kernels by energy:"]
         lines.append(f"  {'share':>6}  {'energy':>8}  {'time':>8}  {'bound':<8} {'level':<5} kernel")
         for layer in result.layers[:layers_n]:
-            share = layer.joules / result.prior.joules if result.prior.joules else 0.0
+            share = layer.joules / result.joules if result.joules else 0.0
             lines.append(
                 f"  {share:6.1%}  {si(layer.joules, 'J'):>8}  {si(layer.seconds, 's'):>8}  {layer.bound:<8} "
                 f"{layer.level:<5} {layer.name} ({', '.join(layer.nodes[:3])}{', ...' if len(layer.nodes) > 3 else ''})"

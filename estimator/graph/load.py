@@ -42,6 +42,11 @@ from estimator.fileio import check_input_file
 ONNX_DOMAIN = "ai.onnx"
 #: Largest element count one tensor may have before the graph is called absurd (2**40 elements).
 MAX_TENSOR_ELEMENTS = 1 << 40
+#: Newest opset of the domains whose versions the installed onnx package knows.
+_NEWEST_OPSET = {
+    ONNX_DOMAIN: onnx.defs.onnx_opset_version(),
+    "ai.onnx.ml": max(v[3] for v in onnx.helper.VERSION_TABLE),
+}
 
 
 @dataclass(frozen=True)
@@ -214,8 +219,117 @@ def load_graph(
     Raises:
         InputFileError, ModelFormatError, GraphStructureError, UnboundDimensionError, InvalidDimensionError.
     """
+    batch, shapes = _checked_arguments(batch, shapes)
     model = _read_model(source)
-    return _build(model, batch=batch, shapes=dict(shapes or {}))
+    _check_model_fields(model)
+    return _build(model, batch=batch, shapes=shapes)
+
+
+def _checked_arguments(batch: object, shapes: object) -> tuple[int | None, dict[str, tuple[int, ...]]]:
+    """``batch`` and ``shapes`` as ints, or InvalidDimensionError naming the argument of the wrong type."""
+    if batch is not None:
+        batch = _as_dim(batch, "batch")
+    if shapes is None:
+        return batch, {}
+    if not isinstance(shapes, Mapping):
+        raise InvalidDimensionError(
+            f"shapes must be a mapping {{name: dims}}, got a {type(shapes).__name__}; "
+            f"write e.g. shapes={{'input': (1, 3, 224, 224)}}"
+        )
+    out: dict[str, tuple[int, ...]] = {}
+    for key, dims in shapes.items():
+        if not isinstance(key, str):
+            raise InvalidDimensionError(f"shapes keys must be input or dimension names, got {key!r}")
+        if isinstance(dims, (str, bytes)) or not isinstance(dims, (Sequence, np.ndarray)):
+            raise InvalidDimensionError(
+                f"shapes[{key!r}] must be a sequence of integers, got {dims!r}; "
+                f"write e.g. shapes={{{key!r}: (1, 3, 224, 224)}}"
+            )
+        out[key] = tuple(_as_dim(d, f"shapes[{key!r}]") for d in dims)
+    return batch, out
+
+
+def _as_dim(value: object, what: str) -> int:
+    """One dimension as an int; a bool, a float, a string or any other type is refused (never truncated)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise InvalidDimensionError(f"{what} must be an integer, got {value!r} ({type(value).__name__})")
+    return int(value)
+
+
+def _check_model_fields(model: onnx.ModelProto) -> None:
+    """Refuse names that are not valid UTF-8 and opset versions no ONNX release defines (ModelFormatError)."""
+    for entry in model.opset_import:
+        domain, version = entry.domain, int(entry.version)
+        if not isinstance(domain, str):
+            raise ModelFormatError(
+                "an opset domain name is not valid UTF-8; the file is corrupted: re-export it"
+            )
+        newest = _NEWEST_OPSET.get(canonical_domain(domain), (1 << 31) - 1)
+        if not 1 <= version <= newest:
+            raise ModelFormatError(
+                f"the model imports opset {version} of domain '{canonical_domain(domain)}', which does not exist "
+                f"(valid: 1..{newest}); re-export the model with a released opset"
+            )
+    _check_names(model.graph, "the main graph")
+
+
+def _check_names(graph: onnx.GraphProto, where: str) -> None:
+    """Every name of ``graph`` (recursively) must be text: protobuf hands back bytes for invalid UTF-8."""
+    fields = [graph.name, *(t.name for t in graph.initializer)]
+    fields += [vi.name for vi in (*graph.input, *graph.output, *graph.value_info)]
+    for node in graph.node:
+        fields += [node.name, node.op_type, node.domain, *node.input, *node.output]
+        fields += [a.name for a in node.attribute]
+        for attr in node.attribute:
+            for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
+                _check_names(sub, f"a subgraph of node '{node.name}'")
+    bad = next((f for f in fields if not isinstance(f, str)), None)
+    if bad is not None:
+        raise ModelFormatError(
+            f"{where} has a name that is not valid UTF-8 ({bytes(bad)[:40]!r}); the file is corrupted or was "
+            f"written by a broken exporter: re-export it"
+        )
+    for t in graph.initializer:
+        _check_stored(t, f"initializer '{t.name}'")
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.TENSOR:
+                _check_stored(attr.t, f"attribute '{attr.name}' of node '{node.name or node.op_type}'")
+
+
+def _check_stored(t: onnx.TensorProto, what: str) -> None:
+    """A stored tensor's type must be defined, its dims non-negative, and data it carries must fill its dims."""
+    dtype = dtype_name(t.data_type)
+    if dtype == "undefined":
+        raise ModelFormatError(
+            f"{what} has element type {t.data_type} (undefined); the file is corrupted: re-export it"
+        )
+    if any(d < 0 for d in t.dims):
+        raise ModelFormatError(
+            f"{what} has negative dimensions {list(t.dims)}; the file is corrupted: re-export it"
+        )
+    if _is_external(t):
+        return
+    numel = _numel(t.dims)
+    typed = (
+        len(t.float_data) + len(t.int32_data) + len(t.int64_data) + len(t.double_data) + len(t.uint64_data)
+    ) + len(t.string_data)
+    expected = (
+        numel * 2 if dtype.startswith("complex") else numel,
+        (numel + 1) // 2 if "4" in dtype else numel,
+    )
+    if t.raw_data:
+        ok = len(t.raw_data) == storage_bytes(numel, dtype)
+    elif typed:
+        ok = typed in expected
+    else:
+        ok = True  # no data at all: a weight stripped from the file; its shape is what counts
+    if not ok:
+        raise ModelFormatError(
+            f"{what} declares dims {list(t.dims)} ({numel:,} {dtype} elements) but stores "
+            f"{len(t.raw_data) if t.raw_data else typed:,} {'bytes' if t.raw_data else 'values'}; "
+            f"the file is corrupted: re-export it"
+        )
 
 
 def _read_model(source: str | os.PathLike[str] | bytes | onnx.ModelProto) -> onnx.ModelProto:
@@ -280,7 +394,7 @@ def _build(model: onnx.ModelProto, *, batch: int | None, shapes: dict[str, Seque
         types[t.name] = (tuple(int(d) for d in t.dims), dtype_name(t.data_type))
     constants: dict[str, np.ndarray] = {}
     for t in graph.initializer:
-        if _numel(t.dims) <= _SMALL_CONSTANT_ELEMENTS and not _is_external(t):
+        if _numel(t.dims) <= _SMALL_CONSTANT_ELEMENTS and not _is_external(t) and _has_data(t):
             constants[t.name] = onnx.numpy_helper.to_array(t)
 
     # The project's own propagation where ONNX's falls short: fold small shape arithmetic, shape contrib ops,
@@ -390,6 +504,20 @@ def _iter_all_nodes(graph: onnx.GraphProto):
 
 def _numel(dims: Sequence[int]) -> int:
     return math.prod(int(d) for d in dims)
+
+
+def _has_data(t: onnx.TensorProto) -> bool:
+    """Whether a tensor stores its values (an empty tensor counts: it has all of its zero values)."""
+    stored = (
+        t.raw_data,
+        t.float_data,
+        t.int32_data,
+        t.int64_data,
+        t.double_data,
+        t.uint64_data,
+        t.string_data,
+    )
+    return _numel(t.dims) == 0 or any(len(field) for field in stored)
 
 
 def _is_external(t: onnx.TensorProto) -> bool:
@@ -789,7 +917,8 @@ def _decode_attributes(node: onnx.NodeProto) -> dict[str, Any]:
         elif t == onnx.AttributeProto.STRINGS:
             out[attr.name] = [v.decode("utf-8", errors="replace") for v in attr.strings]
         elif t == onnx.AttributeProto.TENSOR:
-            out[attr.name] = None if _is_external(attr.t) else onnx.numpy_helper.to_array(attr.t)
+            stored = not _is_external(attr.t) and _has_data(attr.t)
+            out[attr.name] = onnx.numpy_helper.to_array(attr.t) if stored else None
     return out
 
 
@@ -939,7 +1068,7 @@ def _freeze_subgraph(
         types[t.name] = (tuple(int(d) for d in t.dims), dtype_name(t.data_type))
     constants = dict(outer_constants)
     for t in g.initializer:
-        if _numel(t.dims) <= _SMALL_CONSTANT_ELEMENTS and not _is_external(t):
+        if _numel(t.dims) <= _SMALL_CONSTANT_ELEMENTS and not _is_external(t) and _has_data(t):
             constants[t.name] = onnx.numpy_helper.to_array(t)
     attributes = {i: _decode_attributes(g.node[i]) for i in order}
     _propagate([g.node[i] for i in order], [attributes[i] for i in order], types, constants)
