@@ -213,6 +213,10 @@ def _parse(text: str, origin: str) -> HardwareProfile:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ProfileError(f"hardware profile {origin} is not valid TOML: {error}") from None
+    except RecursionError:
+        raise ProfileError(
+            f"hardware profile {origin} nests tables or arrays too deeply to read; a profile is a few flat tables"
+        ) from None
     reader = _Reader(data, origin)
     if data.get("schema_version") != SCHEMA_VERSION:
         reader.fail("schema_version", f"must be {SCHEMA_VERSION}, got {data.get('schema_version')!r}")
