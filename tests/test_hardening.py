@@ -302,3 +302,35 @@ def test_kill_9_at_any_write_step_leaves_a_working_store(tmp_path, kill_at):
     assert loaded is not None and loaded.sidecar["seed"] in (1, 2)
     if os.WIFSIGNALED(status):
         assert os.WTERMSIG(status) == signal.SIGKILL
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _varint(value: int) -> bytes:
+    out = b""
+    while True:
+        low, value = value & 0x7F, value >> 7
+        out += bytes([low | (0x80 if value else 0)])
+        if not value:
+            return out
+
+
+def test_deeply_nested_subgraphs_are_named_as_such_not_as_corruption():
+    graph = b""
+    for _ in range(150):  # If inside If, 150 deep, written as raw protobuf (onnx.helper refuses to build it)
+        attribute = _field(1, b"then_branch") + _field(6, graph) + _varint(20 << 3) + _varint(5)
+        node = _field(1, b"c") + _field(2, b"y") + _field(4, b"If") + _field(5, attribute)
+        graph = _field(1, node)
+    model = _varint(1 << 3) + _varint(8) + _field(7, graph) + _field(8, _varint(2 << 3) + _varint(17))
+    with pytest.raises(ModelFormatError, match="nests subgraphs deeper"):
+        load_graph(model)
+
+
+def test_measure_window_nan_names_the_window(tmp_path, capsys):
+    model = tmp_path / "m.onnx"
+    onnx.save_model(onnx.parser.parse_model(RELU), model)
+    assert run(["measure", str(model), "--window-s", "nan"]) == 2
+    assert "--window-s" in _one_error_line(capsys)

@@ -361,7 +361,14 @@ def _parse(data: bytes, what: str) -> onnx.ModelProto:
     model = onnx.ModelProto()
     try:
         model.ParseFromString(data)
-    except Exception:  # protobuf raises DecodeError or RuntimeWarning-derived errors depending on backend
+    except (
+        Exception
+    ) as exc:  # protobuf raises DecodeError or RuntimeWarning-derived errors depending on backend
+        if "depth" in str(exc).lower() or "recursion" in str(exc).lower():
+            raise ModelFormatError(
+                f"{what}: nests subgraphs deeper than protobuf reads (100 levels); flatten the control flow "
+                f"(If / Loop inside one another) and re-export it"
+            ) from None
         raise ModelFormatError(
             f"{what}: is not a readable ONNX protobuf (truncated or corrupted?); re-export or re-download it"
         ) from None
