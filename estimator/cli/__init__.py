@@ -7,6 +7,7 @@ One module per command group registers its commands on the shared app (``estimat
 
 from __future__ import annotations
 
+import functools
 import importlib
 import sys
 
@@ -40,7 +41,7 @@ def run(argv: list[str]) -> int:
     if argv and not argv[0].startswith("-") and argv[0] not in commands:
         argv = ["energy", *argv]
     try:
-        code = app(args=argv, prog_name="estimate", standalone_mode=False)
+        code = _command().main(args=argv, prog_name="estimate", standalone_mode=False)
     except _click_errors.NoArgsIsHelpError as exc:
         exc.show()  # `estimate` or a group alone: its help, as before
         return EXIT_BAD_INPUT
@@ -56,6 +57,12 @@ def run(argv: list[str]) -> int:
     except SystemExit as exc:
         return int(exc.code or 0) if not isinstance(exc.code, str) else 1
     return code if isinstance(code, int) else 0
+
+
+@functools.lru_cache(maxsize=1)
+def _command():
+    """The click command typer builds from the app (built once: building it costs ~0.1 s per call)."""
+    return typer.main.get_command(app)
 
 
 def _usage_line(exc: Exception) -> str:

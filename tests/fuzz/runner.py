@@ -9,6 +9,7 @@ Outcomes: ``ok0`` / ``ok2`` pass; ``traceback``, ``hang``, ``crash`` (killed, ou
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import io
 import json
@@ -197,6 +198,8 @@ def warm_up() -> None:
 
         load_profile(hw)
     import estimator.data.measurements  # noqa: F401
+
+    gc.freeze()  # forked children then do not copy the parent's pages when their collector runs
 
 
 def store_fingerprint(directory: Path) -> str:
