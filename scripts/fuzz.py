@@ -33,7 +33,13 @@ def main() -> int:
         args.cases,
         args.seed,
         families,
-        progress=lambda n: print(f"{n} cases, {time.monotonic() - start:.0f} s", file=sys.stderr),
+        progress=lambda n, counts, failures: print(
+            f"{n} cases, {time.monotonic() - start:.0f} s: "
+            + ", ".join(f"{f} {dict(c)}" for f, c in counts.items())
+            + f"; failures: {failures[-3:]}",
+            file=sys.stderr,
+            flush=True,
+        ),
         timeout_s=args.timeout_s,
     )
     print(

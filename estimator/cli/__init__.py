@@ -18,7 +18,7 @@ try:  # typer >= 0.20 vendors click; older ones use the click package
 except ImportError:  # pragma: no cover - depends on the installed typer
     from click import exceptions as _click_errors
 
-from estimator.cli._app import EXIT_BAD_INPUT, app, parse_shapes
+from estimator.cli._app import EXIT_BAD_INPUT, app, one_line, parse_shapes
 from estimator.errors import EstimatorError
 
 #: Command groups in the order `estimate --help` lists them; importing one registers its commands.
@@ -46,7 +46,7 @@ def run(argv: list[str]) -> int:
         exc.show()  # `estimate` or a group alone: its help, as before
         return EXIT_BAD_INPUT
     except EstimatorError as exc:  # raised while parsing (an argument's check), before a command runs
-        sys.stderr.write(f"estimate: error: {exc}\n")
+        sys.stderr.write(f"estimate: error: {one_line(exc)}\n")
         return EXIT_BAD_INPUT
     except _click_errors.UsageError as exc:
         sys.stderr.write(f"estimate: error: {_usage_line(exc)}\n")

@@ -40,10 +40,15 @@ def _clean_errors(fn):
         try:
             return fn(*args, **kwargs)
         except EstimatorError as exc:
-            typer.echo(f"estimate: error: {exc}", err=True)
+            typer.echo(f"estimate: error: {one_line(exc)}", err=True)
             raise typer.Exit(EXIT_BAD_INPUT) from None
 
     return wrapper
+
+
+def one_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line (a library's message may carry line breaks, e.g. pandas' parser)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def parse_shapes(values: list[str] | None) -> dict[str, tuple[int, ...]]:

@@ -229,7 +229,7 @@ def run_many(cases: int, seed: int, families=FAMILIES, progress=None, timeout_s:
         if outcome not in PASS:
             failures.append((family, case_seed, outcome, detail))
         if progress and (i + 1) % 250 == 0:
-            progress(i + 1)
+            progress(i + 1, counts, failures)
     if store_fingerprint(store) != before:
         failures.append(("store", seed, "wrong", f"the trained-model store {store} changed"))
     return counts, failures
