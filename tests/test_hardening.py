@@ -334,3 +334,21 @@ def test_measure_window_nan_names_the_window(tmp_path, capsys):
     onnx.save_model(onnx.parser.parse_model(RELU), model)
     assert run(["measure", str(model), "--window-s", "nan"]) == 2
     assert "--window-s" in _one_error_line(capsys)
+
+
+def test_rows_left_out_are_counted_aloud():
+    import pandas as pd
+
+    from estimator.learn.model_store import _say_left_out
+
+    said: list[str] = []
+    _say_left_out(said.append, pd.Series(["rpi5", "rpi5 ", "RPI5", "rpi5", "a100"]), "rpi5", "hardware")
+    assert len(said) == 1 and said[0].startswith("left out 3 rows of another hardware than 'rpi5' (")
+    assert all(part in said[0] for part in ("'rpi5 ' x1", "'RPI5' x1", "'a100' x1"))
+
+
+def test_data_import_refuses_a_fifo(tmp_path, capsys):
+    fifo = tmp_path / "raw.csv"
+    os.mkfifo(fifo)
+    assert run(["data", "import", "getzner", str(fifo), "-o", str(tmp_path / "out.csv")]) == 2
+    assert "FIFO" in _one_error_line(capsys)
