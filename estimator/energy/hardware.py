@@ -126,6 +126,11 @@ def _load_file(path: str, mtime_ns: int) -> HardwareProfile:
     return _parse(text, origin=path)
 
 
+#: Every cited value lies in this range in its key's unit (FLOP/s, bytes, J/FLOP, W, s, fractions): a value
+#: outside it is a typo, and would overflow or underflow the prior's float arithmetic.
+_PHYSICAL_RANGE = (1e-20, 1e20)
+
+
 class _Reader:
     """Reads cited values out of the parsed TOML, collecting citations and naming bad keys."""
 
@@ -181,6 +186,12 @@ class _Reader:
             self.fail(f"{place}.value", "missing" if value is None else "must be a number")
         if not math.isfinite(value) or value <= 0:
             self.fail(f"{place}.value", f"must be positive and finite, got {value}")
+        if not _PHYSICAL_RANGE[0] <= value <= _PHYSICAL_RANGE[1]:
+            self.fail(
+                f"{place}.value",
+                f"{value:g} is outside any physical range ({_PHYSICAL_RANGE[0]:g} .. {_PHYSICAL_RANGE[1]:g} in "
+                f"the key's unit); check the exponent",
+            )
         source = entry.get("source")
         if not isinstance(source, str) or source not in self.references:
             self.fail(f"{place}.source", f"{source!r} is not an id in [references]")
