@@ -27,10 +27,10 @@ from estimator.energy.physics import (
     PRIOR_NAME,
     PriorResult,
     desislavov_joules,
-    energy_prior,
     runs_on_gpu,
     tdp_roofline_joules,
 )
+from estimator.energy.prior_v2 import canonical_prior_name, default_prior, run_prior
 from estimator.energy.runtimes import Runtime, get_runtime
 from estimator.errors import GraphStructureError, ProfileError
 from estimator.graph.load import load_graph
@@ -64,7 +64,7 @@ class Estimate:
         interval_level: nominal coverage of ``interval`` (e.g. 0.9).
         interval_basis: how the interval was obtained.
         calibrated: True when a model trained on measurements corrected the prior.
-        method: ``physics-only (energy-roofline v1)`` or the trained model's name.
+        method: ``physics-only (<prior name>)`` or the trained model's name.
         hardware, runtime, boundary, batch, dtype: what the answer is for.
         prior: the physics prior's full result.
         baselines: named baseline estimators' joules (Desislavov et al., TDP x roofline time).
@@ -95,6 +95,26 @@ class Estimate:
     not_costed: Mapping[str, int] = field(default_factory=dict)
     extrapolated: tuple[str, ...] = ()
 
+    def __repr__(self) -> str:
+        lo, hi = self.interval
+        kind = "calibrated" if self.calibrated else "physics-only"
+        return (
+            f"Estimate({self.joules:.4g} J per inference [{lo:.3g} .. {hi:.3g}] at batch {self.batch}, "
+            f"{self.seconds:.3g} s, {self.hardware}/{self.runtime}, {self.dtype}, {kind}, "
+            f"boundary {self.boundary}, {len(self.layers)} kernels)"
+        )
+
+    def to_dict(self) -> dict:
+        """The estimate as plain Python values (the JSON schema with every kernel listed)."""
+        return self.to_json(top=len(self.layers))
+
+    def to_dataframe(self):
+        """One row per kernel (largest energy first) as a pandas DataFrame: kernel, name, nodes, joules, share,
+        latency_s, bound, memory_level. pandas is imported on first call."""
+        import pandas as pd
+
+        return pd.DataFrame(self.to_dict()["top_layers"])
+
     def to_json(self, top: int = 10) -> dict:
         """The documented, stable JSON form of the estimate (schema ``estimator.estimate/1``)."""
         t = self.costs.totals
@@ -119,7 +139,7 @@ class Estimate:
                 "basis": self.interval_basis,
             },
             "prior": {
-                "name": PRIOR_NAME,
+                "name": self.prior.name,
                 "joules": self.prior.joules,
                 "latency_s": self.prior.seconds,
                 "static_joules": self.prior.static_joules,
@@ -128,6 +148,9 @@ class Estimate:
                     zip(self.prior.level_names, map(float, self.prior.memory_joules), strict=True)
                 ),
                 "throttled": self.prior.throttled,
+                "host_seconds": self.prior.host_seconds,
+                "wait_seconds": self.prior.wait_seconds,
+                "notes": list(self.prior.notes),
             },
             "baselines_joules": dict(self.baselines),
             "model": {
@@ -173,6 +196,9 @@ class Estimator:
         runtime: runtime name; defaults to the profile's default runtime.
         models_dir: folder of trained models (default: ``$ESTIMATOR_MODELS_DIR`` or ``trained_models/``).
         calibrated: use a trained model when one exists for the profile and runtime (True) or the prior only.
+        prior: ``v1`` / ``energy-roofline-v1`` or ``v2`` / ``energy-roofline-v2``; default: the prior a trained
+            model was trained over (its sidecar's ``prior``, v1 when absent), else v2 on GPU profiles and v1 on
+            CPU and SoC profiles (where v2 gives v1's answer).
     """
 
     def __init__(
@@ -182,6 +208,7 @@ class Estimator:
         *,
         models_dir: str | os.PathLike[str] | None = None,
         calibrated: bool = True,
+        prior: str | None = None,
     ) -> None:
         self.profile: HardwareProfile = hw if isinstance(hw, HardwareProfile) else load_profile(hw)
         self.runtime: Runtime = get_runtime(runtime or self.profile.default_runtime)
@@ -197,6 +224,24 @@ class Estimator:
         if calibrated and is_shipped_profile(self.profile):
             directory = Path(models_dir) if models_dir is not None else default_models_dir()
             self.model = load_model(directory, self.profile.name, self.runtime.name, FEATURE_NAMES)
+        self.prior_name: str = self._choose_prior(prior)
+
+    def _choose_prior(self, prior: str | None) -> str:
+        """The prior's full name: asked for, or the trained model's, or the profile's default."""
+        asked = canonical_prior_name(prior) if prior is not None else None
+        if asked is not None and self.profile.kind != "gpu":
+            asked = PRIOR_NAME  # v2 is v1 on CPU and SoC profiles
+        trained_over = (
+            canonical_prior_name(self.model.sidecar.get("prior", PRIOR_NAME))
+            if self.model is not None
+            else None
+        )
+        if asked is not None and trained_over is not None and asked != trained_over:
+            raise ProfileError(
+                f"the trained model for {self.profile.name}/{self.runtime.name} corrects the prior "
+                f"'{trained_over}', not '{asked}'; drop --prior, or ask for the prior alone (calibrated=False)"
+            )
+        return asked or trained_over or default_prior(self.profile)
 
     def kernels(
         self,
@@ -243,7 +288,7 @@ class Estimator:
                 "the model's graph has no nodes: it computes nothing, so it has no energy to estimate; "
                 "check that the export kept the network"
             )
-        prior = energy_prior(kernels, hw, dtype=element, runtime=self.runtime, threads=threads)
+        prior = run_prior(self.prior_name, kernels, hw, dtype=element, runtime=self.runtime, threads=threads)
         _check_finite(prior, hw)
         batch = kernels.costs.graph.batch
         kernel_joules = prior.kernel_joules
@@ -252,7 +297,7 @@ class Estimator:
             joules = prior.joules
             low_f, high_f = self._interval["low_factor"], self._interval["high_factor"]
             level, basis = self._interval["level"], self._interval["basis"]
-            method = f"physics-only ({PRIOR_NAME})"
+            method = f"physics-only ({prior.name})"
         else:
             joules, kernel_joules, extrapolated = self._calibrated(kernels, prior, element, threads)
             lo, hi = self.model.interval_quantiles
@@ -260,7 +305,7 @@ class Estimator:
             sc = self.model.sidecar
             level, basis = sc["interval"]["level"], sc["interval"]["basis"]
             method = (
-                f"xgboost residual over {PRIOR_NAME}, {sc['granularity']} level, trained on "
+                f"xgboost residual over {prior.name}, {sc['granularity']} level, trained on "
                 f"{sc['training_rows']} measurements ({', '.join(sc['sources'])})"
             )
         # A trained model corrects joules, not time. Power cannot exceed the TDP for a whole inference, so when

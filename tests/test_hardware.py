@@ -27,7 +27,7 @@ from estimator.errors import EstimatorError, ProfileError
 MIB = 2**20
 EXPECTED_PROFILES = {
     "a100", "a100-40gb", "a100-pcie", "a100-pcie-80gb", "h100", "h100-pcie", "h200", "v100", "t4", "l4",
-    "a10", "l40s", "rtx3090", "rtx4090", "jetson-orin", "jetson-tx2", "jetson-nano", "rpi4", "rpi5",
+    "a10", "l40s", "rtx3090", "rtx4090", "quadro-rtx5000", "gtx1070", "gtx1080ti", "jetson-orin", "jetson-tx2", "jetson-nano", "rpi4", "rpi5",
     "xeon-gold-5120", "xeon-8380", "xeon-8480", "epyc-7763", "epyc-9654",
 }  # fmt: skip
 

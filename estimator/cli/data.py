@@ -17,14 +17,20 @@ app.add_typer(data_app, name="data")
 @data_app.command("import")
 @_clean_errors
 def data_import(
-    source: Annotated[str, typer.Argument(help="hwnasbench360 | getzner | mlperf_power | mlenergy")],
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="hwnasbench360 | getzner | mlperf_power | mlenergy | irene | irene_modules | fischer_eff22 | "
+            "fischer_rtx4090 | fischer_validation | power_hungry | power_hungry_generative"
+        ),
+    ],
     path: Annotated[Path, typer.Argument(help="The raw dataset file or folder.")],
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Table to write (.csv or .csv.gz).")
     ] = None,
 ) -> None:
     """Turn a raw measured-energy dataset into a table of the project's measurement schema."""
-    from estimator.data.importers import TABLE_KINDS, import_source
+    from estimator.data.importers import DEFAULT_FILES, TABLE_KINDS, import_source
     from estimator.data.measurements import write_measurements
 
     if (
@@ -32,7 +38,7 @@ def data_import(
     ):  # a folder holds the dataset's files; anything else must be a regular file (no FIFO)
         check_input_file(path, what="dataset file", hint="give the raw dataset file or its folder")
     frame = import_source(source, path)
-    out = output or Path("data") / f"{source}.csv.gz"
+    out = output or Path("data") / DEFAULT_FILES.get(source, f"{source}.csv.gz")
     write_measurements(frame, out, table=TABLE_KINDS[source])
     for key, value in frame.attrs.get("import_log", {}).items():
         typer.echo(f"  {key}: {value}")

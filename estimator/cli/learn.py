@@ -55,13 +55,34 @@ def train(
 @app.command()
 @_clean_errors
 def evaluate(
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="Folder to write the report into (e.g. docs).", show_default=False),
+    ],
     hw: Annotated[str | None, typer.Option("--hw", help="Only this hardware.")] = None,
     runtime: Annotated[str | None, typer.Option("--runtime", help="Only this runtime.")] = None,
-    out: Annotated[Path, typer.Option("--out", help="Folder of the report.")] = Path("docs"),
+    data_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-root",
+            help="Source checkout whose data/ holds the measurement tables (default: this package's checkout).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Run EVALUATION.md's protocol on the committed measurements; writes Markdown, JSON and a plot."""
-    from estimator.learn.evaluation import run_evaluation, write_report
+    """Run EVALUATION.md's protocol on the committed measurements; writes Markdown, JSON and a plot into --out."""
+    from estimator.errors import DataError
+    from estimator.learn.evaluation import EVAL_SETS, run_evaluation, write_report
+    from estimator.learn.training import REPO_ROOT
 
-    report = run_evaluation(hw, runtime, progress=lambda line: typer.echo(line, err=True))
+    root = data_root if data_root is not None else REPO_ROOT
+    if not (root / EVAL_SETS[0].table).parent.is_dir():
+        raise DataError(
+            f"no measurement tables under {root / 'data'}: they ship with the source repository, not the wheel; "
+            "pass --data-root PATH of a checkout"
+        )
+    if not out.is_dir():
+        raise DataError(f"--out folder {out} does not exist; create it first")
+    report = run_evaluation(hw, runtime, root=root, progress=lambda line: typer.echo(line, err=True))
     for path in write_report(report, out):
         typer.echo(f"wrote {path}")

@@ -1,7 +1,8 @@
 """The measurement table: one row is one measured configuration (a network, a batch, a device, a runtime).
 
-`SCHEMA` is the one source of truth for the columns: their order, type, unit, whether a value is required,
-and what they mean. data/README.md documents the same list for people reading the CSV files.
+`SCHEMA` (defined in estimator.data.schema, re-exported here) is the one source of truth for the columns:
+their order, type, unit, whether a value is required, and what they mean. This module reads, checks and
+writes tables against it; data/README.md documents the same list for people reading the CSV files.
 
 Two kinds of table share the schema:
 
@@ -27,17 +28,19 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 
+from estimator.data.schema import BOUNDARIES, DTYPES, LEVELS, RUNTIMES, SCHEMA, Column, TableKind
 from estimator.errors import DataError, InputFileError
 from estimator.fileio import atomic_write_bytes, check_input_file
 
 __all__ = [
     "BOUNDARIES",
     "DTYPES",
+    "LEVELS",
+    "RUNTIMES",
     "SCHEMA",
     "Column",
     "MeasurementIssue",
@@ -49,172 +52,6 @@ __all__ = [
     "schema_markdown",
     "write_measurements",
 ]
-
-TableKind = Literal["training", "validation"]
-
-#: The measurement boundaries (what the energy counter includes); see /work/shared/EVALUATION.md.
-BOUNDARIES: tuple[str, ...] = (
-    "soc-core-rail-dynamic",  # Raspberry Pi 5 core rail from the PMIC, idle subtracted
-    "cpu-package-rapl",  # CPU package energy from RAPL, idle included
-    "gpu-board-nvml",  # GPU board energy from the NVML total-energy counter
-    "wall-system",  # the whole system at the wall socket, host and fans included
-)
-
-#: Numeric precisions a row may declare for the arithmetic that ran.
-DTYPES: tuple[str, ...] = ("float32", "float16", "bfloat16", "float8", "int8")
-
-
-@dataclass(frozen=True)
-class Column:
-    """One column of the measurement table.
-
-    ``kind`` is the value type: ``str``, ``int``, ``float``, ``bool``. ``required`` says whether a training
-    table must have a value in every row; ``validation_required`` says the same for validation tables.
-    """
-
-    name: str
-    kind: Literal["str", "int", "float", "bool"]
-    unit: str
-    required: bool
-    description: str
-    validation_required: bool | None = None
-
-    def required_in(self, table: TableKind) -> bool:
-        """Whether a table of this kind must have a value for this column in every row."""
-        if table == "validation" and self.validation_required is not None:
-            return self.validation_required
-        return self.required
-
-
-SCHEMA: tuple[Column, ...] = (
-    Column(
-        "model_ref",
-        "str",
-        "-",
-        True,
-        "The network: an ONNX path relative to the repository, or a generator spec for estimator.zoo, "
-        "e.g. 'nb201:<arch_str>;C=16;N=5;classes=100;input=3x32x32', "
-        "'getzner:conv2d;in=3;out=64;kernel=11;stride=4;padding=2;image=224', 'torchvision:alexnet'. "
-        "Validation rows name reference networks that zoo may not build ('mlperf:bert-large;seq=384').",
-    ),
-    Column(
-        "group",
-        "str",
-        "-",
-        True,
-        "Architecture group for grouped cross-validation: 'nb201:<measured representative arch index>', "
-        "the model name for whole networks and their layers ('alexnet'), the layer spec for random layers.",
-    ),
-    Column("family", "str", "-", True, "Architecture family: nb201, AlexNet, VGG, ResNet, BERT, conv2d, ..."),
-    Column("task", "str", "-", True, "Task or data set the network is shaped for: cifar100, imagenet, ..."),
-    Column(
-        "batch",
-        "int",
-        "samples",
-        True,
-        "Samples in one forward pass (>= 1). Empty in validation rows whose batch was not reported.",
-        validation_required=False,
-    ),
-    Column(
-        "dtype",
-        "str",
-        "-",
-        True,
-        "Precision of the arithmetic: " + ", ".join(DTYPES) + ". May be empty in validation rows.",
-        validation_required=False,
-    ),
-    Column("hardware", "str", "-", True, "Hardware profile name: rpi5, xeon-gold-5120, h100, a100-pcie, ..."),
-    Column(
-        "runtime",
-        "str",
-        "-",
-        True,
-        "Inference runtime: tflite, onnxruntime, torchscript-mobile, pytorch-cpu, pytorch-cuda, tensorrt, "
-        "vllm, diffusers, vendor (an unnamed vendor stack), ...",
-    ),
-    Column("boundary", "str", "-", True, "What the energy includes, one of: " + ", ".join(BOUNDARIES) + "."),
-    Column(
-        "joules_per_inference",
-        "float",
-        "J",
-        True,
-        "Energy of one forward pass at `batch` samples (> 0). Empty in validation rows with no known batch.",
-        validation_required=False,
-    ),
-    Column(
-        "joules_per_sample",
-        "float",
-        "J",
-        False,
-        "Energy per sample (> 0): joules_per_inference / batch; for validation rows the energy per sample, "
-        "query, request, image or video as the source reports it (see `notes`).",
-        validation_required=True,
-    ),
-    Column(
-        "latency_s",
-        "float",
-        "s",
-        False,
-        "Latency of one forward pass at `batch` (> 0); the median where the source gives one.",
-    ),
-    Column("idle_subtracted", "bool", "-", True, "Whether idle power was subtracted from the energy."),
-    Column("repeats", "int", "-", True, "Independent energy measurements averaged into this row (>= 1)."),
-    Column(
-        "spread_rel",
-        "float",
-        "-",
-        False,
-        "Relative spread of the energy across repeats: (max - min) / median of the per-repeat energies "
-        "(>= 0). Empty where the source gives one energy measurement per row.",
-    ),
-    Column(
-        "latency_spread_rel",
-        "float",
-        "-",
-        False,
-        "Relative spread of latency: standard deviation / median over the timed runs (>= 0).",
-    ),
-    Column("source", "str", "-", True, "Data set id: hwnasbench360, getzner, mlperf_power, mlenergy, ..."),
-    Column("citation", "str", "-", True, "Paper or repository to cite for the row."),
-    Column("measured_at", "str", "date", False, "When it was measured: YYYY-MM-DD, YYYY-MM or YYYY."),
-    Column("notes", "str", "-", False, "Free text caveats for the row."),
-    Column(
-        "input_shape", "str", "elements", False, "Shape of one sample, e.g. 3x32x32 (batch not included)."
-    ),
-    Column("num_classes", "int", "-", False, "Output classes of the network head (1 for regression heads)."),
-    Column("architecture", "str", "-", False, "Whole network a layer row belongs to (alexnet, vgg11, ...)."),
-    Column(
-        "layer_idx",
-        "int",
-        "-",
-        False,
-        "Index of the layer in `architecture`: leaf modules in forward order, 0 = the whole network.",
-    ),
-    Column(
-        "macs", "float", "MAC", False, "Multiply-accumulates of one forward pass as the source counted them."
-    ),
-    Column(
-        "device_name", "str", "-", False, "The device as the source names it (e.g. 'NVIDIA H100-SXM-80GB')."
-    ),
-    Column("accelerators", "int", "-", False, "Accelerators that ran the inference together (>= 1)."),
-    Column(
-        "threads",
-        "int",
-        "-",
-        False,
-        "CPU threads the runtime used, when known (a job allocation may cap it).",
-    ),
-    Column("power_w", "float", "W", False, "Average power inside the boundary during the run (> 0)."),
-    Column("throughput", "float", "1/s", False, "Throughput in `throughput_unit` (> 0)."),
-    Column("throughput_unit", "str", "-", False, "samples/s, queries/s, tokens/s, images/s, ..."),
-    Column(
-        "scenario", "str", "-", False, "Benchmark scenario: Offline, Server, SingleStream, MultiStream, ..."
-    ),
-    Column("submission", "str", "-", False, "Result id inside the source (MLPerf public id, config file)."),
-    Column("system_name", "str", "-", False, "The measured system as the source names it."),
-    Column("joules_per_token", "float", "J", False, "Energy per output token (LLM serving rows; > 0)."),
-    Column("output_tokens", "float", "tokens", False, "Mean output tokens per request (LLM serving rows)."),
-)
 
 _BY_NAME: dict[str, Column] = {c.name: c for c in SCHEMA}
 _POSITIVE = frozenset(
@@ -228,7 +65,7 @@ _POSITIVE = frozenset(
         "output_tokens",
     }
 )
-_AT_LEAST_ONE = frozenset({"batch", "repeats", "accelerators", "num_classes", "threads"})
+_AT_LEAST_ONE = frozenset({"batch", "repeats", "accelerators", "num_classes", "seq_len", "boards", "threads"})
 #: Plausible ranges [low, high] of values whose extremes can only be typos or corruption (units of the schema):
 #: one inference from a femtojoule to a gigajoule, up to a million samples per pass and 2^20 threads.
 _PLAUSIBLE: dict[str, tuple[float, float]] = {
@@ -248,7 +85,7 @@ _PLAUSIBLE: dict[str, tuple[float, float]] = {
 #: Years a measurement date may name.
 _YEARS = (1950, 2100)
 _NON_NEGATIVE = frozenset({"spread_rel", "latency_spread_rel", "macs", "layer_idx"})
-_CHOICES: dict[str, tuple[str, ...]] = {"boundary": BOUNDARIES, "dtype": DTYPES}
+_CHOICES: dict[str, tuple[str, ...]] = {"boundary": BOUNDARIES, "dtype": DTYPES, "level": LEVELS}
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
 _DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")

@@ -65,6 +65,10 @@ class PriorResult:
         level_names: memory levels, DRAM last.
         threads: units (SMs or cores) a kernel runs on.
         boundary: the measurement boundary the joules refer to.
+        name: the prior that computed the result (``energy-roofline v1`` or ``v2``).
+        host_seconds: host time spent dispatching kernels and per call, s (0 in v1, which has no host term).
+        wait_seconds: time the device waited for the host at idle-with-context power, s (0 in v1).
+        notes: what the prior could not model for this graph (e.g. contractions without shapes).
     """
 
     joules: float
@@ -80,6 +84,10 @@ class PriorResult:
     level_names: tuple[str, ...]
     threads: int
     boundary: str
+    name: str = PRIOR_NAME
+    host_seconds: float = 0.0
+    wait_seconds: float = 0.0
+    notes: tuple[str, ...] = ()
 
     @property
     def avg_power_w(self) -> float:

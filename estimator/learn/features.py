@@ -92,7 +92,20 @@ OP_CATEGORIES: dict[str, frozenset[str]] = {
 }
 _KINDS = ("contraction", "attention", "elementwise", "reduction", "other")
 _LEVEL_SLOTS = 4  # L1, L2, L3 (0 where absent), DRAM
-_RUNTIME_NAMES = tuple(sorted(RUNTIMES))
+# The runtimes with a one-hot column, frozen so that adding a runtime to RUNTIMES does not change the schema of
+# the shipped models; a runtime outside it (tensorflow-gpu, hf-pipeline) has all its runtime columns at 0
+# until the schema is extended with a retrain.
+_RUNTIME_NAMES = (
+    "onnxruntime",
+    "onnxruntime-cpu",
+    "onnxruntime-cuda",
+    "pytorch-cpu",
+    "pytorch-cuda",
+    "tensorrt",
+    "tflite",
+    "torchscript-mobile",
+)
+assert set(_RUNTIME_NAMES) <= set(RUNTIMES)
 
 #: Column order of every feature matrix. Change it only with a retrain: sidecars record it.
 FEATURE_NAMES: tuple[str, ...] = (
@@ -394,5 +407,6 @@ def _fixed(hw: HardwareProfile, runtime: Runtime, threads: int, batch: int, dtyp
     r[_INDEX["idle_w"]] = hw.idle_w
     r[_INDEX["log_compute_units"]] = np.log(hw.compute_units)
     r[_INDEX["is_gpu"]] = 1.0 if runs_on_gpu(hw) else 0.0
-    r[_INDEX[f"runtime_{runtime.name}"]] = 1.0
+    if f"runtime_{runtime.name}" in _INDEX:
+        r[_INDEX[f"runtime_{runtime.name}"]] = 1.0
     return r

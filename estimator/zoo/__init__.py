@@ -21,6 +21,10 @@ Model references used by the measurement tables, ``build_from_spec(spec, batch)`
 ``torchvision:<alexnet|vgg11|vgg13|vgg16>[;layer=K]``
     the whole model on ``batch x 3 x 224 x 224``, or its leaf module K alone (0-based, Getzner's order) at
     the input shape it sees in the network. ``spec_for_getzner(record)`` maps a row of Getzner's tidy table.
+``hf:<model id>;seq=N``
+    a Hugging Face base model (what ``AutoModel.from_config`` runs) rebuilt from its published config for
+    ``batch x seq`` token ids: bert-base-uncased, distilbert-base-uncased, roberta-base, gpt2, distilgpt2,
+    openai-gpt (estimator.zoo.hf_models lists every difference from the real model).
 
 Every malformed spec or impossible network raises :class:`estimator.errors.DataError`.
 """

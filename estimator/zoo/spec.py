@@ -19,6 +19,7 @@ from estimator.zoo.getzner import (
     getzner_linear,
     getzner_maxpool2d,
 )
+from estimator.zoo.hf_models import hf_model
 from estimator.zoo.nasbench201 import nasbench201
 from estimator.zoo.torchvision_models import MODELS, torchvision_layer, torchvision_model
 
@@ -46,6 +47,7 @@ _GETZNER_KEYS: dict[str, dict[str, str | None]] = {
     **{name: {"size": None} for name in ACTIVATIONS},
 }
 _TORCHVISION_KEYS: dict[str, str | None] = {"layer": ""}
+_HF_KEYS: dict[str, str | None] = {"seq": None}
 
 
 def _split(spec: str) -> tuple[str, str, dict[str, str]]:
@@ -104,7 +106,8 @@ def build_from_spec(
 
     Args:
         spec: e.g. ``nb201:|nor_conv_3x3~0|+|...|;classes=100;input=3x32x32``,
-            ``getzner:linear;in=4096;out=1000``, ``torchvision:vgg16``, ``torchvision:alexnet;layer=15``.
+            ``getzner:linear;in=4096;out=1000``, ``torchvision:vgg16``, ``torchvision:alexnet;layer=15``,
+            ``hf:bert-base-uncased;seq=128`` (see estimator.zoo.hf_models).
         batch: the static leading dimension (samples per inference).
         dtype: ``float32`` or ``float16``. weights: ``zeros`` (light) or ``random`` (runnable, real values).
 
@@ -150,11 +153,16 @@ def build_from_spec(
             if "layer" in v:
                 return torchvision_layer(main, _int(spec, "layer", v["layer"]), batch, **common)
             return torchvision_model(main, batch, **common)
+        if kind == "hf":
+            v = _resolve(spec, keys, _HF_KEYS)
+            if dtype != "float32" or weights != "zeros":
+                raise DataError("hf specs build float32 graphs with absent external weights only")
+            return hf_model(main, batch, _int(spec, "seq", v["seq"]))
     except DataError as err:
         if spec in str(err):
             raise
         raise DataError(f"model spec {spec!r}: {err}") from None
-    raise DataError(f"model spec {spec!r}: unknown kind {kind!r}; use nb201, getzner or torchvision")
+    raise DataError(f"model spec {spec!r}: unknown kind {kind!r}; use nb201, getzner, torchvision or hf")
 
 
 def spec_for_nasbench201(arch_str: str, task: str, *, fold_batchnorm: bool = False) -> str:

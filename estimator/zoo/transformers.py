@@ -120,11 +120,16 @@ def bert_encoder(
     max_positions: int = 512,
     batch: int | str = "batch",
     seq: int | str = "seq",
+    *,
+    token_types: int = 0,
+    pooler: bool = False,
 ) -> onnx.ModelProto:
     """A BERT-style post-LayerNorm encoder (embeddings + ``layers`` blocks), input ``input_ids[batch, seq]``.
 
     Defaults are BERT-base; BERT-large is ``layers=24, hidden=1024, heads=16, ffn=4096``. Integer ``batch``/
-    ``seq`` give static dimensions, strings symbolic ones.
+    ``seq`` give static dimensions, strings symbolic ones. ``token_types`` > 0 adds the token-type embedding
+    (a Gather of row 0 and an Add, as Hugging Face's BertModel does with all-zero token types); ``pooler``
+    adds the pooler of Hugging Face's BertModel (first token -> Linear(hidden, hidden) -> Tanh), output 2.
     """
     b = _Builder("bert_weights.bin")
     ids = "input_ids"
@@ -138,16 +143,31 @@ def bert_encoder(
         ],
     )
     pos = b.op("Gather", [b.weight("position_embeddings", [max_positions, hidden]), pos_ids])
-    x = b.layer_norm(b.op("Add", [word, pos]), hidden, "embeddings.ln")
+    embedded = b.op("Add", [word, pos])
+    if token_types > 0:
+        types = b.op(
+            "Gather",
+            [
+                b.weight("token_type_embeddings", [token_types, hidden]),
+                b.op("Mul", [ids, b.const("zero_ids", np.array(0, np.int64))]),
+            ],
+        )
+        embedded = b.op("Add", [embedded, types])
+    x = b.layer_norm(embedded, hidden, "embeddings.ln")
     for i in range(layers):
         att = b.attention(x, hidden, heads, f"layer{i}.attention", None)
         x = b.layer_norm(b.op("Add", [x, att]), hidden, f"layer{i}.ln1")
         f = b.linear(b.gelu(b.linear(x, hidden, ffn, f"layer{i}.ffn1")), ffn, hidden, f"layer{i}.ffn2")
         x = b.layer_norm(b.op("Add", [x, f]), hidden, f"layer{i}.ln2")
     out = b.op("Identity", [x])
+    outputs = [oh.make_tensor_value_info(out, _F, [batch, seq, hidden])]
+    if pooler:
+        first = b.op("Gather", [out, b.const("first_token", np.array(0, np.int64))], axis=1)
+        pooled = b.op("Tanh", [b.linear(first, hidden, hidden, "pooler.dense")])
+        outputs.append(oh.make_tensor_value_info(pooled, _F, [batch, hidden]))
     return b.model(
         [oh.make_tensor_value_info(ids, onnx.TensorProto.INT64, [batch, seq])],
-        [oh.make_tensor_value_info(out, _F, [batch, seq, hidden])],
+        outputs,
         f"bert_{layers}x{hidden}",
     )
 
@@ -160,11 +180,16 @@ def gpt2_decoder(
     max_positions: int = 1024,
     batch: int | str = "batch",
     seq: int = 128,
+    *,
+    lm_head: bool = True,
+    post_ln: bool = False,
 ) -> onnx.ModelProto:
     """A GPT-2-style pre-LayerNorm decoder-only LM with a tied LM head, input ``input_ids[batch, seq]``.
 
     Defaults are GPT-2 small (124M parameters); GPT-2 XL is ``layers=48, hidden=1600, heads=25``.
-    The causal mask is a constant ``[seq, seq]`` additive mask, so ``seq`` is static.
+    The causal mask is a constant ``[seq, seq]`` additive mask, so ``seq`` is static. ``lm_head=False`` ends
+    at the hidden states, as Hugging Face's GPT2Model (AutoModel) does. ``post_ln=True`` is the original GPT
+    (OpenAI-GPT): LayerNorm after each residual Add and no final LayerNorm.
     """
     b = _Builder("gpt2_weights.bin")
     ids = "input_ids"
@@ -174,12 +199,29 @@ def gpt2_decoder(
     mask = b.const("causal_mask", np.triu(np.full((seq, seq), -1e9, np.float32), k=1))
     x = b.op("Add", [word, pos])
     for i in range(layers):
+        if post_ln:
+            x = b.layer_norm(
+                b.op("Add", [x, b.attention(x, hidden, heads, f"h{i}.attn", mask)]), hidden, f"h{i}.ln1"
+            )
+            h = b.gelu(b.linear(x, hidden, 4 * hidden, f"h{i}.fc"))
+            x = b.layer_norm(
+                b.op("Add", [x, b.linear(h, 4 * hidden, hidden, f"h{i}.proj")]), hidden, f"h{i}.ln2"
+            )
+            continue
         x = b.op(
             "Add", [x, b.attention(b.layer_norm(x, hidden, f"h{i}.ln1"), hidden, heads, f"h{i}.attn", mask)]
         )
         h = b.gelu(b.linear(b.layer_norm(x, hidden, f"h{i}.ln2"), hidden, 4 * hidden, f"h{i}.fc"))
         x = b.op("Add", [x, b.linear(h, 4 * hidden, hidden, f"h{i}.proj")])
-    x = b.layer_norm(x, hidden, "ln_f")
+    if not post_ln:
+        x = b.layer_norm(x, hidden, "ln_f")
+    if not lm_head:
+        out = b.op("Identity", [x])
+        return b.model(
+            [oh.make_tensor_value_info(ids, onnx.TensorProto.INT64, [batch, seq])],
+            [oh.make_tensor_value_info(out, _F, [batch, seq, hidden])],
+            f"gpt_{layers}x{hidden}",
+        )
     logits = b.op("MatMul", [x, b.op("Transpose", [table], perm=[1, 0])])
     return b.model(
         [oh.make_tensor_value_info(ids, onnx.TensorProto.INT64, [batch, seq])],

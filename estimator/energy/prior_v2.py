@@ -1,0 +1,334 @@
+"""The runtime-aware GPU prior, "energy-roofline v2": v1's roofline per kernel, plus the host that dispatches the
+kernels, kernel efficiency that depends on size, and the precision the runtime really computes in.
+
+**Model.** For a GPU profile (``kind = "gpu"``) and a runtime, per launched kernel ``k`` in launch order:
+
+* precision: float32 contractions run on TF32 tensor cores only where the runtime enables TF32 for that op
+  class (:data:`estimator.energy.gpu_efficiency.TF32_BY_RUNTIME`), otherwise on the FP32 vector path; other
+  dtypes as in v1 (the matrix path where the device has one);
+* ``t_compute = flops / (peak * achievable_compute_fraction * e_tile)`` with ``e_tile`` the tile and wave
+  quantisation of the kernel's GEMM (:func:`~estimator.energy.gpu_efficiency.tile_wave_efficiency`; 1 for
+  non-contractions and for grouped convolutions that do not run as GEMMs);
+* ``t_memory = bytes_beyond_L1 / (DRAM_bandwidth * fraction(bytes))``, the fraction rising with the bytes moved
+  (:func:`~estimator.energy.gpu_efficiency.bandwidth_fraction`);
+* GPU time ``g_k = max(t_compute, t_memory, t_floor)``, ``t_floor`` the shortest a kernel occupies the GPU
+  (:data:`GPU_KERNEL_FLOOR_S`);
+* **host and GPU overlap as a two-stage pipeline**: the host issues kernel ``k`` at ``i_k = (k + 1) h`` (``h`` the
+  runtime's per-kernel dispatch time); the GPU starts it when it is issued and the previous kernel has ended:
+  ``end_k = max(end_{k-1}, i_k) + g_k``. When every ``g_k < h`` this is ``N h + g_last`` (host-bound); when
+  every ``g_k > h`` it is ``h + sum(g)`` (device-bound);
+* one inference takes ``T = c + end_last`` with ``c`` the runtime's per-call host time (pre/post-processing).
+
+Energy: ``E = P_static * B + P_ctx * (T - B) + sum(E_dynamic)`` with ``B = sum(g)`` the time the GPU is busy,
+``P_static`` the profile's busy static power, ``P_ctx`` its idle-with-context power (a CUDA context resident,
+the board waiting for the host), ``E_dynamic`` per kernel as in v1 (FLOPs x J/FLOP + bytes per level x J/B).
+TDP clamp: if ``(P_static * B + sum(E_dynamic)) / B`` would exceed TDP, every ``g_k`` stretches by the same
+factor so that busy power equals TDP, before the pipeline runs.
+
+CPU and SoC profiles are not changed by v2: :func:`energy_prior_v2` returns v1's result for them (named v1).
+Constants live in :class:`V2Constants` (defaults cited or marked estimated); :mod:`estimator.energy.prior_fit`
+fits them on a measurement table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from estimator.cost.kernels import KernelReport
+from estimator.energy.gpu_efficiency import (
+    BANDWIDTH_RAMP_S,
+    bandwidth_fraction,
+    gemm_shape,
+    runs_as_gemm,
+    tile_wave_efficiency,
+    uses_tf32,
+)
+from estimator.energy.hardware import HardwareProfile
+from estimator.energy.physics import (
+    PRIOR_NAME,
+    PriorResult,
+    cache_levels,
+    energy_prior,
+    kernel_arrays,
+    peak_live_activation_bytes,
+    static_power_w,
+)
+from estimator.energy.placement import Placement, place
+from estimator.energy.profile import compute_dtype_class
+from estimator.energy.runtimes import Runtime, get_runtime
+from estimator.errors import ProfileError
+
+#: Name and version of this prior, reported with every estimate it makes.
+PRIOR_V2_NAME = "energy-roofline v2"
+#: Accepted spellings of each prior's name.
+PRIOR_ALIASES = {
+    "v1": PRIOR_NAME,
+    "energy-roofline-v1": PRIOR_NAME,
+    PRIOR_NAME: PRIOR_NAME,
+    "v2": PRIOR_V2_NAME,
+    "energy-roofline-v2": PRIOR_V2_NAME,
+    PRIOR_V2_NAME: PRIOR_V2_NAME,
+}
+#: Shortest time a launched kernel occupies the GPU, s, including the gap between dependent kernels when the
+#: host keeps up. Estimated: an empty kernel's launch-to-completion on the GPU is ~1-2 us and back-to-back
+#: dependent kernels leave ~1 us gaps; fittable.
+GPU_KERNEL_FLOOR_S = 2.0e-6
+
+
+@dataclass(frozen=True)
+class V2Constants:
+    """The constants of the v2 prior that are estimated rather than read from a profile, all fittable.
+
+    Attributes:
+        host_dispatch_s: host time per launched kernel, s; None takes the runtime's value.
+        host_call_s: host time per inference outside the kernels, s; None takes the runtime's value.
+        gpu_kernel_floor_s: shortest GPU time of a launched kernel, s.
+        bandwidth_ramp_s: fixed ramp of a memory-bound kernel, s (sets the half-saturation size).
+        fitted_on: what the constants were fitted on (empty for the shipped defaults).
+    """
+
+    host_dispatch_s: float | None = None
+    host_call_s: float | None = None
+    gpu_kernel_floor_s: float = GPU_KERNEL_FLOOR_S
+    bandwidth_ramp_s: float = BANDWIDTH_RAMP_S
+    fitted_on: str = ""
+
+
+def canonical_prior_name(name: str) -> str:
+    """The full name (``energy-roofline v1`` / ``v2``) of a prior given as ``v1``, ``energy-roofline-v2``, ...
+
+    Raises ProfileError listing the accepted names for anything else.
+    """
+    try:
+        return PRIOR_ALIASES[name.strip().lower()]
+    except KeyError:
+        raise ProfileError(
+            f"unknown prior '{name}'; use one of: v1, v2 (or {PRIOR_NAME!r}, {PRIOR_V2_NAME!r})"
+        ) from None
+
+
+def default_prior(hw: HardwareProfile) -> str:
+    """The prior a profile uses by default: v2 on discrete GPUs, v1 on CPUs and SoCs (v2 equals v1 there)."""
+    return PRIOR_V2_NAME if hw.kind == "gpu" else PRIOR_NAME
+
+
+def run_prior(
+    name: str,
+    kernels: KernelReport,
+    hw: HardwareProfile,
+    *,
+    dtype: str | None = None,
+    runtime: Runtime | None = None,
+    threads: int | None = None,
+    constants: V2Constants | None = None,
+) -> PriorResult:
+    """The prior called ``name`` (any accepted spelling) for one inference; see :func:`energy_prior_v2`."""
+    if canonical_prior_name(name) == PRIOR_NAME:
+        return energy_prior(kernels, hw, dtype=dtype, runtime=runtime, threads=threads)
+    return energy_prior_v2(kernels, hw, dtype=dtype, runtime=runtime, threads=threads, constants=constants)
+
+
+@dataclass(frozen=True)
+class _Compute:
+    peak: np.ndarray  # FLOP/s each kernel's arithmetic runs at, before efficiency
+    efficiency: np.ndarray  # tile and wave quantisation, (0, 1]
+    e_flop: np.ndarray  # J/FLOP
+    unshaped: int  # contraction kernels without a known GEMM shape (timed at efficiency 1)
+
+
+def _compute_paths(kernels: KernelReport, hw: HardwareProfile, runtime: Runtime, dtypes, matrix) -> _Compute:
+    n = len(kernels.kernels)
+    peak, eff, e_flop = np.empty(n), np.ones(n), np.empty(n)
+    unshaped = 0
+    for i, k in enumerate(kernels.kernels):
+        dt = dtypes[i]
+        on_matrix = bool(matrix[i])
+        if on_matrix and k.launches:
+            shape = gemm_shape(kernels, k)
+            if shape is None:
+                unshaped += 1
+                op_class = "matmul"
+            elif not runs_as_gemm(shape):
+                on_matrix = False
+                op_class = shape.op_class
+            else:
+                op_class = shape.op_class
+                eff[i] = tile_wave_efficiency(shape, hw.compute_units)
+            if on_matrix and compute_dtype_class(dt) == "fp32":
+                on_matrix = uses_tf32(runtime.name, op_class)
+        peak[i] = hw.peak_flops_per_s(dt, matrix=on_matrix)
+        e_flop[i] = hw.energy_per_flop_j(dt)
+    return _Compute(peak, eff, e_flop, unshaped)
+
+
+def pipeline_end_times(gpu_s: np.ndarray, issue_s: np.ndarray) -> np.ndarray:
+    """End time of each kernel of a two-stage host/GPU pipeline, s: ``end_k = max(end_{k-1}, issue_k) + g_k``.
+
+    Args:
+        gpu_s: GPU time of each kernel, s.
+        issue_s: time the host has issued each kernel (non-decreasing), s.
+    """
+    g = np.asarray(gpu_s, dtype=np.float64)
+    if not len(g):
+        return g
+    cum = np.cumsum(g)
+    # end_k = cum_k + max_{j <= k}(issue_j - cum_{j-1}), the closed form of the recurrence.
+    return cum + np.maximum.accumulate(np.asarray(issue_s, dtype=np.float64) - (cum - g))
+
+
+@dataclass(frozen=True)
+class DeviceTerms:
+    """The parts of the v2 prior that do not depend on :class:`V2Constants` (computed once per graph, device,
+    runtime and dtype; :func:`assemble` turns them into a result for given constants).
+
+    Attributes:
+        t_compute: per-kernel compute time, s.
+        beyond_l1_bytes: per-kernel bytes served beyond L1.
+        launches: per-kernel launches (0 or 1).
+        dynamic_joules: per-kernel dynamic energy, J.
+        compute_joules: total arithmetic energy, J.
+        memory_joules: data-movement energy per level, J.
+        placement: the cache placement.
+        unshaped: contraction kernels without a known GEMM shape.
+    """
+
+    t_compute: np.ndarray
+    beyond_l1_bytes: np.ndarray
+    launches: np.ndarray
+    dynamic_joules: np.ndarray
+    compute_joules: float
+    memory_joules: np.ndarray
+    placement: Placement
+    unshaped: int
+
+
+def device_terms(
+    kernels: KernelReport, hw: HardwareProfile, runtime: Runtime, dtype: str | None = None
+) -> DeviceTerms:
+    """Compute times, bytes and dynamic energies of every kernel on a GPU profile (see the module docstring)."""
+    ka = kernel_arrays(kernels, dtype)
+    levels = cache_levels(hw)
+    placement = place(
+        levels,
+        ka.weight_bytes,
+        ka.activation_bytes,
+        ka.write_bytes,
+        model_weight_bytes=float(ka.weight_bytes.sum()),
+        peak_live_activation_bytes=float(peak_live_activation_bytes(kernels)),
+        units_used=hw.compute_units,
+    )
+    paths = _compute_paths(kernels, hw, runtime, ka.dtypes, ka.matrix)
+    t_compute = ka.flops / (paths.peak * hw.achievable_compute_fraction * paths.efficiency)
+    beyond_l1 = (
+        placement.bytes_by_level[:, 1:].sum(axis=1) if levels else placement.bytes_by_level.sum(axis=1)
+    )
+    level_energy = np.array([lv.energy_per_byte_j for lv in hw.caches] + [hw.dram_energy_per_byte_j])
+    memory_j = placement.bytes_by_level * level_energy
+    compute_j = ka.flops * paths.e_flop
+    return DeviceTerms(
+        t_compute=t_compute,
+        beyond_l1_bytes=beyond_l1,
+        launches=ka.launches,
+        dynamic_joules=compute_j + memory_j.sum(axis=1),
+        compute_joules=float(compute_j.sum()),
+        memory_joules=memory_j.sum(axis=0),
+        placement=placement,
+        unshaped=paths.unshaped,
+    )
+
+
+def energy_prior_v2(
+    kernels: KernelReport,
+    hw: HardwareProfile,
+    *,
+    dtype: str | None = None,
+    runtime: Runtime | None = None,
+    threads: int | None = None,
+    constants: V2Constants | None = None,
+) -> PriorResult:
+    """Joules and seconds of one inference by the v2 prior (see the module docstring).
+
+    Args:
+        kernels: fused kernels of the graph, as the runtime launches them.
+        hw: the hardware profile; CPU and SoC profiles get v1's answer.
+        dtype: element type to run float kernels in; None keeps the graph's types.
+        runtime: the runtime; None means the profile's default runtime.
+        threads: CPU threads (passed to v1 on CPU profiles; unused on GPUs).
+        constants: the estimated constants; None uses the shipped defaults.
+    """
+    if hw.kind != "gpu":
+        return energy_prior(kernels, hw, dtype=dtype, runtime=runtime, threads=threads)
+    runtime = runtime or get_runtime(hw.default_runtime)
+    return assemble(device_terms(kernels, hw, runtime, dtype), hw, runtime, constants)
+
+
+def assemble(
+    terms: DeviceTerms, hw: HardwareProfile, runtime: Runtime, constants: V2Constants | None = None
+) -> PriorResult:
+    """The v2 result from a graph's :class:`DeviceTerms` and the constants (host, floor, ramp, TDP clamp)."""
+    c = constants or V2Constants()
+    h = runtime.host_dispatch_s if c.host_dispatch_s is None else c.host_dispatch_s
+    call = runtime.host_call_s if c.host_call_s is None else c.host_call_s
+    launched = terms.launches > 0
+    beyond_l1 = terms.beyond_l1_bytes
+    fraction = bandwidth_fraction(
+        beyond_l1, hw.dram_bandwidth_bytes_per_s, hw.achievable_bandwidth_fraction, c.bandwidth_ramp_s
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_memory = np.where(beyond_l1 > 0, beyond_l1 / (hw.dram_bandwidth_bytes_per_s * fraction), 0.0)
+    t_floor = np.where(launched, c.gpu_kernel_floor_s, 0.0)
+    stacked = np.stack([terms.t_compute, t_memory, t_floor])
+    g = np.where(launched, stacked.max(axis=0), 0.0)
+    device_bound = np.array(["compute", "memory", "launch"])[stacked.argmax(axis=0)]
+    dynamic = terms.dynamic_joules
+    total_dynamic = float(dynamic.sum())
+
+    p_busy = static_power_w(hw, hw.compute_units)
+    p_wait = hw.idle_with_context_w
+    busy = float(g.sum())
+    throttled = False
+    if busy > 0 and p_busy < hw.tdp_w and (p_busy * busy + total_dynamic) / busy > hw.tdp_w:
+        stretched = total_dynamic / (hw.tdp_w - p_busy)
+        g = g * (stretched / busy)
+        busy = stretched
+        throttled = True
+
+    issue = np.cumsum(h * terms.launches)
+    end = pipeline_end_times(g, issue)
+    last = float(end[-1]) if len(end) else 0.0
+    # An inference costs at least one dispatch and one kernel, even when every node is a view or a constant.
+    seconds = call + max(last, h + c.gpu_kernel_floor_s)
+    kernel_seconds = np.diff(end, prepend=0.0) if len(end) else end
+    wait = np.maximum(kernel_seconds - g, 0.0)
+    # A kernel's slot is host-bound when the GPU waited for the dispatch longer than the kernel ran.
+    host_led = launched & (wait > g)
+    bound = np.where(host_led | (device_bound == "launch"), "launch", device_bound)
+    idle_time = max(seconds - busy, 0.0)
+    kernel_j = dynamic + p_busy * g + p_wait * wait
+    notes = ()
+    if terms.unshaped:
+        notes = (
+            f"{terms.unshaped} contraction kernel(s) without a known output shape: timed at full tile "
+            "efficiency (a lower bound on their time)",
+        )
+    return PriorResult(
+        joules=p_busy * busy + p_wait * idle_time + total_dynamic,
+        seconds=seconds,
+        static_joules=p_busy * busy + p_wait * idle_time,
+        compute_joules=terms.compute_joules,
+        memory_joules=terms.memory_joules,
+        kernel_joules=kernel_j,
+        kernel_seconds=kernel_seconds,
+        kernel_bound=bound,
+        throttled=throttled,
+        placement=terms.placement,
+        level_names=terms.placement.level_names,
+        threads=hw.compute_units,
+        boundary=hw.measurement_boundary,
+        name=PRIOR_V2_NAME,
+        host_seconds=call + h * float(terms.launches.sum()),
+        wait_seconds=idle_time,
+        notes=notes,
+    )
