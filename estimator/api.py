@@ -21,7 +21,7 @@ import onnx
 
 from estimator.cost.kernels import KernelReport, fuse_kernels
 from estimator.cost.nodes import CostReport, count_costs
-from estimator.energy.hardware import HardwareProfile, load_profile
+from estimator.energy.hardware import HardwareProfile, check_finite_answer, is_shipped_profile, load_profile
 from estimator.energy.physics import (
     DTYPE_CHOICES,
     PRIOR_NAME,
@@ -289,7 +289,7 @@ class Estimator:
                 "check that the export kept the network"
             )
         prior = run_prior(self.prior_name, kernels, hw, dtype=element, runtime=self.runtime, threads=threads)
-        _check_finite(prior, hw)
+        check_finite_answer(prior.joules, prior.seconds, hw)
         batch = kernels.costs.graph.batch
         kernel_joules = prior.kernel_joules
         extrapolated: tuple[str, ...] = ()
@@ -361,35 +361,6 @@ class Estimator:
             prior.kernel_joules * factor,
             tuple(outside_domain(rows.graph, domain, FEATURE_NAMES)),
         )
-
-
-def is_shipped_profile(profile: HardwareProfile) -> bool:
-    """Whether ``profile`` is a shipped profile: loaded by name, or from a file whose bytes are the shipped file's."""
-    if profile.source_path == f"estimator/profiles/{profile.name}.toml":
-        return True
-    shipped = resources.files("estimator.energy") / "profiles" / f"{profile.name}.toml"
-    try:
-        return shipped.is_file() and Path(profile.source_path).read_bytes() == shipped.read_bytes()
-    except OSError:
-        return False
-
-
-def _check_finite(prior: PriorResult, hw: HardwareProfile) -> None:
-    """ProfileError naming the most extreme profile value when the prior's joules or seconds are not finite."""
-    if (
-        math.isfinite(prior.joules)
-        and math.isfinite(prior.seconds)
-        and prior.joules >= 0
-        and prior.seconds >= 0
-    ):
-        return
-    values = [c for c in hw.citations if isinstance(c.value, (int, float)) and c.value > 0]
-    worst = max(values, key=lambda c: abs(math.log10(c.value)), default=None)
-    named = f" (its most extreme value: {worst.key} = {worst.value:g})" if worst else ""
-    raise ProfileError(
-        f"hardware profile '{hw.name}' gives a non-finite energy or latency ({prior.joules:g} J, "
-        f"{prior.seconds:g} s){named}; its values are outside any physical range: fix the profile"
-    )
 
 
 def _layers(kernels: KernelReport, prior: PriorResult, kernel_joules: np.ndarray) -> tuple[LayerEnergy, ...]:

@@ -349,3 +349,31 @@ def _check_consistency(profile: HardwareProfile, reader: _Reader) -> None:
             executed, _ = profile.resolve_dtype(dtype_class, matrix)
             if getattr(profile.energy_table_j_per_flop, executed) is None:
                 reader.fail(f"energy_per_flop_j.{executed}", "missing for a class the device executes")
+
+
+def is_shipped_profile(profile: HardwareProfile) -> bool:
+    """Whether ``profile`` is a shipped profile: loaded by name, or from a file whose bytes are the shipped file's.
+
+    Trained models belong to shipped profiles only: an edited copy named like one must not get its model.
+    """
+    if profile.source_path == f"estimator/profiles/{profile.name}.toml":
+        return True
+    shipped = _profiles_dir() / f"{profile.name}.toml"
+    try:
+        return shipped.is_file() and Path(profile.source_path).read_bytes() == shipped.read_bytes()
+    except OSError:
+        return False
+
+
+def check_finite_answer(joules: float, seconds: float, hw: HardwareProfile) -> None:
+    """ProfileError naming the profile's most extreme value when ``joules`` (J) or ``seconds`` (s) computed
+    from it are not finite and non-negative (a backstop: cited values are range-checked when loaded)."""
+    if math.isfinite(joules) and math.isfinite(seconds) and joules >= 0 and seconds >= 0:
+        return
+    values = [c for c in hw.citations if c.value > 0]
+    worst = max(values, key=lambda c: abs(math.log10(c.value)), default=None)
+    named = f" (its most extreme value: {worst.key} = {worst.value:g})" if worst else ""
+    raise ProfileError(
+        f"hardware profile '{hw.name}' gives a non-finite energy or latency ({joules:g} J, {seconds:g} s)"
+        f"{named}; its values are outside any physical range: fix the profile"
+    )
