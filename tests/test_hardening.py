@@ -109,7 +109,13 @@ def test_stored_tensor_data_must_fill_its_dims():
     model.graph.initializer.append(weight)
     with pytest.raises(ModelFormatError, match=r"1,000 float32"):
         load_graph(model)
-    model.graph.initializer[0].dims[:] = [4]
+    wrong_field = onnx.TensorProto(
+        name="c", data_type=onnx.TensorProto.INT64, dims=[4], float_data=[1, 2, 3, 4]
+    )
+    model.graph.initializer[0].CopyFrom(wrong_field)  # found by the fuzz suite: int64 values in float_data
+    with pytest.raises(ModelFormatError, match="float_data"):
+        load_graph(model)
+    model.graph.initializer[0].CopyFrom(onnx.numpy_helper.from_array(np.ones(4, np.float32), "c"))
     model.graph.initializer[0].data_type = onnx.TensorProto.UNDEFINED
     with pytest.raises(ModelFormatError, match="undefined"):
         load_graph(model)

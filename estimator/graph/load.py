@@ -297,6 +297,19 @@ def _check_names(graph: onnx.GraphProto, where: str) -> None:
                 _check_stored(attr.t, f"attribute '{attr.name}' of node '{node.name or node.op_type}'")
 
 
+#: The TensorProto field that holds the values of each element type (the others must be empty).
+_DATA_FIELD = {
+    "float32": "float_data",
+    "complex64": "float_data",
+    "int64": "int64_data",
+    "float64": "double_data",
+    "complex128": "double_data",
+    "uint32": "uint64_data",
+    "uint64": "uint64_data",
+    "string": "string_data",
+}
+
+
 def _check_stored(t: onnx.TensorProto, what: str) -> None:
     """A stored tensor's type must be defined, its dims non-negative, and data it carries must fill its dims."""
     dtype = dtype_name(t.data_type)
@@ -311,9 +324,21 @@ def _check_stored(t: onnx.TensorProto, what: str) -> None:
     if _is_external(t):
         return
     numel = _numel(t.dims)
-    typed = (
-        len(t.float_data) + len(t.int32_data) + len(t.int64_data) + len(t.double_data) + len(t.uint64_data)
-    ) + len(t.string_data)
+    fields = {
+        "float_data": t.float_data,
+        "int32_data": t.int32_data,
+        "int64_data": t.int64_data,
+        "double_data": t.double_data,
+        "uint64_data": t.uint64_data,
+        "string_data": t.string_data,
+    }
+    own = _DATA_FIELD.get(dtype, "int32_data")  # ONNX stores small ints, bool and 16/8/4-bit floats as int32
+    stray = next((name for name, values in fields.items() if name != own and len(values)), None)
+    if stray is not None:
+        raise ModelFormatError(
+            f"{what} is {dtype} but stores values in {stray}; the file is corrupted: re-export it"
+        )
+    typed = len(fields[own])
     expected = (
         numel * 2 if dtype.startswith("complex") else numel,
         (numel + 1) // 2 if "4" in dtype else numel,
