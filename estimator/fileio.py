@@ -82,3 +82,12 @@ def _file_mode(path: Path) -> int:
     umask = os.umask(0o022)
     os.umask(umask)
     return 0o666 & ~umask
+
+
+def check_model_file(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a Path when it names a readable model file; else InputFileError with one line saying what to do.
+
+    Light on purpose (no onnx, no numpy): the command line calls it before any heavy import, so that a wrong
+    path is reported at once. Same checks as :func:`check_input_file` (a FIFO or device is never opened).
+    """
+    return check_input_file(path, what="model", hint="give the path of an .onnx model file")

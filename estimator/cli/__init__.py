@@ -23,7 +23,7 @@ from estimator.errors import EstimatorError
 from estimator.fileio import check_input_file
 
 #: Command groups in the order `estimate --help` lists them; importing one registers its commands.
-COMMAND_MODULES = ("estimate", "report", "hardware", "data", "learn")
+COMMAND_MODULES = ("estimate", "compare", "report", "llm", "hardware", "data", "learn")
 for _module in COMMAND_MODULES:
     importlib.import_module(f"estimator.cli.{_module}")
 
