@@ -215,7 +215,15 @@ def _convert_column(
         bad(ok & ~(numbers >= 0), "must not be negative")
     if col.name in _PLAUSIBLE:
         low, high = _PLAUSIBLE[col.name]
-        outside = ok & ((numbers < low) | (numbers > high))
+        signed = pd.Series(False, index=numbers.index)  # values already reported for their sign
+        for names, fine in (
+            (_POSITIVE, numbers > 0),
+            (_AT_LEAST_ONE, numbers >= 1),
+            (_NON_NEGATIVE, numbers >= 0),
+        ):
+            if col.name in names:
+                signed |= ~fine
+        outside = ok & ~signed & ((numbers < low) | (numbers > high))  # one issue per value: sign first
         bad(outside, f"is outside the plausible range {low:g} .. {high:g} {col.unit}".rstrip(" -"))
         ok &= ~outside
     if col.kind == "int":
