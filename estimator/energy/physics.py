@@ -145,6 +145,24 @@ def cache_levels(hw: HardwareProfile) -> tuple[CacheLevel, ...]:
     return tuple(CacheLevel(c.level, c.size_bytes, c.scope == "per_unit", c.units) for c in hw.caches)
 
 
+def place_kernels(
+    kernels: KernelReport, ka: KernelArrays, hw: HardwareProfile, units: int
+) -> tuple[tuple[CacheLevel, ...], Placement]:
+    """The profile's cache levels and where each kernel's bytes are served from when it runs on ``units``
+    compute units (the model's weights and peak live activations placed as a whole, BUTTER-E style)."""
+    levels = cache_levels(hw)
+    placement = place(
+        levels,
+        ka.weight_bytes,
+        ka.activation_bytes,
+        ka.write_bytes,
+        model_weight_bytes=float(ka.weight_bytes.sum()),
+        peak_live_activation_bytes=float(peak_live_activation_bytes(kernels)),
+        units_used=units,
+    )
+    return levels, placement
+
+
 def units_used(hw: HardwareProfile, runtime: Runtime | None, threads: int | None = None) -> int:
     """Units a kernel runs on: all SMs on a GPU; the runtime's (or given) threads on a CPU."""
     if runs_on_gpu(hw):
@@ -216,16 +234,7 @@ def energy_prior(
     ka = kernel_arrays(kernels, dtype)
     units = units_used(hw, runtime, threads)
     share = 1.0 if runs_on_gpu(hw) else units / hw.compute_units
-    levels = cache_levels(hw)
-    placement = place(
-        levels,
-        ka.weight_bytes,
-        ka.activation_bytes,
-        ka.write_bytes,
-        model_weight_bytes=float(ka.weight_bytes.sum()),
-        peak_live_activation_bytes=float(peak_live_activation_bytes(kernels)),
-        units_used=units,
-    )
+    levels, placement = place_kernels(kernels, ka, hw, units)
     n = len(ka.flops)
     peak = np.empty(n)
     e_flop = np.empty(n)

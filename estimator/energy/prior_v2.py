@@ -49,13 +49,12 @@ from estimator.energy.hardware import HardwareProfile
 from estimator.energy.physics import (
     PRIOR_NAME,
     PriorResult,
-    cache_levels,
     energy_prior,
     kernel_arrays,
-    peak_live_activation_bytes,
+    place_kernels,
     static_power_w,
 )
-from estimator.energy.placement import Placement, place
+from estimator.energy.placement import Placement
 from estimator.energy.profile import compute_dtype_class
 from estimator.energy.runtimes import Runtime, get_runtime
 from estimator.errors import ProfileError
@@ -209,16 +208,7 @@ def device_terms(
 ) -> DeviceTerms:
     """Compute times, bytes and dynamic energies of every kernel on a GPU profile (see the module docstring)."""
     ka = kernel_arrays(kernels, dtype)
-    levels = cache_levels(hw)
-    placement = place(
-        levels,
-        ka.weight_bytes,
-        ka.activation_bytes,
-        ka.write_bytes,
-        model_weight_bytes=float(ka.weight_bytes.sum()),
-        peak_live_activation_bytes=float(peak_live_activation_bytes(kernels)),
-        units_used=hw.compute_units,
-    )
+    levels, placement = place_kernels(kernels, ka, hw, hw.compute_units)
     paths = _compute_paths(kernels, hw, runtime, ka.dtypes, ka.matrix)
     t_compute = ka.flops / (paths.peak * hw.achievable_compute_fraction * paths.efficiency)
     beyond_l1 = (
