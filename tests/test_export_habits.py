@@ -174,6 +174,21 @@ def test_batch_of_a_fixed_batch_export_is_rebound_through_baked_reshapes(how):
     assert count_costs(load_graph(model)).totals.macs == 4 * 8 * 5  # the exported batch by default
 
 
+def test_batch_binds_symbolic_inputs_and_leaves_fixed_inputs_of_a_dynamic_export_alone():
+    """Where some input's batch is symbolic, --batch binds it; weights given as inputs keep their fixed size."""
+    model = parse(
+        """
+        <ir_version: 8, opset_import: ["" : 17]>
+        mlp (float[N, 256] x, float[256, 512] w1) => (float[N, 512] y) {
+            y = MatMul(x, w1)
+        }
+        """
+    )
+    graph = load_graph(model, batch=4)
+    assert graph.tensor("x").shape == (4, 256) and graph.tensor("w1").shape == (256, 512)
+    assert count_costs(graph).totals.macs == 4 * 256 * 512
+
+
 def test_a_fixed_non_batch_dimension_cannot_be_changed_by_shape():
     with pytest.raises(InvalidDimensionError, match=r"fixed shape \[1, 32\].*only its leading"):
         load_graph(_fixed_batch_model(), shapes={"X": (1, 64)})

@@ -54,6 +54,12 @@ def _bind_dimensions(
 
     bound: dict[str, tuple[int, ...]] = {}
     rebatched: dict[str, int] = {}  # input -> the fixed batch it was exported with
+    # A fixed leading dimension is re-bound only in a model exported with a fixed batch everywhere; where some
+    # input's leading dimension is symbolic, --batch binds those and fixed ones (e.g. weights given as inputs)
+    # keep their size.
+    symbolic_batch = any(
+        (dims := _dims_of(vi)) and not isinstance(dims[0], int) for vi in inputs if vi.name not in shapes
+    )
     for vi in inputs:
         declared = _dims_of(vi)
         if vi.name in shapes:
@@ -85,7 +91,7 @@ def _bind_dimensions(
             if isinstance(declared[0], str):
                 symbols.setdefault(declared[0], batch)
             declared = [batch, *declared[1:]]
-        elif batch is not None and declared and declared[0] != batch:
+        elif batch is not None and declared and declared[0] != batch and not symbolic_batch:
             rebatched[vi.name] = declared[0]  # exported with a fixed batch: re-bound (see rebatch_model)
             declared = [batch, *declared[1:]]
         dims_out = []
