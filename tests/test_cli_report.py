@@ -271,4 +271,6 @@ def test_plot_commands_write_pictures(model, tmp_path):
     static = invoke(
         "plot", "batch", str(fixed), "--hw", "a100", "--batches", "1,8", "-o", str(tmp_path / "b.svg")
     )
-    assert static.exit_code == 2 and "fixed at 1" in static.output
+    # A fixed-batch export is re-bound to each batch (the loader re-batches it), so its curve has both points.
+    assert static.exit_code == 0, static.output
+    assert (tmp_path / "b.svg").stat().st_size > 1000
