@@ -35,6 +35,14 @@ from estimator.energy.runtimes import Runtime, get_runtime
 from estimator.errors import ProfileError
 from estimator.graph.load import load_graph
 from estimator.learn.features import FEATURE_NAMES, build_features
+from estimator.learn.gpu_model import (
+    corrected_joules,
+    describe,
+    interval_factors,
+    is_gpu_sidecar,
+    load_gpu_model,
+    sidecar_constants,
+)
 from estimator.learn.regressor import TrainedModel, default_models_dir, load_model, outside_domain
 
 
@@ -72,6 +80,8 @@ class Estimate:
         costs: the hardware-free cost report.
         not_costed: op types the cost engine could not cost (then joules is a lower bound).
         extrapolated: features outside the trained model's training range (empty when inside or uncalibrated).
+        correction: which learned correction answered: ``none`` (physics only), ``calibrated`` (a model trained
+            on measurements of this device and runtime) or ``cross-device`` (a GPU model trained on other GPUs).
     """
 
     joules: float
@@ -94,6 +104,7 @@ class Estimate:
     costs: CostReport = field(repr=False)
     not_costed: Mapping[str, int] = field(default_factory=dict)
     extrapolated: tuple[str, ...] = ()
+    correction: str = "none"
 
     def to_json(self, top: int = 10) -> dict:
         """The documented, stable JSON form of the estimate (schema ``estimator.estimate/1``)."""
@@ -107,6 +118,7 @@ class Estimate:
             "dtype": self.dtype,
             "method": self.method,
             "calibrated": self.calibrated,
+            "correction": self.correction,
             "extrapolated_features": list(self.extrapolated),
             "joules_per_inference": self.joules,
             "joules_per_sample": self.joules_per_sample,
@@ -197,11 +209,22 @@ class Estimator:
                 f"runtime '{self.runtime.name}' runs on a {self.runtime.device_kind}, but profile "
                 f"'{self.profile.name}' is a {self.profile.kind}; pick a runtime for that device"
             )
-        self._interval = prior_interval()
+        shipped = prior_interval()
+        # GPU profiles: the physics-only interval of the v2 prior from GPU measurements (when shipped).
+        self._interval = shipped.get("gpu", shipped) if runs_on_gpu(self.profile) else shipped
         self.model: TrainedModel | None = None
+        #: ``none``, ``calibrated`` or ``cross-device`` (GPU models), see :class:`Estimate`.
+        self.correction = "none"
         if calibrated:
             directory = Path(models_dir) if models_dir is not None else default_models_dir()
-            self.model = load_model(directory, self.profile.name, self.runtime.name, FEATURE_NAMES)
+            found = (
+                load_gpu_model(directory, self.profile, self.runtime) if runs_on_gpu(self.profile) else None
+            )
+            if found is not None:
+                self.model, self.correction = found
+            elif not is_gpu_sidecar(directory, self.profile.name, self.runtime.name):
+                self.model = load_model(directory, self.profile.name, self.runtime.name, FEATURE_NAMES)
+                self.correction = "none" if self.model is None else "calibrated"
         self.prior_name: str = self._choose_prior(prior)
 
     def _choose_prior(self, prior: str | None) -> str:
@@ -261,7 +284,17 @@ class Estimator:
         """Estimate from already fused kernels (skips loading; for callers that cost once)."""
         element = DTYPE_CHOICES.get(dtype, dtype) if dtype else None
         hw = self.profile
-        prior = run_prior(self.prior_name, kernels, hw, dtype=element, runtime=self.runtime, threads=threads)
+        gpu_model = self.model is not None and "v2_constants" in self.model.sidecar
+        constants = sidecar_constants(self.model.sidecar, self.runtime.name) if gpu_model else None
+        prior = run_prior(
+            self.prior_name,
+            kernels,
+            hw,
+            dtype=element,
+            runtime=self.runtime,
+            threads=threads,
+            constants=constants,
+        )
         batch = kernels.costs.graph.batch
         kernel_joules = prior.kernel_joules
         extrapolated: tuple[str, ...] = ()
@@ -270,6 +303,14 @@ class Estimator:
             low_f, high_f = self._interval["low_factor"], self._interval["high_factor"]
             level, basis = self._interval["level"], self._interval["basis"]
             method = f"physics-only ({prior.name})"
+        elif gpu_model:
+            joules, factor, extrapolated = corrected_joules(
+                self.model, kernels, prior, hw, self.runtime, element
+            )
+            kernel_joules = prior.kernel_joules * factor
+            low_f, high_f = interval_factors(self.model)
+            level, basis = self.model.sidecar["interval"]["level"], self.model.sidecar["interval"]["basis"]
+            method = describe(self.model, self.correction, hw, self.runtime)
         else:
             joules, kernel_joules, extrapolated = self._calibrated(kernels, prior, element, threads)
             lo, hi = self.model.interval_quantiles
@@ -304,6 +345,7 @@ class Estimator:
             costs=kernels.costs,
             not_costed=dict(kernels.costs.not_costed),
             extrapolated=extrapolated,
+            correction=self.correction,
         )
 
     def _calibrated(

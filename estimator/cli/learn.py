@@ -54,15 +54,52 @@ def train(
         typer.echo(line)
 
 
+@app.command("train-gpu")
+@_clean_errors
+def train_gpu(
+    models_dir: Annotated[Path | None, typer.Option("--models-dir", help="Where models live.")] = None,
+) -> None:
+    """Train the GPU models on the committed GPU tables: one calibrated model per (device, runtime) with data at
+    gpu-board-nvml and the cross-device model for every other GPU; writes atomically to trained_models/."""
+    from estimator.learn.gpu_store import train_gpu_models
+    from estimator.learn.gpu_training import build_gpu_set, load_gpu_table
+    from estimator.learn.regressor import default_models_dir
+
+    say = lambda line: typer.echo(line, err=True)  # noqa: E731
+    gs = build_gpu_set(load_gpu_table(), progress=say)
+    for line in train_gpu_models(gs, models_dir or default_models_dir(), progress=say):
+        typer.echo(line)
+
+
 @app.command()
 @_clean_errors
 def evaluate(
     hw: Annotated[str | None, typer.Option("--hw", help="Only this hardware.")] = None,
     runtime: Annotated[str | None, typer.Option("--runtime", help="Only this runtime.")] = None,
     out: Annotated[Path, typer.Option("--out", help="Folder of the report.")] = Path("docs"),
+    gpu: Annotated[
+        bool,
+        typer.Option(
+            "--gpu",
+            help="The GPU evaluation instead (per source, leave-one-device-out): docs/evaluation_gpu.md/.json.",
+        ),
+    ] = False,
 ) -> None:
     """Run EVALUATION.md's protocol on the committed measurements; writes Markdown, JSON and a plot."""
     from estimator.learn.evaluation import run_evaluation, write_report
+
+    if gpu:
+        from estimator.learn.gpu_evaluation import run_gpu_evaluation, write_gpu_report, write_prior_interval
+
+        report = run_gpu_evaluation(lambda line: typer.echo(line, err=True))
+        for path in write_gpu_report(report, out):
+            typer.echo(f"wrote {path}")
+        interval = write_prior_interval(
+            report, Path(__file__).resolve().parent.parent / "energy" / "prior_interval.json"
+        )
+        if interval:
+            typer.echo(f"wrote {interval}")
+        return
 
     report = run_evaluation(hw, runtime, progress=lambda line: typer.echo(line, err=True))
     for path in write_report(report, out):

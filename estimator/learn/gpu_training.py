@@ -1,0 +1,375 @@
+"""GPU measurement rows -> the v2 prior with constants fitted on training rows only -> the cross-device residual.
+
+Pipeline: every row of the committed GPU tables whose graph can be built (a ``hf:`` zoo spec, or a committed
+``data/graphs/<name>.onnx``) is costed once per (network, batch, dtype, device, runtime) into the v2 prior's
+:class:`~estimator.energy.prior_v2.DeviceTerms` and the :class:`~estimator.learn.gpu_features.GraphAggregates`
+(cached on disk, keyed by this package's code; a new graph joins on the next run). Then, for any split:
+
+1. :func:`fit_runtime_constants` fits the v2 host constants per runtime on the split's *training* rows measured
+   at the prior's own boundary (``gpu-board-nvml``), never on the held-out rows;
+2. :func:`prior_and_features` assembles the prior with those constants and the GPU feature rows;
+3. :func:`fit_gpu` trains the xgboost residual ``log(measured) - log(prior v2)`` on the training rows, with the
+   boundary a feature (one model learns several boundaries; each row's target is its own boundary).
+
+Rows whose graph is missing are counted and reported, never silently dropped from the figures' denominators.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from estimator.cost.kernels import fuse_kernels
+from estimator.cost.nodes import count_costs
+from estimator.energy.hardware import HardwareProfile, load_profile
+from estimator.energy.physics import DTYPE_CHOICES, desislavov_joules, energy_prior
+from estimator.energy.prior_fit import FitCase, fit_constants
+from estimator.energy.prior_v2 import DeviceTerms, V2Constants, assemble, device_terms
+from estimator.energy.runtimes import get_runtime
+from estimator.graph.load import load_graph
+from estimator.learn.featurize import REPO_ROOT, build_model
+from estimator.learn.gpu_features import GPU_FEATURE_NAMES, GraphAggregates, gpu_feature_row, graph_aggregates
+from estimator.learn.regressor import ResidualRegressor
+from estimator.learn.training import conformal_quantiles
+
+#: The committed GPU training tables (whole networks); module/op rows are reported apart.
+GPU_TABLES: tuple[tuple[str, str], ...] = (
+    ("irene", "data/irene.csv.gz"),
+    ("fischer_eff22", "data/fischer_eff22.csv.gz"),
+    ("fischer_rtx4090", "data/fischer_rtx4090.csv.gz"),
+    ("power_hungry", "data/power_hungry.csv.gz"),
+)
+#: The boundary the v2 prior predicts and the host constants are fitted at.
+PRIOR_BOUNDARY = "gpu-board-nvml"
+#: Hyper-parameters of the GPU residual (small data: shallower trees than the CPU/SoC models; one thread:
+#: on a shared machine two xgboost threads on a few hundred rows were 10x slower than one).
+GPU_PARAMS = {"n_estimators": 300, "max_depth": 4, "learning_rate": 0.05, "min_child_weight": 2.0, "n_jobs": 1}
+#: Constants fitted per runtime, and the most rows one fit uses (a deterministic subsample beyond it).
+FITTED = ("host_dispatch_s", "host_call_s")
+FIT_MAX_ROWS = 60
+#: Golden-section steps per constant in a fit (one coordinate-descent sweep).
+FIT_STEPS = 16
+
+
+@dataclass(frozen=True)
+class Config:
+    """A network on a device as a runtime runs it (prior-independent): the v2 device terms and aggregates.
+
+    Attributes:
+        terms: the v2 prior's device terms.
+        agg: the GPU feature aggregates.
+        v1_joules: the v1 prior's joules (a baseline), J.
+        desislavov_joules: Desislavov et al.'s baseline, J.
+    """
+
+    terms: DeviceTerms
+    agg: GraphAggregates
+    v1_joules: float
+    desislavov_joules: float
+
+
+@dataclass
+class GpuSet:
+    """Featurisable GPU rows and their configurations, rows aligned with ``table``.
+
+    Attributes:
+        table: the measurement rows kept (one boundary each), with a ``config`` key column.
+        configs: config key -> :class:`Config`.
+        missing: rows dropped because their graph is not available, by source.
+    """
+
+    table: pd.DataFrame
+    configs: dict[tuple, Config]
+    missing: dict[str, int]
+
+    @property
+    def measured_j(self) -> np.ndarray:
+        """Measured joules per inference."""
+        return self.table["joules_per_inference"].to_numpy(dtype=float)
+
+
+def config_key(row: pd.Series | dict) -> tuple:
+    """The key of a row's configuration: (model_ref, batch, dtype, hardware, runtime)."""
+    dtype = row.get("dtype")
+    dtype = "float32" if dtype is None or (isinstance(dtype, float) and math.isnan(dtype)) else str(dtype)
+    return (str(row["model_ref"]), int(row["batch"]), dtype, str(row["hardware"]), str(row["runtime"]))
+
+
+def graph_available(model_ref: str, root: Path = REPO_ROOT) -> bool:
+    """Whether the graph a row names can be built here (a zoo ``hf:`` spec, or a committed ONNX file)."""
+    if model_ref.endswith(".onnx"):
+        return (root / model_ref).exists()
+    return model_ref.startswith("hf:")
+
+
+def load_gpu_table(root: Path = REPO_ROOT, tables: tuple[tuple[str, str], ...] = GPU_TABLES) -> pd.DataFrame:
+    """The whole-network rows of the committed GPU tables (``level`` empty or ``model``)."""
+    from estimator.data.measurements import read_measurements
+
+    frames = []
+    for _name, path in tables:
+        t = read_measurements(root / path)
+        if "level" in t:
+            t = t[t["level"].isna() | (t["level"].astype(str) == "model")]
+        frames.append(t)
+    return pd.concat(frames, ignore_index=True)
+
+
+def build_gpu_set(
+    table: pd.DataFrame,
+    *,
+    root: Path = REPO_ROOT,
+    cache_dir: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> GpuSet:
+    """Cost every configuration of ``table`` whose graph is available (cached on disk)."""
+    say = progress or (lambda _line: None)
+    table = table.reset_index(drop=True)
+    ok = np.array([graph_available(str(m), root) for m in table["model_ref"]], dtype=bool)
+    missing = table[~ok]["source"].astype(str).value_counts().to_dict()
+    table = table[ok].reset_index(drop=True)
+    keys = [config_key(r) for r in table.to_dict("records")]
+    table = table.assign(config=keys)
+    cache = _ConfigCache(cache_dir)
+    configs = cache.load()
+    todo = [k for k in dict.fromkeys(keys) if k not in configs]
+    by_graph: dict[tuple, object] = {}
+    for i, key in enumerate(todo):
+        model_ref, batch, dtype, hardware, runtime_name = key
+        runtime = get_runtime(runtime_name)
+        gkey = (model_ref, batch, dtype, runtime.fuses)
+        if gkey not in by_graph:
+            if len(by_graph) > 64:
+                by_graph.clear()
+            model = build_model(model_ref, batch, dtype)
+            graph = load_graph(model, batch=batch if model_ref.endswith(".onnx") else None)
+            by_graph[gkey] = fuse_kernels(count_costs(graph), fuse=runtime.fuses)
+        kernels = by_graph[gkey]
+        hw = _profile(hardware)
+        element = DTYPE_CHOICES.get(dtype, dtype) if dtype != "float32" else None
+        configs[key] = Config(
+            terms=device_terms(kernels, hw, runtime, element),
+            agg=graph_aggregates(kernels, hw, element),
+            v1_joules=energy_prior(kernels, hw, dtype=element, runtime=runtime).joules,
+            desislavov_joules=desislavov_joules(kernels, hw, element),
+        )
+        if (i + 1) % 25 == 0 or i + 1 == len(todo):
+            say(f"costed {i + 1}/{len(todo)} GPU configurations")
+            cache.save(configs)
+    return GpuSet(table, configs, missing)
+
+
+def fit_runtime_constants(gs: GpuSet, train: np.ndarray) -> dict[str, V2Constants]:
+    """v2 host constants per runtime, fitted on the ``train`` rows measured at :data:`PRIOR_BOUNDARY` only.
+
+    A runtime without such training rows keeps its shipped constants (``fitted_on`` says so).
+    """
+    t = gs.table[train]
+    out: dict[str, V2Constants] = {}
+    for runtime_name in sorted(set(gs.table["runtime"])):
+        rows = t[(t["runtime"] == runtime_name) & (t["boundary"] == PRIOR_BOUNDARY)]
+        if rows.empty:
+            out[runtime_name] = V2Constants(
+                fitted_on="shipped defaults (no training rows at the prior's boundary)"
+            )
+            continue
+        if len(rows) > FIT_MAX_ROWS:
+            rows = rows.sample(FIT_MAX_ROWS, random_state=0)
+        cases = [_case(gs, r) for r in rows.to_dict("records")]
+        devices = ", ".join(sorted(set(rows["hardware"])))
+        out[runtime_name] = fit_constants(
+            cases,
+            FITTED,
+            sweeps=1,
+            steps=FIT_STEPS,
+            description=f"{len(cases)} {runtime_name} rows on {devices}",
+        ).constants
+    return out
+
+
+def prior_and_features(
+    gs: GpuSet, constants: dict[str, V2Constants] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(log v2 prior joules, GPU feature matrix) of every row, the prior assembled with ``constants`` per
+    runtime (shipped defaults where absent)."""
+    constants = constants or {}
+    priors: dict[tuple, object] = {}
+    log_prior = np.empty(len(gs.table))
+    X = np.empty((len(gs.table), len(GPU_FEATURE_NAMES)))
+    boards = gs.table["boards"] if "boards" in gs.table else pd.Series([1] * len(gs.table))
+    levels = gs.table["level"] if "level" in gs.table else pd.Series([None] * len(gs.table))
+    for i, (key, boundary, n_boards, level) in enumerate(
+        zip(gs.table["config"], gs.table["boundary"], boards, levels, strict=True)
+    ):
+        cfg = gs.configs[key]
+        hw, runtime = _profile(key[3]), get_runtime(key[4])
+        if key not in priors:
+            priors[key] = assemble(cfg.terms, hw, runtime, constants.get(key[4]))
+        prior = priors[key]
+        log_prior[i] = math.log(prior.joules)
+        X[i] = gpu_feature_row(
+            cfg.agg,
+            prior,
+            hw,
+            runtime,
+            boundary=str(boundary),
+            boards=1 if pd.isna(n_boards) else int(n_boards),
+            level="model" if pd.isna(level) else str(level),
+        )
+    return log_prior, X
+
+
+def baselines(gs: GpuSet) -> dict[str, np.ndarray]:
+    """Per row: the v1 prior, the v2 prior with shipped constants and Desislavov et al., J."""
+    cfgs = [gs.configs[k] for k in gs.table["config"]]
+    log_v2, _ = prior_and_features(gs, None)
+    return {
+        "prior_v1": np.array([c.v1_joules for c in cfgs]),
+        "prior_v2_shipped": np.exp(log_v2),
+        "desislavov": np.array([c.desislavov_joules for c in cfgs]),
+    }
+
+
+def fit_gpu(X: np.ndarray, y_resid: np.ndarray, params: dict | None = None) -> ResidualRegressor:
+    """The xgboost residual on GPU features ``X`` and log residuals ``y_resid``."""
+    return ResidualRegressor(**{**GPU_PARAMS, **(params or {})}).fit(X, y_resid)
+
+
+def flops_of(gs: GpuSet) -> np.ndarray:
+    """FLOPs of one inference of each row."""
+    return np.array([gs.configs[k].agg.flops for k in gs.table["config"]])
+
+
+def held_out_split(devices: np.ndarray, held_out: str) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) masks of leave-one-device-out: every row of ``held_out`` is in test, none in train."""
+    test = devices == held_out
+    return ~test, test
+
+
+def predict_split(gs: GpuSet, train: np.ndarray, test: np.ndarray, inner: np.ndarray) -> dict:
+    """Fit constants and the residual on ``train``; predict ``test``; the interval from ``inner``.
+
+    Args:
+        train, test: boolean row masks (disjoint).
+        inner: per row, the inner fold label used for the conformal calibration (only train rows are read).
+
+    Returns predictions of every system for the test rows, the interval quantiles and the fitted constants.
+    """
+    if np.any(train & test):
+        raise ValueError("a row is in both the training and the test rows")
+    constants = fit_runtime_constants(gs, train)
+    log_prior, X = prior_and_features(gs, constants)
+    y = np.log(gs.measured_j)
+    reg = fit_gpu(X[train], y[train] - log_prior[train])
+    pred_log = log_prior[test] + reg.predict(X[test])
+    oof = []
+    labels = np.unique(inner[train])
+    for label in labels if len(labels) > 1 else []:
+        tr, cal = train & (inner != label), train & (inner == label)
+        r = fit_gpu(X[tr], y[tr] - log_prior[tr])
+        oof.append(y[cal] - log_prior[cal] - r.predict(X[cal]))
+    lo, hi = conformal_quantiles(np.concatenate(oof)) if oof else (float("nan"), float("nan"))
+    return {
+        "model": np.exp(pred_log),
+        "prior_v2_fitted": np.exp(log_prior[test]),
+        "interval": (lo, hi),
+        "constants": {rt: c.fitted_on + _constants_text(c) for rt, c in constants.items()},
+    }
+
+
+def _constants_text(c) -> str:
+    parts = [
+        f"{n}={getattr(c, n):.3g} s" for n in ("host_dispatch_s", "host_call_s") if getattr(c, n) is not None
+    ]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def _case(gs: GpuSet, row: dict) -> FitCase:
+    key = row["config"]
+    latency = row.get("latency_s")
+    latency = float(latency) if latency is not None and not pd.isna(latency) and latency > 0 else None
+    return FitCase(
+        gs.configs[key].terms,
+        _profile(key[3]),
+        get_runtime(key[4]),
+        float(row["joules_per_inference"]),
+        latency,
+    )
+
+
+_PROFILES: dict[str, HardwareProfile] = {}
+
+
+def _profile(name: str) -> HardwareProfile:
+    if name not in _PROFILES:
+        _PROFILES[name] = load_profile(name)
+    return _PROFILES[name]
+
+
+#: Code a costed configuration depends on (paths inside the package; a folder includes everything under it).
+_CONFIG_CODE = ("cost/", "graph/", "energy/", "zoo/", "dtypes.py", "learn/gpu_features.py")
+
+
+def config_code_hash() -> str:
+    """Hash of the source and profile files a :class:`Config` depends on (a changed rule never serves stale
+    cached configurations)."""
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parent.parent
+    files = [*package.rglob("*.py"), *package.rglob("*.toml")]
+    for f in sorted(f for f in files if f.relative_to(package).as_posix().startswith(_CONFIG_CODE)):
+        digest.update(f.relative_to(package).as_posix().encode())
+        digest.update(f.read_bytes())
+    return digest.hexdigest()
+
+
+class _ConfigCache:
+    """Costed configurations on disk, one file per code version (written atomically, extended as rows join)."""
+
+    def __init__(self, cache_dir: Path | None) -> None:
+        directory = cache_dir or Path(
+            os.environ.get("ESTIMATOR_CACHE_DIR", Path.home() / ".cache" / "estimator")
+        )
+        self.path = directory / f"gpu-configs-{config_code_hash()[:24]}.joblib"
+
+    def load(self) -> dict[tuple, Config]:
+        import joblib
+
+        if self.path.exists():
+            try:
+                return dict(joblib.load(self.path))
+            except Exception:  # an unreadable cache is recomputed, never trusted
+                self.path.unlink(missing_ok=True)
+        return {}
+
+    def save(self, configs: dict[tuple, Config]) -> None:
+        import tempfile
+
+        import joblib
+
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
+            os.close(fd)
+            joblib.dump(configs, tmp)
+            os.replace(tmp, self.path)
+        except OSError:
+            pass  # caching is an optimisation
+
+
+__all__ = [
+    "GPU_TABLES",
+    "GpuSet",
+    "baselines",
+    "build_gpu_set",
+    "fit_gpu",
+    "fit_runtime_constants",
+    "load_gpu_table",
+    "prior_and_features",
+]
