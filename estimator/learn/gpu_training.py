@@ -33,6 +33,7 @@ from estimator.energy.physics import DTYPE_CHOICES, desislavov_joules, energy_pr
 from estimator.energy.prior_fit import FitCase, fit_constants
 from estimator.energy.prior_v2 import DeviceTerms, V2Constants, assemble, device_terms
 from estimator.energy.runtimes import get_runtime
+from estimator.errors import EstimatorError
 from estimator.graph.load import load_graph
 from estimator.learn.featurize import REPO_ROOT, build_model
 from estimator.learn.gpu_features import GPU_FEATURE_NAMES, GraphAggregates, gpu_feature_row, graph_aggregates
@@ -50,7 +51,13 @@ GPU_TABLES: tuple[tuple[str, str], ...] = (
 PRIOR_BOUNDARY = "gpu-board-nvml"
 #: Hyper-parameters of the GPU residual (small data: shallower trees than the CPU/SoC models; one thread:
 #: on a shared machine two xgboost threads on a few hundred rows were 10x slower than one).
-GPU_PARAMS = {"n_estimators": 300, "max_depth": 4, "learning_rate": 0.05, "min_child_weight": 2.0, "n_jobs": 1}
+GPU_PARAMS = {
+    "n_estimators": 300,
+    "max_depth": 4,
+    "learning_rate": 0.05,
+    "min_child_weight": 2.0,
+    "n_jobs": 1,
+}
 #: Constants fitted per runtime, and the most rows one fit uses (a deterministic subsample beyond it).
 FITTED = ("host_dispatch_s", "host_call_s")
 FIT_MAX_ROWS = 60
@@ -82,7 +89,7 @@ class GpuSet:
     Attributes:
         table: the measurement rows kept (one boundary each), with a ``config`` key column.
         configs: config key -> :class:`Config`.
-        missing: rows dropped because their graph is not available, by source.
+        missing: rows dropped, by "source: reason" (graph not committed, or not costed and why).
     """
 
     table: pd.DataFrame
@@ -95,11 +102,37 @@ class GpuSet:
         return self.table["joules_per_inference"].to_numpy(dtype=float)
 
 
-def config_key(row: pd.Series | dict) -> tuple:
-    """The key of a row's configuration: (model_ref, batch, dtype, hardware, runtime)."""
+def config_key(row: pd.Series | dict, root: Path = REPO_ROOT) -> tuple:
+    """The key of a row's configuration: (model_ref, batch, dtype, hardware, runtime, variant). The variant is
+    the graph file's digest (empty for zoo specs: a re-exported graph is never served from the cache) and, for
+    an ONNX graph with a symbolic sequence, ``;seq=N`` from the row's ``seq_len``."""
     dtype = row.get("dtype")
     dtype = "float32" if dtype is None or (isinstance(dtype, float) and math.isnan(dtype)) else str(dtype)
-    return (str(row["model_ref"]), int(row["batch"]), dtype, str(row["hardware"]), str(row["runtime"]))
+    ref = str(row["model_ref"])
+    variant = _file_digest(root / ref) if ref.endswith(".onnx") else ""
+    seq = row.get("seq_len")
+    if ref.endswith(".onnx") and seq is not None and not pd.isna(seq):
+        variant += f";seq={int(seq)}"
+    return (ref, int(row["batch"]), dtype, str(row["hardware"]), str(row["runtime"]), variant)
+
+
+def _kernels(root: Path, model_ref: str, batch: int, dtype: str, variant: str, fuse: bool):
+    """Fused kernels of a configuration's graph (a zoo spec, or an ONNX file bound at ``batch`` and ``seq``)."""
+    if model_ref.endswith(".onnx"):
+        shapes = {"sequence": int(variant.split(";seq=")[1])} if ";seq=" in variant else None
+        graph = load_graph(root / model_ref, batch=batch, shapes=shapes)
+    else:
+        graph = load_graph(build_model(model_ref, batch, dtype))
+    return fuse_kernels(count_costs(graph), fuse=fuse)
+
+
+_DIGESTS: dict[Path, str] = {}
+
+
+def _file_digest(path: Path) -> str:
+    if path not in _DIGESTS:
+        _DIGESTS[path] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return _DIGESTS[path]
 
 
 def graph_available(model_ref: str, root: Path = REPO_ROOT) -> bool:
@@ -133,25 +166,30 @@ def build_gpu_set(
     say = progress or (lambda _line: None)
     table = table.reset_index(drop=True)
     ok = np.array([graph_available(str(m), root) for m in table["model_ref"]], dtype=bool)
-    missing = table[~ok]["source"].astype(str).value_counts().to_dict()
+    missing = {
+        f"{s}: graph not committed": n for s, n in table[~ok]["source"].astype(str).value_counts().items()
+    }
     table = table[ok].reset_index(drop=True)
-    keys = [config_key(r) for r in table.to_dict("records")]
+    keys = [config_key(r, root) for r in table.to_dict("records")]
     table = table.assign(config=keys)
     cache = _ConfigCache(cache_dir)
     configs = cache.load()
     todo = [k for k in dict.fromkeys(keys) if k not in configs]
     by_graph: dict[tuple, object] = {}
+    failed: dict[tuple, str] = {}
     for i, key in enumerate(todo):
-        model_ref, batch, dtype, hardware, runtime_name = key
+        model_ref, batch, dtype, hardware, runtime_name, variant = key
         runtime = get_runtime(runtime_name)
-        gkey = (model_ref, batch, dtype, runtime.fuses)
-        if gkey not in by_graph:
-            if len(by_graph) > 64:
-                by_graph.clear()
-            model = build_model(model_ref, batch, dtype)
-            graph = load_graph(model, batch=batch if model_ref.endswith(".onnx") else None)
-            by_graph[gkey] = fuse_kernels(count_costs(graph), fuse=runtime.fuses)
-        kernels = by_graph[gkey]
+        gkey = (model_ref, batch, dtype, runtime.fuses, variant)
+        try:
+            if gkey not in by_graph:
+                if len(by_graph) > 64:
+                    by_graph.clear()
+                by_graph[gkey] = _kernels(root, model_ref, batch, dtype, variant, runtime.fuses)
+            kernels = by_graph[gkey]
+        except EstimatorError as exc:
+            failed[key] = type(exc).__name__
+            continue
         hw = _profile(hardware)
         element = DTYPE_CHOICES.get(dtype, dtype) if dtype != "float32" else None
         configs[key] = Config(
@@ -163,6 +201,12 @@ def build_gpu_set(
         if (i + 1) % 25 == 0 or i + 1 == len(todo):
             say(f"costed {i + 1}/{len(todo)} GPU configurations")
             cache.save(configs)
+    cache.save(configs)
+    bad = table["config"].isin(set(failed))
+    for (source, key), n in table[bad].groupby([table["source"].astype(str), table["config"]]).size().items():
+        reason = f"{source}: graph not costed ({failed[key]})"
+        missing[reason] = missing.get(reason, 0) + int(n)
+    table = table[~bad].reset_index(drop=True)
     return GpuSet(table, configs, missing)
 
 
