@@ -4,6 +4,10 @@ exists for the profile and runtime) loaded between calls, for use in neural-arch
     est = Estimator("a100")
     result = est.estimate("model.onnx", batch=8)
     result.joules, result.joules_per_sample, result.seconds, result.interval
+
+Why this module is long: the :class:`Estimate` result and its stable JSON and table forms live beside the
+:class:`Estimator` that fills them, and the estimator chooses among three answers (physics only, a calibrated
+model, the cross-device GPU model); splitting them would scatter one public surface over several files.
 """
 
 from __future__ import annotations
@@ -106,6 +110,26 @@ class Estimate:
     extrapolated: tuple[str, ...] = ()
     correction: str = "none"
 
+    def __repr__(self) -> str:
+        lo, hi = self.interval
+        kind = "calibrated" if self.calibrated else "physics-only"
+        return (
+            f"Estimate({self.joules:.4g} J per inference [{lo:.3g} .. {hi:.3g}] at batch {self.batch}, "
+            f"{self.seconds:.3g} s, {self.hardware}/{self.runtime}, {self.dtype}, {kind}, "
+            f"boundary {self.boundary}, {len(self.layers)} kernels)"
+        )
+
+    def to_dict(self) -> dict:
+        """The estimate as plain Python values (the JSON schema with every kernel listed)."""
+        return self.to_json(top=len(self.layers))
+
+    def to_dataframe(self):
+        """One row per kernel (largest energy first) as a pandas DataFrame: kernel, name, nodes, joules, share,
+        latency_s, bound, memory_level. pandas is imported on first call."""
+        import pandas as pd
+
+        return pd.DataFrame(self.to_dict()["top_layers"])
+
     def to_json(self, top: int = 10) -> dict:
         """The documented, stable JSON form of the estimate (schema ``estimator.estimate/1``)."""
         t = self.costs.totals
@@ -160,7 +184,7 @@ class Estimate:
                     "name": layer.name,
                     "nodes": list(layer.nodes),
                     "joules": layer.joules,
-                    "share": layer.joules / self.prior.joules if self.prior.joules else 0.0,
+                    "share": layer.joules / self.joules if self.joules else 0.0,
                     "latency_s": layer.seconds,
                     "bound": layer.bound,
                     "memory_level": layer.level,

@@ -20,6 +20,9 @@ single type and prints one line. The message of each error says what is wrong an
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class EstimatorError(Exception):
     """Base of every error the estimator raises on bad input or state."""
@@ -71,3 +74,10 @@ class DataError(EstimatorError):
 
 class MeasurementError(EstimatorError):
     """An energy measurement cannot be made or trusted (no counter, counter wrapped, too short a window)."""
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """`` - did you mean 'a100'?`` when ``name`` is close to one of ``choices`` (case-insensitive), else ``''``."""
+    options = {c.lower(): c for c in choices}
+    close = difflib.get_close_matches(name.lower(), list(options), n=1, cutoff=0.6)
+    return f" - did you mean '{options[close[0]]}'?" if close else ""

@@ -25,7 +25,8 @@ STAGES: dict[str, int] = {
     "data": 5,
     "learn": 6,
     "api": 7,
-    "cli": 8,
+    "report": 8,
+    "cli": 9,
 }
 
 #: Lines above which a module must say at its top why it holds one thing only.

@@ -19,8 +19,27 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from estimator import __version__
+
+        typer.echo(f"estimate (onnx-energy-estimator) {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the version and exit.",
+            callback=_print_version,
+            is_eager=True,
+            metavar="",
+        ),
+    ] = False,
+) -> None:
     """Joules per inference of an ONNX network on a given hardware, estimated without the hardware.
 
     `estimate MODEL.onnx --hw NAME` is shorthand for `estimate energy MODEL.onnx --hw NAME`.

@@ -43,7 +43,7 @@ from estimator.energy.profile import (
     PowerModel,
     compute_dtype_class,
 )
-from estimator.errors import ProfileError
+from estimator.errors import ProfileError, did_you_mean
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -104,7 +104,8 @@ def load_profile(name_or_path: str | Path) -> HardwareProfile:
     if name_or_path not in list_profiles():
         known = ", ".join(list_profiles())
         raise ProfileError(
-            f"unknown hardware profile {name_or_path!r}; known profiles: {known} "
+            f"unknown hardware profile {name_or_path!r}{did_you_mean(name_or_path, list_profiles())}; "
+            f"known profiles: {known} "
             "(or give the path of a .toml profile file)"
         )
     return _load_shipped(name_or_path)

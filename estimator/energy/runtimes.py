@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from estimator.errors import ProfileError
+from estimator.errors import ProfileError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -139,5 +139,5 @@ def get_runtime(name: str) -> Runtime:
         return RUNTIMES[name]
     except KeyError:
         raise ProfileError(
-            f"unknown runtime '{name}'; known runtimes: {', '.join(sorted(RUNTIMES))}"
+            f"unknown runtime '{name}'{did_you_mean(name, RUNTIMES)}; known runtimes: {', '.join(sorted(RUNTIMES))}"
         ) from None
