@@ -67,6 +67,7 @@ GPU_FEATURE_NAMES: tuple[str, ...] = (
     # what was measured
     *(f"level_{lv}" for lv in LEVELS[1:]),
     "log_boards",
+    "input_pipeline_timed",
     *(f"boundary_{b}" for b in GPU_BOUNDARIES),
     *(f"runtime_{r}" for r in GPU_RUNTIMES),
 )
@@ -151,6 +152,7 @@ def gpu_feature_row(
     boundary: str = "gpu-board-nvml",
     boards: int = 1,
     level: str = "model",
+    input_pipeline: bool = False,
 ) -> np.ndarray:
     """One row of :data:`GPU_FEATURE_NAMES` for a network (its aggregates and v2 prior) on ``hw``.
 
@@ -160,6 +162,8 @@ def gpu_feature_row(
         boundary: the boundary the energy is wanted at (a row's own boundary in training).
         boards: GPU boards summed in the energy (``gpu-boards-summed``), else 1.
         level: ``model``, ``module`` or ``op``.
+        input_pipeline: the measurement's timed loop included the host input pipeline (data loading,
+            decoding) - a property of how a source measured, like the boundary; False for one forward pass.
     """
     r = np.zeros(len(GPU_FEATURE_NAMES))
     seconds, joules = max(prior.seconds, 1e-30), max(prior.joules, 1e-30)
@@ -197,6 +201,7 @@ def gpu_feature_row(
     if level in LEVELS[1:]:
         r[_INDEX[f"level_{level}"]] = 1.0
     r[_INDEX["log_boards"]] = np.log(max(boards, 1))
+    r[_INDEX["input_pipeline_timed"]] = 1.0 if input_pipeline else 0.0
     if f"boundary_{boundary}" in _INDEX:
         r[_INDEX[f"boundary_{boundary}"]] = 1.0
     if f"runtime_{runtime.name}" in _INDEX:

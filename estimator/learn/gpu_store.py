@@ -3,7 +3,7 @@ one cross-device model, written through :func:`estimator.learn.regressor.save_mo
 
 * calibrated ``<device>__<runtime>``: trained on every row of that device (its runtimes and boundaries, the
   boundary a feature); written only where the device has rows of that runtime at ``gpu-board-nvml`` (the
-  boundary estimates answer at); its 90% interval from leave-one-group-out residuals on the device's rows;
+  boundary estimates answer at) that time one forward pass (not a source's input pipeline); its 90% interval from leave-one-group-out residuals on the device's rows;
 * cross-device ``any-gpu__any``: trained on every GPU row; its interval from leave-one-device-out residuals
   (each fold fits its constants without the held-out device), so it says how far to trust an unseen GPU.
 
@@ -27,6 +27,7 @@ from estimator.learn.gpu_training import (
     GpuSet,
     fit_gpu,
     fit_runtime_constants,
+    input_pipeline,
     predict_split,
     prior_and_features,
 )
@@ -92,7 +93,8 @@ def train_gpu_models(gs: GpuSet, directory: Path, progress: Callable[[str], None
     devices = t["hardware"].astype(str).to_numpy()
     groups = t["group"].astype(str).to_numpy()
     lines = []
-    at_prior = t["boundary"].to_numpy() == PRIOR_BOUNDARY
+    # a calibrated model answers one forward pass at the board: it needs such rows of its device and runtime
+    at_prior = (t["boundary"].to_numpy() == PRIOR_BOUNDARY) & ~input_pipeline(gs)
     for device, runtime in sorted(
         set(zip(devices[at_prior], t["runtime"][at_prior].astype(str), strict=True))
     ):

@@ -58,6 +58,10 @@ GPU_PARAMS = {
     "min_child_weight": 2.0,
     "n_jobs": 1,
 }
+#: Sources whose timed loop included the host input pipeline (ImageNet decoding and resizing), per
+#: data/PROVENANCE.md: their energy is not one forward pass. The flag is a feature (like the boundary) and the
+#: host constants are fitted apart for them; estimates are made with it off.
+INPUT_PIPELINE_SOURCES = frozenset({"fischer_eff22", "fischer_rtx4090"})
 #: Constants fitted per runtime, and the most rows one fit uses (a deterministic subsample beyond it).
 FITTED = ("host_dispatch_s", "host_call_s")
 FIT_MAX_ROWS = 60
@@ -210,15 +214,33 @@ def build_gpu_set(
     return GpuSet(table, configs, missing)
 
 
-def fit_runtime_constants(gs: GpuSet, train: np.ndarray) -> dict[str, V2Constants]:
-    """v2 host constants per runtime, fitted on the ``train`` rows measured at :data:`PRIOR_BOUNDARY` only.
+def input_pipeline(gs: GpuSet) -> np.ndarray:
+    """Per row: whether the source timed the host input pipeline with the inference."""
+    return gs.table["source"].astype(str).isin(INPUT_PIPELINE_SOURCES).to_numpy()
 
-    A runtime without such training rows keeps its shipped constants (``fitted_on`` says so).
+
+def constants_key(runtime: str, pipeline: bool) -> str:
+    """Key of a set of fitted constants: the runtime, ``+input-pipeline`` for rows that timed it."""
+    return f"{runtime}+input-pipeline" if pipeline else runtime
+
+
+def _constants_keys(gs: GpuSet) -> list[str]:
+    return [
+        constants_key(r, p) for r, p in zip(gs.table["runtime"].astype(str), input_pipeline(gs), strict=True)
+    ]
+
+
+def fit_runtime_constants(gs: GpuSet, train: np.ndarray) -> dict[str, V2Constants]:
+    """v2 host constants per runtime (and apart for sources that timed their input pipeline), fitted on the
+    ``train`` rows measured at :data:`PRIOR_BOUNDARY` only.
+
+    A key without such training rows keeps the shipped constants (``fitted_on`` says so).
     """
+    keys = np.array(_constants_keys(gs))
     t = gs.table[train]
     out: dict[str, V2Constants] = {}
-    for runtime_name in sorted(set(gs.table["runtime"])):
-        rows = t[(t["runtime"] == runtime_name) & (t["boundary"] == PRIOR_BOUNDARY)]
+    for runtime_name in sorted(set(keys)):
+        rows = t[(keys[train] == runtime_name) & (t["boundary"] == PRIOR_BOUNDARY).to_numpy()]
         if rows.empty:
             out[runtime_name] = V2Constants(
                 fitted_on="shipped defaults (no training rows at the prior's boundary)"
@@ -227,7 +249,7 @@ def fit_runtime_constants(gs: GpuSet, train: np.ndarray) -> dict[str, V2Constant
         if len(rows) > FIT_MAX_ROWS:
             rows = rows.sample(FIT_MAX_ROWS, random_state=0)
         cases = [_case(gs, r) for r in rows.to_dict("records")]
-        devices = ", ".join(sorted(set(rows["hardware"])))
+        devices = ", ".join(sorted(set(rows["hardware"].astype(str))))
         out[runtime_name] = fit_constants(
             cases,
             FITTED,
@@ -249,14 +271,16 @@ def prior_and_features(
     X = np.empty((len(gs.table), len(GPU_FEATURE_NAMES)))
     boards = gs.table["boards"] if "boards" in gs.table else pd.Series([1] * len(gs.table))
     levels = gs.table["level"] if "level" in gs.table else pd.Series([None] * len(gs.table))
-    for i, (key, boundary, n_boards, level) in enumerate(
-        zip(gs.table["config"], gs.table["boundary"], boards, levels, strict=True)
+    pipelines = input_pipeline(gs)
+    for i, (key, boundary, n_boards, level, pipeline) in enumerate(
+        zip(gs.table["config"], gs.table["boundary"], boards, levels, pipelines, strict=True)
     ):
         cfg = gs.configs[key]
         hw, runtime = _profile(key[3]), get_runtime(key[4])
-        if key not in priors:
-            priors[key] = assemble(cfg.terms, hw, runtime, constants.get(key[4]))
-        prior = priors[key]
+        ckey = constants_key(key[4], bool(pipeline))
+        if (key, ckey) not in priors:
+            priors[key, ckey] = assemble(cfg.terms, hw, runtime, constants.get(ckey))
+        prior = priors[key, ckey]
         log_prior[i] = math.log(prior.joules)
         X[i] = gpu_feature_row(
             cfg.agg,
@@ -266,6 +290,7 @@ def prior_and_features(
             boundary=str(boundary),
             boards=1 if pd.isna(n_boards) else int(n_boards),
             level="model" if pd.isna(level) else str(level),
+            input_pipeline=bool(pipeline),
         )
     return log_prior, X
 
