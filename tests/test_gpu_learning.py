@@ -131,7 +131,7 @@ def test_leave_one_device_out_never_trains_on_the_held_out_device(synthetic, mon
         assert seen and all(held_out not in s for s in seen)  # every fitted constant saw only other devices
         assert max(trained_rows) == train.sum()  # no fit saw more rows than the training devices have
         assert np.all(np.isfinite(out["model"])) and len(out["model"]) == test.sum()
-        assert out["interval"][0] < out["interval"][1]
+        assert np.all(out["interval"][0] < out["interval"][1])
     with pytest.raises(ValueError):
         gpu_training.predict_split(synthetic, test | train, test, devices)
 
@@ -161,3 +161,17 @@ def test_estimates_answer_from_calibrated_or_cross_device_model_and_say_which(sy
     prior_only = Estimator("gtx1070", "pytorch-cuda", calibrated=False).estimate(graph, batch=8)
     assert prior_only.correction == "none"
     assert 1.0 < cal.joules / prior_only.joules < 1.7
+
+
+def test_rows_that_timed_their_input_pipeline_get_their_own_constants_and_flag(synthetic):
+    devices = synthetic.table["hardware"].to_numpy()
+    synthetic.table.loc[devices == "a100", "source"] = (
+        "fischer_eff22"  # a source that timed its input pipeline
+    )
+    constants = gpu_training.fit_runtime_constants(synthetic, np.ones(len(devices), bool))
+    assert set(constants) == {"pytorch-cuda", "pytorch-cuda+input-pipeline"}
+    assert "a100" in constants["pytorch-cuda+input-pipeline"].fitted_on
+    assert "a100" not in constants["pytorch-cuda"].fitted_on
+    _, X = gpu_training.prior_and_features(synthetic, constants)
+    flag = X[:, GPU_FEATURE_NAMES.index("input_pipeline_timed")]
+    assert np.all(flag[devices == "a100"] == 1) and np.all(flag[devices != "a100"] == 0)

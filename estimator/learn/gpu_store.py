@@ -41,7 +41,7 @@ def oof_log_residuals(gs: GpuSet, rows: np.ndarray, labels: np.ndarray) -> np.nd
     out = np.full(len(gs.table), np.nan)
     for label in np.unique(labels[rows]):
         test = rows & (labels == label)
-        pred = predict_split(gs, rows & ~test, test, np.zeros(len(gs.table)))["model"]
+        pred = predict_split(gs, rows & ~test, test, np.zeros(len(gs.table)))["model"]  # no inner calibration
         out[test] = np.log(gs.measured_j[test]) - np.log(pred)
     return out[rows]
 
@@ -51,7 +51,9 @@ def train_one(
 ) -> TrainedModel:
     """The model on ``rows`` stored as ``name`` (hardware, runtime), its interval from held-out ``labels``."""
     resid = oof_log_residuals(gs, rows, labels)
-    lo, hi = conformal_quantiles(resid)
+    # estimates are one forward pass: calibrate on the rows that timed one (all rows when too few)
+    forward = ~input_pipeline(gs)[rows]
+    lo, hi = conformal_quantiles(resid[forward] if forward.sum() >= 10 else resid)
     constants = fit_runtime_constants(gs, rows)
     log_prior, X = prior_and_features(gs, constants)
     y = np.log(gs.measured_j)

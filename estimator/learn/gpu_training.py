@@ -12,6 +12,9 @@ Pipeline: every row of the committed GPU tables whose graph can be built (a ``hf
    boundary a feature (one model learns several boundaries; each row's target is its own boundary).
 
 Rows whose graph is missing are counted and reported, never silently dropped from the figures' denominators.
+
+Why this module is long: costing, the per-fold constant fit, the features and the split that ties them together
+share one cached set of configurations; apart, every caller would have to thread the cache and the fold masks.
 """
 
 from __future__ import annotations
@@ -338,19 +341,38 @@ def predict_split(gs: GpuSet, train: np.ndarray, test: np.ndarray, inner: np.nda
     y = np.log(gs.measured_j)
     reg = fit_gpu(X[train], y[train] - log_prior[train])
     pred_log = log_prior[test] + reg.predict(X[test])
-    oof = []
+    resid = np.full(len(y), np.nan)
     labels = np.unique(inner[train])
     for label in labels if len(labels) > 1 else []:
         tr, cal = train & (inner != label), train & (inner == label)
         r = fit_gpu(X[tr], y[tr] - log_prior[tr])
-        oof.append(y[cal] - log_prior[cal] - r.predict(X[cal]))
-    lo, hi = conformal_quantiles(np.concatenate(oof)) if oof else (float("nan"), float("nan"))
+        resid[cal] = y[cal] - log_prior[cal] - r.predict(X[cal])
+    lo, hi = mondrian_quantiles(resid, train, input_pipeline(gs), test)
     return {
         "model": np.exp(pred_log),
         "prior_v2_fitted": np.exp(log_prior[test]),
-        "interval": (lo, hi),
+        "interval": (lo, hi),  # per test row, log residual quantiles
         "constants": {rt: c.fitted_on + _constants_text(c) for rt, c in constants.items()},
     }
+
+
+def mondrian_quantiles(
+    resid: np.ndarray, train: np.ndarray, category: np.ndarray, test: np.ndarray, min_rows: int = 10
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per test row, the split-conformal (low, high) log-residual quantiles of the calibration rows of its own
+    category (Mondrian conformal: a source that timed its input pipeline does not widen forward-pass intervals);
+    all calibration rows where a category has fewer than ``min_rows``; NaN without calibration residuals."""
+    have = train & ~np.isnan(resid)
+    lo, hi = np.full(test.sum(), np.nan), np.full(test.sum(), np.nan)
+    if not have.any():
+        return lo, hi
+    pooled = conformal_quantiles(resid[have])
+    for value in np.unique(category[test]):
+        own = have & (category == value)
+        q = conformal_quantiles(resid[own]) if own.sum() >= min_rows else pooled
+        rows = category[test] == value
+        lo[rows], hi[rows] = q
+    return lo, hi
 
 
 def _constants_text(c) -> str:
