@@ -288,6 +288,18 @@ def _matmul_nbits(attrs, shapes, dtypes, values):
     return [(None if a is None else (*a[:-1], int(attrs["N"])), dtypes[0])]
 
 
+@_rule("GatherBlockQuantized")
+def _gather_block_quantized(attrs, shapes, dtypes, values):
+    data, indices = shapes[0], shapes[1]
+    if data is None or indices is None:
+        return [(None, dtypes[2])]
+    axis = int(attrs.get("gather_axis", 0))
+    axis = axis + len(data) if axis < 0 else axis
+    packed = 8 // int(attrs.get("bits", 4)) if dtypes[0] == "uint8" else 1
+    out = (*data[:axis], *indices, *data[axis + 1 :])
+    return [((*out[:-1], out[-1] * packed), dtypes[2])]
+
+
 @_rule("QGemm")
 def _qgemm(attrs, shapes, dtypes, values):
     if shapes[8] is not None or dtypes[8] != UNDEFINED:

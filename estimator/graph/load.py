@@ -288,11 +288,12 @@ def _build(model: onnx.ModelProto, *, batch: int | None, shapes: dict[str, Seque
             constants[t.name] = onnx.numpy_helper.to_array(t)
 
     # The project's own propagation where ONNX's falls short: fold small shape arithmetic, shape contrib ops,
-    # then let ONNX's inference continue from what was learned (a few rounds at most).
+    # then let ONNX's inference continue from what was learned: a round per chain of contrib ops at most
+    # (an int4 decoder has 4 MatMulNBits in a row per block, each waiting for ONNX to shape its input).
     ordered = [graph.node[i] for i in order]
     attributes = {i: _decode_attributes(graph.node[i]) for i in order}
     ordered_attrs = [attributes[i] for i in order]
-    for _ in range(4):
+    for _ in range(4 + sum(canonical_domain(n.domain) != ONNX_DOMAIN for n in ordered)):
         learned = _propagate(ordered, ordered_attrs, types, constants)
         if not learned or all(
             types.get(o, (None, ""))[0] is not None for n in ordered for o in n.output if o

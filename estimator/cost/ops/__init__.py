@@ -22,6 +22,7 @@ RULE_MODULES = (
     "recurrent",
     "control_flow",
     "contrib",
+    "quantized_weights",
 )
 
 for _name in RULE_MODULES:

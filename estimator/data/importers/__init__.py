@@ -25,6 +25,10 @@ Sources and what they become (data/PROVENANCE.md has the details):
 - ``power_hungry`` / ``power_hungry_generative``: Hugging Face pipelines at batch 1 on an A100-SXM4-80GB of an
   8-board node (training table for single-pass tasks, validation table for generative ones; gpu-boards-summed
   as logged and gpu-board-nvml after subtracting 7 idle boards).
+- ``benchlab``: Llama-3.1-8B fp32 on one H100, per-request prefill and decode GPU energy (validation table;
+  gpu-board-nvml).
+- ``wilkins``: Llama-2 / Mistral / Falcon / Mixtral requests without a KV cache on A100 / V100 (validation
+  table; gpu-board-nvml, gpu-boards-summed for several GPUs).
 
 Run ``python -m estimator.data.importers SOURCE RAW_PATH OUT_PATH`` to write a table.
 """
@@ -38,6 +42,7 @@ from pathlib import Path
 import pandas as pd
 
 from estimator.data.importers._common import SIGNIFICANT_DIGITS
+from estimator.data.importers.benchlab import import_benchlab
 from estimator.data.importers.fischer import (
     import_fischer_eff22,
     import_fischer_rtx4090,
@@ -49,6 +54,7 @@ from estimator.data.importers.irene import import_irene, import_irene_modules
 from estimator.data.importers.mlenergy import MLENERGY_CITATION, import_mlenergy
 from estimator.data.importers.mlperf_power import MLPERF_CITATION, import_mlperf_power
 from estimator.data.importers.power_hungry import import_power_hungry, import_power_hungry_generative
+from estimator.data.importers.wilkins import import_wilkins
 from estimator.data.measurements import TableKind, write_measurements
 from estimator.errors import DataError
 
@@ -86,6 +92,8 @@ IMPORTERS: dict[str, Callable[[Path], pd.DataFrame]] = {
     "fischer_validation": import_fischer_validation,
     "power_hungry": import_power_hungry,
     "power_hungry_generative": import_power_hungry_generative,
+    "benchlab": import_benchlab,
+    "wilkins": import_wilkins,
 }
 TABLE_KINDS: dict[str, TableKind] = {
     "hwnasbench360": "training",
@@ -99,6 +107,8 @@ TABLE_KINDS: dict[str, TableKind] = {
     "fischer_validation": "validation",
     "power_hungry": "training",
     "power_hungry_generative": "validation",
+    "benchlab": "validation",
+    "wilkins": "validation",
 }
 #: The committed table of each source under data/ (`estimate data import` writes there by default).
 DEFAULT_FILES: dict[str, str] = {
@@ -113,6 +123,8 @@ DEFAULT_FILES: dict[str, str] = {
     "fischer_validation": "validation_fischer.csv.gz",
     "power_hungry": "power_hungry.csv.gz",
     "power_hungry_generative": "validation_power_hungry.csv.gz",
+    "benchlab": "validation_benchlab.csv.gz",
+    "wilkins": "validation_wilkins.csv.gz",
 }
 
 

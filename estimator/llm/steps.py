@@ -1,0 +1,227 @@
+"""The kernels of one generation step of a decoder graph, at any prompt or cache length, without costing the
+graph once per step.
+
+**Layout.** A decoder graph is read in the optimum / ONNX Runtime GenAI layout: ``input_ids[batch, seq]``,
+optional ``attention_mask[batch, past + seq]`` and ``position_ids[batch, seq]``, and, with a cache,
+``past_key_values.N.key`` / ``.value`` (or ``past.N.key``) ``[batch, kv_heads, past, head_dim]``. Every input is
+bound by name, so the names of its symbolic dimensions do not matter.
+
+**Why a few bindings suffice.** With a cache, every node's FLOPs and bytes are *affine* in the past length
+``p`` at a fixed ``seq`` (the attention matmuls, softmax, mask and the cache concatenation grow by a fixed
+amount per cached token; everything else does not change), and fusion does not depend on ``p``. So the
+kernels at any ``p`` follow exactly from the kernels at two lengths (interpolated field by field and rounded
+to integers), and a third length checks it. A plain graph without a cache recomputes the whole prefix: its
+costs are quadratic in the sequence length (scores are ``seq x seq``) and three lengths plus a fourth as a
+check determine them. When the check fails the steps are costed one binding at a time.
+
+**Repeated blocks.** A zoo decoder (``zoo:...`` spec) of ``L`` identical blocks is costed as a 2-block graph
+whose second block is repeated ``L - 1`` times in launch order (kernels are assigned to blocks by their
+nodes' ``layers.<i>/`` name scope). The kernels and their costs are those of the ``L``-block graph; the one
+approximation is the peak of live activations, which the prior takes from the 2-block graph (it decides
+only whether activations fit in a cache, and a decoder of this size overflows every cache either way).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import onnx
+
+from estimator.cost.kernels import Kernel, KernelReport, fuse_kernels
+from estimator.cost.nodes import count_costs
+from estimator.errors import GraphStructureError
+from estimator.graph.load import load_graph
+from estimator.zoo.decoders import LAYER_SCOPE
+
+_PAST = re.compile(r"^past(?:_key_values)?\.(\d+)\.(key|value)$")
+_FIELDS = ("macs", "flops", "params", "param_bytes", "weight_bytes", "activation_read_bytes", "write_bytes")
+_LAYER = re.compile(rf"^{re.escape(LAYER_SCOPE)}(\d+)/")
+
+
+@dataclass(frozen=True)
+class DecoderLayout:
+    """What the inputs of a decoder graph say about it.
+
+    Attributes:
+        has_cache: the graph takes past key/value inputs.
+        layers: number of past key/value pairs (0 without a cache).
+        kv_heads, head_dim: shape of one cached key or value per token (0 without a cache).
+        kv_dtype: element type of the cache inputs.
+        inputs: names of the graph's real inputs.
+    """
+
+    has_cache: bool
+    layers: int
+    kv_heads: int
+    head_dim: int
+    kv_dtype: str
+    inputs: tuple[str, ...]
+
+
+def _dims(vi: onnx.ValueInfoProto) -> list[int | str]:
+    return [d.dim_value if d.HasField("dim_value") else d.dim_param for d in vi.type.tensor_type.shape.dim]
+
+
+def read_layout(model: onnx.ModelProto) -> DecoderLayout:
+    """The :class:`DecoderLayout` of ``model``; GraphStructureError when it is not a decoder graph."""
+    from estimator.dtypes import dtype_name
+
+    inits = {t.name for t in model.graph.initializer}
+    inputs = [vi for vi in model.graph.input if vi.name not in inits]
+    names = tuple(vi.name for vi in inputs)
+    if "input_ids" not in names:
+        raise GraphStructureError(
+            f"this is not a decoder graph with an 'input_ids' input (its inputs are {', '.join(names)}); "
+            "export it with optimum (decoder_model.onnx or decoder_with_past_model.onnx)"
+        )
+    past = [vi for vi in inputs if _PAST.match(vi.name)]
+    if not past:
+        return DecoderLayout(False, 0, 0, 0, "float32", names)
+    dims = _dims(past[0])
+    if len(dims) != 4 or not isinstance(dims[1], int) or not isinstance(dims[3], int) or not dims[1]:
+        raise GraphStructureError(
+            f"past input '{past[0].name}' should be [batch, kv_heads, past_sequence_length, head_dim] with "
+            f"static kv_heads and head_dim; it is {dims}"
+        )
+    layers = len({_PAST.match(vi.name).group(1) for vi in past})
+    kv_dtype = dtype_name(past[0].type.tensor_type.elem_type)
+    return DecoderLayout(True, layers, int(dims[1]), int(dims[3]), kv_dtype, names)
+
+
+def bind(layout: DecoderLayout, batch: int, seq: int, past: int) -> dict[str, tuple[int, ...]]:
+    """Shapes of every input for one step: ``batch`` sequences of ``seq`` new tokens after ``past`` cached."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for name in layout.inputs:
+        if _PAST.match(name):
+            shapes[name] = (batch, layout.kv_heads, past, layout.head_dim)
+        elif name == "attention_mask":
+            shapes[name] = (batch, past + seq)
+        elif name in ("input_ids", "position_ids"):
+            shapes[name] = (batch, seq)
+    return shapes
+
+
+class StepKernels:
+    """Kernels of a decoder graph at ``(seq, past)`` bindings, each binding costed at most once.
+
+    Args:
+        model: the decoder graph (full, or the 2-block graph of a zoo decoder when ``layers`` is given).
+        batch: sequences decoded together.
+        fuse: fuse kernels as the runtime does (``Runtime.fuses``: graph runtimes fuse, eager ones do not).
+        layers: the number of blocks to repeat the 2-block ``model`` to (None: the graph as it is).
+    """
+
+    def __init__(
+        self, model: onnx.ModelProto, batch: int, *, fuse: bool = True, layers: int | None = None
+    ) -> None:
+        self.model = model
+        self.batch = batch
+        self.fuse = fuse
+        self.layout = read_layout(model)
+        self.layers = layers
+        self.exact_bindings = 0
+        self._cache: dict[tuple[int, int], KernelReport] = {}
+
+    def exact(self, seq: int, past: int) -> KernelReport:
+        """Load, cost and fuse the graph at one binding (``past >= 1`` with a cache, 0 without); for a
+        2-block stand-in these are its own kernels (:meth:`full` repeats the blocks)."""
+        key = (seq, past)
+        if key not in self._cache:
+            graph = load_graph(self.model, shapes=bind(self.layout, self.batch, seq, past))
+            self._cache[key] = fuse_kernels(count_costs(graph), fuse=self.fuse)
+            self.exact_bindings += 1
+        return self._cache[key]
+
+    def full(self, report: KernelReport) -> KernelReport:
+        """The kernels of the whole model from those of :meth:`exact` (blocks repeated to ``layers``)."""
+        return report if self.layers is None else repeat_blocks(report, self.layers)
+
+    def polynomial(
+        self, at: Callable[[int], KernelReport], xs: Sequence[int], check: int
+    ) -> _Polynomial | None:
+        """Kernels as a polynomial in one length through the bindings ``xs``, checked at ``check``;
+        None when the kernels differ in structure or the check fails."""
+        reports = [at(x) for x in xs]
+        poly = _Polynomial.fit(reports, xs)
+        if poly is None:
+            return None
+        expected = at(check)
+        got = poly(check)
+        same = [(k.name, k.launches) for k in expected.kernels] == [(k.name, k.launches) for k in got.kernels]
+        if not same or not all(
+            np.array_equal(got.arrays[f], expected.arrays[f]) for f in _FIELDS if f in expected.arrays
+        ):
+            return None
+        return poly
+
+
+class _Polynomial:
+    """Per-kernel cost fields as polynomials (degree ``len(xs) - 1``) of one length, exact at integers."""
+
+    def __init__(self, base: KernelReport, xs: np.ndarray, values: dict[str, np.ndarray]) -> None:
+        self.base = base
+        self.xs = xs
+        self.values = values  # field -> [len(xs), kernels]
+
+    @classmethod
+    def fit(cls, reports: Sequence[KernelReport], xs: Sequence[int]) -> _Polynomial | None:
+        shape = [(k.name, k.kind, k.launches, k.dtype) for k in reports[0].kernels]
+        if any([(k.name, k.kind, k.launches, k.dtype) for k in r.kernels] != shape for r in reports[1:]):
+            return None
+        values = {f: np.array([[getattr(k, f) for k in r.kernels] for r in reports], float) for f in _FIELDS}
+        return cls(reports[0], np.asarray(xs, float), values)
+
+    def __call__(self, x: int) -> KernelReport:
+        """The kernels at length ``x`` (Lagrange interpolation through the fitted lengths, rounded)."""
+        weights = np.ones(len(self.xs))
+        for i, xi in enumerate(self.xs):
+            for j, xj in enumerate(self.xs):
+                if i != j:
+                    weights[i] *= (x - xj) / (xi - xj)
+        fields = {f: np.rint(weights @ v).astype(np.int64).tolist() for f, v in self.values.items()}
+        kernels = tuple(_with(k, {f: fields[f][i] for f in _FIELDS}) for i, k in enumerate(self.base.kernels))
+        return replace(self.base, kernels=kernels)
+
+
+def _with(kernel: Kernel, changes: dict) -> Kernel:
+    """``dataclasses.replace`` for a frozen Kernel without re-running its constructor (thousands per step)."""
+    new = object.__new__(Kernel)
+    new.__dict__.update(kernel.__dict__)
+    new.__dict__.update(changes)
+    return new
+
+
+def _block_of(report: KernelReport, kernel: Kernel) -> int | None:
+    for i in kernel.nodes:
+        m = _LAYER.match(report.costs.nodes[i].name)
+        if m:
+            return int(m.group(1))
+    return None
+
+
+def repeat_blocks(report: KernelReport, layers: int) -> KernelReport:
+    """The kernels of a 2-block zoo decoder with its second block repeated to ``layers`` blocks in all.
+
+    Kernels before the first block and after the last stay once; block 0 stays once; block 1 is repeated
+    ``layers - 1`` times. Kernel indices are renumbered in launch order.
+    """
+    blocks = [_block_of(report, k) for k in report.kernels]
+    seen = [i for i, b in enumerate(blocks) if b is not None]
+    if not seen or {b for b in blocks if b is not None} != {0, 1}:
+        raise GraphStructureError(
+            "repeat_blocks needs a 2-block zoo decoder (node scopes layers.0/, layers.1/)"
+        )
+    first, last = seen[0], seen[-1]
+    head = [k for i, k in enumerate(report.kernels) if i < first or (first <= i <= last and blocks[i] == 0)]
+    body = [k for i, k in enumerate(report.kernels) if first <= i <= last and blocks[i] == 1]
+    stray = [k for i, k in enumerate(report.kernels) if first <= i <= last and blocks[i] is None]
+    tail = [k for i, k in enumerate(report.kernels) if i > last]
+    ordered = head + stray + body * (layers - 1) + tail
+    kernels = tuple(_with(k, {"index": i}) for i, k in enumerate(ordered))
+    # Each original node maps to the last copy of its kernel (what liveness needs: when a tensor dies).
+    position = {id(k): i for i, k in enumerate(ordered)}
+    kernel_of_node = {n: position[id(report.kernels[k])] for n, k in report.kernel_of_node.items()}
+    return replace(report, kernels=kernels, kernel_of_node=kernel_of_node)
