@@ -94,7 +94,10 @@ def test_a_fused_kernel_belongs_to_the_scopes_its_nodes_share():
     assert module_of(nodes, 1) == "layer1"
     assert module_of(["/conv1/Conv", "/layer1/layer1.0/Add"], 9) == TOP_LEVEL
     assert kernel_place(["/conv1/Conv", "/relu/Relu"]) == "conv1"
-    assert kernel_place(["Identity_3", "/layer4/layer4.0/downsample/downsample.0/Conv"]) == "layer4.0.downsample.0"
+    assert (
+        kernel_place(["Identity_3", "/layer4/layer4.0/downsample/downsample.0/Conv"])
+        == "layer4.0.downsample.0"
+    )
     assert kernel_place(["n12"]) == TOP_LEVEL
 
 

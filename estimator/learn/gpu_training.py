@@ -23,7 +23,7 @@ import hashlib
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,7 @@ from estimator.cost.kernels import fuse_kernels
 from estimator.cost.nodes import count_costs
 from estimator.energy.hardware import HardwareProfile, load_profile
 from estimator.energy.physics import DTYPE_CHOICES, desislavov_joules, energy_prior
-from estimator.energy.prior_fit import FitCase, fit_constants
+from estimator.energy.prior_fit import BOUNDS, FitCase, fit_constants
 from estimator.energy.prior_v2 import DeviceTerms, V2Constants, assemble, device_terms
 from estimator.energy.runtimes import get_runtime
 from estimator.errors import EstimatorError
@@ -242,7 +242,7 @@ def fit_runtime_constants(gs: GpuSet, train: np.ndarray) -> dict[str, V2Constant
     keys = np.array(_constants_keys(gs))
     t = gs.table[train]
     out: dict[str, V2Constants] = {}
-    for runtime_name in sorted(set(keys)):
+    for runtime_name in sorted({str(k) for k in keys}):
         rows = t[(keys[train] == runtime_name) & (t["boundary"] == PRIOR_BOUNDARY).to_numpy()]
         if rows.empty:
             out[runtime_name] = V2Constants(
@@ -253,14 +253,37 @@ def fit_runtime_constants(gs: GpuSet, train: np.ndarray) -> dict[str, V2Constant
             rows = rows.sample(FIT_MAX_ROWS, random_state=0)
         cases = [_case(gs, r) for r in rows.to_dict("records")]
         devices = ", ".join(sorted(set(rows["hardware"].astype(str))))
-        out[runtime_name] = fit_constants(
-            cases,
-            FITTED,
-            sweeps=1,
-            steps=FIT_STEPS,
-            description=f"{len(cases)} {runtime_name} rows on {devices}",
-        ).constants
+        out[runtime_name] = _fit_identifiable(cases, f"{len(cases)} {runtime_name} rows on {devices}")
     return out
+
+
+#: Median share of the prior's time on the host below which the host dispatch time is not fitted (the rows
+#: barely depend on it: a fit would move it to wherever the other terms' errors push it).
+HOST_SHARE_TO_FIT = 0.2
+
+
+def _fit_identifiable(cases: list[FitCase], description: str) -> V2Constants:
+    """Fit the host constants the rows can tell: ``host_dispatch_s`` only when the rows are host-bound enough
+    (:data:`HOST_SHARE_TO_FIT`), and any constant that ends at the edge of its search range (not identified by
+    the rows) keeps its shipped value."""
+    shipped = [assemble(c.terms, c.hw, c.runtime) for c in cases]
+    share = float(np.median([p.host_seconds / p.seconds for p in shipped]))
+    names = FITTED if share >= HOST_SHARE_TO_FIT else tuple(n for n in FITTED if n != "host_dispatch_s")
+    fitted = fit_constants(cases, names, sweeps=1, steps=FIT_STEPS, description=description).constants
+    kept = []
+    for name in names:
+        lo, hi = BOUNDS[name]
+        value = getattr(fitted, name)
+        if (
+            value is not None
+            and value > 0
+            and min(abs(math.log(value / lo)), abs(math.log(value / hi))) < 0.05
+        ):
+            fitted = replace(fitted, **{name: getattr(cases[0].runtime, name)})
+            kept.append(name)
+    note = f"; {', '.join(kept)} at the edge of the search range, kept as shipped" if kept else ""
+    unfitted = "" if "host_dispatch_s" in names else f"; host_dispatch_s not fitted (host share {share:.0%})"
+    return replace(fitted, fitted_on=fitted.fitted_on + unfitted + note)
 
 
 def prior_and_features(
