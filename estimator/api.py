@@ -5,17 +5,20 @@ exists for the profile and runtime) loaded between calls, for use in neural-arch
     result = est.estimate("model.onnx", batch=8)
     result.joules, result.joules_per_sample, result.seconds, result.interval
 
-Why this module is long: the :class:`Estimate` result and its stable JSON and table forms live beside the
-:class:`Estimator` that fills them, and the estimator chooses among three answers (physics only, a calibrated
-model, the cross-device GPU model); splitting them would scatter one public surface over several files.
+Why this module is long: it is the one front door, the Estimate result with its stable JSON form and the Estimator
+that keeps a profile, a trained model and per-report caches, and chooses among three answers (physics only, a
+calibrated model, the cross-device GPU model); many-at-once work lives in :mod:`estimator.many`.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -38,7 +41,7 @@ from estimator.energy.prior_v2 import canonical_prior_name, default_prior, run_p
 from estimator.energy.runtimes import Runtime, get_runtime
 from estimator.errors import ProfileError
 from estimator.graph.load import load_graph
-from estimator.learn.features import FEATURE_NAMES, build_features
+from estimator.learn.features import FEATURE_NAMES, build_features, static_additive
 from estimator.learn.gpu_model import (
     corrected_joules,
     describe,
@@ -47,7 +50,13 @@ from estimator.learn.gpu_model import (
     load_gpu_model,
     sidecar_constants,
 )
-from estimator.learn.regressor import TrainedModel, default_models_dir, load_model, outside_domain
+from estimator.learn.regressor import (
+    TrainedModel,
+    default_models_dir,
+    load_model,
+    outside_domain,
+    outside_domain_any,
+)
 
 
 @dataclass(frozen=True)
@@ -194,6 +203,9 @@ class Estimate:
         }
 
 
+#: KernelReports whose hardware-free feature columns an Estimator keeps (a NAS loop or dtype sweep reuses them).
+_STATIC_CACHE_SIZE = 8
+
 #: Interval of the physics prior alone, from its errors on public measurements (docs/sanity.md).
 _PRIOR_INTERVAL_FILE = "prior_interval.json"
 
@@ -236,6 +248,7 @@ class Estimator:
         shipped = prior_interval()
         # GPU profiles: the physics-only interval of the v2 prior from GPU measurements (when shipped).
         self._interval = shipped.get("gpu", shipped) if runs_on_gpu(self.profile) else shipped
+        self._static_cache: dict[int, tuple[weakref.ref, np.ndarray]] = {}
         self.model: TrainedModel | None = None
         #: ``none``, ``calibrated`` or ``cross-device`` (GPU models), see :class:`Estimate`.
         self.correction = "none"
@@ -299,8 +312,20 @@ class Estimator:
             threads: CPU threads (defaults to the runtime's).
             strict: fail when a node cannot be costed.
         """
-        kernels = self.kernels(model, batch=batch, shapes=shapes, strict=strict)
-        return self.estimate_kernels(kernels, dtype=dtype, threads=threads)
+        with _gc_paused():
+            kernels = self.kernels(model, batch=batch, shapes=shapes, strict=strict)
+            return self.estimate_kernels(kernels, dtype=dtype, threads=threads)
+
+    def estimate_many(
+        self, models: Sequence | Mapping, *, n_jobs: int | None = None, **options
+    ) -> list[Estimate]:
+        """Estimates of every model (paths, bytes, ModelProtos, or a mapping name -> model) x batch size x dtype,
+        in that order, each model loaded and costed once per batch size. ``options``: ``batches``, ``dtypes``,
+        ``shapes``, ``threads``, ``strict`` (see :func:`estimator.many.run_units`). ``n_jobs``: joblib workers
+        (None: 1, or an enclosing ``joblib.parallel_config``, e.g. a Dask cluster); answers do not depend on it."""
+        from estimator.many import run_units
+
+        return run_units([self], models, n_jobs=n_jobs, **options)
 
     def estimate_kernels(
         self, kernels: KernelReport, *, dtype: str | None = None, threads: int | None = None
@@ -372,22 +397,45 @@ class Estimator:
             correction=self.correction,
         )
 
+    def __getstate__(self) -> dict:
+        """Pickled (for worker processes) without the per-report cache, which holds weak references."""
+        return {**self.__dict__, "_static_cache": {}}
+
+    def _static_features(self, kernels: KernelReport) -> np.ndarray:
+        """Hardware-free feature columns of ``kernels``, kept for the last few KernelReports (by identity)."""
+        hit = self._static_cache.get(id(kernels))
+        if hit is None or hit[0]() is not kernels:
+            if len(self._static_cache) >= _STATIC_CACHE_SIZE:
+                self._static_cache.pop(next(iter(self._static_cache)))
+            hit = self._static_cache[id(kernels)] = (weakref.ref(kernels), static_additive(kernels))
+        return hit[1]
+
     def _calibrated(
         self, kernels: KernelReport, prior: PriorResult, element: str | None, threads: int | None
     ) -> tuple[float, np.ndarray, tuple[str, ...]]:
         """Joules per inference and per kernel from the trained residual model, and the features outside its
         training range."""
+        per_kernel_model = self.model.sidecar.get("granularity") == "kernel"
         rows = build_features(
-            kernels, self.profile, self.runtime, dtype=element, threads=threads, prior=prior
+            kernels,
+            self.profile,
+            self.runtime,
+            dtype=element,
+            threads=threads,
+            prior=prior,
+            kernel_rows=per_kernel_model,
+            static=self._static_features(kernels),
         )
         domain = self.model.sidecar.get("domain", {})
         reg = self.model.regressor
-        launched = np.array([k.launches > 0 for k in kernels.kernels], dtype=bool)
-        if self.model.sidecar.get("granularity") == "kernel" and len(rows.kernels):
-            per_kernel = rows.kernel_prior_joules * np.exp(reg.predict(rows.kernels))
+        if per_kernel_model and len(rows.kernels):
+            launched = np.array([k.launches > 0 for k in kernels.kernels], dtype=bool)
+            # Networks repeat their blocks: predict each distinct row once (the same numbers, fewer trees walked).
+            distinct, where = np.unique(rows.kernels, axis=0, return_inverse=True)
+            per_kernel = rows.kernel_prior_joules * np.exp(reg.predict(distinct)[where.ravel()])
             out = np.zeros(len(kernels.kernels))
             out[launched] = per_kernel
-            outside = sorted({f for r in rows.kernels for f in outside_domain(r, domain, FEATURE_NAMES)})
+            outside = outside_domain_any(distinct, domain, FEATURE_NAMES)
             return float(per_kernel.sum()), out, tuple(outside)
         factor = float(np.exp(reg.predict(rows.graph[None, :])[0]))
         return (
@@ -395,6 +443,19 @@ class Estimator:
             prior.kernel_joules * factor,
             tuple(outside_domain(rows.graph, domain, FEATURE_NAMES)),
         )
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector for a block (its passes over the many small objects of costing cost
+    1.1-1.2x per estimate); reference counting still frees memory, and it collects cycles when it resumes."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _layers(kernels: KernelReport, prior: PriorResult, kernel_joules: np.ndarray) -> tuple[LayerEnergy, ...]:

@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from estimator.errors import InputFileError
+
 
 def atomic_write_bytes(path: Path, payload: bytes) -> Path:
     """Write ``payload`` to ``path`` atomically and return ``path``.
@@ -36,3 +38,19 @@ def _file_mode(path: Path) -> int:
     umask = os.umask(0o022)
     os.umask(umask)
     return 0o666 & ~umask
+
+
+def check_model_file(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a Path when it names a readable file; else InputFileError with one line saying what to do.
+
+    Light on purpose (no onnx, no numpy): the command line calls it before any heavy import, so that a wrong
+    path is reported at once.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputFileError(f"{p}: no such file; give the path of an .onnx model")
+    if p.is_dir():
+        raise InputFileError(f"{p}: is a directory; give the path of an .onnx model file inside it")
+    if not os.access(p, os.R_OK):
+        raise InputFileError(f"{p}: cannot be read; check its permissions")
+    return p

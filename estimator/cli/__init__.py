@@ -13,7 +13,7 @@ import sys
 from estimator.cli._app import EXIT_BAD_INPUT, app, parse_shapes
 
 #: Command groups in the order `estimate --help` lists them; importing one registers its commands.
-COMMAND_MODULES = ("estimate", "report", "llm", "hardware", "data", "learn")
+COMMAND_MODULES = ("estimate", "compare", "report", "llm", "hardware", "data", "learn")
 for _module in COMMAND_MODULES:
     importlib.import_module(f"estimator.cli.{_module}")
 

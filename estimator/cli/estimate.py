@@ -10,6 +10,7 @@ import typer
 
 from estimator.cli._app import BatchOpt, ModelArg, ShapeOpt, _clean_errors, app, parse_shapes
 from estimator.errors import InvalidDimensionError
+from estimator.fileio import check_model_file
 
 
 class By(str, Enum):
@@ -50,6 +51,7 @@ def layers(
     strict: Annotated[bool, typer.Option("--strict", help="Fail when any node cannot be costed.")] = False,
 ) -> None:
     """Per-layer MACs, FLOPs, parameters and bytes of MODEL, and the totals."""
+    check_model_file(model)  # before the heavy imports: a wrong path is answered at once
     from estimator.cli.format import (
         LAYER_COLUMNS,
         MODULE_COLUMNS,
@@ -250,6 +252,7 @@ def energy(
 
     With --grid (or --grid-gco2-per-kwh) and --price-per-kwh it adds gCO2e and cost per inference and per million.
     """
+    check_model_file(model)  # before the heavy imports: a wrong path is answered at once
     from estimator.api import Estimator
     from estimator.cli.format import render_estimate, render_json
 

@@ -194,96 +194,120 @@ def build_features(
     dtype: str | None = None,
     threads: int | None = None,
     prior: PriorResult | None = None,
+    kernel_rows: bool = True,
+    static: np.ndarray | None = None,
 ) -> FeatureRows:
     """Feature rows of a fused network on ``hw`` with ``runtime`` (see the module docstring).
 
     ``prior`` is the prior's result for the same kernels, dtype and threads, when the caller has it already.
+    ``kernel_rows=False`` skips the per-kernel rows (``kernels`` is then 0 x F), for graph-level models.
+    ``static`` is :func:`static_additive` of the same kernels, when the caller keeps it.
     """
     if prior is None:
         prior = energy_prior(kernels, hw, dtype=dtype, runtime=runtime, threads=threads)
     launched = np.array([k.launches > 0 for k in kernels.kernels], dtype=bool)
-    add = _additive(kernels, prior)[launched]  # K x A raw additive quantities
+    add = _additive(kernels, prior, static)[launched]  # K x A raw additive quantities
+    batch = kernels.costs.graph.batch
+    fixed = _fixed(hw, runtime, prior.threads, batch, dtype or kernels.dominant_dtype)
+    graph_row = _rows(
+        add.sum(axis=0)[None, :],
+        np.array([prior.placement.peak_live_activation_bytes], dtype=float),
+        np.array([prior.placement.model_level], dtype=float),
+        np.array([_graph_input_elements(kernels)], dtype=float),
+        hw,
+        batch,
+        fixed,
+    )[0]
+    if kernel_rows and len(add):
+        kernel_matrix = _rows(
+            add,
+            add[:, _A["act_bytes"]] + add[:, _A["write_bytes"]],
+            add[:, _A["own_level"]].astype(int).astype(float),
+            # A kernel's own input, as when it is measured alone (the training rows of kernel models).
+            add[:, _A["act_elements"]],
+            hw,
+            batch,
+            fixed,
+        )
+    else:
+        kernel_matrix = np.zeros((0, len(FEATURE_NAMES)))
+    return FeatureRows(graph_row, kernel_matrix, prior.kernel_joules[launched], prior)
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """``num / den`` where ``den > 0``, else 0."""
+    return np.divide(num, den, out=np.zeros_like(num, dtype=float), where=den > 0)
+
+
+def _rows(
+    a: np.ndarray,
+    peak_live: np.ndarray,
+    model_level: np.ndarray,
+    input_elements: np.ndarray,
+    hw: HardwareProfile,
+    batch: int,
+    fixed: np.ndarray,
+) -> np.ndarray:
+    """Feature rows (n x F) of ``n`` additive rows ``a`` (n x A), each seen as a network of its own."""
     levels = hw.caches
     sizes = [c.size_bytes for c in levels]
     llc = sizes[-1] if sizes else 1.0
-    batch = kernels.costs.graph.batch
-    fixed = _fixed(hw, runtime, prior.threads, batch, dtype or kernels.dominant_dtype)
+    r = np.zeros((len(a), len(FEATURE_NAMES)))
 
-    def row(a: np.ndarray, peak_live: float, model_level: int, input_elements: float) -> np.ndarray:
-        r = np.zeros(len(FEATURE_NAMES))
-        r[_INDEX["log_input_elements_per_sample"]] = np.log1p(input_elements / batch)
-        flops, wb, ab, w = a[_A["flops"]], a[_A["weight_bytes"]], a[_A["act_bytes"]], a[_A["write_bytes"]]
-        r[_INDEX["log_flops"]] = np.log1p(flops)
-        r[_INDEX["log_weight_bytes"]] = np.log1p(wb)
-        r[_INDEX["log_activation_read_bytes"]] = np.log1p(ab)
-        r[_INDEX["log_write_bytes"]] = np.log1p(w)
-        r[_INDEX["log_launches"]] = np.log1p(a[_A["launches"]])
-        for k in _KINDS:
-            r[_INDEX[f"log_kernels_{k}"]] = np.log1p(a[_A[f"kind_{k}"]])
-        for c in OP_CATEGORIES:
-            r[_INDEX[f"log_{c}_nodes"]] = np.log1p(a[_A[f"{c}_nodes"]])
-            r[_INDEX[f"log_{c}_flops"]] = np.log1p(a[_A[f"{c}_flops"]])
-        conv_flops = a[_A["conv_flops"]]
-        r[_INDEX["log_conv_kernel_elems_flop_weighted"]] = np.log1p(
-            a[_A["conv_kelems_x_flops"]] / conv_flops if conv_flops > 0 else 0.0
-        )
-        r[_INDEX["matrix_flops_share"]] = a[_A["matrix_flops"]] / flops if flops > 0 else 0.0
-        r[_INDEX["dead_flops_share"]] = a[_A["dead_flops"]] / flops if flops > 0 else 0.0
-        r[_INDEX["log_live_flops"]] = np.log1p(flops - a[_A["dead_flops"]])
-        r[_INDEX["log_live_launches"]] = np.log1p(a[_A["launches"]] - a[_A["dead_launches"]])
-        total_bytes = wb + ab + w
-        r[_INDEX["log_arith_intensity"]] = np.log1p(flops / total_bytes) if total_bytes > 0 else 0.0
-        by_level = _slots(a[_A["level0"] : _A["level0"] + len(levels) + 1])
-        for i in range(_LEVEL_SLOTS):
-            r[_INDEX[f"log_bytes_level{i}"]] = np.log1p(by_level[i])
-            r[_INDEX[f"log_kernels_at_level{i}"]] = np.log1p(
-                _slots(a[_A["at0"] : _A["at0"] + len(levels) + 1])[i]
-            )
-        moved = by_level.sum()
-        if moved > 0:
-            r[_INDEX["share_bytes_beyond_level0"]] = by_level[1:].sum() / moved
-            r[_INDEX["share_bytes_beyond_level1"]] = by_level[2:].sum() / moved
-            r[_INDEX["share_bytes_dram"]] = by_level[-1] / moved
-        model_weights = a[_A["model_weight_bytes"]]
-        r[_INDEX["log_weights_over_level0"]] = np.log((model_weights + 1) / (sizes[0] if sizes else llc))
-        r[_INDEX["log_weights_over_level1"]] = np.log(
-            (model_weights + 1) / (sizes[1] if len(sizes) > 1 else llc)
-        )
-        r[_INDEX["log_weights_over_llc"]] = np.log((model_weights + 1) / llc)
-        r[_INDEX["log_peak_live_over_llc"]] = np.log((peak_live + 1) / llc)
-        r[_INDEX["model_level"]] = model_level
-        r[_INDEX["log_peak_live_bytes"]] = np.log1p(peak_live)
-        seconds = a[_A["seconds"]]
-        r[_INDEX["log_prior_joules"]] = np.log(max(a[_A["joules"]], 1e-30))
-        r[_INDEX["log_prior_seconds"]] = np.log(max(seconds, 1e-30))
-        r[_INDEX["log_prior_compute_joules"]] = np.log1p(a[_A["compute_j"]] * 1e6)
-        r[_INDEX["log_prior_memory_joules"]] = np.log1p(a[_A["memory_j"]] * 1e6)
-        r[_INDEX["log_prior_static_joules"]] = np.log1p(a[_A["static_j"]] * 1e6)
-        if seconds > 0:
-            for bound in ("compute", "memory", "launch"):
-                r[_INDEX[f"share_time_{bound}_bound"]] = a[_A[f"t_{bound}"]] / seconds
-        r += fixed
-        return r
+    def col(name: str) -> np.ndarray:
+        return a[:, _A[name]]
 
-    peak_live = prior.placement.peak_live_activation_bytes
-    graph_row = row(add.sum(axis=0), peak_live, prior.placement.model_level, _graph_input_elements(kernels))
-    kernel_rows = (
-        np.stack(
-            [
-                row(
-                    add[i],
-                    float(add[i][_A["act_bytes"]] + add[i][_A["write_bytes"]]),
-                    int(add[i][_A["own_level"]]),
-                    # A kernel's own input, as when it is measured alone (the training rows of kernel models).
-                    float(add[i][_A["act_elements"]]),
-                )
-                for i in range(len(add))
-            ]
-        )
-        if len(add)
-        else np.zeros((0, len(FEATURE_NAMES)))
+    def put(name: str, value: np.ndarray | float) -> None:
+        r[:, _INDEX[name]] = value
+
+    put("log_input_elements_per_sample", np.log1p(input_elements / batch))
+    flops, wb, ab, w = col("flops"), col("weight_bytes"), col("act_bytes"), col("write_bytes")
+    put("log_flops", np.log1p(flops))
+    put("log_weight_bytes", np.log1p(wb))
+    put("log_activation_read_bytes", np.log1p(ab))
+    put("log_write_bytes", np.log1p(w))
+    put("log_launches", np.log1p(col("launches")))
+    for k in _KINDS:
+        put(f"log_kernels_{k}", np.log1p(col(f"kind_{k}")))
+    for c in OP_CATEGORIES:
+        put(f"log_{c}_nodes", np.log1p(col(f"{c}_nodes")))
+        put(f"log_{c}_flops", np.log1p(col(f"{c}_flops")))
+    put(
+        "log_conv_kernel_elems_flop_weighted", np.log1p(_ratio(col("conv_kelems_x_flops"), col("conv_flops")))
     )
-    return FeatureRows(graph_row, kernel_rows, prior.kernel_joules[launched], prior)
+    put("matrix_flops_share", _ratio(col("matrix_flops"), flops))
+    put("dead_flops_share", _ratio(col("dead_flops"), flops))
+    put("log_live_flops", np.log1p(flops - col("dead_flops")))
+    put("log_live_launches", np.log1p(col("launches") - col("dead_launches")))
+    total_bytes = wb + ab + w
+    put("log_arith_intensity", np.log1p(_ratio(flops, total_bytes)))
+    n_levels = len(levels) + 1
+    by_level = _slots(a[:, _A["level0"] : _A["level0"] + n_levels])
+    at_level = _slots(a[:, _A["at0"] : _A["at0"] + n_levels])
+    for i in range(_LEVEL_SLOTS):
+        put(f"log_bytes_level{i}", np.log1p(by_level[:, i]))
+        put(f"log_kernels_at_level{i}", np.log1p(at_level[:, i]))
+    moved = by_level.sum(axis=1)
+    put("share_bytes_beyond_level0", _ratio(by_level[:, 1:].sum(axis=1), moved))
+    put("share_bytes_beyond_level1", _ratio(by_level[:, 2:].sum(axis=1), moved))
+    put("share_bytes_dram", _ratio(by_level[:, -1], moved))
+    model_weights = col("model_weight_bytes")
+    put("log_weights_over_level0", np.log((model_weights + 1) / (sizes[0] if sizes else llc)))
+    put("log_weights_over_level1", np.log((model_weights + 1) / (sizes[1] if len(sizes) > 1 else llc)))
+    put("log_weights_over_llc", np.log((model_weights + 1) / llc))
+    put("log_peak_live_over_llc", np.log((peak_live + 1) / llc))
+    put("model_level", model_level)
+    put("log_peak_live_bytes", np.log1p(peak_live))
+    seconds = col("seconds")
+    put("log_prior_joules", np.log(np.maximum(col("joules"), 1e-30)))
+    put("log_prior_seconds", np.log(np.maximum(seconds, 1e-30)))
+    put("log_prior_compute_joules", np.log1p(col("compute_j") * 1e6))
+    put("log_prior_memory_joules", np.log1p(col("memory_j") * 1e6))
+    put("log_prior_static_joules", np.log1p(col("static_j") * 1e6))
+    for bound in ("compute", "memory", "launch"):
+        put(f"share_time_{bound}_bound", _ratio(col(f"t_{bound}"), seconds))
+    r += fixed
+    return r
 
 
 # Columns of the per-kernel additive matrix.
@@ -317,20 +341,36 @@ _A_NAMES = (
 _A = {name: i for i, name in enumerate(_A_NAMES)}
 
 
-def _additive(kernels: KernelReport, prior: PriorResult) -> np.ndarray:
+#: Columns of the additive matrix that depend on the kernels alone (not on hardware, dtype or the prior).
+_STATIC_COLUMNS = (
+    "flops",
+    "weight_bytes",
+    "act_bytes",
+    "write_bytes",
+    "launches",
+    *(f"kind_{k}" for k in _KINDS),
+    *(f"{c}_nodes" for c in OP_CATEGORIES),
+    *(f"{c}_flops" for c in OP_CATEGORIES),
+    "conv_kelems_x_flops",
+    "matrix_flops",
+    "dead_flops",
+    "dead_launches",
+    "model_weight_bytes",
+    "act_elements",
+)
+_CATEGORY_OF: dict[str, str] = {op: c for c, ops in OP_CATEGORIES.items() for op in ops}
+
+
+def static_additive(kernels: KernelReport) -> np.ndarray:
+    """The hardware-free columns of the per-kernel additive matrix (K x A, the other columns 0).
+
+    They depend on the kernels alone, so a caller estimating the same kernels on several profiles or dtypes
+    computes them once and passes them to :func:`build_features` as ``static``.
+    """
     nodes = kernels.costs.nodes
     graph = kernels.costs.graph
-    n_levels = prior.placement.bytes_by_level.shape[1]
     out = np.zeros((len(kernels.kernels), len(_A_NAMES)))
-    kind_map = {
-        "contraction": "contraction",
-        "attention": "attention",
-        "elementwise": "elementwise",
-        "reduction": "reduction",
-    }
-    static_per_s = prior.static_joules / prior.seconds if prior.seconds > 0 else 0.0
     dead = dead_nodes(graph)
-    e_flop_total = prior.compute_joules
     for k in kernels.kernels:
         a = out[k.index]
         a[_A["flops"]] = k.flops
@@ -338,48 +378,65 @@ def _additive(kernels: KernelReport, prior: PriorResult) -> np.ndarray:
         a[_A["act_bytes"]] = k.activation_read_bytes
         a[_A["write_bytes"]] = k.write_bytes
         a[_A["launches"]] = k.launches
-        a[_A[f"kind_{kind_map.get(k.kind, 'other')}"]] = 1
+        a[_A[f"kind_{k.kind if k.kind in _KINDS[:-1] else 'other'}"]] = 1
         if k.kind in ("contraction", "attention"):
             a[_A["matrix_flops"]] = k.flops
         a[_A["dead_flops"]] = sum(nodes[i].flops for i in k.nodes if dead[i])
         a[_A["dead_launches"]] = k.launches if all(dead[i] for i in k.nodes) else 0
         for i in k.nodes:
             n = nodes[i]
-            for c, ops in OP_CATEGORIES.items():
-                if n.op_type in ops:
-                    a[_A[f"{c}_nodes"]] += 1
-                    a[_A[f"{c}_flops"]] += n.flops
-            if n.op_type in OP_CATEGORIES["conv"] and n.flops:
+            c = _CATEGORY_OF.get(n.op_type)
+            if c is None:
+                continue
+            a[_A[f"{c}_nodes"]] += 1
+            a[_A[f"{c}_flops"]] += n.flops
+            if c == "conv" and n.flops:
                 w = graph.tensor(graph.nodes[i].inputs[1]) if len(graph.nodes[i].inputs) > 1 else None
                 kelems = (
                     float(np.prod(w.shape[2:])) if w is not None and w.shape and len(w.shape) > 2 else 1.0
                 )
                 a[_A["conv_kelems_x_flops"]] += kelems * n.flops
-        t = prior.kernel_seconds[k.index]
-        a[_A["joules"]] = prior.kernel_joules[k.index]
-        a[_A["seconds"]] = t
-        a[_A["static_j"]] = static_per_s * t
-        memory = prior.placement.bytes_by_level[k.index]
-        a[_A["level0"] : _A["level0"] + n_levels] = memory
-        a[_A["at0"] + int(prior.placement.kernel_level[k.index])] = 1
-        a[_A["own_level"]] = prior.placement.kernel_level[k.index]
         a[_A["model_weight_bytes"]] = k.weight_bytes
         a[_A["act_elements"]] = k.activation_read_bytes * 8 / (dtype_bits(k.dtype) or 32)
-        a[_A[f"t_{prior.kernel_bound[k.index]}"]] = t
+    return out
+
+
+def _additive(kernels: KernelReport, prior: PriorResult, static: np.ndarray | None = None) -> np.ndarray:
+    """The per-kernel additive matrix (K x A): the static columns plus what the prior says of each kernel."""
+    out = (static_additive(kernels) if static is None else static).copy()
+    n_kernels = len(kernels.kernels)
+    if not n_kernels:
+        return out
+    placement = prior.placement
+    n_levels = placement.bytes_by_level.shape[1]
+    static_per_s = prior.static_joules / prior.seconds if prior.seconds > 0 else 0.0
+    t = np.asarray(prior.kernel_seconds, dtype=float)
+    rows = np.arange(n_kernels)
+    level = np.asarray(placement.kernel_level)
+    out[:, _A["joules"]] = prior.kernel_joules
+    out[:, _A["seconds"]] = t
+    out[:, _A["static_j"]] = static_per_s * t
+    out[:, _A["level0"] : _A["level0"] + n_levels] = placement.bytes_by_level
+    out[rows, _A["at0"] + level.astype(int)] = 1
+    out[:, _A["own_level"]] = level
+    bound = np.asarray(prior.kernel_bound)
+    for name in ("compute", "memory", "launch"):
+        mask = bound == name
+        out[mask, _A[f"t_{name}"]] = t[mask]
     dynamic = out[:, _A["joules"]] - out[:, _A["static_j"]]
     flops = out[:, _A["flops"]]
     share = flops / flops.sum() if flops.sum() > 0 else np.zeros_like(flops)
-    out[:, _A["compute_j"]] = e_flop_total * share
+    out[:, _A["compute_j"]] = prior.compute_joules * share
     out[:, _A["memory_j"]] = np.maximum(dynamic - out[:, _A["compute_j"]], 0.0)
     return out
 
 
 def _slots(levels: np.ndarray) -> np.ndarray:
-    """Map [L1, ..., Ln, DRAM] onto 4 slots [L1, L2, L3, DRAM] (missing middle levels are 0)."""
-    out = np.zeros(_LEVEL_SLOTS)
-    caches = levels[:-1]
-    out[: min(len(caches), _LEVEL_SLOTS - 1)] = caches[: _LEVEL_SLOTS - 1]
-    out[-1] = levels[-1] + caches[_LEVEL_SLOTS - 1 :].sum()
+    """Map rows of [L1, ..., Ln, DRAM] onto 4 slots [L1, L2, L3, DRAM] (missing middle levels are 0)."""
+    out = np.zeros((len(levels), _LEVEL_SLOTS))
+    caches = levels[:, :-1]
+    out[:, : min(caches.shape[1], _LEVEL_SLOTS - 1)] = caches[:, : _LEVEL_SLOTS - 1]
+    out[:, -1] = levels[:, -1] + caches[:, _LEVEL_SLOTS - 1 :].sum(axis=1)
     return out
 
 
