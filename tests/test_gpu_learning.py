@@ -175,3 +175,16 @@ def test_rows_that_timed_their_input_pipeline_get_their_own_constants_and_flag(s
     _, X = gpu_training.prior_and_features(synthetic, constants)
     flag = X[:, GPU_FEATURE_NAMES.index("input_pipeline_timed")]
     assert np.all(flag[devices == "a100"] == 1) and np.all(flag[devices != "a100"] == 0)
+
+
+def test_mondrian_quantiles_calibrate_each_category_on_its_own_rows():
+    from estimator.learn.training import conformal_quantiles
+
+    resid = np.concatenate([np.linspace(-0.1, 0.1, 20), np.linspace(-2, 2, 20), np.full(3, 5.0)])
+    category = np.array([0] * 20 + [1] * 20 + [2] * 3)
+    train = np.ones(43, bool)
+    test = np.ones(43, bool)
+    lo, hi = gpu_training.mondrian_quantiles(resid, train, category, test)
+    assert (lo[0], hi[0]) == conformal_quantiles(resid[:20])
+    assert (lo[20], hi[20]) == conformal_quantiles(resid[20:40])
+    assert (lo[-1], hi[-1]) == conformal_quantiles(resid)  # 3 rows: too few, pooled
