@@ -148,6 +148,8 @@ def test_matmul_nbits_weight_bytes_are_the_packed_size(dtype: str) -> None:
     assert node.flops == 2 * m * n * k + 2 * n * k  # + dequantization of every weight
     scale_bytes = n * (k // block) * np.dtype(np_dtype).itemsize
     assert node.weight_bytes == n * k * bits // 8 + scale_bytes
+    assert node.params == n * k  # logical weights, not packed bytes; scales are part of their encoding
+    assert node.param_bytes == n * k * bits // 8 + scale_bytes
 
 
 def test_matmul_integer_to_float_and_dynamic_quantize_matmul() -> None:

@@ -265,6 +265,9 @@ def _account(
     overrides = cost.read_bytes or {}
     reads: list[TensorRead] = []
     params = param_bytes = weight_bytes = activation_bytes = 0
+    # Roots are marked counted only once the whole node is costed: a later input of unknown shape must not
+    # leave a weight counted nowhere (its other readers would skip it).
+    newly_counted: set[str] = set()
     for i in data:
         name = node.inputs[i]
         info = ctx.inputs[i]
@@ -284,14 +287,16 @@ def _account(
         if is_weight:
             weight_bytes += nbytes
             root = graph.constant_roots[name]
-            if i in param_positions and root not in counted_roots:
-                counted_roots.add(root)
-                root_info = graph.tensor(root) or info
+            root_info = graph.tensor(root) or info
+            learnable = root_info is not None and root_info.dtype not in _NOT_LEARNED_DTYPES
+            if i in param_positions and learnable and root not in counted_roots and root not in newly_counted:
+                newly_counted.add(root)
                 if root_info is not None and root_info.numel is not None:
-                    params += root_info.numel
+                    params += (cost.param_elements or {}).get(i, root_info.numel)
                     param_bytes += root_info.nbytes or 0
         else:
             activation_bytes += nbytes
+    counted_roots |= newly_counted
     writes = tuple((t.name, t.nbytes or 0) for t in ctx.outputs if t is not None)
     write_bytes = cost.write_bytes if cost.write_bytes is not None else sum(b for _, b in writes)
     return NodeCost(
@@ -311,6 +316,10 @@ def _account(
         flags=flags,
     )
 
+
+#: Stored element types that hold masks and indices, never learned parameters (a float mask computed from a
+#: stored bool mask, an index table): read as weights, not counted as parameters.
+_NOT_LEARNED_DTYPES = frozenset({"bool", "int64"})
 
 #: Stored element types that a runtime reads as they are, dequantizing inside the kernel (QDQ fusion).
 _QUANTIZED_STORAGE = frozenset(

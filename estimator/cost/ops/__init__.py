@@ -22,6 +22,9 @@ RULE_MODULES = (
     "recurrent",
     "control_flow",
     "contrib",
+    "contrib_matmul",
+    "contrib_attention",
+    "attention",
     "quantized_weights",
 )
 

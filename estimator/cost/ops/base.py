@@ -59,6 +59,9 @@ class OpCost:
         param_inputs: positions whose tensor, when it is a constant of the graph, is a *learned parameter*
             (counted in parameter totals). ``None`` means every constant data input. Buffers that are
             read but are not parameters (BatchNormalization's running mean/var) are data but not params.
+        param_elements: per-position override of the parameters a constant input holds, for weights stored
+            packed (MatMulNBits' ``N*K`` logical weights in ``uint8`` blobs; its block scales and zero points
+            are part of that encoding: 0). Its bytes stay the stored bytes.
         read_bytes: per-position override of the bytes read from an input (e.g. Gather reads only the
             selected rows of its table). Positions not in the mapping read their whole tensor.
         write_bytes: override of the bytes written (default: the storage of every output).
@@ -73,6 +76,7 @@ class OpCost:
     flops: int = 0
     data_inputs: tuple[int, ...] | None = None
     param_inputs: tuple[int, ...] | None = None
+    param_elements: Mapping[int, int] | None = None
     read_bytes: Mapping[int, int] | None = None
     write_bytes: int | None = None
     zero_copy: bool = False

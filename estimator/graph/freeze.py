@@ -1,0 +1,244 @@
+"""Freezing the inferred model into the :class:`Graph` dataclasses: constant roots (which stored tensor a
+constant is a view of), load-time folding, subgraphs, and the final sanity checks on shapes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import onnx
+import onnx.numpy_helper
+
+from estimator.dtypes import dtype_name
+from estimator.errors import InvalidDimensionError
+from estimator.graph.binding import _fmt_dims
+from estimator.graph.folding import _SMALL_CONSTANT_ELEMENTS, _propagate
+from estimator.graph.inference import Types, _collect_types
+from estimator.graph.reading import _is_external, _numel, _topological_order
+from estimator.graph.structure import MAX_TENSOR_ELEMENTS, Graph, Node, TensorInfo, canonical_domain
+
+#: Ops that forward a stored constant unchanged in content (a view, a copy or a re-encoding of the same
+#: elements): a weight seen through them keeps the stored tensor as its parameter root.
+CONSTANT_FORWARDING_OPS = frozenset(
+    {
+        "Identity",
+        "Cast",
+        "CastLike",
+        "Reshape",
+        "Transpose",
+        "Squeeze",
+        "Unsqueeze",
+        "Flatten",
+        "DequantizeLinear",
+        "Expand",
+        "Tile",
+    }
+)
+#: Ops whose output selects or repeats elements of their first input (an embedding row, an attention-bias table
+#: expanded by constant indices, a slice of a weight): a weight seen through them keeps its stored tensor as its
+#: root, however large the selection.
+CONSTANT_SELECTING_OPS = frozenset({"Gather", "GatherElements", "GatherND", "Slice", "Pad"})
+#: Ops never folded at load time even when their inputs are constant.
+_NEVER_FOLDED = frozenset(
+    {
+        "RandomNormal",
+        "RandomUniform",
+        "RandomNormalLike",
+        "RandomUniformLike",
+        "Multinomial",
+        "Bernoulli",
+        "Loop",
+        "If",
+        "Scan",
+    }
+)
+
+
+def _decode_attributes(node: onnx.NodeProto) -> dict[str, Any]:
+    """Node attributes as Python values: ints, floats, str, lists, numpy arrays for tensors; graphs skipped."""
+    out: dict[str, Any] = {}
+    for attr in node.attribute:
+        t = attr.type
+        if t == onnx.AttributeProto.INT:
+            out[attr.name] = int(attr.i)
+        elif t == onnx.AttributeProto.FLOAT:
+            out[attr.name] = float(attr.f)
+        elif t == onnx.AttributeProto.STRING:
+            out[attr.name] = attr.s.decode("utf-8", errors="replace")
+        elif t == onnx.AttributeProto.INTS:
+            out[attr.name] = [int(v) for v in attr.ints]
+        elif t == onnx.AttributeProto.FLOATS:
+            out[attr.name] = [float(v) for v in attr.floats]
+        elif t == onnx.AttributeProto.STRINGS:
+            out[attr.name] = [v.decode("utf-8", errors="replace") for v in attr.strings]
+        elif t == onnx.AttributeProto.TENSOR:
+            out[attr.name] = None if _is_external(attr.t) else onnx.numpy_helper.to_array(attr.t)
+    return out
+
+
+def _freeze(
+    graph: onnx.GraphProto,
+    order: Sequence[int],
+    types: Types,
+    constants: dict[str, np.ndarray],
+    opsets: Mapping[str, int],
+    initializer_names: set[str],
+    *,
+    real_inputs: tuple[str, ...],
+    outer_roots: Mapping[str, str],
+    symbols: Mapping[str, int],
+    ir_version: int,
+    outer_tensors: Mapping[str, TensorInfo] | None = None,
+    attributes: Mapping[int, dict[str, Any]] | None = None,
+) -> Graph:
+    roots: dict[str, str] = dict(outer_roots)
+    roots.update({name: name for name in initializer_names})
+    nodes: list[Node] = []
+    producers: dict[str, int] = {}
+    used_names: set[str] = set()
+    tensors: dict[str, TensorInfo] = dict(outer_tensors or {})
+    for name, (shape, dtype) in types.items():
+        tensors[name] = TensorInfo(name, shape, dtype)
+
+    for position, i in enumerate(order):
+        proto = graph.node[i]
+        attrs = attributes[i] if attributes is not None else _decode_attributes(proto)
+        name = proto.name if proto.name and proto.name not in used_names else f"{proto.op_type}_{i}"
+        used_names.add(name)
+        inputs = tuple(proto.input)
+        outputs = tuple(proto.output)
+        reads = [x for x in inputs if x]
+        folded = proto.op_type not in _NEVER_FOLDED and (
+            all(x in roots for x in reads)
+            or (proto.op_type in ("Shape", "Size") and tensors.get(reads[0], TensorInfo("", None, "")).shape)
+        )
+        if folded:
+            forwarding = proto.op_type in CONSTANT_FORWARDING_OPS or proto.op_type in CONSTANT_SELECTING_OPS
+            if forwarding and reads and reads[0] in roots:
+                roots[outputs[0]] = roots[reads[0]]
+            else:
+                source = _derived_from(proto, reads, roots, tensors)
+                roots.update({o: source or o for o in outputs if o})
+        subgraphs: dict[str, Graph] = {}
+        for attr in proto.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                subgraphs[attr.name] = _freeze_subgraph(attr.g, opsets, roots, tensors, constants, symbols)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for k, g in enumerate(attr.graphs):
+                    subgraphs[f"{attr.name}[{k}]"] = _freeze_subgraph(
+                        g, opsets, roots, tensors, constants, symbols
+                    )
+        for o in outputs:
+            if o:
+                producers[o] = position
+                if o not in tensors:
+                    tensors[o] = TensorInfo(o, None, "undefined")
+        nodes.append(
+            Node(
+                index=position,
+                name=name,
+                op_type=proto.op_type,
+                domain=canonical_domain(proto.domain),
+                inputs=inputs,
+                outputs=outputs,
+                attributes=attrs,
+                subgraphs=subgraphs,
+                constant_folded=bool(folded),
+            )
+        )
+
+    _check_reshapes(nodes, tensors)
+    for info in tensors.values():
+        if info.shape is not None and info.numel is not None and info.numel > MAX_TENSOR_ELEMENTS:
+            raise InvalidDimensionError(
+                f"tensor '{info.name}' would have shape {_fmt_dims(info.shape)} ({info.numel:.3g} elements), "
+                f"which is absurdly large; check --batch / --shape and the model"
+            )
+        if info.shape is not None and any(d < 0 for d in info.shape):
+            raise InvalidDimensionError(
+                f"tensor '{info.name}' has a negative dimension {_fmt_dims(info.shape)}"
+            )
+    return Graph(
+        name=graph.name,
+        nodes=tuple(nodes),
+        tensors=tensors,
+        inputs=real_inputs,
+        outputs=tuple(vi.name for vi in graph.output),
+        opsets=dict(opsets),
+        constant_roots=roots,
+        constants=constants,
+        producers=producers,
+        symbolic_bindings=dict(symbols),
+        ir_version=ir_version,
+    )
+
+
+def _check_reshapes(nodes: Sequence[Node], tensors: Mapping[str, TensorInfo]) -> None:
+    """A Reshape must keep the element count; when it does not, a shape was baked in at export."""
+    for node in nodes:
+        if node.op_type != "Reshape" or not node.inputs or not node.outputs:
+            continue
+        src, dst = tensors.get(node.inputs[0]), tensors.get(node.outputs[0])
+        if src is None or dst is None or src.numel is None or dst.numel is None or src.numel == dst.numel:
+            continue
+        raise InvalidDimensionError(
+            f"Reshape '{node.name}' turns {_fmt_dims(src.shape or ())} into {_fmt_dims(dst.shape or ())}: the "
+            f"model has a fixed shape baked in (often batch 1); use its exported shape or re-export it with "
+            f"dynamic axes"
+        )
+
+
+def _derived_from(
+    proto: onnx.NodeProto, reads: Sequence[str], roots: Mapping[str, str], tensors: Mapping[str, TensorInfo]
+) -> str | None:
+    """The stored constant a folded node's output is a part of (a Gather of an embedding table at constant
+    positions, a scaled weight): the root of its largest constant input when that input has at least as many
+    elements as the output. None when the output is a new constant (a fill, a range, shape arithmetic)."""
+    if proto.op_type == "ConstantOfShape" or not proto.output or not proto.output[0]:
+        return None
+    out = tensors.get(proto.output[0])
+    if out is None or out.numel is None:
+        return None
+    best, best_numel = None, -1
+    for name in reads:
+        info = tensors.get(name)
+        if name in roots and info is not None and info.numel is not None and info.numel > best_numel:
+            best, best_numel = name, info.numel
+    return roots[best] if best is not None and best_numel >= out.numel and best_numel > 1 else None
+
+
+def _freeze_subgraph(
+    g: onnx.GraphProto,
+    opsets: Mapping[str, int],
+    outer_roots: Mapping[str, str],
+    outer_tensors: Mapping[str, TensorInfo],
+    outer_constants: Mapping[str, np.ndarray],
+    symbols: Mapping[str, int],
+) -> Graph:
+    initializer_names = {t.name for t in g.initializer}
+    available = {vi.name for vi in g.input} | initializer_names
+    order = _topological_order(g, available=available, outer=set(outer_tensors))
+    types = _collect_types(g)
+    for t in g.initializer:
+        types[t.name] = (tuple(int(d) for d in t.dims), dtype_name(t.data_type))
+    constants = dict(outer_constants)
+    for t in g.initializer:
+        if _numel(t.dims) <= _SMALL_CONSTANT_ELEMENTS and not _is_external(t):
+            constants[t.name] = onnx.numpy_helper.to_array(t)
+    attributes = {i: _decode_attributes(g.node[i]) for i in order}
+    _propagate([g.node[i] for i in order], [attributes[i] for i in order], types, constants)
+    return _freeze(
+        g,
+        order,
+        types,
+        constants,
+        opsets,
+        initializer_names,
+        real_inputs=tuple(vi.name for vi in g.input),
+        outer_roots=outer_roots,
+        symbols=symbols,
+        ir_version=0,
+        outer_tensors=outer_tensors,
+        attributes=attributes,
+    )

@@ -1,0 +1,127 @@
+"""ONNX's own shape inference, run on a light copy of the model: bound input shapes, large initializers as
+typed inputs (so no weight data is read or expanded)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import onnx
+import onnx.numpy_helper
+
+from estimator.dtypes import DTYPE_CODES as _ONNX_CODE
+from estimator.dtypes import dtype_name
+from estimator.errors import ModelFormatError
+from estimator.graph.binding import _dims_of
+from estimator.graph.reading import _is_external, _numel
+
+#: Initializers at most this large stay initializers for ONNX's data propagation; larger ones become typed inputs.
+_INFERENCE_INITIALIZER_ELEMENTS = 4096
+#: Element types of 1-D tensors that may hold shapes (kept at their known length for data propagation).
+_SHAPE_DTYPES = frozenset({onnx.TensorProto.INT64, onnx.TensorProto.INT32})
+
+
+def _light_model(
+    model: onnx.ModelProto,
+    real_inputs: Sequence[onnx.ValueInfoProto],
+    bindings: dict[str, tuple[int, ...]],
+    *,
+    extra_types: Mapping[str, tuple[tuple[int, ...] | None, str]] | None = None,
+    extra_constants: Mapping[str, np.ndarray] | None = None,
+    order: Sequence[int] | None = None,
+) -> onnx.ModelProto:
+    """A copy of the model for shape inference: bound input shapes, large initializers as typed inputs."""
+    src = model.graph
+    g = onnx.GraphProto(name=src.name)
+    # ONNX's inference visits nodes in stored order: give it the topological one (some tools break the order).
+    g.node.extend(src.node if order is None else (src.node[i] for i in order))
+    symbols = {k[5:]: v[0] for k, v in bindings.items() if k.startswith("\0sym:")}
+    known_constants = dict(extra_constants or {})
+    for vi in real_inputs:
+        elem = vi.type.tensor_type.elem_type
+        g.input.append(onnx.helper.make_tensor_value_info(vi.name, elem, list(bindings[vi.name])))
+    for t in src.initializer:
+        if _numel(t.dims) <= _INFERENCE_INITIALIZER_ELEMENTS and not _is_external(t):
+            g.initializer.append(t)
+            known_constants.pop(t.name, None)
+        else:
+            dims: list[int | str] = [int(d) for d in t.dims]
+            if len(dims) == 1 and t.data_type not in _SHAPE_DTYPES:
+                # ONNX's data propagation keeps ~70 B per element of a 1-D input of known length (a 65B LLM's
+                # biases: ~400 MB). Its length is restored from the initializer after inference.
+                dims = [f"__len_{t.name}"]
+            g.input.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, dims))
+    for st in src.sparse_initializer:
+        g.sparse_initializer.append(st)
+    for name, value in known_constants.items():
+        if value.dtype != object:
+            g.initializer.append(onnx.numpy_helper.from_array(np.asarray(value), name))
+    for vi in src.output:
+        g.output.append(_substituted(vi, symbols))
+    for vi in src.value_info:
+        g.value_info.append(_substituted(vi, symbols))
+    if extra_types:
+        have = (
+            {vi.name for vi in g.value_info} | {vi.name for vi in g.input} | {t.name for t in g.initializer}
+        )
+        for name, (shape, dtype) in extra_types.items():
+            if name in have or shape is None or dtype == "undefined":
+                continue
+            g.value_info.append(onnx.helper.make_tensor_value_info(name, _ONNX_CODE[dtype], list(shape)))
+    # IR >= 4 lets initializers stand without being graph inputs (older IRs required both).
+    out = onnx.ModelProto(ir_version=max(model.ir_version, 4), graph=g)
+    out.opset_import.extend(model.opset_import)
+    out.functions.extend(model.functions)
+    return out
+
+
+def _substituted(vi: onnx.ValueInfoProto, symbols: Mapping[str, int]) -> onnx.ValueInfoProto:
+    out = onnx.ValueInfoProto()
+    out.CopyFrom(vi)
+    if out.type.HasField("tensor_type") and out.type.tensor_type.HasField("shape"):
+        for d in out.type.tensor_type.shape.dim:
+            if d.HasField("dim_param") and d.dim_param in symbols:
+                d.dim_value = symbols[d.dim_param]
+    return out
+
+
+def _infer(model: onnx.ModelProto) -> onnx.ModelProto:
+    try:
+        return onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
+    except Exception:  # ONNX's inference can raise on malformed graphs even in lenient mode
+        try:
+            return onnx.shape_inference.infer_shapes(
+                model, check_type=False, strict_mode=False, data_prop=False
+            )
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelFormatError(f"ONNX shape inference rejected the model: {first}") from None
+
+
+def symbolic_lengths(graph: onnx.GraphProto) -> dict[str, int]:
+    """The symbolic length :func:`_light_model` gives each large or external 1-D initializer -> its length."""
+    return {
+        f"__len_{t.name}": int(t.dims[0])
+        for t in graph.initializer
+        if len(t.dims) == 1 and t.data_type not in _SHAPE_DTYPES
+    }
+
+
+def _collect_types(
+    graph: onnx.GraphProto, lengths: Mapping[str, int] | None = None
+) -> dict[str, tuple[tuple[int, ...] | None, str]]:
+    """Shape and dtype name of every typed value; ``lengths`` resolves the symbolic lengths of 1-D weights
+    (and so of every tensor ONNX derived from one: through Identity, Cast, Unsqueeze, Reshape...)."""
+    types: dict[str, tuple[tuple[int, ...] | None, str]] = {}
+    for vi in (*graph.input, *graph.value_info, *graph.output):
+        if not vi.type.HasField("tensor_type"):
+            continue
+        dims = _dims_of(vi)
+        if lengths and dims is not None:
+            dims = [lengths.get(d, d) if isinstance(d, str) else d for d in dims]
+        shape = tuple(dims) if dims is not None and all(isinstance(d, int) for d in dims) else None
+        types[vi.name] = (shape, dtype_name(vi.type.tensor_type.elem_type))  # type: ignore[arg-type]
+    return types
+
+
+Types = dict[str, tuple[tuple[int, ...] | None, str]]

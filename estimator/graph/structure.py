@@ -1,0 +1,133 @@
+"""The loaded graph's data: :class:`TensorInfo`, :class:`Node` and :class:`Graph` (frozen dataclasses), and the
+domain names. Everything downstream of loading reads only these."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from estimator.dtypes import storage_bytes
+
+#: Default domain name (the protobuf's empty string).
+ONNX_DOMAIN = "ai.onnx"
+#: Largest element count one tensor may have before the graph is called absurd (2**40 elements).
+MAX_TENSOR_ELEMENTS = 1 << 40
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Shape and element type of one tensor.
+
+    Attributes:
+        name: tensor name in the graph.
+        shape: concrete dimensions, or ``None`` when the shape could not be determined.
+        dtype: element type name (``float32``, ``float16``, ``int8``, ...; ``undefined`` if unknown).
+    """
+
+    name: str
+    shape: tuple[int, ...] | None
+    dtype: str
+
+    @property
+    def numel(self) -> int | None:
+        """Element count, or None when the shape is unknown."""
+        return None if self.shape is None else math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int | None:
+        """Storage in bytes, or None when the shape is unknown."""
+        n = self.numel
+        return None if n is None else storage_bytes(n, self.dtype)
+
+
+@dataclass(frozen=True)
+class Node:
+    """One ONNX node.
+
+    Attributes:
+        index: position in the graph's topological order.
+        name: node name (made unique: ``op_type_index`` when the model left it empty).
+        op_type: ONNX op type, e.g. ``Conv``.
+        domain: canonical domain (``ai.onnx`` for the default domain).
+        inputs: input tensor names; ``""`` for an omitted optional input.
+        outputs: output tensor names; ``""`` for an omitted optional output.
+        attributes: attribute values decoded to Python / numpy (subgraphs are in ``subgraphs``).
+        subgraphs: graph attributes (Loop ``body``, If ``then_branch``/``else_branch``, Scan ``body``).
+        constant_folded: every input is a constant, so a runtime folds the node at load time.
+    """
+
+    index: int
+    name: str
+    op_type: str
+    domain: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    attributes: Mapping[str, Any]
+    subgraphs: Mapping[str, Graph] = field(default_factory=dict)
+    constant_folded: bool = False
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A loaded, shaped ONNX graph, nodes in topological order. Immutable.
+
+    Attributes:
+        name: graph name.
+        nodes: nodes in topological order.
+        tensors: every known tensor name -> :class:`TensorInfo` (includes outer-scope ones in subgraphs).
+        inputs: names of the real (non-constant) graph inputs.
+        outputs: names of the graph outputs.
+        opsets: domain -> opset version imported by the model.
+        constant_roots: constant tensor name -> the name of the stored constant it is a view/copy of
+            (an initializer, a ``Constant`` output, a ``ConstantOfShape`` output). Roots map to themselves.
+        constants: values of small constants (shape arithmetic, axes, trip counts) known at load time.
+        producers: tensor name -> index of the node that produces it.
+        symbolic_bindings: symbolic dimension name -> the value it was bound to.
+        ir_version: the model's IR version.
+    """
+
+    name: str
+    nodes: tuple[Node, ...]
+    tensors: Mapping[str, TensorInfo]
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    opsets: Mapping[str, int]
+    constant_roots: Mapping[str, str]
+    constants: Mapping[str, np.ndarray]
+    producers: Mapping[str, int]
+    symbolic_bindings: Mapping[str, int] = field(default_factory=dict)
+    ir_version: int = 0
+
+    def tensor(self, name: str) -> TensorInfo | None:
+        """The :class:`TensorInfo` of ``name``, or None for an omitted/unknown tensor."""
+        return self.tensors.get(name) if name else None
+
+    def is_constant(self, name: str) -> bool:
+        """Whether tensor ``name`` is known at load time (derived from stored constants only)."""
+        return name in self.constant_roots
+
+    def constant_value(self, name: str) -> np.ndarray | None:
+        """Value of a small constant known at load time, or None."""
+        return self.constants.get(name)
+
+    def opset(self, domain: str) -> int:
+        """Opset version the model imports for ``domain`` (1 when it imports none)."""
+        return self.opsets.get(domain, 1)
+
+    @property
+    def batch(self) -> int:
+        """Samples per inference: the leading dimension of the first input with a known shape (1 if none)."""
+        for name in self.inputs:
+            info = self.tensors.get(name)
+            if info is not None and info.shape:
+                return int(info.shape[0])
+        return 1
+
+
+def canonical_domain(domain: str) -> str:
+    """``""`` and ``"ai.onnx"`` both name the default domain; return ``"ai.onnx"`` for either."""
+    return ONNX_DOMAIN if domain in ("", ONNX_DOMAIN) else domain

@@ -1,0 +1,114 @@
+"""The cost engine on real networks exported from timm and Hugging Face transformers (``data/graphs``).
+
+Each graph was exported by ``scripts/export_graphs.py``, weights stripped, with PyTorch's own counts in
+``data/graphs/manifest.csv``: FLOPs from ``FlopCounterMode`` under the math attention backend (2 per
+multiply-add of matmuls and convolutions) and the learned parameters that reach the graph. No torch needed.
+
+Targets (issue 9): every node costed, folded or known free; 2 x MACs within 1 % of PyTorch's FLOPs;
+parameters within 0.5 %. By default a representative subset (one network per family) runs; all graphs with
+``ESTIMATOR_ALL_EXPORTS=1 pytest tests/test_real_exports.py``.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from estimator.cost.nodes import CostReport, count_costs
+from estimator.graph.load import load_graph
+
+GRAPHS = Path(__file__).resolve().parents[1] / "data" / "graphs"
+MANIFEST = GRAPHS / "manifest.csv"
+FLOP_TOLERANCE = 0.01
+PARAM_TOLERANCE = 0.005
+#: One network per family, for the default run.
+REPRESENTATIVE = frozenset(
+    {
+        "resnet50",
+        "mobilenetv3_large_100",
+        "tf_efficientnet_b0",
+        "regnety_016",
+        "convnext_tiny",
+        "densenet121",
+        "inception_v3",
+        "ghostnet_100",
+        "repvgg_a2",
+        "vit_tiny_patch16_224",
+        "swin_tiny_patch4_window7_224",
+        "levit_128s",
+        "efficientvit_b0",
+        "mixer_b16_224",
+        "bert-base-uncased",
+        "distilbert-base-uncased",
+        "gpt2",
+        "llama-gqa-tiny",
+    }
+)
+
+
+def _rows() -> dict[str, dict[str, str]]:
+    if not MANIFEST.exists():
+        return {}
+    with MANIFEST.open(newline="", encoding="utf-8") as f:
+        return {row["name"]: row for row in csv.DictReader(f)}
+
+
+ROWS = _rows()
+ALL = os.environ.get("ESTIMATOR_ALL_EXPORTS") == "1"
+NAMES = sorted(n for n in ROWS if ALL or n in REPRESENTATIVE)
+
+
+@cache
+def _report(name: str) -> CostReport:
+    shapes = {"input_ids": (1, 128)} if ROWS[name]["source"] == "transformers" else None
+    return count_costs(load_graph(GRAPHS / f"{name}.onnx", batch=1, shapes=shapes))
+
+
+def test_every_manifest_row_has_its_graph_and_references():
+    assert len(ROWS) >= 30, f"only {len(ROWS)} graphs in {MANIFEST.name}"
+    for name, row in ROWS.items():
+        assert (GRAPHS / f"{name}.onnx").exists(), name
+        assert not (GRAPHS / f"{name}.onnx.data").exists(), f"{name}: weights must stay stripped"
+        assert int(row["reference_flops"]) > 0 and int(row["reference_params"]) > 0, name
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_node_is_costed(name: str):
+    report = _report(name)
+    assert report.coverage == 1.0, f"{name}: not costed {report.not_costed}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_flops_match_pytorch(name: str):
+    reference = int(ROWS[name]["reference_flops"])
+    flops = 2 * _report(name).totals.macs
+    assert abs(flops - reference) <= FLOP_TOLERANCE * reference, f"{name}: {flops} vs {reference}"
+
+
+#: Known misses, each with its cause (reported in docs/real_exports.md; the test fails if one starts passing).
+PARAM_MISSES = {
+    "swin_tiny_patch4_window7_224": (
+        "the exporter folds each relative-position-bias gather into a stored 2401 x heads table (+1.09 %) and "
+        "stores the shifted-window masks (0 / -100) as float buffers read by Add (+0.78 %); the graph no longer "
+        "says which stored floats were learned"
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.xfail(reason=PARAM_MISSES[n], strict=True))
+        if n in PARAM_MISSES
+        else n
+        for n in NAMES
+    ],
+)
+def test_params_match_pytorch(name: str):
+    reference = int(ROWS[name]["reference_params"])
+    params = _report(name).totals.params
+    assert abs(params - reference) <= PARAM_TOLERANCE * reference, f"{name}: {params} vs {reference}"
