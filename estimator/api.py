@@ -262,6 +262,14 @@ class Estimator:
             elif not is_gpu_sidecar(directory, self.profile.name, self.runtime.name):
                 self.model = load_model(directory, self.profile.name, self.runtime.name, FEATURE_NAMES)
                 self.correction = "none" if self.model is None else "calibrated"
+        if (
+            prior is not None
+            and self.model is not None
+            and "v2_constants" in self.model.sidecar
+            and canonical_prior_name(prior) != canonical_prior_name(self.model.sidecar["prior"])
+        ):
+            # A GPU model corrects v2 only; another prior asked for by name answers alone (for comparison).
+            self.model, self.correction = None, "none"
         self.prior_name: str = self._choose_prior(prior)
 
     def _choose_prior(self, prior: str | None) -> str:
