@@ -28,7 +28,7 @@ import onnx
 
 from estimator.cost.kernels import KernelReport, fuse_kernels
 from estimator.cost.nodes import CostReport, count_costs
-from estimator.energy.hardware import HardwareProfile, load_profile
+from estimator.energy.hardware import HardwareProfile, check_finite_answer, is_shipped_profile, load_profile
 from estimator.energy.physics import (
     DTYPE_CHOICES,
     PRIOR_NAME,
@@ -39,7 +39,7 @@ from estimator.energy.physics import (
 )
 from estimator.energy.prior_v2 import canonical_prior_name, default_prior, run_prior
 from estimator.energy.runtimes import Runtime, get_runtime
-from estimator.errors import ProfileError
+from estimator.errors import GraphStructureError, ProfileError
 from estimator.graph.load import load_graph
 from estimator.learn.features import FEATURE_NAMES, build_features, static_additive
 from estimator.learn.gpu_model import (
@@ -252,7 +252,9 @@ class Estimator:
         self.model: TrainedModel | None = None
         #: ``none``, ``calibrated`` or ``cross-device`` (GPU models), see :class:`Estimate`.
         self.correction = "none"
-        if calibrated:
+        # Trained models belong to the shipped profiles: a user's file, even one named like a shipped
+        # profile, gets one only when its content is the shipped file's (docs/training.md).
+        if calibrated and is_shipped_profile(self.profile):
             directory = Path(models_dir) if models_dir is not None else default_models_dir()
             found = (
                 load_gpu_model(directory, self.profile, self.runtime) if runs_on_gpu(self.profile) else None
@@ -341,6 +343,11 @@ class Estimator:
         """Estimate from already fused kernels (skips loading; for callers that cost once)."""
         element = DTYPE_CHOICES.get(dtype, dtype) if dtype else None
         hw = self.profile
+        if not kernels.costs.nodes:
+            raise GraphStructureError(
+                "the model's graph has no nodes: it computes nothing, so it has no energy to estimate; "
+                "check that the export kept the network"
+            )
         gpu_model = self.model is not None and "v2_constants" in self.model.sidecar
         constants = sidecar_constants(self.model.sidecar, self.runtime.name) if gpu_model else None
         prior = run_prior(
@@ -352,6 +359,7 @@ class Estimator:
             threads=threads,
             constants=constants,
         )
+        check_finite_answer(prior.joules, prior.seconds, hw)
         batch = kernels.costs.graph.batch
         kernel_joules = prior.kernel_joules
         extrapolated: tuple[str, ...] = ()
@@ -378,11 +386,15 @@ class Estimator:
                 f"xgboost residual over {prior.name}, {sc['granularity']} level, trained on "
                 f"{sc['training_rows']} measurements ({', '.join(sc['sources'])})"
             )
+        # A trained model corrects joules, not time. Power cannot exceed the TDP for a whole inference, so when
+        # the corrected joules do not fit in the prior's latency at TDP, the latency is at least joules / TDP
+        # (the prior's time was too short, e.g. framework overhead on a CPU) - never a power above the TDP.
+        seconds = max(prior.seconds, joules / hw.tdp_w) if hw.tdp_w > 0 else prior.seconds
         return Estimate(
             joules=joules,
             joules_per_sample=joules / batch,
-            seconds=prior.seconds,
-            avg_power_w=joules / prior.seconds if prior.seconds > 0 else 0.0,
+            seconds=seconds,
+            avg_power_w=joules / seconds if seconds > 0 else 0.0,
             interval=(joules * low_f, joules * high_f),
             interval_level=level,
             interval_basis=basis,

@@ -164,7 +164,7 @@ def test_train_command_keeps_better_old_model_unless_forced(conv_table, tmp_path
     models = tmp_path / "models"
     args = ["train", str(good), "--hw", "xeon-gold-5120", "--models-dir", str(models), "--trees", "100"]
     assert run(args) == 0
-    first = model_paths(models, "xeon-gold-5120", "pytorch-cpu")[0].read_bytes()
+    first = _stored_model_bytes(models)
     sidecar = json.loads(model_paths(models, "xeon-gold-5120", "pytorch-cpu")[1].read_text())
     assert sidecar["hyperparameters"]["n_estimators"] == 100  # --trees reaches the model
     # Noisy labels make a worse model; the old one (trained on clean rows) must be kept.
@@ -175,9 +175,21 @@ def test_train_command_keeps_better_old_model_unless_forced(conv_table, tmp_path
     capsys.readouterr()
     assert run([*args[:1], str(noisy_path), *args[2:]]) == 0
     assert "kept the old model" in capsys.readouterr().out
-    assert model_paths(models, "xeon-gold-5120", "pytorch-cpu")[0].read_bytes() == first
+    assert _stored_model_bytes(models) == first
+    # New groups with the same noisy labels: both models are scored on them, and the clean old one wins.
+    noisy["group"] = "new-" + noisy["group"]
+    noisy.to_csv(noisy_path, index=False)
+    assert run([*args[:1], str(noisy_path), *args[2:]]) == 0
+    out = capsys.readouterr().out
+    assert "kept the old model" in out and "held-out groups" in out and "may have seen" not in out
     assert run([*args[:1], str(noisy_path), *args[2:], "--force"]) == 0
-    assert model_paths(models, "xeon-gold-5120", "pytorch-cpu")[0].read_bytes() != first
+    assert _stored_model_bytes(models) != first
+    assert len(list(models.glob("*.ubj"))) == 1  # the replaced model file is removed
+
+
+def _stored_model_bytes(models) -> bytes:
+    sidecar = json.loads(model_paths(models, "xeon-gold-5120", "pytorch-cpu")[1].read_text())
+    return (models / sidecar["model_file"]).read_bytes()
 
 
 def test_features_cache_round_trip(conv_table, tmp_path):

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from estimator.errors import EstimatorError, InvalidDimensionError
+from estimator.fileio import check_input_file
 
 app = typer.Typer(
     name="estimate",
@@ -58,10 +59,15 @@ def _clean_errors(fn):
         try:
             return fn(*args, **kwargs)
         except EstimatorError as exc:
-            typer.echo(f"estimate: error: {exc}", err=True)
+            typer.echo(f"estimate: error: {one_line(exc)}", err=True)
             raise typer.Exit(EXIT_BAD_INPUT) from None
 
     return wrapper
+
+
+def one_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line (a library's message may carry line breaks, e.g. pandas' parser)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def parse_shapes(values: list[str] | None) -> dict[str, tuple[int, ...]]:
@@ -88,4 +94,25 @@ ShapeOpt = Annotated[
     typer.Option("--shape", help="Bind an input's shape (NAME=1x3x224x224) or a symbolic dim (NAME=128)."),
 ]
 BatchOpt = Annotated[int | None, typer.Option("--batch", help="Batch size bound to symbolic leading dims.")]
-ModelArg = Annotated[Path, typer.Argument(help="Path of the .onnx model.", show_default=False)]
+
+
+def _checked_model(path: Path) -> Path:
+    """The model path, checked (exists, a regular file, not too large) before any heavy import."""
+    return check_input_file(path, what="model", hint="give the path of an .onnx model file")
+
+
+def _checked_tables(paths: list[Path]) -> list[Path]:
+    """Measurement table paths, each checked before anything is imported or trained."""
+    hint = "give the path of a .csv or .csv.gz measurement table"
+    return [check_input_file(p, what="measurement table", hint=hint) for p in paths]
+
+
+ModelArg = Annotated[
+    Path, typer.Argument(help="Path of the .onnx model.", show_default=False, callback=_checked_model)
+]
+TablesArg = Annotated[
+    list[Path],
+    typer.Argument(
+        help="Measurement tables (.csv / .csv.gz) in the project schema.", callback=_checked_tables
+    ),
+]

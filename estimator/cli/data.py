@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from estimator.cli._app import ModelArg, _clean_errors, app
+from estimator.fileio import check_input_file
 
 data_app = typer.Typer(help="Measurement tables: import shared datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -32,6 +33,10 @@ def data_import(
     from estimator.data.importers import DEFAULT_FILES, TABLE_KINDS, import_source
     from estimator.data.measurements import write_measurements
 
+    if (
+        not path.is_dir()
+    ):  # a folder holds the dataset's files; anything else must be a regular file (no FIFO)
+        check_input_file(path, what="dataset file", hint="give the raw dataset file or its folder")
     frame = import_source(source, path)
     out = output or Path("data") / DEFAULT_FILES.get(source, f"{source}.csv.gz")
     write_measurements(frame, out, table=TABLE_KINDS[source])

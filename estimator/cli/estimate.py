@@ -269,7 +269,7 @@ def energy(
     )
     carbon = carbon_of(result, grid, grid_gco2, price, currency, pue)
     if json_out:
-        payload = result.to_json(top=layers_n) | {"model": str(model)}
+        payload = result.to_json(top=layers_n) | {"model_path": str(model)}
         if carbon is not None:
             payload["footprint"] = carbon.to_json()
         typer.echo(render_json(payload))

@@ -268,7 +268,10 @@ def render_estimate(
         ),
         width,
     )
-    lines += _field("latency", si(result.seconds, "s"), width)
+    raised = (
+        "  (at least joules / TDP; the prior's is shorter)" if result.seconds > result.prior.seconds else ""
+    )
+    lines += _field("latency", si(result.seconds, "s") + raised, width)
     if getattr(result.prior, "host_seconds", 0.0) > 0:
         lines += _field(
             "host",

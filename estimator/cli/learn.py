@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from estimator.cli._app import _clean_errors, app
+from estimator.cli._app import TablesArg, _clean_errors, app
 
 
 class Granularity(str, Enum):
@@ -21,9 +21,7 @@ class Granularity(str, Enum):
 @app.command()
 @_clean_errors
 def train(
-    tables: Annotated[
-        list[Path], typer.Argument(help="Measurement tables (.csv / .csv.gz) in the project schema.")
-    ],
+    tables: TablesArg,
     hw: Annotated[str, typer.Option("--hw", help="Hardware profile the rows were measured on.")],
     runtime: Annotated[
         str | None, typer.Option("--runtime", help="Only this runtime (default: each one).")

@@ -28,7 +28,7 @@ import numpy as np
 
 import estimator.cost.ops  # noqa: F401  (registers every rule module)
 from estimator.cost.ops.base import REGISTRY, NodeContext, OpCost, SubgraphCost
-from estimator.errors import EstimatorError, ShapeError, UnsupportedOpError
+from estimator.errors import EstimatorError, InvalidDimensionError, ShapeError, UnsupportedOpError
 from estimator.graph.load import Graph, Node, TensorInfo
 
 #: Statuses whose arithmetic and traffic are known (counted, free or folded).
@@ -171,8 +171,24 @@ COST_FIELDS = (
 
 
 def int_columns(items: Sequence[object], fields: Sequence[str]) -> dict[str, np.ndarray]:
-    """``{field: int64 array of getattr(item, field) over items}``, for vectorised sums."""
-    return {f: np.fromiter((getattr(item, f) for item in items), np.int64, len(items)) for f in fields}
+    """``{field: int64 array of getattr(item, field) over items}``, for vectorised sums.
+
+    Raises InvalidDimensionError when a value or a column's total does not fit in int64 (9.2e18): such a
+    count comes from absurd dimensions, and numpy would otherwise wrap the sum around silently.
+    """
+    out = {}
+    for f in fields:
+        values = [getattr(item, f) for item in items]
+        if values and (max(values) >= _INT64_LIMIT or sum(values) >= _INT64_LIMIT):
+            raise InvalidDimensionError(
+                f"the model's {f} add up to {sum(values):.3g}, beyond 9.2e18 (int64): its dimensions are absurd; "
+                f"check the model's shapes and --batch / --shape"
+            )
+        out[f] = np.fromiter(values, np.int64, len(values))
+    return out
+
+
+_INT64_LIMIT = 1 << 63
 
 
 def count_costs(graph: Graph, *, strict: bool = False) -> CostReport:

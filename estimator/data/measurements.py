@@ -21,6 +21,7 @@ Files whose name ends in ``.gz`` are gzip-compressed (with a zero timestamp, so 
 from __future__ import annotations
 
 import csv
+import datetime
 import gzip
 import io
 import re
@@ -33,7 +34,7 @@ import pandas as pd
 
 from estimator.data.schema import BOUNDARIES, DTYPES, LEVELS, RUNTIMES, SCHEMA, Column, TableKind
 from estimator.errors import DataError, InputFileError
-from estimator.fileio import atomic_write_bytes
+from estimator.fileio import atomic_write_bytes, check_input_file
 
 __all__ = [
     "BOUNDARIES",
@@ -64,7 +65,25 @@ _POSITIVE = frozenset(
         "output_tokens",
     }
 )
-_AT_LEAST_ONE = frozenset({"batch", "repeats", "accelerators", "num_classes", "seq_len", "boards"})
+_AT_LEAST_ONE = frozenset({"batch", "repeats", "accelerators", "num_classes", "seq_len", "boards", "threads"})
+#: Plausible ranges [low, high] of values whose extremes can only be typos or corruption (units of the schema):
+#: one inference from a femtojoule to a gigajoule, up to a million samples per pass and 2^20 threads.
+_PLAUSIBLE: dict[str, tuple[float, float]] = {
+    "joules_per_inference": (1e-15, 1e9),
+    "joules_per_sample": (1e-15, 1e9),
+    "joules_per_token": (1e-15, 1e9),
+    "latency_s": (1e-12, 1e6),
+    "power_w": (1e-6, 1e8),
+    "batch": (1, 1 << 20),
+    "threads": (1, 1 << 20),
+    "repeats": (1, 1 << 30),
+    "accelerators": (1, 1 << 20),
+    "num_classes": (1, 1 << 30),
+    "layer_idx": (0, 1 << 30),
+    "macs": (0, 1e21),
+}
+#: Years a measurement date may name.
+_YEARS = (1950, 2100)
 _NON_NEGATIVE = frozenset({"spread_rel", "latency_spread_rel", "macs", "layer_idx"})
 _CHOICES: dict[str, tuple[str, ...]] = {"boundary": BOUNDARIES, "dtype": DTYPES, "level": LEVELS}
 _TRUE = frozenset({"true", "1", "yes"})
@@ -94,10 +113,7 @@ class MeasurementIssue:
 
 def _read_text_rows(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
     """Header, data rows and the file line on which each data row starts."""
-    if not path.exists():
-        raise InputFileError(f"measurement file {path} does not exist; check the path")
-    if path.is_dir():
-        raise InputFileError(f"{path} is a directory; give the path of a .csv or .csv.gz file")
+    check_input_file(path, what="measurement table", hint="give the path of a .csv or .csv.gz file")
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rt", encoding="utf-8", newline="") as handle:
@@ -144,6 +160,7 @@ def _frame_from_rows(
     frame = (
         pd.DataFrame(kept, columns=names, dtype=object) if kept else pd.DataFrame(columns=names, dtype=object)
     )
+    frame = frame.loc[:, ~frame.columns.duplicated()]  # a repeated column is reported above; read the first
     frame.index = pd.Index(kept_lines, name="line")
     return frame, issues
 
@@ -173,7 +190,7 @@ def _convert_column(
         if choices is not None:
             bad(~empty & ~text.isin(choices), "is not one of " + ", ".join(choices))
         if col.name == "measured_at":
-            bad(~empty & ~text.str.match(_DATE), "is not a date written YYYY-MM-DD, YYYY-MM or YYYY")
+            bad(~empty & ~text.map(_is_date), "is not a date written YYYY-MM-DD, YYYY-MM or YYYY")
         return values.astype(object), issues
 
     if col.kind == "bool":
@@ -196,11 +213,36 @@ def _convert_column(
         bad(ok & ~(numbers >= 1), "must be at least 1")
     if col.name in _NON_NEGATIVE:
         bad(ok & ~(numbers >= 0), "must not be negative")
+    if col.name in _PLAUSIBLE:
+        low, high = _PLAUSIBLE[col.name]
+        signed = pd.Series(False, index=numbers.index)  # values already reported for their sign
+        for names, fine in (
+            (_POSITIVE, numbers > 0),
+            (_AT_LEAST_ONE, numbers >= 1),
+            (_NON_NEGATIVE, numbers >= 0),
+        ):
+            if col.name in names:
+                signed |= ~fine
+        outside = ok & ~signed & ((numbers < low) | (numbers > high))  # one issue per value: sign first
+        bad(outside, f"is outside the plausible range {low:g} .. {high:g} {col.unit}".rstrip(" -"))
+        ok &= ~outside
     if col.kind == "int":
         fractional = ok & (numbers != np.floor(numbers))
         bad(fractional, "is not a whole number")
         return numbers.where(ok & ~fractional).round().astype("Int64"), issues
     return numbers.where(ok).astype(float), issues
+
+
+def _is_date(text: str) -> bool:
+    """Whether ``text`` is a real calendar date (YYYY-MM-DD, YYYY-MM or YYYY) of a plausible year."""
+    if not _DATE.match(text):
+        return False
+    parts = [int(p) for p in text.split("-")] + [1, 1]
+    try:
+        datetime.date(*parts[:3])
+    except ValueError:
+        return False
+    return _YEARS[0] <= parts[0] <= _YEARS[1]
 
 
 def _validate(frame: pd.DataFrame, table: TableKind) -> tuple[pd.DataFrame, list[MeasurementIssue]]:

@@ -127,6 +127,11 @@ def _load_file(path: str, mtime_ns: int) -> HardwareProfile:
     return _parse(text, origin=path)
 
 
+#: Every cited value lies in this range in its key's unit (FLOP/s, bytes, J/FLOP, W, s, fractions): a value
+#: outside it is a typo, and would overflow or underflow the prior's float arithmetic.
+_PHYSICAL_RANGE = (1e-20, 1e20)
+
+
 class _Reader:
     """Reads cited values out of the parsed TOML, collecting citations and naming bad keys."""
 
@@ -182,6 +187,12 @@ class _Reader:
             self.fail(f"{place}.value", "missing" if value is None else "must be a number")
         if not math.isfinite(value) or value <= 0:
             self.fail(f"{place}.value", f"must be positive and finite, got {value}")
+        if not _PHYSICAL_RANGE[0] <= value <= _PHYSICAL_RANGE[1]:
+            self.fail(
+                f"{place}.value",
+                f"{value:g} is outside any physical range ({_PHYSICAL_RANGE[0]:g} .. {_PHYSICAL_RANGE[1]:g} in "
+                f"the key's unit); check the exponent",
+            )
         source = entry.get("source")
         if not isinstance(source, str) or source not in self.references:
             self.fail(f"{place}.source", f"{source!r} is not an id in [references]")
@@ -214,6 +225,10 @@ def _parse(text: str, origin: str) -> HardwareProfile:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ProfileError(f"hardware profile {origin} is not valid TOML: {error}") from None
+    except RecursionError:
+        raise ProfileError(
+            f"hardware profile {origin} nests tables or arrays too deeply to read; a profile is a few flat tables"
+        ) from None
     reader = _Reader(data, origin)
     if data.get("schema_version") != SCHEMA_VERSION:
         reader.fail("schema_version", f"must be {SCHEMA_VERSION}, got {data.get('schema_version')!r}")
@@ -334,3 +349,31 @@ def _check_consistency(profile: HardwareProfile, reader: _Reader) -> None:
             executed, _ = profile.resolve_dtype(dtype_class, matrix)
             if getattr(profile.energy_table_j_per_flop, executed) is None:
                 reader.fail(f"energy_per_flop_j.{executed}", "missing for a class the device executes")
+
+
+def is_shipped_profile(profile: HardwareProfile) -> bool:
+    """Whether ``profile`` is a shipped profile: loaded by name, or from a file whose bytes are the shipped file's.
+
+    Trained models belong to shipped profiles only: an edited copy named like one must not get its model.
+    """
+    if profile.source_path == f"estimator/profiles/{profile.name}.toml":
+        return True
+    shipped = _profiles_dir() / f"{profile.name}.toml"
+    try:
+        return shipped.is_file() and Path(profile.source_path).read_bytes() == shipped.read_bytes()
+    except OSError:
+        return False
+
+
+def check_finite_answer(joules: float, seconds: float, hw: HardwareProfile) -> None:
+    """ProfileError naming the profile's most extreme value when ``joules`` (J) or ``seconds`` (s) computed
+    from it are not finite and non-negative (a backstop: cited values are range-checked when loaded)."""
+    if math.isfinite(joules) and math.isfinite(seconds) and joules >= 0 and seconds >= 0:
+        return
+    values = [c for c in hw.citations if c.value > 0]
+    worst = max(values, key=lambda c: abs(math.log10(c.value)), default=None)
+    named = f" (its most extreme value: {worst.key} = {worst.value:g})" if worst else ""
+    raise ProfileError(
+        f"hardware profile '{hw.name}' gives a non-finite energy or latency ({joules:g} J, {seconds:g} s)"
+        f"{named}; its values are outside any physical range: fix the profile"
+    )

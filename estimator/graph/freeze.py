@@ -17,6 +17,7 @@ from estimator.graph.folding import _SMALL_CONSTANT_ELEMENTS, _propagate
 from estimator.graph.inference import Types, _collect_types
 from estimator.graph.reading import _is_external, _numel, _topological_order
 from estimator.graph.structure import MAX_TENSOR_ELEMENTS, Graph, Node, TensorInfo, canonical_domain
+from estimator.graph.validate import _has_data
 
 #: Ops that forward a stored constant unchanged in content (a view, a copy or a re-encoding of the same
 #: elements): a weight seen through them keeps the stored tensor as its parameter root.
@@ -73,7 +74,8 @@ def _decode_attributes(node: onnx.NodeProto) -> dict[str, Any]:
         elif t == onnx.AttributeProto.STRINGS:
             out[attr.name] = [v.decode("utf-8", errors="replace") for v in attr.strings]
         elif t == onnx.AttributeProto.TENSOR:
-            out[attr.name] = None if _is_external(attr.t) else onnx.numpy_helper.to_array(attr.t)
+            stored = not _is_external(attr.t) and _has_data(attr.t)
+            out[attr.name] = onnx.numpy_helper.to_array(attr.t) if stored else None
     return out
 
 
@@ -224,7 +226,7 @@ def _freeze_subgraph(
         types[t.name] = (tuple(int(d) for d in t.dims), dtype_name(t.data_type))
     constants = dict(outer_constants)
     for t in g.initializer:
-        if _numel(t.dims) <= _SMALL_CONSTANT_ELEMENTS and not _is_external(t):
+        if _numel(t.dims) <= _SMALL_CONSTANT_ELEMENTS and not _is_external(t) and _has_data(t):
             constants[t.name] = onnx.numpy_helper.to_array(t)
     attributes = {i: _decode_attributes(g.node[i]) for i in order}
     _propagate([g.node[i] for i in order], [attributes[i] for i in order], types, constants)

@@ -39,6 +39,7 @@ from estimator.graph.structure import (
     TensorInfo,
     canonical_domain,
 )
+from estimator.graph.validate import _check_model_fields, _checked_arguments, _has_data
 
 __all__ = [
     "CONSTANT_FORWARDING_OPS",
@@ -75,8 +76,10 @@ def load_graph(
     Raises:
         InputFileError, ModelFormatError, GraphStructureError, UnboundDimensionError, InvalidDimensionError.
     """
+    batch, shapes = _checked_arguments(batch, shapes)
     model = _read_model(source)
-    return _build(model, batch=batch, shapes=dict(shapes or {}))
+    _check_model_fields(model)
+    return _build(model, batch=batch, shapes=shapes)
 
 
 def _build(model: onnx.ModelProto, *, batch: int | None, shapes: dict[str, Sequence[int]]) -> Graph:
@@ -108,7 +111,7 @@ def _build(model: onnx.ModelProto, *, batch: int | None, shapes: dict[str, Seque
         types[t.name] = (tuple(int(d) for d in t.dims), dtype_name(t.data_type))
     constants: dict[str, np.ndarray] = {}
     for t in graph.initializer:
-        if _numel(t.dims) <= _SMALL_CONSTANT_ELEMENTS and not _is_external(t):
+        if _numel(t.dims) <= _SMALL_CONSTANT_ELEMENTS and not _is_external(t) and _has_data(t):
             constants[t.name] = onnx.numpy_helper.to_array(t)
 
     # The project's own propagation where ONNX's falls short: fold small shape arithmetic, shape contrib ops,

@@ -6,11 +6,11 @@ import heapq
 import math
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import onnx
 
 from estimator.errors import GraphStructureError, InputFileError, ModelFormatError
+from estimator.fileio import check_input_file
 
 
 def _read_model(source: str | os.PathLike[str] | bytes | onnx.ModelProto) -> onnx.ModelProto:
@@ -19,11 +19,7 @@ def _read_model(source: str | os.PathLike[str] | bytes | onnx.ModelProto) -> onn
     elif isinstance(source, (bytes, bytearray, memoryview)):
         model = _parse(bytes(source), "the given bytes")
     elif isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.exists():
-            raise InputFileError(f"{path}: no such file; give the path of an .onnx model")
-        if path.is_dir():
-            raise InputFileError(f"{path}: is a directory; give the path of an .onnx model file inside it")
+        path = check_input_file(source, what="model", hint="give the path of an .onnx model file")
         try:
             data = path.read_bytes()
         except OSError as exc:
@@ -46,7 +42,14 @@ def _parse(data: bytes, what: str) -> onnx.ModelProto:
     model = onnx.ModelProto()
     try:
         model.ParseFromString(data)
-    except Exception:  # protobuf raises DecodeError or RuntimeWarning-derived errors depending on backend
+    except (
+        Exception
+    ) as exc:  # protobuf raises DecodeError or RuntimeWarning-derived errors depending on backend
+        if "depth" in str(exc).lower() or "recursion" in str(exc).lower():
+            raise ModelFormatError(
+                f"{what}: nests subgraphs deeper than protobuf reads (100 levels); flatten the control flow "
+                f"(If / Loop inside one another) and re-export it"
+            ) from None
         raise ModelFormatError(
             f"{what}: is not a readable ONNX protobuf (truncated or corrupted?); re-export or re-download it"
         ) from None

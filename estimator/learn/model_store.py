@@ -1,15 +1,17 @@
 """Training from measurement files into the store of trained models, keeping the better model.
 
-``train_and_store`` reads tables (malformed rows are reported by line and column), trains one model per
-runtime, and writes it atomically. When a model already exists for that hardware and runtime, both are scored
-on the new data's held-out groups (the new model's out-of-fold predictions against the old model's
-predictions); the old model stays unless the new one scores better or ``force`` is given. The old model may
-have been trained on some of these rows, which favours it: ``force`` overrides.
+``train_and_store`` checks the models folder is writable, reads tables (malformed rows are reported by line
+and column, rows of another hardware or runtime are counted aloud), trains one model per runtime, and stores it
+as a unit (see :func:`~estimator.learn.regressor.save_model`: a kill at any point leaves a working store). When a
+model already exists for that hardware and runtime, both are scored on the same held-out groups: the new model's
+grouped out-of-fold predictions and the old model's predictions, on the groups the old model's sidecar says it
+never saw. The old model stays unless the new one scores better or ``force`` is given.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -18,10 +20,10 @@ import pandas as pd
 
 from estimator.data.measurements import read_measurements
 from estimator.energy.runtimes import get_runtime
-from estimator.errors import DataError
+from estimator.errors import DataError, InputFileError
 from estimator.learn.evaluation import layer_signatures, single_kernel_mask
 from estimator.learn.features import FEATURE_NAMES
-from estimator.learn.regressor import load_model, save_model
+from estimator.learn.regressor import group_hashes, load_model, save_model
 from estimator.learn.training import default_models_dir, featurize_cached, metrics, predict_log, train_model
 
 
@@ -37,18 +39,21 @@ def train_and_store(
     progress: Callable[[str], None] | None = None,
 ) -> list[str]:
     """Train and store models for ``hardware`` (one per runtime); returns one summary line per runtime."""
+    directory = Path(models_dir) if models_dir is not None else default_models_dir()
+    check_writable_folder(directory)  # before hours of training, not after
+    say = progress or (lambda _line: None)
     frames = [read_measurements(Path(t)) for t in tables]
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if table.empty or hardware not in set(table["hardware"]):
         raise DataError(f"the tables hold no rows of hardware '{hardware}'")
+    _say_left_out(say, table["hardware"], hardware, "hardware")
     table = table[table["hardware"] == hardware]
     if runtime is not None:
         get_runtime(runtime)
+        _say_left_out(say, table["runtime"], runtime, "runtime")
         table = table[table["runtime"] == runtime]
         if table.empty:
             raise DataError(f"the tables hold no rows of hardware '{hardware}' and runtime '{runtime}'")
-    directory = models_dir or default_models_dir()
-    say = progress or (lambda _line: None)
     bar = _Progress(say)
     ts_all = featurize_cached(table, hardware, kernel_rows=granularity == "kernel", progress=bar)
     lines = []
@@ -72,13 +77,9 @@ def train_and_store(
         new_mape = cv["grouped_cv"]["mape"]
         old = load_model(directory, hardware, rt, FEATURE_NAMES)
         if old is not None and not force:
-            old_pred = np.exp(predict_log(old.regressor, ts, old.sidecar.get("granularity", "graph")))
-            old_mape = metrics(ts.measured_j, old_pred)["mape"]
-            if old_mape <= new_mape:
-                lines.append(
-                    f"{hardware}/{rt}: kept the old model (MAPE {old_mape:.2%} on these rows) over the new "
-                    f"one ({new_mape:.2%} on held-out groups); use --force to replace it"
-                )
+            verdict = _compare_with_old(old, ts, cv["oof_log"], hardware, rt)
+            if verdict is not None:
+                lines.append(verdict)
                 continue
         paths = save_model(model, directory)
         lines.append(
@@ -86,6 +87,64 @@ def train_and_store(
             f"{cv['grouped_cv']['hit_10']:.1%}; wrote {paths[0]} and {paths[1].name}"
         )
     return lines
+
+
+def _compare_with_old(old, ts, oof_log: np.ndarray, hardware: str, runtime: str) -> str | None:
+    """Score the old and the new model on the same held-out groups; a line when the old one stays, else None.
+
+    The new model's score is its grouped out-of-fold prediction (each row predicted by a model that never saw
+    its group). The old model is scored on the same rows, restricted to groups its sidecar says it was not
+    trained on; a legacy sidecar records none, and then it may have seen them (the comparison favours it).
+    """
+    seen = set(old.sidecar.get("trained_group_hashes", ()))
+    held = np.array([h not in seen for h in map(_one_hash, ts.groups)], dtype=bool)
+    if not held.any():
+        return (
+            f"{hardware}/{runtime}: kept the old model: it was trained on every group of these rows, so no "
+            f"held-out comparison is possible; use --force to replace it"
+        )
+    rows = ts.subset(held)
+    new_mape = metrics(rows.measured_j, np.exp(oof_log[held]))["mape"]
+    old_pred = np.exp(predict_log(old.regressor, rows, old.sidecar.get("granularity", "graph")))
+    old_mape = metrics(rows.measured_j, old_pred)["mape"]
+    basis = f"{held.sum()} rows of {len(np.unique(rows.groups))} held-out groups" + (
+        "" if seen else ", which the old model may have seen (its sidecar does not list its groups)"
+    )
+    if old_mape <= new_mape:
+        return (
+            f"{hardware}/{runtime}: kept the old model (MAPE {old_mape:.2%}) over the new one ({new_mape:.2%}), "
+            f"both on {basis}; use --force to replace it"
+        )
+    return None
+
+
+def _one_hash(group: str) -> str:
+    return group_hashes([group])[0]
+
+
+def _say_left_out(say: Callable[[str], None], values: pd.Series, wanted: str, what: str) -> None:
+    """Say how many rows are left out because their ``what`` is not ``wanted``, and which values they have."""
+    other = values[values != wanted].astype(str).value_counts()
+    if len(other):
+        shown = ", ".join(f"{name!r} x{count}" for name, count in other.head(5).items())
+        more = ", ..." if len(other) > 5 else ""
+        say(f"left out {int(other.sum())} rows of another {what} than '{wanted}' ({shown}{more})")
+
+
+def check_writable_folder(directory: Path) -> None:
+    """InputFileError unless ``directory`` is (or can be created as) a folder this process may write into."""
+    directory = Path(directory)
+    probe = directory
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise InputFileError(
+            f"--models-dir {directory}: {probe} is not a folder; give a folder for the models"
+        )
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise InputFileError(
+            f"--models-dir {directory}: {probe} is not writable; give a folder you may write to"
+        )
 
 
 def training_domain(X: np.ndarray) -> dict[str, list[float]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,6 +118,12 @@ def library_versions() -> dict[str, str]:
     }
 
 
+def group_hashes(groups: Sequence[str]) -> list[str]:
+    """Short SHA-256 digests (12 hex digits) of architecture group names, sorted and unique: what a sidecar
+    records of the groups a model was trained on, so that a later comparison scores it on unseen groups only."""
+    return sorted({hashlib.sha256(str(g).encode("utf-8")).hexdigest()[:12] for g in groups})
+
+
 def data_hash(rows: Sequence[str]) -> str:
     """SHA-256 of the training rows' canonical text lines (order-independent)."""
     digest = hashlib.sha256()
@@ -127,21 +134,41 @@ def data_hash(rows: Sequence[str]) -> str:
 
 
 def model_paths(directory: Path, hardware: str, runtime: str) -> tuple[Path, Path]:
-    """(model file, sidecar file) of the model for ``hardware`` and ``runtime`` in ``directory``."""
+    """(legacy model file, sidecar file) of the model for ``hardware`` and ``runtime`` in ``directory``.
+
+    The sidecar is the store's single commit point: it names the model file it belongs to (``model_file``).
+    """
     stem = f"{hardware}__{runtime}"
     return directory / f"{stem}.ubj", directory / f"{stem}.json"
 
 
 def save_model(model: TrainedModel, directory: Path) -> tuple[Path, Path]:
-    """Write the model and its sidecar atomically (temp files + rename); returns their paths."""
+    """Store the model and its sidecar as one unit; returns (model file, sidecar file).
+
+    The model goes to a new file named by its content hash (``<hw>__<runtime>.<sha12>.ubj``), written and
+    flushed first; then one atomic rename puts the sidecar that names it in place. A kill at any moment leaves
+    either the old sidecar naming the old, untouched model file, or the new pair: never a mismatched pair.
+    Model files no sidecar names any more are removed afterwards (an interrupted clean-up only leaves garbage).
+    """
     directory.mkdir(parents=True, exist_ok=True)
     sc = model.sidecar
-    model_path, sidecar_path = model_paths(directory, sc["hardware"], sc["runtime"])
-    raw = model.regressor.booster_.save_raw(raw_format="ubj")
-    sidecar = dict(sc, model_file=model_path.name, model_sha256=hashlib.sha256(raw).hexdigest())
-    atomic_write_bytes(model_path, bytes(raw))
+    legacy_path, sidecar_path = model_paths(directory, sc["hardware"], sc["runtime"])
+    raw = bytes(model.regressor.booster_.save_raw(raw_format="ubj"))
+    digest = hashlib.sha256(raw).hexdigest()
+    model_path = legacy_path.with_name(f"{legacy_path.stem}.{digest[:12]}.ubj")
+    sidecar = dict(sc, model_file=model_path.name, model_sha256=digest)
+    atomic_write_bytes(model_path, raw)
     atomic_write_bytes(sidecar_path, (json.dumps(sidecar, indent=2, sort_keys=True) + "\n").encode())
+    _remove_unnamed_models(directory, legacy_path.stem, keep=model_path.name)
     return model_path, sidecar_path
+
+
+def _remove_unnamed_models(directory: Path, stem: str, keep: str) -> None:
+    """Delete ``stem``'s model files (legacy ``stem.ubj`` or ``stem.<sha12>.ubj``) other than ``keep``."""
+    pattern = re.compile(rf"{re.escape(stem)}(\.[0-9a-f]{{12}})?\.ubj")
+    for path in directory.iterdir():
+        if path.name != keep and pattern.fullmatch(path.name):
+            path.unlink(missing_ok=True)
 
 
 def load_model(
@@ -157,7 +184,7 @@ def load_model(
         return None
     try:
         sidecar = json.loads(sidecar_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise ModelArtifactError(
             f"{sidecar_path}: unreadable sidecar ({exc}); retrain with `estimate train`"
         ) from None
@@ -170,6 +197,10 @@ def load_model(
             f"{sidecar_path}: the model was trained on a different feature schema than this code computes; "
             f"retrain it with `estimate train`"
         )
+    named = sidecar.get("model_file", model_path.name)
+    if not isinstance(named, str) or Path(named).name != named:
+        raise ModelArtifactError(f"{sidecar_path}: names no valid model file; retrain with `estimate train`")
+    model_path = directory / named  # the sidecar names its model (a legacy sidecar names <hw>__<runtime>.ubj)
     try:
         raw = model_path.read_bytes()
     except OSError:

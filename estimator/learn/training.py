@@ -29,6 +29,7 @@ from estimator.learn.regressor import (
     TrainedModel,
     data_hash,
     default_models_dir,
+    group_hashes,
     library_versions,
 )
 
@@ -213,6 +214,7 @@ def train_model(
         "library_versions": library_versions(),
         "training_rows": len(ts.y_log),
         "training_groups": len(np.unique(ts.groups)),
+        "trained_group_hashes": group_hashes(ts.groups),
         "training_data_sha256": data_hash(rows.tolist()),
         "sources": sorted(set(sources) | set(ts.table["source"].astype(str))),
         "trained_on": date.today().isoformat(),

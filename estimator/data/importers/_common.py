@@ -42,7 +42,10 @@ def _read_csv(path: Path, **kwargs: object) -> pd.DataFrame:
     try:
         return pd.read_csv(path, **kwargs)  # type: ignore[call-overload]
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise DataError(f"{path} is not the expected CSV ({err}); check that it is the shared file") from err
+        reason = " ".join(str(err).split())  # pandas' messages may span lines
+        raise DataError(
+            f"{path} is not the expected CSV ({reason}); check that it is the shared file"
+        ) from None
 
 
 def _need(frame: pd.DataFrame, columns: Sequence[str], path: Path) -> None:

@@ -40,11 +40,11 @@ class ProtocolSettings:
     repeats: int = MIN_REPEATS
 
     def __post_init__(self) -> None:
-        for name in ("idle_s", "window_s"):
-            if not getattr(self, name) > 0:
-                raise MeasurementError(
-                    f"{name} must be a positive number of seconds, not {getattr(self, name)}"
-                )
+        for name in ("window_s", "idle_s"):  # window_s first: idle_s defaults to it, so it names the cause
+            value = getattr(self, name)
+            if not (value > 0 and value != float("inf")):
+                option = {"window_s": "window_s (--window-s)"}.get(name, name)
+                raise MeasurementError(f"{option} must be a positive, finite number of seconds, not {value}")
         if self.warmup_s < 0 or self.warmup_runs < 0:
             raise MeasurementError("warm-up time and runs must not be negative")
         if self.repeats < MIN_REPEATS:

@@ -1,0 +1,167 @@
+"""Checks of what a model file and the caller give before anything is built: argument types (dimensions are
+integers, never truncated), opset versions that exist, names that are valid UTF-8, stored tensors whose type is
+defined and whose data fill their dims. Each failure is one ModelFormatError or InvalidDimensionError."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import onnx
+
+from estimator.dtypes import dtype_name, storage_bytes
+from estimator.errors import InvalidDimensionError, ModelFormatError
+from estimator.graph.reading import _is_external, _numel
+from estimator.graph.structure import ONNX_DOMAIN, canonical_domain
+
+#: Newest opset of the domains whose versions the installed onnx package knows.
+_NEWEST_OPSET = {
+    ONNX_DOMAIN: onnx.defs.onnx_opset_version(),
+    "ai.onnx.ml": max(v[3] for v in onnx.helper.VERSION_TABLE),
+}
+
+
+def _checked_arguments(batch: object, shapes: object) -> tuple[int | None, dict[str, tuple[int, ...]]]:
+    """``batch`` and ``shapes`` as ints, or InvalidDimensionError naming the argument of the wrong type."""
+    if batch is not None:
+        batch = _as_dim(batch, "batch")
+    if shapes is None:
+        return batch, {}
+    if not isinstance(shapes, Mapping):
+        raise InvalidDimensionError(
+            f"shapes must be a mapping {{name: dims}}, got a {type(shapes).__name__}; "
+            f"write e.g. shapes={{'input': (1, 3, 224, 224)}}"
+        )
+    out: dict[str, tuple[int, ...]] = {}
+    for key, dims in shapes.items():
+        if not isinstance(key, str):
+            raise InvalidDimensionError(f"shapes keys must be input or dimension names, got {key!r}")
+        if isinstance(dims, (str, bytes)) or not isinstance(dims, (Sequence, np.ndarray)):
+            raise InvalidDimensionError(
+                f"shapes[{key!r}] must be a sequence of integers, got {dims!r}; "
+                f"write e.g. shapes={{{key!r}: (1, 3, 224, 224)}}"
+            )
+        out[key] = tuple(_as_dim(d, f"shapes[{key!r}]") for d in dims)
+    return batch, out
+
+
+def _as_dim(value: object, what: str) -> int:
+    """One dimension as an int; a bool, a float, a string or any other type is refused (never truncated)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise InvalidDimensionError(f"{what} must be an integer, got {value!r} ({type(value).__name__})")
+    return int(value)
+
+
+def _check_model_fields(model: onnx.ModelProto) -> None:
+    """Refuse names that are not valid UTF-8 and opset versions no ONNX release defines (ModelFormatError)."""
+    for entry in model.opset_import:
+        domain, version = entry.domain, int(entry.version)
+        if not isinstance(domain, str):
+            raise ModelFormatError(
+                "an opset domain name is not valid UTF-8; the file is corrupted: re-export it"
+            )
+        newest = _NEWEST_OPSET.get(canonical_domain(domain), (1 << 31) - 1)
+        if not 1 <= version <= newest:
+            raise ModelFormatError(
+                f"the model imports opset {version} of domain '{canonical_domain(domain)}', which does not exist "
+                f"(valid: 1..{newest}); re-export the model with a released opset"
+            )
+    _check_names(model.graph, "the main graph")
+
+
+def _check_names(graph: onnx.GraphProto, where: str) -> None:
+    """Every name of ``graph`` (recursively) must be text: protobuf hands back bytes for invalid UTF-8."""
+    fields = [graph.name, *(t.name for t in graph.initializer)]
+    fields += [vi.name for vi in (*graph.input, *graph.output, *graph.value_info)]
+    for node in graph.node:
+        fields += [node.name, node.op_type, node.domain, *node.input, *node.output]
+        fields += [a.name for a in node.attribute]
+        for attr in node.attribute:
+            for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
+                _check_names(sub, f"a subgraph of node '{node.name}'")
+    bad = next((f for f in fields if not isinstance(f, str)), None)
+    if bad is not None:
+        raise ModelFormatError(
+            f"{where} has a name that is not valid UTF-8 ({bytes(bad)[:40]!r}); the file is corrupted or was "
+            f"written by a broken exporter: re-export it"
+        )
+    for t in graph.initializer:
+        _check_stored(t, f"initializer '{t.name}'")
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.TENSOR:
+                _check_stored(attr.t, f"attribute '{attr.name}' of node '{node.name or node.op_type}'")
+
+
+#: The TensorProto field that holds the values of each element type (the others must be empty).
+_DATA_FIELD = {
+    "float32": "float_data",
+    "complex64": "float_data",
+    "int64": "int64_data",
+    "float64": "double_data",
+    "complex128": "double_data",
+    "uint32": "uint64_data",
+    "uint64": "uint64_data",
+    "string": "string_data",
+}
+
+
+def _check_stored(t: onnx.TensorProto, what: str) -> None:
+    """A stored tensor's type must be defined, its dims non-negative, and data it carries must fill its dims."""
+    dtype = dtype_name(t.data_type)
+    if dtype == "undefined":
+        raise ModelFormatError(
+            f"{what} has element type {t.data_type} (undefined); the file is corrupted: re-export it"
+        )
+    if any(d < 0 for d in t.dims):
+        raise ModelFormatError(
+            f"{what} has negative dimensions {list(t.dims)}; the file is corrupted: re-export it"
+        )
+    if _is_external(t):
+        return
+    numel = _numel(t.dims)
+    fields = {
+        "float_data": t.float_data,
+        "int32_data": t.int32_data,
+        "int64_data": t.int64_data,
+        "double_data": t.double_data,
+        "uint64_data": t.uint64_data,
+        "string_data": t.string_data,
+    }
+    own = _DATA_FIELD.get(dtype, "int32_data")  # ONNX stores small ints, bool and 16/8/4-bit floats as int32
+    stray = next((name for name, values in fields.items() if name != own and len(values)), None)
+    if stray is not None:
+        raise ModelFormatError(
+            f"{what} is {dtype} but stores values in {stray}; the file is corrupted: re-export it"
+        )
+    typed = len(fields[own])
+    expected = (
+        numel * 2 if dtype.startswith("complex") else numel,
+        (numel + 1) // 2 if "4" in dtype else numel,
+    )
+    if t.raw_data:
+        ok = len(t.raw_data) == storage_bytes(numel, dtype)
+    elif typed:
+        ok = typed in expected
+    else:
+        ok = True  # no data at all: a weight stripped from the file; its shape is what counts
+    if not ok:
+        raise ModelFormatError(
+            f"{what} declares dims {list(t.dims)} ({numel:,} {dtype} elements) but stores "
+            f"{len(t.raw_data) if t.raw_data else typed:,} {'bytes' if t.raw_data else 'values'}; "
+            f"the file is corrupted: re-export it"
+        )
+
+
+def _has_data(t: onnx.TensorProto) -> bool:
+    """Whether a tensor stores its values (an empty tensor counts: it has all of its zero values)."""
+    stored = (
+        t.raw_data,
+        t.float_data,
+        t.int32_data,
+        t.int64_data,
+        t.double_data,
+        t.uint64_data,
+        t.string_data,
+    )
+    return _numel(t.dims) == 0 or any(len(field) for field in stored)
