@@ -292,6 +292,9 @@ def main() -> None:
     ]
     args.out.write_text("\n".join(lines) + "\n")
     tmp = ROOT / "estimator" / "energy" / "prior_interval.json.tmp"
+    shipped = json.loads((ROOT / "estimator" / "energy" / "prior_interval.json").read_text())
+    if "gpu" in shipped:  # the GPU interval is written by `estimate evaluate --gpu`; keep it
+        iv = {**iv, "gpu": shipped["gpu"]}
     tmp.write_text(json.dumps(iv, indent=2) + "\n")
     os.replace(tmp, ROOT / "estimator" / "energy" / "prior_interval.json")
     print("\n".join(lines))

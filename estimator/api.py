@@ -6,7 +6,8 @@ exists for the profile and runtime) loaded between calls, for use in neural-arch
     result.joules, result.joules_per_sample, result.seconds, result.interval
 
 Why this module is long: it is the one front door, the Estimate result with its stable JSON form and the Estimator
-that keeps a profile, a trained model and per-report caches; many-at-once work lives in :mod:`estimator.many`.
+that keeps a profile, a trained model and per-report caches, and chooses among three answers (physics only, a
+calibrated model, the cross-device GPU model); many-at-once work lives in :mod:`estimator.many`.
 """
 
 from __future__ import annotations
@@ -41,6 +42,14 @@ from estimator.energy.runtimes import Runtime, get_runtime
 from estimator.errors import GraphStructureError, ProfileError
 from estimator.graph.load import load_graph
 from estimator.learn.features import FEATURE_NAMES, build_features, static_additive
+from estimator.learn.gpu_model import (
+    corrected_joules,
+    describe,
+    interval_factors,
+    is_gpu_sidecar,
+    load_gpu_model,
+    sidecar_constants,
+)
 from estimator.learn.regressor import (
     TrainedModel,
     default_models_dir,
@@ -84,6 +93,8 @@ class Estimate:
         costs: the hardware-free cost report.
         not_costed: op types the cost engine could not cost (then joules is a lower bound).
         extrapolated: features outside the trained model's training range (empty when inside or uncalibrated).
+        correction: which learned correction answered: ``none`` (physics only), ``calibrated`` (a model trained
+            on measurements of this device and runtime) or ``cross-device`` (a GPU model trained on other GPUs).
     """
 
     joules: float
@@ -106,6 +117,7 @@ class Estimate:
     costs: CostReport = field(repr=False)
     not_costed: Mapping[str, int] = field(default_factory=dict)
     extrapolated: tuple[str, ...] = ()
+    correction: str = "none"
 
     def __repr__(self) -> str:
         lo, hi = self.interval
@@ -139,6 +151,7 @@ class Estimate:
             "dtype": self.dtype,
             "method": self.method,
             "calibrated": self.calibrated,
+            "correction": self.correction,
             "extrapolated_features": list(self.extrapolated),
             "joules_per_inference": self.joules,
             "joules_per_sample": self.joules_per_sample,
@@ -232,14 +245,33 @@ class Estimator:
                 f"runtime '{self.runtime.name}' runs on a {self.runtime.device_kind}, but profile "
                 f"'{self.profile.name}' is a {self.profile.kind}; pick a runtime for that device"
             )
-        self._interval = prior_interval()
+        shipped = prior_interval()
+        # GPU profiles: the physics-only interval of the v2 prior from GPU measurements (when shipped).
+        self._interval = shipped.get("gpu", shipped) if runs_on_gpu(self.profile) else shipped
         self._static_cache: dict[int, tuple[weakref.ref, np.ndarray]] = {}
         self.model: TrainedModel | None = None
+        #: ``none``, ``calibrated`` or ``cross-device`` (GPU models), see :class:`Estimate`.
+        self.correction = "none"
         # Trained models belong to the shipped profiles: a user's file, even one named like a shipped
         # profile, gets one only when its content is the shipped file's (docs/training.md).
         if calibrated and is_shipped_profile(self.profile):
             directory = Path(models_dir) if models_dir is not None else default_models_dir()
-            self.model = load_model(directory, self.profile.name, self.runtime.name, FEATURE_NAMES)
+            found = (
+                load_gpu_model(directory, self.profile, self.runtime) if runs_on_gpu(self.profile) else None
+            )
+            if found is not None:
+                self.model, self.correction = found
+            elif not is_gpu_sidecar(directory, self.profile.name, self.runtime.name):
+                self.model = load_model(directory, self.profile.name, self.runtime.name, FEATURE_NAMES)
+                self.correction = "none" if self.model is None else "calibrated"
+        if (
+            prior is not None
+            and self.model is not None
+            and "v2_constants" in self.model.sidecar
+            and canonical_prior_name(prior) != canonical_prior_name(self.model.sidecar["prior"])
+        ):
+            # A GPU model corrects v2 only; another prior asked for by name answers alone (for comparison).
+            self.model, self.correction = None, "none"
         self.prior_name: str = self._choose_prior(prior)
 
     def _choose_prior(self, prior: str | None) -> str:
@@ -316,7 +348,17 @@ class Estimator:
                 "the model's graph has no nodes: it computes nothing, so it has no energy to estimate; "
                 "check that the export kept the network"
             )
-        prior = run_prior(self.prior_name, kernels, hw, dtype=element, runtime=self.runtime, threads=threads)
+        gpu_model = self.model is not None and "v2_constants" in self.model.sidecar
+        constants = sidecar_constants(self.model.sidecar, self.runtime.name) if gpu_model else None
+        prior = run_prior(
+            self.prior_name,
+            kernels,
+            hw,
+            dtype=element,
+            runtime=self.runtime,
+            threads=threads,
+            constants=constants,
+        )
         check_finite_answer(prior.joules, prior.seconds, hw)
         batch = kernels.costs.graph.batch
         kernel_joules = prior.kernel_joules
@@ -326,6 +368,14 @@ class Estimator:
             low_f, high_f = self._interval["low_factor"], self._interval["high_factor"]
             level, basis = self._interval["level"], self._interval["basis"]
             method = f"physics-only ({prior.name})"
+        elif gpu_model:
+            joules, factor, extrapolated = corrected_joules(
+                self.model, kernels, prior, hw, self.runtime, element
+            )
+            kernel_joules = prior.kernel_joules * factor
+            low_f, high_f = interval_factors(self.model)
+            level, basis = self.model.sidecar["interval"]["level"], self.model.sidecar["interval"]["basis"]
+            method = describe(self.model, self.correction, hw, self.runtime)
         else:
             joules, kernel_joules, extrapolated = self._calibrated(kernels, prior, element, threads)
             lo, hi = self.model.interval_quantiles
@@ -364,6 +414,7 @@ class Estimator:
             costs=kernels.costs,
             not_costed=dict(kernels.costs.not_costed),
             extrapolated=extrapolated,
+            correction=self.correction,
         )
 
     def __getstate__(self) -> dict:

@@ -55,3 +55,32 @@ def test_xeon_model_sums_kernels_for_a_whole_network():
     assert result.calibrated
     assert np.isclose(sum(layer.joules for layer in result.layers), result.joules, rtol=1e-9)
     assert abs(result.joules / row["joules_per_inference"] - 1) < 0.3
+
+
+GPU_SHIPPED = [("gtx1070", "pytorch-cuda", "calibrated"), ("h100", "pytorch-cuda", "cross-device")]
+
+
+@pytest.mark.parametrize(("hardware", "runtime", "correction"), GPU_SHIPPED)
+def test_shipped_gpu_models_answer_and_say_which(hardware, runtime, correction):
+    est = Estimator(hardware, runtime=runtime)
+    assert est.correction == correction
+    result = est.estimate(build_from_spec("hf:bert-base-uncased;seq=64", batch=8))
+    assert result.boundary == "gpu-board-nvml" and result.prior.name == "energy-roofline v2"
+    assert result.interval[0] <= result.joules <= result.interval[1]
+    assert result.to_json()["correction"] == correction
+
+
+def test_estimator_and_gpu_training_pipeline_agree_on_measured_irene_rows():
+    from estimator.learn import gpu_training
+    from estimator.learn.gpu_model import sidecar_constants
+
+    table = pd.read_csv(ROOT / "data" / "irene.csv.gz")
+    rows = table[(table["hardware"] == "gtx1070") & (table["boundary"] == "gpu-board-nvml")]
+    rows = rows[rows["batch"] == 8].head(2).reset_index(drop=True)
+    est = Estimator("gtx1070", runtime="pytorch-cuda")
+    gs = gpu_training.build_gpu_set(rows)
+    constants = {"pytorch-cuda": sidecar_constants(est.model.sidecar, "pytorch-cuda")}
+    log_prior, X = gpu_training.prior_and_features(gs, constants)
+    pipeline = np.exp(log_prior + est.model.regressor.predict(X))
+    api = [est.estimate(build_from_spec(ref, batch=8)).joules for ref in rows["model_ref"]]
+    np.testing.assert_allclose(api, pipeline, rtol=1e-5)

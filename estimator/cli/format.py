@@ -263,7 +263,9 @@ def render_estimate(
     lines += _field(
         "interval",
         f"{si(lo, 'J')} .. {si(hi, 'J')}: "
-        + interval_sentence(result.joules, result.interval, result.interval_level, result.calibrated),
+        + interval_sentence(
+            result.joules, result.interval, result.interval_level, result.calibrated, result.correction
+        ),
         width,
     )
     raised = (

@@ -52,6 +52,31 @@ def train(
         typer.echo(line)
 
 
+@app.command("train-gpu")
+@_clean_errors
+def train_gpu(
+    models_dir: Annotated[Path | None, typer.Option("--models-dir", help="Where models live.")] = None,
+    data_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-root", help="Source checkout whose data/ holds the GPU tables.", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """Train the GPU models on the committed GPU tables: one calibrated model per (device, runtime) with data at
+    gpu-board-nvml and the cross-device model for every other GPU; writes atomically to trained_models/."""
+    from estimator.learn.gpu_store import train_gpu_models
+    from estimator.learn.gpu_training import build_gpu_set, load_gpu_table
+    from estimator.learn.regressor import default_models_dir
+    from estimator.learn.training import REPO_ROOT
+
+    say = lambda line: typer.echo(line, err=True)  # noqa: E731
+    root = data_root if data_root is not None else REPO_ROOT
+    gs = build_gpu_set(load_gpu_table(root), root=root, progress=say)
+    for line in train_gpu_models(gs, models_dir or default_models_dir(), progress=say):
+        typer.echo(line)
+
+
 @app.command()
 @_clean_errors
 def evaluate(
@@ -69,6 +94,13 @@ def evaluate(
             show_default=False,
         ),
     ] = None,
+    gpu: Annotated[
+        bool,
+        typer.Option(
+            "--gpu",
+            help="The GPU evaluation instead (per source, leave-one-device-out): evaluation_gpu.md/.json.",
+        ),
+    ] = False,
 ) -> None:
     """Run EVALUATION.md's protocol on the committed measurements; writes Markdown, JSON and a plot into --out."""
     from estimator.errors import DataError
@@ -83,6 +115,26 @@ def evaluate(
         )
     if not out.is_dir():
         raise DataError(f"--out folder {out} does not exist; create it first")
+    if gpu:
+        _evaluate_gpu(root, out)
+        return
     report = run_evaluation(hw, runtime, root=root, progress=lambda line: typer.echo(line, err=True))
     for path in write_report(report, out):
         typer.echo(f"wrote {path}")
+
+
+def _evaluate_gpu(root: Path, out: Path) -> None:
+    """``estimate evaluate --gpu``: the GPU report, and the v2 prior's physics-only GPU interval."""
+    from estimator.learn.gpu_evaluation import run_gpu_evaluation, write_gpu_report, write_prior_interval
+    from estimator.learn.gpu_training import build_gpu_set, load_gpu_table
+
+    say = lambda line: typer.echo(line, err=True)  # noqa: E731
+    gs = build_gpu_set(load_gpu_table(root), root=root, progress=say)
+    report = run_gpu_evaluation(say, gs=gs)
+    for path in write_gpu_report(report, out):
+        typer.echo(f"wrote {path}")
+    interval = write_prior_interval(
+        report, Path(__file__).resolve().parent.parent / "energy" / "prior_interval.json"
+    )
+    if interval:
+        typer.echo(f"wrote {interval}")

@@ -236,6 +236,7 @@ _NOT_FEATURE_CODE = (
     "data/",
     "api.py",
     "learn/evaluation.py",
+    "learn/gpu_",
     "learn/model_store.py",
     "learn/regressor.py",
 )

@@ -189,7 +189,7 @@ def render_report(
         _card("work", f"{_si(t.macs, 'MAC')}, {_si(t.params)} params"),
         "</div>",
         f"<p><b>Boundary ({_e(e.boundary)}).</b> {_e(boundary_sentence(e.boundary))}</p>",
-        f"<p><b>Interval.</b> {_e(_capital(interval_sentence(e.joules, e.interval, e.interval_level, e.calibrated)))} "
+        f"<p><b>Interval.</b> {_e(_capital(interval_sentence(e.joules, e.interval, e.interval_level, e.calibrated, e.correction)))} "
         f"<span class='note'>Basis: {_e(e.interval_basis)}.</span></p>",
     ]
     if e.not_costed:

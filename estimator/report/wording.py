@@ -49,17 +49,25 @@ def baseline_name(key: str) -> str:
     return BASELINE_NAMES.get(key, key.replace("_", " "))
 
 
-def interval_sentence(joules: float, interval: tuple[float, float], level: float, calibrated: bool) -> str:
-    """Where the estimate sits in its interval, and what the interval rests on, in plain words."""
+def interval_sentence(
+    joules: float, interval: tuple[float, float], level: float, calibrated: bool, correction: str = ""
+) -> str:
+    """Where the estimate sits in its interval, and what the interval rests on, in plain words
+    (``correction``: ``cross-device`` for the GPU model trained on other GPUs)."""
     lo, hi = interval
-    if calibrated:
+    if correction == "cross-device":
+        source = (
+            f"the cross-device model's errors on GPUs it had not seen (leave-one-device-out) put {level:.0%} of "
+            "true values in this range; it has no measurements of this device"
+        )
+    elif calibrated:
         source = (
             f"the trained model's held-out errors on measurements of this device put {level:.0%} of "
             "true values in this range"
         )
     else:
         source = (
-            f"the physics prior's errors on public measurements of other devices (CPUs and SoCs) put "
+            f"the physics prior's errors on public measurements of other devices put "
             f"{level:.0%} of true values in this range; it was not calibrated on this device"
         )
     if joules < lo:

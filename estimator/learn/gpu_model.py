@@ -1,0 +1,111 @@
+"""Using a trained GPU correction at estimate time: which model answers, the prior it corrects, the answer.
+
+Two kinds of GPU model live in the store (written by ``estimate train --gpu``), both xgboost residuals over the
+v2 prior on :data:`~estimator.learn.gpu_features.GPU_FEATURE_NAMES`:
+
+* **calibrated** ``<profile>__<runtime>``: trained on measurements of that device and runtime (and the
+  device's other runtimes) - used when the (device, runtime) has data at the answer's boundary;
+* **cross-device** ``any-gpu__any``: trained on every GPU with data, its interval from leave-one-device-out
+  residuals - used for every other GPU profile and runtime.
+
+Each sidecar records the v2 constants it was trained over (``v2_constants``, per runtime): the prior is
+assembled with them, so the correction sees the prior it was trained on. Never imports training code.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from estimator.cost.kernels import KernelReport
+from estimator.energy.hardware import HardwareProfile
+from estimator.energy.physics import PriorResult
+from estimator.energy.prior_v2 import V2Constants
+from estimator.energy.runtimes import Runtime
+from estimator.learn.gpu_features import GPU_FEATURE_NAMES, gpu_feature_row, graph_aggregates
+from estimator.learn.regressor import TrainedModel, load_model, model_paths, outside_domain
+
+#: Store name (hardware, runtime) of the cross-device model.
+CROSS_DEVICE = ("any-gpu", "any")
+
+
+def is_gpu_sidecar(directory: Path, hardware: str, runtime: str) -> bool:
+    """Whether a stored model for ``hardware``/``runtime`` exists and uses the GPU feature schema."""
+    path = model_paths(directory, hardware, runtime)[1]
+    try:
+        names = json.loads(path.read_text()).get("feature_names")
+    except (OSError, json.JSONDecodeError):
+        return False
+    return list(names or []) == list(GPU_FEATURE_NAMES)
+
+
+def load_gpu_model(directory: Path, hw: HardwareProfile, runtime: Runtime) -> tuple[TrainedModel, str] | None:
+    """(model, ``calibrated`` or ``cross-device``) for a GPU profile and runtime, or None when neither exists.
+
+    The calibrated model answers only when it was trained on rows of this runtime at the profile's boundary.
+    """
+    if is_gpu_sidecar(directory, hw.name, runtime.name):
+        model = load_model(directory, hw.name, runtime.name, GPU_FEATURE_NAMES)
+        if model is not None and hw.measurement_boundary in model.sidecar.get("boundaries", []):
+            return model, "calibrated"
+    if is_gpu_sidecar(directory, *CROSS_DEVICE):
+        model = load_model(directory, *CROSS_DEVICE, GPU_FEATURE_NAMES)
+        if model is not None:
+            return model, "cross-device"
+    return None
+
+
+def sidecar_constants(sidecar: dict, runtime: str) -> V2Constants | None:
+    """The v2 constants a model was trained over for ``runtime`` (None: the shipped ones)."""
+    c = sidecar.get("v2_constants", {}).get(runtime)
+    if not c:
+        return None
+    return V2Constants(
+        host_dispatch_s=c.get("host_dispatch_s"),
+        host_call_s=c.get("host_call_s"),
+        gpu_kernel_floor_s=c.get("gpu_kernel_floor_s", V2Constants().gpu_kernel_floor_s),
+        bandwidth_ramp_s=c.get("bandwidth_ramp_s", V2Constants().bandwidth_ramp_s),
+        fitted_on=c.get("fitted_on", ""),
+    )
+
+
+def corrected_joules(
+    model: TrainedModel,
+    kernels: KernelReport,
+    prior: PriorResult,
+    hw: HardwareProfile,
+    runtime: Runtime,
+    dtype: str | None,
+) -> tuple[float, float, tuple[str, ...]]:
+    """(joules at the profile's boundary, the correction factor, features outside the training range)."""
+    row = gpu_feature_row(
+        graph_aggregates(kernels, hw, dtype), prior, hw, runtime, boundary=hw.measurement_boundary
+    )
+    factor = float(np.exp(model.regressor.predict(row[None, :])[0]))
+    outside = tuple(outside_domain(row, model.sidecar.get("domain", {}), GPU_FEATURE_NAMES))
+    return prior.joules * factor, factor, outside
+
+
+def describe(model: TrainedModel, kind: str, hw: HardwareProfile, runtime: Runtime) -> str:
+    """One line saying which GPU model answered and what it was trained on."""
+    sc = model.sidecar
+    devices = ", ".join(sc.get("devices", []))
+    if kind == "calibrated":
+        return (
+            f"calibrated: xgboost residual over energy-roofline v2 trained on {sc['training_rows']} "
+            f"measurements of {hw.name} ({', '.join(sc['sources'])})"
+        )
+    return (
+        f"cross-device: no measurements of {hw.name}/{runtime.name} at {hw.measurement_boundary}; xgboost "
+        f"residual over energy-roofline v2 trained on {sc['training_rows']} measurements of other GPUs "
+        f"({devices}), interval from leave-one-device-out residuals"
+    )
+
+
+def interval_factors(model: TrainedModel) -> tuple[float, float]:
+    """(low, high) multipliers of the model's interval."""
+    lo, hi = model.interval_quantiles
+    return math.exp(lo), math.exp(hi)

@@ -1,0 +1,138 @@
+"""Training the shipped GPU models (``estimate train --gpu``): calibrated per (device, runtime) with data, and
+one cross-device model, written through :func:`estimator.learn.regressor.save_model`.
+
+* calibrated ``<device>__<runtime>``: trained on every row of that device (its runtimes and boundaries, the
+  boundary a feature); written only where the device has rows of that runtime at ``gpu-board-nvml`` (the
+  boundary estimates answer at) that time one forward pass (not a source's input pipeline); its 90% interval from leave-one-group-out residuals on the device's rows;
+* cross-device ``any-gpu__any``: trained on every GPU row; its interval from leave-one-device-out residuals
+  (each fold fits its constants without the held-out device), so it says how far to trust an unseen GPU.
+
+The v2 constants each model was trained over are fitted on all of its training rows and stored in its sidecar.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+from estimator.learn.gpu_features import GPU_FEATURE_NAMES
+from estimator.learn.gpu_model import CROSS_DEVICE
+from estimator.learn.gpu_training import (
+    GPU_PARAMS,
+    PRIOR_BOUNDARY,
+    GpuSet,
+    fit_gpu,
+    fit_runtime_constants,
+    input_pipeline,
+    predict_split,
+    prior_and_features,
+)
+from estimator.learn.regressor import SIDECAR_SCHEMA, TrainedModel, data_hash, library_versions, save_model
+from estimator.learn.training import INTERVAL_LEVEL, conformal_quantiles, metrics
+
+
+def oof_log_residuals(gs: GpuSet, rows: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """log(measured) - log(predicted) of every row of ``rows``, each predicted with its ``labels`` value held
+    out (constants and residual fitted without it)."""
+    out = np.full(len(gs.table), np.nan)
+    for label in np.unique(labels[rows]):
+        test = rows & (labels == label)
+        pred = predict_split(gs, rows & ~test, test, np.zeros(len(gs.table)))["model"]  # no inner calibration
+        out[test] = np.log(gs.measured_j[test]) - np.log(pred)
+    return out[rows]
+
+
+def train_one(
+    gs: GpuSet, rows: np.ndarray, labels: np.ndarray, name: tuple[str, str], basis: str
+) -> TrainedModel:
+    """The model on ``rows`` stored as ``name`` (hardware, runtime), its interval from held-out ``labels``."""
+    resid = oof_log_residuals(gs, rows, labels)
+    # estimates are one forward pass: calibrate on the rows that timed one (all rows when too few)
+    forward = ~input_pipeline(gs)[rows]
+    lo, hi = conformal_quantiles(resid[forward] if forward.sum() >= 10 else resid)
+    constants = fit_runtime_constants(gs, rows)
+    log_prior, X = prior_and_features(gs, constants)
+    y = np.log(gs.measured_j)
+    reg = fit_gpu(X[rows], y[rows] - log_prior[rows])
+    t = gs.table[rows]
+    measured = gs.measured_j[rows]
+    lines = t[["model_ref", "batch", "hardware", "runtime", "boundary", "joules_per_inference"]].astype(str)
+    sidecar = {
+        "schema": SIDECAR_SCHEMA,
+        "hardware": name[0],
+        "runtime": name[1],
+        "boundary": PRIOR_BOUNDARY,
+        "boundaries": sorted(set(t["boundary"].astype(str))),
+        "granularity": "graph",
+        "prior": "energy-roofline v2",
+        "v2_constants": {rt: asdict(c) for rt, c in constants.items()},
+        "feature_names": list(GPU_FEATURE_NAMES),
+        "hyperparameters": {k: v for k, v in vars(reg).items() if not k.endswith("_")},
+        "library_versions": library_versions(),
+        "training_rows": int(rows.sum()),
+        "training_groups": int(t["group"].nunique()),
+        "training_data_sha256": data_hash(lines.agg("|".join, axis=1).tolist()),
+        "sources": sorted(set(t["source"].astype(str))),
+        "devices": sorted(set(t["hardware"].astype(str))),
+        "trained_on": date.today().isoformat(),
+        "interval": {"level": INTERVAL_LEVEL, "low_log": lo, "high_log": hi, "basis": basis},
+        "metrics": {"held_out": metrics(measured, measured / np.exp(resid))},
+        "domain": {
+            n: [float(X[rows, i].min()), float(X[rows, i].max())] for i, n in enumerate(GPU_FEATURE_NAMES)
+        },
+    }
+    return TrainedModel(reg, sidecar)
+
+
+def train_gpu_models(gs: GpuSet, directory: Path, progress: Callable[[str], None] | None = None) -> list[str]:
+    """Train and write the calibrated and cross-device GPU models; one summary line per model written."""
+    say = progress or (lambda _line: None)
+    t = gs.table
+    devices = t["hardware"].astype(str).to_numpy()
+    groups = t["group"].astype(str).to_numpy()
+    lines = []
+    # a calibrated model answers one forward pass at the board: it needs such rows of its device and runtime
+    at_prior = (t["boundary"].to_numpy() == PRIOR_BOUNDARY) & ~input_pipeline(gs)
+    for device, runtime in sorted(
+        set(zip(devices[at_prior], t["runtime"][at_prior].astype(str), strict=True))
+    ):
+        rows = devices == device
+        if len(np.unique(groups[rows])) < 3:
+            lines.append(f"{device}/{runtime}: fewer than 3 networks measured; no calibrated model")
+            continue
+        say(f"training calibrated {device}/{runtime} on {rows.sum()} rows")
+        model = train_one(
+            gs,
+            rows,
+            groups,
+            (device, runtime),
+            "split-conformal on leave-one-network-out residuals of this device",
+        )
+        save_model(model, directory)
+        lines.append(_summary(model))
+    if len(set(devices)) >= 2:
+        say(f"training the cross-device model on {len(t)} rows of {len(set(devices))} GPUs")
+        rows = np.ones(len(t), bool)
+        model = train_one(
+            gs, rows, devices, CROSS_DEVICE, "split-conformal on leave-one-device-out residuals"
+        )
+        save_model(model, directory)
+        lines.append(_summary(model))
+    return lines
+
+
+def _summary(model: TrainedModel) -> str:
+    sc = model.sidecar
+    m = sc["metrics"]["held_out"]
+    return (
+        f"{sc['hardware']}/{sc['runtime']}: {sc['training_rows']} rows ({', '.join(sc['devices'])}); held-out "
+        f"MAPE {m['mape']:.1%}, median APE {m['median_ape']:.1%}; 90% interval x{np.exp(sc['interval']['low_log']):.2f}"
+        f"..x{np.exp(sc['interval']['high_log']):.2f}"
+    )
+
+
+__all__ = ["GPU_PARAMS", "oof_log_residuals", "train_gpu_models", "train_one"]

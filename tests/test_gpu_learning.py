@@ -1,0 +1,201 @@
+"""The cross-device GPU correction on tiny synthetic tables: feature closed forms, leave-one-device-out hygiene
+(the held-out GPU never trains a model nor a constant) and the product answer (calibrated vs cross-device)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+import pandas as pd
+import pytest
+from onnx import numpy_helper
+
+from estimator.cost.kernels import fuse_kernels
+from estimator.cost.nodes import count_costs
+from estimator.energy.hardware import load_profile
+from estimator.energy.prior_v2 import energy_prior_v2
+from estimator.energy.runtimes import get_runtime
+from estimator.graph.load import load_graph
+from estimator.learn import gpu_training
+from estimator.learn.features import FEATURE_NAMES
+from estimator.learn.gpu_features import GPU_FEATURE_NAMES, gpu_feature_row, graph_aggregates
+from tests.conftest import parse
+
+DEVICES = ("gtx1070", "gtx1080ti", "a100")
+SIZES = {"net_a": (64, 64), "net_b": (256, 128), "net_c": (512, 512), "net_d": (1024, 256)}
+FACTOR = {"gtx1070": 1.3, "gtx1080ti": 1.6, "a100": 2.2}
+
+
+def _mlp(k: int, m: int) -> onnx.ModelProto:
+    """x[B,k] -> MatMul(w[k,m]) -> Relu -> MatMul(v[m,k]), the weights as initializers."""
+    model = parse(
+        f"""<ir_version: 8, opset_import: ["" : 17]>
+        g (float[B,{k}] x) => (float[B,{k}] y) {{
+            h = MatMul(x, w)
+            r = Relu(h)
+            y = MatMul(r, v)
+        }}""",
+        check=False,
+    )
+    model.graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.zeros((k, m), np.float32), "w"),
+            numpy_helper.from_array(np.zeros((m, k), np.float32), "v"),
+        ]
+    )
+    onnx.checker.check_model(model)
+    return model
+
+
+@pytest.fixture
+def synthetic(tmp_path, monkeypatch):
+    """A GpuSet of five two-layer MLPs at three batches on three GPUs; measured = v2 prior x a device factor
+    x a per-network wobble (so the residual has something device- and network-dependent to learn)."""
+    monkeypatch.setitem(gpu_training.GPU_PARAMS, "n_estimators", 20)
+    monkeypatch.setattr(gpu_training, "FIT_MAX_ROWS", 12)
+    monkeypatch.setattr(gpu_training, "FIT_STEPS", 8)
+    rows = []
+    for name, (k, m) in SIZES.items():
+        path = tmp_path / f"{name}.onnx"
+        onnx.save(_mlp(k, m), path)
+        for device in DEVICES:
+            hw, rt = load_profile(device), get_runtime("pytorch-cuda")
+            for batch in (1, 32):
+                kernels = fuse_kernels(count_costs(load_graph(path, batch=batch)), fuse=False)
+                prior = energy_prior_v2(kernels, hw, runtime=rt)
+                wobble = 1 + 0.1 * math.sin(k + m + batch)
+                rows.append(
+                    {
+                        "model_ref": str(path),
+                        "group": name,
+                        "family": name,
+                        "task": "synthetic",
+                        "batch": batch,
+                        "dtype": "float32",
+                        "hardware": device,
+                        "runtime": "pytorch-cuda",
+                        "boundary": "gpu-board-nvml",
+                        "joules_per_inference": prior.joules * FACTOR[device] * wobble,
+                        "latency_s": None,
+                        "source": "synthetic",
+                    }
+                )
+    return gpu_training.build_gpu_set(pd.DataFrame(rows), root=tmp_path, cache_dir=tmp_path / "cache")
+
+
+def test_gpu_schema_is_separate_and_relative_to_the_device():
+    assert "log_intensity_over_ridge" in GPU_FEATURE_NAMES and "log_intensity_over_ridge" not in FEATURE_NAMES
+    # no absolute device constant is a GPU feature (a tree cannot extrapolate in it to an unseen GPU)
+    assert not {"log_peak_matrix_flops", "log_dram_bandwidth", "tdp_w"} & set(GPU_FEATURE_NAMES)
+
+
+def test_feature_closed_forms_for_one_mlp():
+    b, k, m = 8, 256, 128
+    kernels = fuse_kernels(count_costs(load_graph(_mlp(k, m), batch=b)), fuse=False)
+    hw, rt = load_profile("a100"), get_runtime("pytorch-cuda")
+    prior = energy_prior_v2(kernels, hw, runtime=rt)
+    row = gpu_feature_row(
+        graph_aggregates(kernels, hw), prior, hw, rt, boundary="machine-total", boards=8, level="module"
+    )
+    f = dict(zip(GPU_FEATURE_NAMES, row, strict=True))
+    flops = 2 * b * k * m * 2 + b * m  # two MatMuls, one Relu (1 FLOP per element)
+    moved = 4 * ((b * k + k * m + b * m) + (b * m + b * m) + (b * m + m * k + b * k))  # MatMul, Relu, MatMul
+    ridge = hw.peak_flops_per_s("float32", matrix=True) / hw.dram_bandwidth_bytes_per_s
+    assert f["log_flops"] == pytest.approx(math.log1p(flops))
+    assert f["log_intensity_over_ridge"] == pytest.approx(math.log((flops + 1) / moved / ridge), rel=1e-6)
+    assert f["log_prior_joules"] == pytest.approx(math.log(prior.joules))
+    assert f["share_time_host_dispatch"] == pytest.approx(min(prior.host_seconds / prior.seconds, 1))
+    assert f["boundary_machine-total"] == 1 and f["boundary_gpu-board-nvml"] == 0
+    assert (
+        f["runtime_pytorch-cuda"] == 1
+        and f["level_module"] == 1
+        and f["log_boards"] == pytest.approx(math.log(8))
+    )
+    assert f["idle_context_over_tdp"] == pytest.approx(hw.idle_with_context_w / hw.tdp_w)
+
+
+def test_leave_one_device_out_never_trains_on_the_held_out_device(synthetic, monkeypatch):
+    seen: list[set[str]] = []
+    real_fit = gpu_training.fit_constants
+
+    def spy(cases, *args, **kwargs):
+        seen.append({c.hw.name for c in cases})
+        return real_fit(cases, *args, **kwargs)
+
+    monkeypatch.setattr(gpu_training, "fit_constants", spy)
+    real_gpu_fit = gpu_training.fit_gpu
+    trained_rows: list[int] = []
+
+    def spy_gpu(X, y, params=None):
+        trained_rows.append(len(X))
+        return real_gpu_fit(X, y, params)
+
+    monkeypatch.setattr(gpu_training, "fit_gpu", spy_gpu)
+    devices = synthetic.table["hardware"].to_numpy()
+    for held_out in DEVICES:
+        seen.clear()
+        trained_rows.clear()
+        train, test = gpu_training.held_out_split(devices, held_out)
+        assert held_out not in set(devices[train]) and set(devices[test]) == {held_out}
+        out = gpu_training.predict_split(synthetic, train, test, devices)
+        assert seen and all(held_out not in s for s in seen)  # every fitted constant saw only other devices
+        assert max(trained_rows) == train.sum()  # no fit saw more rows than the training devices have
+        assert np.all(np.isfinite(out["model"])) and len(out["model"]) == test.sum()
+        assert np.all(out["interval"][0] < out["interval"][1])
+    with pytest.raises(ValueError):
+        gpu_training.predict_split(synthetic, test | train, test, devices)
+
+
+def test_estimates_answer_from_calibrated_or_cross_device_model_and_say_which(synthetic, tmp_path):
+    from estimator.api import Estimator
+    from estimator.learn.gpu_model import CROSS_DEVICE
+    from estimator.learn.gpu_store import train_one
+    from estimator.learn.regressor import save_model
+
+    devices = synthetic.table["hardware"].to_numpy()
+    groups = synthetic.table["group"].to_numpy()
+    store = tmp_path / "models"
+    save_model(train_one(synthetic, np.ones(len(devices), bool), devices, CROSS_DEVICE, "lodo"), store)
+    rows = devices == "gtx1070"
+    save_model(train_one(synthetic, rows, groups, ("gtx1070", "pytorch-cuda"), "logo"), store)
+    graph = _mlp(256, 128)
+    cal = Estimator("gtx1070", "pytorch-cuda", models_dir=store).estimate(graph, batch=8)
+    cross = Estimator("h100", "pytorch-cuda", models_dir=store).estimate(graph, batch=8)
+    assert cal.correction == "calibrated" and cal.method.startswith("calibrated")
+    assert cross.correction == "cross-device" and "no measurements of h100/pytorch-cuda" in cross.method
+    assert cross.to_json()["correction"] == "cross-device" and cross.boundary == "gpu-board-nvml"
+    for e in (cal, cross):
+        assert e.interval[0] <= e.joules <= e.interval[1]
+        assert e.prior.name == "energy-roofline v2"
+    # the calibrated model corrects toward the device's factor (1.3 x the shipped prior on gtx1070)
+    prior_only = Estimator("gtx1070", "pytorch-cuda", calibrated=False).estimate(graph, batch=8)
+    assert prior_only.correction == "none"
+    assert 1.0 < cal.joules / prior_only.joules < 1.7
+
+
+def test_rows_that_timed_their_input_pipeline_get_their_own_constants_and_flag(synthetic):
+    devices = synthetic.table["hardware"].to_numpy()
+    synthetic.table.loc[devices == "a100", "source"] = (
+        "fischer_eff22"  # a source that timed its input pipeline
+    )
+    constants = gpu_training.fit_runtime_constants(synthetic, np.ones(len(devices), bool))
+    assert set(constants) == {"pytorch-cuda", "pytorch-cuda+input-pipeline"}
+    assert "a100" in constants["pytorch-cuda+input-pipeline"].fitted_on
+    assert "a100" not in constants["pytorch-cuda"].fitted_on
+    _, X = gpu_training.prior_and_features(synthetic, constants)
+    flag = X[:, GPU_FEATURE_NAMES.index("input_pipeline_timed")]
+    assert np.all(flag[devices == "a100"] == 1) and np.all(flag[devices != "a100"] == 0)
+
+
+def test_mondrian_quantiles_calibrate_each_category_on_its_own_rows():
+    from estimator.learn.training import conformal_quantiles
+
+    resid = np.concatenate([np.linspace(-0.1, 0.1, 20), np.linspace(-2, 2, 20), np.full(3, 5.0)])
+    category = np.array([0] * 20 + [1] * 20 + [2] * 3)
+    train = np.ones(43, bool)
+    test = np.ones(43, bool)
+    lo, hi = gpu_training.mondrian_quantiles(resid, train, category, test)
+    assert (lo[0], hi[0]) == conformal_quantiles(resid[:20])
+    assert (lo[20], hi[20]) == conformal_quantiles(resid[20:40])
+    assert (lo[-1], hi[-1]) == conformal_quantiles(resid)  # 3 rows: too few, pooled
