@@ -271,50 +271,61 @@ def _tiny_model(seed: int):
     return TrainedModel(reg, sidecar)
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+#: The writer that is killed: a fresh interpreter (forking the test process itself is unsafe once xgboost's or
+#: dask's threads run in it), which stores a model over the old one and SIGKILLs itself at file-system step N.
+_KILLED_WRITER = """
+import json, os, signal, sys
+from pathlib import Path
+from estimator.learn import regressor
+folder, raw_path, sidecar_path, kill_at = Path(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+raw = open(raw_path, "rb").read()
+sidecar = json.loads(open(sidecar_path, encoding="utf-8").read())
+
+class _Saved:  # what save_model reads of a fitted regressor: its booster's raw bytes
+    booster_ = type("Booster", (), {"save_raw": staticmethod(lambda raw_format: raw)})()
+
+steps = [0]
+real = {"fsync": os.fsync, "replace": os.replace, "unlink": os.unlink}
+
+def step(name):
+    def wrapped(*args, **kwargs):
+        if steps[0] == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        steps[0] += 1
+        return real[name](*args, **kwargs)
+    return wrapped
+
+os.fsync, os.replace, os.unlink = step("fsync"), step("replace"), step("unlink")
+regressor.save_model(regressor.TrainedModel(_Saved(), sidecar), folder)
+"""
+
+
 @pytest.mark.parametrize("kill_at", range(7))
 def test_kill_9_at_any_write_step_leaves_a_working_store(tmp_path, kill_at):
-    """A child process stores a new model over an old one and is SIGKILLed at its n-th file-system step
+    """A writer process stores a new model over an old one and is SIGKILLed at its n-th file-system step
     (fsync, rename, unlink); the store then loads, and holds either the old or the new model, whole."""
+    import json
+    import subprocess
+    import sys
+
     from estimator.learn import regressor
     from estimator.learn.features import FEATURE_NAMES
 
-    regressor.SIDECAR_SCHEMA  # noqa: B018 - the schema the tiny sidecar must carry
     old, new = _tiny_model(1), _tiny_model(2)
     for m in (old, new):
         m.sidecar["schema"] = regressor.SIDECAR_SCHEMA
-    regressor.save_model(old, tmp_path)
-    raw = bytes(new.regressor.booster_.save_raw(raw_format="ubj"))
-
-    class _Saved:  # the child must not call xgboost: its thread pool is not fork-safe
-        booster_ = type("Booster", (), {"save_raw": staticmethod(lambda raw_format: raw)})()
-
-    pid = os.fork()
-    if pid == 0:  # the child: count file-system steps, die by SIGKILL at step kill_at
-        signal.alarm(30)  # never hang the suite
-        new = regressor.TrainedModel(_Saved(), new.sidecar)
-        steps = [0]
-        real = {"fsync": os.fsync, "replace": os.replace, "unlink": os.unlink}
-
-        def step(name):
-            def wrapped(*args, **kwargs):
-                if steps[0] == kill_at:
-                    os.kill(os.getpid(), signal.SIGKILL)
-                steps[0] += 1
-                return real[name](*args, **kwargs)
-
-            return wrapped
-
-        os.fsync, os.replace, os.unlink = step("fsync"), step("replace"), step("unlink")
-        try:
-            regressor.save_model(new, tmp_path)
-        finally:
-            os._exit(0)
-    _, status = os.waitpid(pid, 0)
-    loaded = regressor.load_model(tmp_path, "xeon-gold-5120", "pytorch-cpu", FEATURE_NAMES)
+    store = tmp_path / "store"
+    store.mkdir()
+    regressor.save_model(old, store)
+    (tmp_path / "new.ubj").write_bytes(bytes(new.regressor.booster_.save_raw(raw_format="ubj")))
+    (tmp_path / "new.json").write_text(json.dumps(new.sidecar), encoding="utf-8")
+    args = [str(store), str(tmp_path / "new.ubj"), str(tmp_path / "new.json"), str(kill_at)]
+    done = subprocess.run(
+        [sys.executable, "-c", _KILLED_WRITER, *args], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode in (0, -signal.SIGKILL), done.stderr
+    loaded = regressor.load_model(store, "xeon-gold-5120", "pytorch-cpu", FEATURE_NAMES)
     assert loaded is not None and loaded.sidecar["seed"] in (1, 2)
-    if os.WIFSIGNALED(status):
-        assert os.WTERMSIG(status) == signal.SIGKILL
 
 
 def _field(number: int, payload: bytes) -> bytes:
