@@ -206,7 +206,8 @@ def test_report_is_one_self_contained_page(model, tmp_path):
     assert page.count("<svg") == 4  # kernels, modules, roofline, batch
     assert not re.search(r"""(src|href)\s*=\s*["'](https?:|//)""", page) and "<script" not in page
     assert "wall meter" not in page and "The whole GPU board" in page
-    assert "other devices" in page and "CO2e per inference" in page and "layer1.0.conv1" in page
+    # a100 has no measurements of its own: the interval is the cross-device model's, from GPUs it had not seen
+    assert "had not" in page and "CO2e per inference" in page and "layer1.0.conv1" in page
     svgs = re.findall(r"<svg.*?</svg>", page, flags=re.S)
     assert "energy per sample (mJ)" in _texts(svgs[3])
 
