@@ -16,7 +16,7 @@ from estimator.errors import MeasurementError
 Clock = Callable[[], float]
 Config = TypeVar("Config")
 
-#: The hygiene floor of /work/shared/EVALUATION.md for measurements that go into the data tables.
+#: The hygiene floor of the shared EVALUATION.md for measurements that go into the data tables.
 MIN_WINDOW_S = 1.0
 MIN_REPEATS = 3
 
