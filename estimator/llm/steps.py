@@ -202,12 +202,10 @@ def _block_of(report: KernelReport, kernel: Kernel) -> int | None:
     return None
 
 
-def repeat_blocks(report: KernelReport, layers: int) -> KernelReport:
-    """The kernels of a 2-block zoo decoder with its second block repeated to ``layers`` blocks in all.
-
-    Kernels before the first block and after the last stay once; block 0 stays once; block 1 is repeated
-    ``layers - 1`` times. Kernel indices are renumbered in launch order.
-    """
+def block_order(report: KernelReport, layers: int) -> list[int]:
+    """Indices into ``report.kernels`` (a 2-block zoo decoder) of the kernels of the ``layers``-block model in
+    launch order: kernels before the first block and after the last once, block 0 once, block 1
+    ``layers - 1`` times."""
     blocks = [_block_of(report, k) for k in report.kernels]
     seen = [i for i, b in enumerate(blocks) if b is not None]
     if not seen or {b for b in blocks if b is not None} != {0, 1}:
@@ -215,13 +213,20 @@ def repeat_blocks(report: KernelReport, layers: int) -> KernelReport:
             "repeat_blocks needs a 2-block zoo decoder (node scopes layers.0/, layers.1/)"
         )
     first, last = seen[0], seen[-1]
-    head = [k for i, k in enumerate(report.kernels) if i < first or (first <= i <= last and blocks[i] == 0)]
-    body = [k for i, k in enumerate(report.kernels) if first <= i <= last and blocks[i] == 1]
-    stray = [k for i, k in enumerate(report.kernels) if first <= i <= last and blocks[i] is None]
-    tail = [k for i, k in enumerate(report.kernels) if i > last]
-    ordered = head + stray + body * (layers - 1) + tail
-    kernels = tuple(_with(k, {"index": i}) for i, k in enumerate(ordered))
+    n = len(report.kernels)
+    head = [i for i in range(n) if i < first or (first <= i <= last and blocks[i] == 0)]
+    body = [i for i in range(first, last + 1) if blocks[i] == 1]
+    stray = [i for i in range(first, last + 1) if blocks[i] is None]
+    tail = list(range(last + 1, n))
+    return head + stray + body * (layers - 1) + tail
+
+
+def repeat_blocks(report: KernelReport, layers: int) -> KernelReport:
+    """The kernels of a 2-block zoo decoder with its second block repeated to ``layers`` blocks in all
+    (:func:`block_order`); kernel indices are renumbered in launch order."""
+    order = block_order(report, layers)
+    kernels = tuple(_with(report.kernels[j], {"index": i}) for i, j in enumerate(order))
     # Each original node maps to the last copy of its kernel (what liveness needs: when a tensor dies).
-    position = {id(k): i for i, k in enumerate(ordered)}
-    kernel_of_node = {n: position[id(report.kernels[k])] for n, k in report.kernel_of_node.items()}
+    last_copy = {j: i for i, j in enumerate(order)}
+    kernel_of_node = {n: last_copy[k] for n, k in report.kernel_of_node.items()}
     return replace(report, kernels=kernels, kernel_of_node=kernel_of_node)
