@@ -28,8 +28,8 @@ blocks (and the LM head unless ``quantize_head=False``) as ONNX Runtime's weight
 zero points), as ``onnxruntime.quantization.matmul_4bits_quantizer`` writes them.
 
 Specs (``decoder_from_spec``): ``zoo:<name>[;key=value]*`` with ``<name>`` a key of :data:`DECODERS` and keys
-``cache=1|0``, ``dtype=float32|float16|bfloat16``, ``quant=none|int4|int8``, ``block=32``, ``layers=N`` (a
-shortened model); e.g. ``zoo:llama-3.1-8b;quant=int4``.
+``cache=1|0|paged`` (``paged``: the in-place cache of vLLM, see :func:`decoder`), ``dtype=float32|float16|bfloat16``,
+``quant=none|int4|int8``, ``block=32``, ``layers=N`` (a shortened model); e.g. ``zoo:llama-3.1-8b;quant=int4``.
 
 Why this module is long: the two families share one builder (attention, cache, quantised linears), and the
 published configurations, the tensor-parallel shard and the spec grammar describe that one builder.
@@ -117,6 +117,7 @@ class _Builder:
 @dataclass(frozen=True)
 class _Options:
     cache: bool
+    paged: bool
     bits: int
     block: int
     quantize_head: bool
@@ -197,19 +198,31 @@ def _attention(
         dims = ["batch_size", kv, "past_sequence_length", d]
         pk, pv = f"past_key_values.{i}.key", f"past_key_values.{i}.value"
         past = [oh.make_tensor_value_info(name, b.elem, dims) for name in (pk, pv)]
-        k = present_k = b.op("Concat", [pk, k], axis=2)
-        v = present_v = b.op("Concat", [pv, v], axis=2)
+        if opts.paged:  # only the new keys/values leave the graph; the runtime appends them in place
+            present_k, present_v = k, v
+        else:
+            k = present_k = b.op("Concat", [pk, k], axis=2)
+            v = present_v = b.op("Concat", [pv, v], axis=2)
     groups = n // kv
     if groups > 1:  # the queries of one KV group stacked: [b, kv, groups * s, d]; K and V never repeated
         q = b.op("Reshape", [q, b.const([0, kv, -1, d])])
     scores = b.op("MatMul", [q, b.op("Transpose", [k], perm=[0, 1, 3, 2])])
+    if opts.cache and opts.paged:  # scores over the cache read where it lies (no transposed copy), then new
+        cached = b.op("Einsum", [q, pk], equation="bkqd,bktd->bkqt")
+        scores = b.op("Concat", [cached, scores], axis=-1)
     if groups > 1:
         scores = b.op("Reshape", [scores, b.const([0, n, -1, 0])])
     scores = b.op("Add", [b.op("Mul", [scores, b.const(1.0 / math.sqrt(d), "dtype")]), mask])
     probs = b.op("Softmax", [scores], axis=-1)
     if groups > 1:
         probs = b.op("Reshape", [probs, b.const([0, kv, -1, 0])])
-    ctx = b.op("MatMul", [probs, v])
+    if opts.cache and opts.paged:
+        cut = b.op("Shape", [pk], start=2, end=3)
+        to_cache = b.op("Slice", [probs, b.const([0]), cut, b.const([-1])])
+        to_new = b.op("Slice", [probs, cut, b.const([2**62]), b.const([-1])])
+        ctx = b.op("Add", [b.op("MatMul", [to_cache, pv]), b.op("MatMul", [to_new, v])])
+    else:
+        ctx = b.op("MatMul", [probs, v])
     if groups > 1:
         ctx = b.op("Reshape", [ctx, b.const([0, n, -1, d])])
     ctx = b.op("Reshape", [b.op("Transpose", [ctx], perm=[0, 2, 1, 3]), b.const([0, 0, n * d])])
@@ -251,6 +264,7 @@ def decoder(
     cfg: DecoderConfig,
     *,
     cache: bool = True,
+    paged: bool = False,
     dtype: str = "float16",
     quant: str = "none",
     block: int = 32,
@@ -261,6 +275,10 @@ def decoder(
 
     Args:
         cache: with past key/value inputs and present outputs (True) or a plain cache-free decoder.
+        paged: with a cache, the in-place layout (vLLM's paged cache): ``present.N.key/value`` hold only the
+            new tokens' keys and values (``[batch, kv_heads, sequence_length, head_dim]``) for the runtime to
+            append where the cache lies, and attention reads the cache once where it is (scores and the
+            weighted sum split into a cached and a new part) instead of concatenating it into a new tensor.
         dtype: activations and float weights (``float32``, ``float16``, ``bfloat16``).
         quant: ``none``, ``int4`` or ``int8`` weight-only quantisation of the linear layers (MatMulNBits).
         block: quantisation block size along the input dimension (elements, >= 16, a power of two).
@@ -274,7 +292,7 @@ def decoder(
         )
     if block < 16 or block & (block - 1):
         raise DataError(f"block={block} must be a power of two >= 16")
-    opts = _Options(cache, QUANT_BITS[quant], block, quantize_head)
+    opts = _Options(cache, paged and cache, QUANT_BITS[quant], block, quantize_head)
     b = _Builder(dtype)
     table = b.weight("model.embed_tokens.weight", [cfg.vocab, cfg.hidden])
     x = b.op("Gather", [table, "input_ids"])
@@ -315,7 +333,12 @@ def decoder(
         logits = b.op("MatMul", [x, b.weight("lm_head.weight", [cfg.hidden, cfg.vocab])])
     b.nodes.append(oh.make_node("Identity", [logits], ["logits"], name="logits"))
     outputs = [oh.make_tensor_value_info("logits", b.elem, ["batch_size", "sequence_length", cfg.vocab])]
-    kv_dims = ["batch_size", cfg.kv_heads, "total_sequence_length", cfg.head_dim]
+    kv_dims = [
+        "batch_size",
+        cfg.kv_heads,
+        "sequence_length" if opts.paged else "total_sequence_length",
+        cfg.head_dim,
+    ]
     for src, out in presents:
         b.nodes.append(oh.make_node("Identity", [src], [out], name=out))
         outputs.append(oh.make_tensor_value_info(out, b.elem, kv_dims))
@@ -370,12 +393,14 @@ class DecoderSpec:
     dtype: str = "float16"
     quant: str = "none"
     block: int = 32
+    paged: bool = False
 
     def build(self, config: DecoderConfig | None = None) -> onnx.ModelProto:
         """The graph of this spec, or of ``config`` (a shard or a shortened copy) with the same options."""
         return decoder(
             config or self.config,
             cache=self.cache,
+            paged=self.paged,
             dtype=self.dtype,
             quant=self.quant,
             block=self.block,
@@ -406,14 +431,15 @@ def parse_decoder_spec(spec: str) -> DecoderSpec:
             cfg = replace(cfg, layers=int(keys["layers"]))
     except ValueError as exc:
         raise DataError(f"model spec {spec!r}: block and layers must be integers") from exc
-    if keys["cache"] not in ("0", "1"):
-        raise DataError(f"model spec {spec!r}: cache must be 0 or 1")
+    if keys["cache"] not in ("0", "1", "paged"):
+        raise DataError(f"model spec {spec!r}: cache must be 0, 1 or paged")
     if keys["dtype"] not in _ELEM or keys["quant"] not in QUANT_BITS or cfg.layers < 1:
         raise DataError(
             f"model spec {spec!r}: dtype must be one of {', '.join(_ELEM)}, quant one of "
             f"{', '.join(QUANT_BITS)}, layers >= 1"
         )
-    return DecoderSpec(name, cfg, keys["cache"] == "1", keys["dtype"], keys["quant"], block)
+    cache = keys["cache"]
+    return DecoderSpec(name, cfg, cache != "0", keys["dtype"], keys["quant"], block, cache == "paged")
 
 
 def decoder_from_spec(spec: str) -> tuple[onnx.ModelProto, DecoderConfig]:
