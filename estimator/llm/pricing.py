@@ -35,7 +35,7 @@ from estimator.energy.placement import place
 from estimator.energy.prior_v2 import PRIOR_V2_NAME, DeviceTerms, assemble, device_terms
 from estimator.learn.gpu_features import gpu_feature_row, graph_aggregates
 from estimator.learn.gpu_model import describe, sidecar_constants
-from estimator.llm.steps import _PAST, block_order
+from estimator.llm.steps import GraphFacts, block_order
 
 _MATRIX = ("contraction", "attention")
 
@@ -97,10 +97,14 @@ class StepPricer:
             return describe(e.model, e.correction, e.profile, e.runtime)
         return f"xgboost residual over {e.prior_name}"
 
-    def price(self, report: KernelReport) -> StepPrice:
-        """Joules and seconds of the whole model from ``report`` (a 2-block stand-in when ``layers`` is set)."""
+    def price(self, report: KernelReport, facts: GraphFacts | None = None) -> StepPrice:
+        """Joules and seconds of the whole model from ``report`` (a 2-block stand-in when ``layers`` is set).
+
+        ``facts``: the binding's graph facts when ``report`` holds interpolated kernels (whose ``costs`` are
+        another binding's); None reads them from ``report``."""
         if not self.fast:
             return self._slow(report)
+        facts = facts or GraphFacts.of(report)
         hw, runtime = self.estimator.profile, self.estimator.runtime
         n = len(report.kernels)
         order = np.asarray(block_order(report, self.layers) if self.layers else range(n), dtype=np.int64)
@@ -115,7 +119,7 @@ class StepPricer:
             ka.activation_bytes[order],
             ka.write_bytes[order],
             model_weight_bytes=float(ka.weight_bytes[order].sum()),
-            peak_live_activation_bytes=self._peak_live(report, terms.placement.peak_live_activation_bytes),
+            peak_live_activation_bytes=self._peak_live(facts),
             units_used=hw.compute_units,
         )
         by_level = placement.bytes_by_level
@@ -134,7 +138,11 @@ class StepPricer:
         joules, factor = prior.joules, 1.0
         if self._gpu_model:
             row = gpu_feature_row(
-                self._aggregates(report, ka, order), prior, hw, runtime, boundary=hw.measurement_boundary
+                self._aggregates(report, ka, order, facts),
+                prior,
+                hw,
+                runtime,
+                boundary=hw.measurement_boundary,
             )
             factor = math.exp(float(self.estimator.model.regressor.predict(row[None, :])[0]))
             joules = prior.joules * factor
@@ -148,7 +156,7 @@ class StepPricer:
             order=order,
         )
 
-    def _aggregates(self, report: KernelReport, ka, order: np.ndarray):
+    def _aggregates(self, report: KernelReport, ka, order: np.ndarray, facts: GraphFacts):
         """:func:`graph_aggregates` of the whole model, from the stand-in's kernels gathered by ``order``."""
         hw = self.estimator.profile
         agg = graph_aggregates(report, hw, self.dtype)
@@ -168,45 +176,23 @@ class StepPricer:
             flops_below_ridge=float(flops[intensity < agg.ridge].sum()),
             weight_bytes=float(ka.weight_bytes[order].sum()),
             launches=float(ka.launches[order].sum()),
-            peak_live_bytes=self._peak_live(report, agg.peak_live_bytes),
-            input_elements=agg.input_elements + self._extra_cache_inputs(report),
+            peak_live_bytes=self._peak_live(facts),
+            input_elements=facts.input_elements + facts.block_past_elements * self._left_out(),
             ideal_compute_s=total_flops / hw.peak_flops_per_s(dt, matrix=True),
             ideal_memory_s=total_moved / hw.dram_bandwidth_bytes_per_s,
         )
 
-    def _peak_live(self, report: KernelReport, stand_in_peak: float) -> float:
+    def _peak_live(self, facts: GraphFacts) -> float:
         """Peak live bytes of the whole model: the stand-in's plus, for each block it leaves out, that
         block's cache tensors (past inputs live from the start, present outputs to the end, so each block
         adds the larger of the two while its cache is alive). Exact when the stand-in's peak falls where
         every block's cache tensors are alive (the cache outgrows one block's activations); an upper bound
         otherwise."""
-        if not self.layers or self.layers <= 2:
-            return stand_in_peak
-        graph = report.costs.graph
-        past = present = 0
-        for name in graph.inputs:
-            m = _PAST.match(name)
-            t = graph.tensor(name)
-            if m and m.group(1) == "1" and t is not None and t.nbytes:
-                past += t.nbytes
-        for name in graph.outputs:
-            t = graph.tensor(name)
-            if name.startswith("present.1.") and t is not None and t.nbytes:
-                present += t.nbytes
-        return stand_in_peak + max(past, present) * (self.layers - 2)
+        return facts.peak_live_bytes + facts.block_cache_bytes * self._left_out()
 
-    def _extra_cache_inputs(self, report: KernelReport) -> float:
-        """Past key/value input elements of the blocks the stand-in leaves out (``layers - 2`` of them)."""
-        if not self.layers or self.layers <= 2:
-            return 0.0
-        graph = report.costs.graph
-        per_block = 0.0
-        for name in graph.inputs:
-            m = _PAST.match(name)
-            t = graph.tensor(name)
-            if m and m.group(1) == "1" and t is not None and t.numel:
-                per_block += t.numel
-        return per_block * (self.layers - 2)
+    def _left_out(self) -> int:
+        """Blocks of the whole model that the 2-block stand-in leaves out."""
+        return max(self.layers - 2, 0) if self.layers else 0
 
     def _slow(self, report: KernelReport) -> StepPrice:
         from estimator.llm.steps import repeat_blocks

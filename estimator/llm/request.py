@@ -223,17 +223,17 @@ def estimate_request(
             raise GraphStructureError(
                 "prefill costs are not affine in the past length; cannot extrapolate to 0"
             )
-        prefill_report = poly(0)
+        prefill_report, prefill_facts = poly(0), poly.facts(0)
         notes.append(
             "prefill costed at past lengths 1 and 2 and extrapolated to an empty cache (exact: affine)"
         )
     else:
-        prefill_report = steps.exact(prompt, 0)
+        prefill_report, prefill_facts = steps.exact(prompt, 0), None
     if not prefill_report.costs.nodes:
         raise GraphStructureError(
             "the model's graph has no nodes: it computes nothing, so it has no energy to estimate"
         )
-    prefill = price(prefill_report)
+    prefill = price(prefill_report, prefill_facts)
     n_steps = generate - 1
     at, lo, hi = _decode_kernels(steps, has_cache, prompt, n_steps, notes)
     # Only (joules, seconds) are kept per evaluated step: a 70B step is thousands of kernels.
@@ -241,7 +241,7 @@ def estimate_request(
 
     def step(x: int) -> tuple[float, float]:
         if x not in cache:
-            est = price(at(x))
+            est = price(*at(x))
             cache[x] = (est.joules, est.seconds)
         return cache[x]
 
@@ -268,8 +268,8 @@ def estimate_request(
         element_bytes=dtype_bits(act_type) // 8,
         static_power_w=static_w,
     )
-    first_report = at(lo) if n_steps else None
-    first = price(first_report) if first_report is not None else prefill
+    first_report, first_facts = at(lo) if n_steps else (None, None)
+    first = price(first_report, first_facts) if first_report is not None else prefill
     device_bytes = estimator.profile.dram_bytes
     weights = _weight_bytes(first_report, repeat) if first_report is not None else 0.0
     cached = (
@@ -329,9 +329,9 @@ def kv_bytes_per_device(
 
 
 def _decode_kernels(steps: StepKernels, has_cache: bool, prompt: int, n_steps: int, notes: list[str]):
-    """(kernels at step length x, first x, last x) of the decode steps."""
+    """((kernels, graph facts or None) at step length x, first x, last x) of the decode steps."""
     if n_steps == 0:
-        return (lambda x: steps.exact(1, x)), 0, -1
+        return (lambda x: (steps.exact(1, x), None)), 0, -1
     if has_cache:
         lo, hi = prompt, prompt + n_steps - 1
         exact = lambda p: steps.exact(1, p)  # noqa: E731
@@ -346,8 +346,8 @@ def _decode_kernels(steps: StepKernels, has_cache: bool, prompt: int, n_steps: i
         notes.append(
             "step costs are not polynomial in the length here; every evaluated step was costed alone"
         )
-        return exact, lo, hi
-    return poly, lo, hi
+        return (lambda x: (exact(x), None)), lo, hi
+    return (lambda x: (poly(x), poly.facts(x))), lo, hi
 
 
 def _weight_bytes(report: KernelReport, repeat: int | None) -> float:
