@@ -83,7 +83,7 @@ def seventy_b(how: str = "cli") -> dict:
     code = (
         "import time, json; t=time.perf_counter();"
         + _SEVENTY_B[how]
-        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')];"
+        + "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')];"
         "import sys; print(json.dumps({'rc': rc, 'seconds': time.perf_counter() - t,"
         " 'peak_rss_mb': int(hwm[0].split()[1]) / 1024 if hwm else None}), file=sys.stderr)"
     )
