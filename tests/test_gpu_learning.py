@@ -272,3 +272,6 @@ def test_a_correction_that_would_go_below_idle_power_is_floored_and_says_so(synt
     assert e.interval[0] == pytest.approx(floor) and e.interval[1] >= floor
     assert e.bounds and "power floor binds" in e.bounds[0] and e.to_json()["bounds"] == list(e.bounds)
     assert sum(layer.joules for layer in e.layers) == pytest.approx(e.joules)
+    from estimator.cli.format import render_estimate
+
+    assert "power floor binds" in render_estimate(e, "H100", "mlp", 0, width=300)

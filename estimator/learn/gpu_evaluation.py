@@ -343,7 +343,22 @@ def render_markdown(report: dict) -> str:
         "`prior_v2_shipped` = v2 with its shipped constants; `prior_v1` = energy-roofline v1; `flops_linear` = "
         "a * FLOPs + b fitted on the fold's training rows; `desislavov` = FLOPs x TDP / peak. The priors "
         "predict `gpu-board-nvml`; at other boundaries only the model knows the boundary (a feature), so the "
-        "baselines' errors there include the boundary difference.",
+        "baselines' errors there include the boundary difference. In every fit each GPU weighs the same.",
+        "",
+        "Intervals: out-of-fold log residuals of an inner split by unit (a GPU in leave-one-device-out, a network "
+        "group inside one device), read as a unit's bias plus the spread inside a unit: quantiles of every unit's "
+        "median residual added to every centred residual of the row's category (one forward pass, or a source's "
+        "input pipeline timed), each unit weighted equally (`estimator/learn/gpu_interval.py`). A widening factor "
+        "learned by nested leave-one-device-out was tried on the 825 rows of 2026-12-01 and over-covered every "
+        "held-out GPU (100%, intervals up to x2,860 wide), so it is not used. Forward-pass rows come from two GPUs "
+        "of one source (IrEne): the spread between GPUs is learned mostly from the three input-pipeline GPUs, "
+        "which makes forward-pass intervals on an unseen GPU wide; 85-95% on every GPU is not reachable with "
+        "these five GPUs.",
+        "",
+        "Power floor: the prediction of a row that times one forward pass, and its interval's ends, are raised to "
+        "the board's idle-with-context power x the prior's latency (x boards summed), as the product answer is; "
+        "rows that timed an input pipeline are not floored (no product answer is one, and their latency is a host "
+        "constant fitted on other rows). Each table says how many predictions the floor raised.",
         "",
         *_targets(report),
         "## Per source and device (calibrated: the device's own other networks train)",
