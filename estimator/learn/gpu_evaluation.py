@@ -138,7 +138,6 @@ def run_gpu_evaluation(progress: Callable[[str], None] | None = None, gs: GpuSet
         "rows_without_graph": gs.missing,
         "per_source": {},
         "leave_one_device_out": {},
-        "leave_one_source_out": {},
         "prior_medians": _prior_medians(gs),
         "physics_only_interval_gpu": physics_only_interval(gs),
     }
@@ -159,6 +158,7 @@ def run_gpu_evaluation(progress: Callable[[str], None] | None = None, gs: GpuSet
                 "constants_first_fold": res["constants"][0],
             }
     groups = t["group"].astype(str).to_numpy()
+    report["leave_one_source_out"] = _leave_one_source_out(gs, say)
     uniq_devices = sorted(set(devices))
     if len(uniq_devices) >= 2:
         folds = []
@@ -175,19 +175,28 @@ def run_gpu_evaluation(progress: Callable[[str], None] | None = None, gs: GpuSet
                 "by_boundary": _report(gs, devices == device, res),
             }
         report["leave_one_device_out_pooled"] = _report(gs, np.ones(len(t), bool), res)
-    uniq_sources = sorted(set(sources))
-    if len(uniq_sources) >= 2:
-        # every row of a source out (its devices and its method); inner calibration by the other devices
-        folds = [(sources != s, sources == s, devices) for s in uniq_sources]
-        say(f"leave-one-source-out over {len(uniq_sources)} sources")
-        res = _collect(gs, folds, same_device=False)
-        for source, (train, _test, _inner) in zip(uniq_sources, folds, strict=True):
-            report["leave_one_source_out"][source] = {
-                "trained_on": sorted(set(sources[train])),
-                "devices": sorted(set(devices[sources == source])),
-                "by_boundary": _report(gs, sources == source, res),
-            }
     return report
+
+
+def _leave_one_source_out(gs: GpuSet, say: Callable[[str], None]) -> dict:
+    """Every row of one source out (its devices and its measuring method); the interval calibrated by the
+    other devices. Empty with fewer than two sources."""
+    sources = gs.table["source"].astype(str).to_numpy()
+    devices = gs.table["hardware"].astype(str).to_numpy()
+    uniq = sorted(set(sources))
+    if len(uniq) < 2:
+        return {}
+    folds = [(sources != s, sources == s, devices) for s in uniq]
+    say(f"leave-one-source-out over {len(uniq)} sources")
+    res = _collect(gs, folds, same_device=False)
+    return {
+        source: {
+            "trained_on": sorted(set(sources[train])),
+            "devices": sorted(set(devices[sources == source])),
+            "by_boundary": _report(gs, sources == source, res),
+        }
+        for source, (train, _test, _inner) in zip(uniq, folds, strict=True)
+    }
 
 
 def _prior_medians(gs: GpuSet) -> dict:
