@@ -125,6 +125,27 @@ def _report(gs: GpuSet, mask: np.ndarray, res: dict) -> dict:
     return out
 
 
+def _leave_one_source_out(gs: GpuSet, say: Callable[[str], None]) -> dict:
+    """Every row of one source out (its devices and its measuring method); the interval calibrated by the
+    other devices. Empty with fewer than two sources."""
+    sources = gs.table["source"].astype(str).to_numpy()
+    devices = gs.table["hardware"].astype(str).to_numpy()
+    uniq = sorted(set(sources))
+    if len(uniq) < 2:
+        return {}
+    folds = [(sources != s, sources == s, devices) for s in uniq]
+    say(f"leave-one-source-out over {len(uniq)} sources")
+    res = _collect(gs, folds, same_device=False)
+    return {
+        source: {
+            "trained_on": sorted(set(sources[train])),
+            "devices": sorted(set(devices[sources == source])),
+            "by_boundary": _report(gs, sources == source, res),
+        }
+        for source, (train, _test, _inner) in zip(uniq, folds, strict=True)
+    }
+
+
 def run_gpu_evaluation(progress: Callable[[str], None] | None = None, gs: GpuSet | None = None) -> dict:
     """Run both splits on the committed GPU tables (or ``gs``); returns the report as a JSON-ready dict."""
     say = progress or (lambda _line: None)
@@ -176,27 +197,6 @@ def run_gpu_evaluation(progress: Callable[[str], None] | None = None, gs: GpuSet
             }
         report["leave_one_device_out_pooled"] = _report(gs, np.ones(len(t), bool), res)
     return report
-
-
-def _leave_one_source_out(gs: GpuSet, say: Callable[[str], None]) -> dict:
-    """Every row of one source out (its devices and its measuring method); the interval calibrated by the
-    other devices. Empty with fewer than two sources."""
-    sources = gs.table["source"].astype(str).to_numpy()
-    devices = gs.table["hardware"].astype(str).to_numpy()
-    uniq = sorted(set(sources))
-    if len(uniq) < 2:
-        return {}
-    folds = [(sources != s, sources == s, devices) for s in uniq]
-    say(f"leave-one-source-out over {len(uniq)} sources")
-    res = _collect(gs, folds, same_device=False)
-    return {
-        source: {
-            "trained_on": sorted(set(sources[train])),
-            "devices": sorted(set(devices[sources == source])),
-            "by_boundary": _report(gs, sources == source, res),
-        }
-        for source, (train, _test, _inner) in zip(uniq, folds, strict=True)
-    }
 
 
 def _prior_medians(gs: GpuSet) -> dict:
