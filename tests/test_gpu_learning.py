@@ -275,3 +275,25 @@ def test_a_correction_that_would_go_below_idle_power_is_floored_and_says_so(synt
     from estimator.cli.format import render_estimate
 
     assert "power floor binds" in render_estimate(e, "H100", "mlp", 0, width=300)
+
+
+def test_leave_one_source_out_never_trains_on_the_held_out_source(synthetic, monkeypatch):
+    from estimator.learn import gpu_evaluation
+
+    devices = synthetic.table["hardware"].to_numpy()
+    synthetic.table["source"] = np.where(devices == "a100", "src_a", "src_b")
+    seen = []
+
+    def spy(gs, folds, same_device):
+        seen.extend(folds)
+        n = len(gs.table)
+        nan = np.full(n, np.nan)
+        return {"pred": dict.fromkeys(gpu_evaluation.SYSTEMS, nan), "lo": nan, "hi": nan, "floored": nan}
+
+    monkeypatch.setattr(gpu_evaluation, "_collect", spy)
+    out = gpu_evaluation._leave_one_source_out(synthetic, lambda _line: None)
+    sources = synthetic.table["source"].to_numpy()
+    assert set(out) == {"src_a", "src_b"} and out["src_a"]["devices"] == ["a100"]
+    for train, test, _inner in seen:
+        held = set(sources[test])
+        assert len(held) == 1 and not held & set(sources[train]) and not np.any(train & test)
