@@ -12,7 +12,7 @@ kernels of the 2-block stand-in of a zoo decoder (:mod:`estimator.llm.steps`) at
 * what depends on the whole model is then computed on the gathered arrays exactly as the prior does:
   placement (whole-model weight bytes decide whether weights stay in a cache), the host/GPU pipeline, the TDP
   clamp (:func:`estimator.energy.prior_v2.assemble`);
-* a GPU model's correction is applied to the gathered aggregates (:func:`~estimator.learn.gpu_features.
+* a GPU model's correction (and the answer's power floor) is applied to the gathered aggregates (:func:`~estimator.learn.gpu_features.
   gpu_feature_row`): the ``L``-block model's FLOPs, bytes, launches and inputs (its ``L`` layers of cache).
 
 ``tests/test_llm_pricing.py`` checks that this equals ``Estimator.estimate_kernels`` on the whole graph.
@@ -34,7 +34,7 @@ from estimator.energy.physics import cache_levels, kernel_arrays, runs_on_gpu
 from estimator.energy.placement import place
 from estimator.energy.prior_v2 import PRIOR_V2_NAME, DeviceTerms, assemble, device_terms
 from estimator.learn.gpu_features import gpu_feature_row, graph_aggregates
-from estimator.learn.gpu_model import describe, sidecar_constants
+from estimator.learn.gpu_model import describe, power_floor_joules, sidecar_constants
 from estimator.llm.steps import GraphFacts, block_order
 
 _MATRIX = ("contraction", "attention")
@@ -145,7 +145,9 @@ class StepPricer:
                 boundary=hw.measurement_boundary,
             )
             factor = math.exp(float(self.estimator.model.regressor.predict(row[None, :])[0]))
-            joules = prior.joules * factor
+            # never below the board's idle-with-context power over the prior's latency (the GPU answer's floor)
+            joules = max(prior.joules * factor, power_floor_joules(prior.seconds, hw))
+            factor = joules / prior.joules if prior.joules > 0 else factor
         seconds = max(prior.seconds, joules / hw.tdp_w) if hw.tdp_w > 0 else prior.seconds
         return StepPrice(
             joules=joules,
