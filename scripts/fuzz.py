@@ -1,4 +1,4 @@
-"""Long fuzz run: ``python scripts/fuzz.py --cases 5000 --seed 1`` prints, per family, cases and outcomes.
+"""Long fuzz run: ``python scripts/fuzz.py --cases 5000 --seed 7`` prints, per family, cases and outcomes.
 
 Outcomes: exit 0 with a valid answer, exit 2 with one line, and the failures - tracebacks, hangs, crashes
 (killed or out of memory) and silent wrong answers (exit 0 with a non-finite or malformed answer, an error of
