@@ -233,9 +233,8 @@ def warm_up() -> None:
             ([str(model), "--batch", "x"], "ok2"),
         ):
             outcome, detail = _judge_cli(argv)
-            if (
-                outcome != expected
-            ):  # a warm-up that fails warms nothing (and a broken base model fuzzes nothing)
+            # A warm-up that fails warms nothing (and a broken base model fuzzes nothing): say so.
+            if outcome != expected:
                 raise RuntimeError(f"warm-up `estimate {' '.join(argv)}` gave {outcome}: {detail}")
     for hw in ("a100", "rpi5", "xeon-gold-5120", "h100", "jetson-orin", "t4", "epyc-7763"):
         from estimator.energy.hardware import load_profile
