@@ -42,8 +42,8 @@ from estimator.energy.gpu_efficiency import (
     BANDWIDTH_RAMP_S,
     bandwidth_fraction,
     gemm_shape,
-    runs_as_gemm,
     library_tile_efficiency,
+    runs_as_gemm,
     uses_tf32,
 )
 from estimator.energy.hardware import HardwareProfile
