@@ -14,8 +14,11 @@ ceil(K / TILE_K)))``. The fraction of peak a contraction reaches is
 
     efficiency = M * N * K * G / (waves * SMs * TILE_M * TILE_N * ceil(K / splits))
 
-(1.0 for shapes that fill every tile and every wave). Small-``N`` grouped convolutions (depthwise) are not run
-as GEMMs on tensor cores: :func:`runs_as_gemm` sends them to the vector path at full efficiency.
+(1.0 for shapes that fill every tile and every wave). The libraries choose the tile per shape; the prior takes
+the best-quantising of :data:`LIBRARY_TILES` (:func:`library_tile_efficiency`). A matrix product with a matrix
+``(..., m, k) x (k, n)`` (a weight) is one GEMM over the flattened leading dimensions (``M = prod(...) x m``).
+Small-``N`` grouped convolutions (depthwise) are not run as GEMMs on tensor cores: :func:`runs_as_gemm` sends
+them to the vector path at full efficiency.
 
 **Bandwidth fraction by bytes moved.** A memory-bound kernel pays a fixed ramp (fill and drain of the memory
 pipeline, the tail of the last wave) before streaming at the sustained rate, so its time is

@@ -7,8 +7,9 @@ kernels, kernel efficiency that depends on size, and the precision the runtime r
   class (:data:`estimator.energy.gpu_efficiency.TF32_BY_RUNTIME`), otherwise on the FP32 vector path; other
   dtypes as in v1 (the matrix path where the device has one);
 * ``t_compute = flops / (peak * achievable_compute_fraction * e_tile)`` with ``e_tile`` the tile and wave
-  quantisation of the kernel's GEMM (:func:`~estimator.energy.gpu_efficiency.tile_wave_efficiency`; 1 for
-  non-contractions and for grouped convolutions that do not run as GEMMs);
+  quantisation of the kernel's GEMM with the best of the library's tiles
+  (:func:`~estimator.energy.gpu_efficiency.library_tile_efficiency`; 1 for non-contractions and for grouped
+  convolutions that do not run as GEMMs);
 * ``t_memory = bytes_beyond_L1 / (DRAM_bandwidth * fraction(bytes))``, the fraction rising with the bytes moved
   (:func:`~estimator.energy.gpu_efficiency.bandwidth_fraction`);
 * GPU time ``g_k = max(t_compute, t_memory, t_floor)``, ``t_floor`` the shortest a kernel occupies the GPU
@@ -21,7 +22,9 @@ kernels, kernel efficiency that depends on size, and the precision the runtime r
 
 Energy: ``E = P_static * B + P_ctx * (T - B) + sum(E_dynamic)`` with ``B = sum(g)`` the time the GPU is busy,
 ``P_static`` the profile's busy static power, ``P_ctx`` its idle-with-context power (a CUDA context resident,
-the board waiting for the host), ``E_dynamic`` per kernel as in v1 (FLOPs x J/FLOP + bytes per level x J/B).
+the board waiting for the host), ``E_dynamic`` per kernel as in v1 (FLOPs x J/FLOP + bytes per level x J/B),
+except that a GEMM draws the power limit: its ``E_dynamic`` is at least ``(TDP - P_static) x flops / (peak x
+achievable_compute_fraction)`` (:func:`gemm_power_limit_joules`).
 TDP clamp: if ``(P_static * B + sum(E_dynamic)) / B`` would exceed TDP, every ``g_k`` stretches by the same
 factor so that busy power equals TDP, before the pipeline runs.
 
