@@ -24,9 +24,10 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from estimator.energy.prior_v2 import assemble  # noqa: E402
-from estimator.energy.runtimes import get_runtime  # noqa: E402
-from estimator.learn.gpu_training import PRIOR_BOUNDARY, _profile, build_gpu_set, load_gpu_table  # noqa: E402
+from estimator.energy.hardware import load_profile
+from estimator.energy.prior_v2 import assemble
+from estimator.energy.runtimes import get_runtime
+from estimator.learn.gpu_training import PRIOR_BOUNDARY, build_gpu_set, load_gpu_table
 
 
 def split_table(source: str) -> pd.DataFrame:
@@ -38,7 +39,7 @@ def split_table(source: str) -> pd.DataFrame:
     rows = []
     for row in gs.table.to_dict("records"):
         key = row["config"]
-        prior = assemble(gs.configs[key].terms, _profile(key[3]), get_runtime(key[4]))
+        prior = assemble(gs.configs[key].terms, load_profile(key[3]), get_runtime(key[4]))
         rows.append(
             {
                 "hardware": key[3],
