@@ -59,12 +59,16 @@ def split_table(source: str) -> pd.DataFrame:
 def main(argv: list[str] | None = None) -> int:
     """Print the medians per device (and per ``--by``)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--source", default="irene", help="source in the committed GPU tables (default irene)")
+    parser.add_argument(
+        "--source", default="irene", help="source in the committed GPU tables (default irene)"
+    )
     parser.add_argument("--by", default=None, help="also group by this column: model, batch or seq_len")
     args = parser.parse_args(argv)
     d = split_table(args.source)
     if d.empty:
-        print(f"no {PRIOR_BOUNDARY} rows with a latency and a graph for source '{args.source}'", file=sys.stderr)
+        print(
+            f"no {PRIOR_BOUNDARY} rows with a latency and a graph for source '{args.source}'", file=sys.stderr
+        )
         return 2
     keys = ["hardware"] + ([args.by] if args.by else [])
     cols = ["joules", "time", "power", "measured_w", "predicted_w"]
