@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import onnx
+import onnx.parser
 import pytest
 from conftest import parse
 from test_physics_v2 import PROFILE, _kernels, _matmul
 
+from estimator.cost.kernels import fuse_kernels
+from estimator.cost.nodes import count_costs
 from estimator.energy.gpu_efficiency import (
     GemmShape,
     gemm_shape,
@@ -18,6 +23,7 @@ from estimator.energy.gpu_efficiency import (
 from estimator.energy.hardware import load_profile
 from estimator.energy.prior_v2 import V2Constants, energy_prior_v2, gemm_power_limit_joules
 from estimator.energy.runtimes import get_runtime
+from estimator.graph.load import load_graph
 
 NO_HOST = V2Constants(host_dispatch_s=0.0, host_call_s=0.0, gpu_kernel_floor_s=0.0, bandwidth_ramp_s=0.0)
 
@@ -67,6 +73,27 @@ def test_matmul_with_a_matrix_flattens_its_leading_dimensions_and_a_batched_one_
     weight, batched = (gemm_shape(k, kern) for kern in k.kernels if kern.launches)
     assert weight == GemmShape(128, 48, 32, 1, "matmul")
     assert batched == GemmShape(64, 48, 32, 2, "matmul")
+
+
+def test_packed_quantised_weight_is_one_matrix_too():
+    m, k, n, block = 16, 64, 32, 32
+    model = onnx.parser.parse_model(
+        f"""
+        <ir_version: 8, opset_import: ["" : 17, "com.microsoft" : 1]>
+        g (float[4,{m},{k}] A) => (float[4,{m},{n}] Y) {{
+            Y = com.microsoft.MatMulNBits <K = {k}, N = {n}, bits = 4, block_size = {block}> (A, Bq, S)
+        }}
+        """
+    )
+    for name, value in {
+        "Bq": np.ones((n, k // block, block // 2), np.uint8),
+        "S": np.ones(n * (k // block), np.float32),
+    }.items():
+        model.graph.initializer.append(onnx.numpy_helper.from_array(value, name))
+    kernels = fuse_kernels(count_costs(load_graph(model)), fuse=False)
+    (kernel,) = [kern for kern in kernels.kernels if kern.launches]
+    # The packed weight is rank 3 ([N, blocks, blob]) but one matrix: M = 4 x 16 rows, one GEMM.
+    assert gemm_shape(kernels, kernel) == GemmShape(4 * m, n, k, 1, "matmul")
 
 
 # --- GEMMs draw the power limit --------------------------------------------------------------------------

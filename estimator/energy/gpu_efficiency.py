@@ -149,7 +149,7 @@ def gemm_shape(kernels: KernelReport, kernel: Kernel) -> GemmShape | None:
             m = dims[-2] if len(dims) >= 2 else 1
             n = dims[-1]
             g = int(np.prod(dims[:-2])) if len(dims) > 2 else 1
-            if g > 1 and _second_operand_rank(graph, gn) == 2:
+            if g > 1 and _second_operand_is_a_matrix(graph, gn):
                 # (..., m, k) x (k, n): one GEMM over the flattened leading dimensions (what torch.matmul and
                 # nn.Linear do with a weight), not a batch of small ones.
                 m, g = m * g, 1
@@ -161,12 +161,15 @@ def gemm_shape(kernels: KernelReport, kernel: Kernel) -> GemmShape | None:
     return None
 
 
-def _second_operand_rank(graph, node) -> int | None:
-    """Rank of a matrix product's second input, None when unknown."""
+def _second_operand_is_a_matrix(graph, node) -> bool:
+    """Whether a matrix product's second input is one matrix shared by every leading index: rank 2, or a stored
+    weight (packed quantised weights such as MatMulNBits' are rank 3 but still one matrix)."""
     if len(node.inputs) < 2 or not node.inputs[1]:
-        return None
-    tensor = graph.tensor(node.inputs[1])
-    return None if tensor is None or tensor.shape is None else len(tensor.shape)
+        return False
+    name = node.inputs[1]
+    tensor = graph.tensor(name)
+    rank = None if tensor is None or tensor.shape is None else len(tensor.shape)
+    return rank == 2 or (node.op_type != "MatMul" and graph.is_constant(name))
 
 
 @dataclass(frozen=True)
