@@ -48,12 +48,13 @@ class ResidualRegressor:
     booster_: Any = field(default=None, init=False, repr=False)
     n_features_in_: int = field(default=0, init=False)
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> ResidualRegressor:
-        """Fit on features ``X`` (rows x FEATURE_NAMES) and log residuals ``y``; returns self."""
+    def fit(self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> ResidualRegressor:
+        """Fit on features ``X`` (rows x FEATURE_NAMES) and log residuals ``y`` (rows weighted by
+        ``sample_weight``, equal when None); returns self."""
         import xgboost as xgb
 
         X = np.asarray(X, dtype=np.float32)
-        dtrain = xgb.DMatrix(X, label=np.asarray(y, dtype=np.float32))
+        dtrain = xgb.DMatrix(X, label=np.asarray(y, dtype=np.float32), weight=sample_weight)
         params = {
             "max_depth": self.max_depth,
             "eta": self.learning_rate,
