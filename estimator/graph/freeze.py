@@ -15,7 +15,7 @@ from estimator.errors import InvalidDimensionError
 from estimator.graph.binding import _fmt_dims
 from estimator.graph.folding import _SMALL_CONSTANT_ELEMENTS, _propagate
 from estimator.graph.inference import Types, _collect_types
-from estimator.graph.reading import _is_external, _numel, _topological_order
+from estimator.graph.reading import NodeView, _is_external, _numel, _topological_order, to_array_fast
 from estimator.graph.structure import MAX_TENSOR_ELEMENTS, Graph, Node, TensorInfo, canonical_domain
 from estimator.graph.validate import _has_data
 
@@ -56,27 +56,30 @@ _NEVER_FOLDED = frozenset(
 )
 
 
-def _decode_attributes(node: onnx.NodeProto) -> dict[str, Any]:
+def _decode_attributes(node: onnx.NodeProto | NodeView) -> dict[str, Any]:
     """Node attributes as Python values: ints, floats, str, lists, numpy arrays for tensors; graphs skipped."""
     out: dict[str, Any] = {}
     for attr in node.attribute:
-        t = attr.type
-        if t == onnx.AttributeProto.INT:
-            out[attr.name] = int(attr.i)
-        elif t == onnx.AttributeProto.FLOAT:
-            out[attr.name] = float(attr.f)
-        elif t == onnx.AttributeProto.STRING:
-            out[attr.name] = attr.s.decode("utf-8", errors="replace")
-        elif t == onnx.AttributeProto.INTS:
-            out[attr.name] = [int(v) for v in attr.ints]
-        elif t == onnx.AttributeProto.FLOATS:
-            out[attr.name] = [float(v) for v in attr.floats]
-        elif t == onnx.AttributeProto.STRINGS:
-            out[attr.name] = [v.decode("utf-8", errors="replace") for v in attr.strings]
-        elif t == onnx.AttributeProto.TENSOR:
-            stored = not _is_external(attr.t) and _has_data(attr.t)
-            out[attr.name] = onnx.numpy_helper.to_array(attr.t) if stored else None
+        decode = _DECODERS.get(attr.type)
+        if decode is not None:
+            out[attr.name] = decode(attr)
     return out
+
+
+def _decode_tensor(attr: onnx.AttributeProto) -> np.ndarray | None:
+    t = attr.t
+    return to_array_fast(t) if not _is_external(t) and _has_data(t) else None
+
+
+_DECODERS = {
+    onnx.AttributeProto.INT: lambda a: int(a.i),
+    onnx.AttributeProto.FLOAT: lambda a: float(a.f),
+    onnx.AttributeProto.STRING: lambda a: a.s.decode("utf-8", errors="replace"),
+    onnx.AttributeProto.INTS: lambda a: [int(v) for v in a.ints],
+    onnx.AttributeProto.FLOATS: lambda a: [float(v) for v in a.floats],
+    onnx.AttributeProto.STRINGS: lambda a: [v.decode("utf-8", errors="replace") for v in a.strings],
+    onnx.AttributeProto.TENSOR: _decode_tensor,
+}
 
 
 def _freeze(
@@ -93,7 +96,10 @@ def _freeze(
     ir_version: int,
     outer_tensors: Mapping[str, TensorInfo] | None = None,
     attributes: Mapping[int, dict[str, Any]] | None = None,
+    views: Sequence[NodeView] | None = None,
 ) -> Graph:
+    """The :class:`Graph` of ``graph``'s nodes taken in ``order``. ``views``: their :class:`NodeView` in that
+    order (read from the model before inference; ``graph.node`` is read only for subgraphs)."""
     roots: dict[str, str] = dict(outer_roots)
     roots.update({name: name for name in initializer_names})
     nodes: list[Node] = []
@@ -104,7 +110,7 @@ def _freeze(
         tensors[name] = TensorInfo(name, shape, dtype)
 
     for position, i in enumerate(order):
-        proto = graph.node[i]
+        proto = views[position] if views is not None else graph.node[i]
         attrs = attributes[i] if attributes is not None else _decode_attributes(proto)
         name = proto.name if proto.name and proto.name not in used_names else f"{proto.op_type}_{i}"
         used_names.add(name)
@@ -123,7 +129,9 @@ def _freeze(
                 source = _derived_from(proto, reads, roots, tensors)
                 roots.update({o: source or o for o in outputs if o})
         subgraphs: dict[str, Graph] = {}
-        for attr in proto.attribute:
+        # ONNX's shapes inside subgraphs are in the inferred graph's protos.
+        has_subgraphs = proto.has_subgraphs if views is not None else True
+        for attr in graph.node[i].attribute if has_subgraphs else ():
             if attr.type == onnx.AttributeProto.GRAPH:
                 subgraphs[attr.name] = _freeze_subgraph(attr.g, opsets, roots, tensors, constants, symbols)
             elif attr.type == onnx.AttributeProto.GRAPHS:
@@ -227,7 +235,7 @@ def _freeze_subgraph(
     constants = dict(outer_constants)
     for t in g.initializer:
         if _numel(t.dims) <= _SMALL_CONSTANT_ELEMENTS and not _is_external(t) and _has_data(t):
-            constants[t.name] = onnx.numpy_helper.to_array(t)
+            constants[t.name] = to_array_fast(t)
     attributes = {i: _decode_attributes(g.node[i]) for i in order}
     _propagate([g.node[i] for i in order], [attributes[i] for i in order], types, constants)
     return _freeze(
