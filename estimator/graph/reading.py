@@ -210,9 +210,16 @@ _RAW_NUMPY_DTYPES = {
 def to_array_fast(t: onnx.TensorProto) -> np.ndarray:
     """``onnx.numpy_helper.to_array(t)`` (the same array), reading raw bytes of native numpy types directly:
     the library's general path looks up the type tables and external-data fields on every call."""
-    dtype = _RAW_NUMPY_DTYPES.get(t.data_type)
-    if dtype is not None and sys.byteorder == "little" and t.HasField("raw_data") and not _is_special(t):
-        return np.frombuffer(t.raw_data, dtype=dtype).reshape(t.dims)
+    code = t.data_type
+    dtype = _RAW_NUMPY_DTYPES.get(code)
+    if dtype is not None and not _is_special(t):
+        if t.HasField("raw_data"):
+            if sys.byteorder == "little":
+                return np.frombuffer(t.raw_data, dtype=dtype).reshape(t.dims)
+        elif code == onnx.TensorProto.INT64:
+            return np.array(t.int64_data, dtype=np.int64).reshape(t.dims)
+        elif code == onnx.TensorProto.FLOAT:
+            return np.array(t.float_data, dtype=np.float32).reshape(t.dims)
     return onnx.numpy_helper.to_array(t)
 
 
