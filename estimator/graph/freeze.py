@@ -56,6 +56,9 @@ _NEVER_FOLDED = frozenset(
 )
 
 
+_UNKNOWN = TensorInfo("", None, "")
+
+
 def _decode_attributes(node: onnx.NodeProto | NodeView) -> dict[str, Any]:
     """Node attributes as Python values: ints, floats, str, lists, numpy arrays for tensors; graphs skipped."""
     out: dict[str, Any] = {}
@@ -119,7 +122,7 @@ def _freeze(
         reads = [x for x in inputs if x]
         folded = proto.op_type not in _NEVER_FOLDED and (
             all(x in roots for x in reads)
-            or (proto.op_type in ("Shape", "Size") and tensors.get(reads[0], TensorInfo("", None, "")).shape)
+            or (proto.op_type in ("Shape", "Size") and tensors.get(reads[0], _UNKNOWN).shape)
         )
         if folded:
             forwarding = proto.op_type in CONSTANT_FORWARDING_OPS or proto.op_type in CONSTANT_SELECTING_OPS
@@ -160,12 +163,14 @@ def _freeze(
 
     _check_reshapes(nodes, tensors)
     for info in tensors.values():
-        if info.shape is not None and info.numel is not None and info.numel > MAX_TENSOR_ELEMENTS:
+        if info.shape is None:
+            continue
+        if info.numel > MAX_TENSOR_ELEMENTS:
             raise InvalidDimensionError(
                 f"tensor '{info.name}' would have shape {_fmt_dims(info.shape)} ({info.numel:.3g} elements), "
                 f"which is absurdly large; check --batch / --shape and the model"
             )
-        if info.shape is not None and any(d < 0 for d in info.shape):
+        if info.shape and min(info.shape) < 0:
             raise InvalidDimensionError(
                 f"tensor '{info.name}' has a negative dimension {_fmt_dims(info.shape)}"
             )
