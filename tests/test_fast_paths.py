@@ -130,3 +130,59 @@ def test_quantities_kept_with_a_kernel_report_are_computed_once_and_equal_fresh_
             est.estimate_kernels(fuse_kernels(count_costs(load_graph(model)))),
         )
         assert shared.joules == own.joules and shared.seconds == own.seconds and shared.layers == own.layers
+
+
+def _fill_model(fill: float, kernel: int) -> onnx.ModelProto:
+    """x * ConstantOfShape(fill), then a MaxPool of ``kernel``: two attributes remembered by content."""
+    return onnx.parser.parse_model(
+        f"""
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float[1, 2, 8, 8] x) => (float[1, 2, {9 - kernel}, {9 - kernel}] y) {{
+            s = Constant <value = int64[4] {{1, 2, 8, 8}}> ()
+            z = ConstantOfShape <value = float[1] {{{fill}}}> (s)
+            m = Mul (x, z)
+            y = MaxPool <kernel_shape = [{kernel}, {kernel}]> (m)
+        }}
+        """
+    )
+
+
+def test_graphs_differing_in_one_attribute_get_their_own_values_and_costs():
+    import estimator.graph.freeze as freeze
+    import estimator.graph.validate as validate
+
+    loaded = {(fill, k): load_graph(_fill_model(fill, k)) for fill in (0.0, 1.0) for k in (2, 3)}
+    assert loaded[0.0, 2].constant_value("z").reshape(-1)[0] == 0.0
+    assert loaded[1.0, 2].constant_value("z").reshape(-1)[0] == 1.0
+    costs = {key: count_costs(graph) for key, graph in loaded.items()}
+    assert costs[0.0, 2].nodes[-1].flops != costs[0.0, 3].nodes[-1].flops
+    # Without anything remembered, the same graphs and costs.
+    freeze._SMALL_TENSORS.clear()
+    validate._PASSED.clear()
+    for (fill, k), graph in loaded.items():
+        fresh = load_graph(_fill_model(fill, k))
+        assert fresh.tensors == graph.tensors and len(fresh.nodes) == len(graph.nodes)
+        for a, b in zip(fresh.nodes, graph.nodes, strict=True):
+            assert (a.name, a.op_type, a.inputs, a.outputs, a.constant_folded) == (
+                b.name,
+                b.op_type,
+                b.inputs,
+                b.outputs,
+                b.constant_folded,
+            )
+            assert a.attributes.keys() == b.attributes.keys()
+            assert all(np.array_equal(a.attributes[k], b.attributes[k]) for k in a.attributes)
+        assert all(np.array_equal(fresh.constants[n], graph.constants[n]) for n in graph.constants)
+        assert count_costs(fresh).nodes == costs[fill, k].nodes
+
+
+def test_a_rule_added_after_a_lookup_is_found():
+    from estimator.cost.ops.base import OpCost, Registry
+
+    registry = Registry()
+    registry.add("Foo", lambda ctx: OpCost(), since=1)
+    assert registry.lookup("ai.onnx", "Foo", 13) is not None and registry.lookup("ai.onnx", "Bar", 13) is None
+    newer = lambda ctx: OpCost(flops=1)  # noqa: E731
+    registry.add("Foo", newer, since=13)
+    registry.add("Bar", newer, since=1)
+    assert registry.lookup("ai.onnx", "Foo", 13) is newer and registry.lookup("ai.onnx", "Bar", 13) is newer

@@ -17,7 +17,7 @@ from estimator.graph.folding import _SMALL_CONSTANT_ELEMENTS, _propagate
 from estimator.graph.inference import Types, _collect_types
 from estimator.graph.reading import NodeView, _is_external, _numel, _topological_order, to_array_fast
 from estimator.graph.structure import MAX_TENSOR_ELEMENTS, Graph, Node, TensorInfo, canonical_domain
-from estimator.graph.validate import _has_data
+from estimator.graph.validate import SMALL_TENSOR_BYTES, _has_data
 
 #: Ops that forward a stored constant unchanged in content (a view, a copy or a re-encoding of the same
 #: elements): a weight seen through them keeps the stored tensor as its parameter root.
@@ -71,7 +71,26 @@ def _decode_attributes(node: onnx.NodeProto | NodeView) -> dict[str, Any]:
 
 def _decode_tensor(attr: onnx.AttributeProto) -> np.ndarray | None:
     t = attr.t
-    return to_array_fast(t) if not _is_external(t) and _has_data(t) else None
+    if t.ByteSize() > SMALL_TENSOR_BYTES:
+        return to_array_fast(t) if not _is_external(t) and _has_data(t) else None
+    # Small tensor attributes (a ConstantOfShape fill, a Constant shape) repeat across the nodes and the
+    # candidates of a NAS loop: decoded once per content (the serialized tensor: name, type, dims and values).
+    key = t.SerializeToString()
+    value = _SMALL_TENSORS.get(key, _MISSING)
+    if value is _MISSING:
+        value = to_array_fast(t) if not _is_external(t) and _has_data(t) else None
+        if value is not None:
+            value.setflags(write=False)  # shared by every node with this content
+        if len(_SMALL_TENSORS) >= _SMALL_TENSORS_LIMIT:
+            _SMALL_TENSORS.clear()
+        _SMALL_TENSORS[key] = value
+    return value
+
+
+#: Most tensor-attribute values remembered (a bound on memory: at most ~1 MB of keys).
+_SMALL_TENSORS_LIMIT = 4096
+_SMALL_TENSORS: dict[bytes, np.ndarray | None] = {}
+_MISSING = object()
 
 
 _DECODERS = {

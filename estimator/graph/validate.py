@@ -99,7 +99,23 @@ def _check_names(graph: onnx.GraphProto, where: str, views: Sequence[NodeView] |
     for t in graph.initializer:
         _check_stored(t, f"initializer '{t.name}'")
     for node, attr in tensor_attributes:
-        _check_stored(attr.t, f"attribute '{attr.name}' of node '{node.name or node.op_type}'")
+        t = attr.t
+        small = t.ByteSize() <= SMALL_TENSOR_BYTES
+        key = t.SerializeToString() if small else b""
+        if small and key in _PASSED:
+            continue  # the same content passed before: a check is a function of the content alone
+        _check_stored(t, f"attribute '{attr.name}' of node '{node.name or node.op_type}'")
+        if small:
+            if len(_PASSED) >= _PASSED_LIMIT:
+                _PASSED.clear()
+            _PASSED.add(key)
+
+
+#: Serialized size up to which a tensor attribute is remembered by content (its check, its value), bytes.
+SMALL_TENSOR_BYTES = 256
+#: Serialized small tensor attributes that passed :func:`_check_stored`, at most ``_PASSED_LIMIT`` (~1 MB).
+_PASSED: set[bytes] = set()
+_PASSED_LIMIT = 4096
 
 
 #: The TensorProto field that holds the values of each element type (the others must be empty).
