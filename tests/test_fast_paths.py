@@ -186,3 +186,19 @@ def test_a_rule_added_after_a_lookup_is_found():
     registry.add("Foo", newer, since=13)
     registry.add("Bar", newer, since=1)
     assert registry.lookup("ai.onnx", "Foo", 13) is newer and registry.lookup("ai.onnx", "Bar", 13) is newer
+
+
+def test_a_bert_is_shaped_with_one_pass_of_onnx_inference(monkeypatch):
+    import estimator.graph.load as load
+    from estimator.zoo.transformers import bert_encoder
+
+    passes = []
+    infer = load._infer
+    monkeypatch.setattr(load, "_infer", lambda model: passes.append(1) or infer(model))
+    graph = load_graph(bert_encoder(batch=2, seq=16, layers=1, hidden=64, heads=2, ffn=128, vocab=100))
+    assert len(passes) == 1
+    for node in graph.nodes:
+        if node.op_type == "Gather":  # ONNX's formula: data[:axis] + indices + data[axis + 1:]
+            data, indices = (graph.tensor(name).shape for name in node.inputs)
+            axis = node.attributes.get("axis", 0) % len(data)
+            assert graph.tensor(node.outputs[0]).shape == (*data[:axis], *indices, *data[axis + 1 :])
