@@ -150,7 +150,7 @@ class Forest:
             return None
         width = max(len(t["left_children"]) for t in trees)
         shape = (len(trees), width)
-        feature = np.zeros(shape, dtype=np.intp)
+        feature = np.zeros(shape, dtype=np.int32)  # int32 ids: half the bytes a worker process receives
         threshold = np.zeros(shape, dtype=np.float32)
         left = np.zeros(shape, dtype=np.intp)
         right = np.zeros(shape, dtype=np.intp)
@@ -173,7 +173,9 @@ class Forest:
         if len(base) != 1:
             return None
         offset = (np.arange(len(trees)) * width)[:, None]
-        children = np.stack([(left + offset).ravel(), (right + offset).ravel()], axis=1).ravel()
+        children = (
+            np.stack([(left + offset).ravel(), (right + offset).ravel()], axis=1).ravel().astype(np.int32)
+        )
         return Forest(feature, threshold, children, default_left, value, np.float32(float(base[0])), depth)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -181,8 +183,8 @@ class Forest:
         n_rows, n_features = X.shape
         n_trees, width = self.feature.shape
         # Flat node ids (tree * width + node), one per row and tree; children stored as flat ids too.
-        node = np.broadcast_to(np.arange(n_trees) * width, (n_rows, n_trees)).copy()
-        row_offset = (np.arange(n_rows) * n_features)[:, None]
+        node = np.broadcast_to(np.arange(n_trees, dtype=np.int32) * width, (n_rows, n_trees)).copy()
+        row_offset = (np.arange(n_rows, dtype=np.intp) * n_features)[:, None]
         flat_x = X.ravel()
         feature, threshold = self.feature.ravel(), self.threshold.ravel()
         children = self.children
