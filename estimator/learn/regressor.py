@@ -21,6 +21,7 @@ import numpy as np
 
 from estimator.errors import ModelArtifactError
 from estimator.fileio import atomic_write_bytes
+from estimator.learn import ubjson
 
 SIDECAR_SCHEMA = "estimator.trained-model/1"
 
@@ -45,11 +46,30 @@ class ResidualRegressor:
     reg_lambda: float = 1.0
     n_jobs: int = 2
     random_state: int = 0
-    booster_: Any = field(default=None, init=False, repr=False)
     n_features_in_: int = field(default=0, init=False)
-    #: The booster's trees as numpy arrays (:class:`Forest`), built on the first prediction; False when the
-    #: booster is of a kind the forest does not walk.
+    #: The booster's trees as numpy arrays (:class:`Forest`), built on the first prediction (or from the model
+    #: file when loaded); False when the booster is of a kind the forest does not walk.
     _forest_: Any = field(default=None, init=False, repr=False, compare=False)
+    _booster_: Any = field(default=None, init=False, repr=False, compare=False)
+    #: The saved model (UBJSON) a loaded regressor makes its xgboost booster from, only when one is asked for.
+    _raw_: bytes | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def booster_(self) -> Any:
+        """The fitted ``xgboost.Booster`` (None before ``fit``); a loaded model imports xgboost only here."""
+        if self._booster_ is None and self._raw_ is not None:
+            import xgboost as xgb
+
+            booster = xgb.Booster()
+            booster.load_model(bytearray(self._raw_))
+            # One row (or one per kernel) per estimate: one thread is fastest, estimate_many parallelises.
+            booster.set_param({"nthread": 1})
+            self._booster_ = booster
+        return self._booster_
+
+    @booster_.setter
+    def booster_(self, booster: Any) -> None:
+        self._booster_, self._raw_, self._forest_ = booster, None, None
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> ResidualRegressor:
         """Fit on features ``X`` (rows x FEATURE_NAMES) and log residuals ``y``; returns self."""
@@ -70,13 +90,12 @@ class ResidualRegressor:
             "tree_method": "hist",
         }
         self.booster_ = xgb.train(params, dtrain, num_boost_round=self.n_estimators)
-        self._forest_ = None
         self.n_features_in_ = X.shape[1]
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predicted log residuals for rows ``X``."""
-        if self.booster_ is None:
+        if self._forest_ is None and self.booster_ is None:
             raise ModelArtifactError("the residual regressor is not fitted; train it or load a trained model")
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2 or X.shape[1] != self.n_features_in_:
@@ -132,7 +151,12 @@ class Forest:
     def of(booster: Any) -> Forest | None:
         """The forest of a single-target ``reg:squarederror`` gbtree with numerical splits; None otherwise
         (the caller then predicts with xgboost)."""
-        learner = json.loads(bytes(booster.save_raw(raw_format="json")))["learner"]
+        return Forest.of_model(json.loads(bytes(booster.save_raw(raw_format="json"))))
+
+    @staticmethod
+    def of_model(saved: dict) -> Forest | None:
+        """:meth:`of` from a saved model's content (xgboost's JSON schema, as read from JSON or UBJSON)."""
+        learner = saved["learner"]
         params = learner["learner_model_param"]
         booster_json = learner["gradient_booster"]
         if (
@@ -144,7 +168,7 @@ class Forest:
         ):
             return None
         trees = booster_json["model"]["trees"]
-        if not trees or any(any(t["split_type"]) or t["categories"] for t in trees):
+        if not trees or any(np.any(t["split_type"]) or len(t["categories"]) for t in trees):
             return None
         if any(int(t["tree_param"].get("size_leaf_vector", "1")) > 1 for t in trees):
             return None
@@ -338,17 +362,15 @@ def load_model(
         raise ModelArtifactError(
             f"{model_path}: does not match its sidecar (hash differs); retrain or restore both"
         )
-    # Imported only here: most profiles have no trained model, and xgboost (with scipy) costs ~1 s to import.
-    import xgboost as xgb
-
-    booster = xgb.Booster()
-    booster.load_model(bytearray(raw))
-    # A loaded model predicts one row (or one per kernel) per estimate: one thread is fastest (1 ms against
-    # 40-70 ms with two threads on a shared two-core machine), and estimate_many parallelises across estimates.
-    booster.set_param({"nthread": 1})
     reg = ResidualRegressor(**sidecar.get("hyperparameters", {}))
-    reg.booster_ = booster
+    reg._raw_ = raw  # xgboost (with scikit-learn, ~1-2 s to import) only if the booster itself is asked for
     reg.n_features_in_ = len(feature_names)
+    try:
+        reg._forest_ = Forest.of_model(ubjson.loads(raw))
+    except (ubjson.UBJSONError, KeyError, TypeError, ValueError):
+        reg._forest_ = None
+    if reg._forest_ is None:
+        _ = reg.booster_  # not a forest: xgboost reads the model now, so that its errors surface at load
     return TrainedModel(reg, sidecar)
 
 
