@@ -65,15 +65,25 @@ def integral_vs_steps(steps: int, prompt: int = 128, batch: int = 8) -> dict:
     }
 
 
-def seventy_b() -> dict:
+#: The 70B request, through the command (the Estimator a user gets: its trained correction, when one
+#: exists, loads xgboost) and through the library with the physics prior alone.
+_SEVENTY_B = {
+    "cli": "from estimator.cli import run;"
+    "rc = run(['llm', 'zoo:llama-3.1-70b', '--hw', 'h100', '--prompt', '512', '--generate', '256',"
+    " '--batch', '16', '--json']);",
+    "library_physics_only": "from estimator.api import Estimator; from estimator.llm import estimate_request;"
+    "estimate_request(Estimator('h100', calibrated=False), 'zoo:llama-3.1-70b', prompt=512, generate=256,"
+    " batch=16); rc = 0;",
+}
+
+
+def seventy_b(how: str = "cli") -> dict:
     """Wall time and peak RSS of `estimate llm` on a 70B zoo decoder in a fresh process (VmHWM of the new
     process image: ``ru_maxrss`` would carry the parent's peak across fork and exec on Linux)."""
     code = (
         "import time, json; t=time.perf_counter();"
-        "from estimator.cli import run;"
-        "rc = run(['llm', 'zoo:llama-3.1-70b', '--hw', 'h100', '--prompt', '512', '--generate', '256',"
-        " '--batch', '16', '--json']);"
-        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')];"
+        + _SEVENTY_B[how]
+        + "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')];"
         "import sys; print(json.dumps({'rc': rc, 'seconds': time.perf_counter() - t,"
         " 'peak_rss_mb': int(hwm[0].split()[1]) / 1024 if hwm else None}), file=sys.stderr)"
     )
@@ -92,7 +102,7 @@ def main() -> int:
     args = parser.parse_args()
     result = {}
     if args.only != "integral":
-        result["70b"] = seventy_b()
+        result["70b"] = {how: seventy_b(how) for how in _SEVENTY_B}
     if args.only != "70b":
         result["integral"] = integral_vs_steps(args.steps)
     print(json.dumps(result, indent=1))

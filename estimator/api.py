@@ -41,14 +41,7 @@ from estimator.energy.runtimes import Runtime, get_runtime
 from estimator.errors import GraphStructureError, ProfileError
 from estimator.graph.load import load_graph
 from estimator.learn.features import FEATURE_NAMES, build_features, static_additive
-from estimator.learn.gpu_model import (
-    corrected_joules,
-    describe,
-    interval_factors,
-    is_gpu_sidecar,
-    load_gpu_model,
-    sidecar_constants,
-)
+from estimator.learn.gpu_model import gpu_answer, is_gpu_sidecar, load_gpu_model, sidecar_constants
 from estimator.learn.regressor import (
     TrainedModel,
     default_models_dir,
@@ -94,6 +87,7 @@ class Estimate:
         extrapolated: features outside the trained model's training range (empty when inside or uncalibrated).
         correction: which learned correction answered: ``none`` (physics only), ``calibrated`` (a model trained
             on measurements of this device and runtime) or ``cross-device`` (a GPU model trained on other GPUs).
+        bounds: physical bounds that changed the answer (e.g. the GPU power floor), one line each.
     """
 
     joules: float
@@ -117,6 +111,7 @@ class Estimate:
     not_costed: Mapping[str, int] = field(default_factory=dict)
     extrapolated: tuple[str, ...] = ()
     correction: str = "none"
+    bounds: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         lo, hi = self.interval
@@ -152,6 +147,7 @@ class Estimate:
             "calibrated": self.calibrated,
             "correction": self.correction,
             "extrapolated_features": list(self.extrapolated),
+            "bounds": list(self.bounds),
             "joules_per_inference": self.joules,
             "joules_per_sample": self.joules_per_sample,
             "latency_s": self.seconds,
@@ -357,20 +353,16 @@ class Estimator:
         check_finite_answer(prior.joules, prior.seconds, hw)
         batch = kernels.costs.graph.batch
         kernel_joules = prior.kernel_joules
-        extrapolated: tuple[str, ...] = ()
+        extrapolated, bounds = (), ()
         if self.model is None:
             joules = prior.joules
             low_f, high_f = self._interval["low_factor"], self._interval["high_factor"]
             level, basis = self._interval["level"], self._interval["basis"]
             method = f"physics-only ({prior.name})"
         elif gpu_model:
-            joules, factor, extrapolated = corrected_joules(
-                self.model, kernels, prior, hw, self.runtime, element
-            )
-            kernel_joules = prior.kernel_joules * factor
-            low_f, high_f = interval_factors(self.model)
-            level, basis = self.model.sidecar["interval"]["level"], self.model.sidecar["interval"]["basis"]
-            method = describe(self.model, self.correction, hw, self.runtime)
+            g = gpu_answer(self.model, self.correction, kernels, prior, hw, self.runtime, element)
+            joules, extrapolated, bounds, kernel_joules = g.joules, g.extrapolated, g.notes, g.kernel_joules
+            low_f, high_f, level, basis, method = g.low / joules, g.high / joules, g.level, g.basis, g.method
         else:
             joules, kernel_joules, extrapolated = self._calibrated(kernels, prior, element, threads)
             lo, hi = self.model.interval_quantiles
@@ -410,6 +402,7 @@ class Estimator:
             not_costed=dict(kernels.costs.not_costed),
             extrapolated=extrapolated,
             correction=self.correction,
+            bounds=bounds,
         )
 
     def _calibrated(

@@ -127,9 +127,10 @@ def test_leave_one_device_out_never_trains_on_the_held_out_device(synthetic, mon
     real_gpu_fit = gpu_training.fit_gpu
     trained_rows: list[int] = []
 
-    def spy_gpu(X, y, params=None):
+    def spy_gpu(X, y, params=None, weights=None):
         trained_rows.append(len(X))
-        return real_gpu_fit(X, y, params)
+        assert weights is None or len(weights) == len(X)
+        return real_gpu_fit(X, y, params, weights)
 
     monkeypatch.setattr(gpu_training, "fit_gpu", spy_gpu)
     devices = synthetic.table["hardware"].to_numpy()
@@ -188,14 +189,111 @@ def test_rows_that_timed_their_input_pipeline_get_their_own_constants_and_flag(s
     assert np.all(flag[devices == "a100"] == 1) and np.all(flag[devices != "a100"] == 0)
 
 
-def test_mondrian_quantiles_calibrate_each_category_on_its_own_rows():
+def test_device_weights_give_every_device_the_same_total():
+    w = gpu_training.device_weights(np.array(["a"] * 90 + ["b"] * 10))
+    assert w[:90].sum() == pytest.approx(w[90:].sum()) and w.mean() == pytest.approx(1.0)
+
+
+def test_interval_weighs_units_equally_where_a_pooled_quantile_follows_the_big_unit():
+    from estimator.learn.gpu_interval import calibrate
     from estimator.learn.training import conformal_quantiles
 
-    resid = np.concatenate([np.linspace(-0.1, 0.1, 20), np.linspace(-2, 2, 20), np.full(3, 5.0)])
-    category = np.array([0] * 20 + [1] * 20 + [2] * 3)
-    train = np.ones(43, bool)
-    test = np.ones(43, bool)
-    lo, hi = gpu_training.mondrian_quantiles(resid, train, category, test)
-    assert (lo[0], hi[0]) == conformal_quantiles(resid[:20])
-    assert (lo[20], hi[20]) == conformal_quantiles(resid[20:40])
-    assert (lo[-1], hi[-1]) == conformal_quantiles(resid)  # 3 rows: too few, pooled
+    # unit a (100 rows) is 1 too high, unit b (3 rows) 1 too low, no spread inside either: an unseen unit
+    # is as likely to be either, so the interval is [-1, 1]; a pooled quantile is the big unit's [1, 1]
+    resid = np.array([1.0] * 100 + [-1.0] * 3)
+    labels = np.array(["a"] * 100 + ["b"] * 3)
+    assert conformal_quantiles(resid) == (1.0, 1.0)
+    iv = calibrate(resid, labels)
+    assert (iv.low, iv.high) == (-1.0, 1.0) and iv.labels == 2
+
+
+def test_interval_of_unit_bias_plus_spread_has_the_known_quantiles_and_covers_unseen_units():
+    from estimator.learn.gpu_interval import calibrate
+
+    rng = np.random.default_rng(0)
+    # 400 units of 1-60 rows: bias ~ N(0, 0.3), spread inside a unit ~ N(0, 0.1); a new unit's residual is
+    # N(0, sqrt(0.3^2 + 0.1^2)), whose 90% interval is +-1.645 x 0.316 = +-0.520
+    sizes = rng.integers(1, 60, 400)
+    labels = np.repeat(np.arange(400), sizes)
+    resid = rng.normal(0, 0.3, 400)[labels] + rng.normal(0, 0.1, len(labels))
+    iv = calibrate(resid, labels)
+    assert iv.low == pytest.approx(-0.520, abs=0.06) and iv.high == pytest.approx(0.520, abs=0.06)
+    new = rng.normal(0, 0.3, 2000)[:, None] + rng.normal(0, 0.1, (2000, 5))
+    assert 0.87 <= np.mean((new >= iv.low) & (new <= iv.high)) <= 0.93
+
+
+def test_mondrian_intervals_take_the_spread_of_their_own_category_and_biases_from_every_unit():
+    from estimator.learn.gpu_interval import mondrian, unit_effects_quantiles
+
+    # units u and v (category 0) spread +-0.1 around biases 0.5 and -0.5; unit w (category 1) spreads +-2
+    resid = np.concatenate(
+        [0.5 + np.linspace(-0.1, 0.1, 20), -0.5 + np.linspace(-0.1, 0.1, 20), np.linspace(-2, 2, 20)]
+    )
+    labels = np.repeat(np.array(["u", "v", "w"]), 20)
+    category = np.repeat(np.array([0, 0, 1]), 20)
+    everything = np.ones(60, bool)
+    lo, hi = mondrian(resid, labels, category, everything, everything)
+    assert (lo[0], hi[0]) == unit_effects_quantiles(resid, labels, category == 0)
+    assert (lo[-1], hi[-1]) == unit_effects_quantiles(resid, labels, category == 1)
+    assert hi[0] - lo[0] < 1.4 < hi[-1] - lo[-1]  # biases +-0.5 plus +-0.1 inside, against +-2 inside
+    assert lo[0] < -0.5 and hi[0] > 0.5  # the bias of either unit is inside the forward interval
+
+
+def test_power_floor_closed_form():
+    from estimator.learn.gpu_model import bounded
+
+    hw = load_profile("a100")
+    floor = hw.idle_with_context_w * 0.002
+    # below the floor: the answer is the floor, the interval's factors are taken around it, its low end floored
+    j, lo, hi, notes = bounded(0.5 * floor, 0.4, 6.0, 0.002, hw)
+    assert (j, lo, hi) == (floor, floor, 6 * floor) and "power floor binds" in notes[0]
+    assert bounded(2 * floor, 0.75, 1.5, 0.002, hw) == (2 * floor, 1.5 * floor, 3 * floor, ())
+    j, lo, hi, notes = bounded(2 * floor, 0.25, 1.5, 0.002, hw)
+    assert (j, lo, hi) == (2 * floor, floor, 3 * floor) and "low end" in notes[0]
+
+
+def test_a_correction_that_would_go_below_idle_power_is_floored_and_says_so(synthetic, tmp_path):
+    from estimator.api import Estimator
+    from estimator.learn.gpu_model import CROSS_DEVICE
+    from estimator.learn.gpu_store import train_one
+    from estimator.learn.regressor import save_model
+
+    # every GPU measured at 1% of its prior: the learned correction (~x0.01) alone would put the board far
+    # below its idle-with-context power over the prior's latency
+    synthetic.table["joules_per_inference"] *= 0.01
+    devices = synthetic.table["hardware"].to_numpy()
+    store = tmp_path / "models"
+    save_model(train_one(synthetic, np.ones(len(devices), bool), devices, CROSS_DEVICE, "lodo"), store)
+    e = Estimator("h100", "pytorch-cuda", models_dir=store).estimate(_mlp(256, 128), batch=8)
+    hw = load_profile("h100")
+    floor = hw.idle_with_context_w * e.prior.seconds
+    assert e.correction == "cross-device"
+    assert e.joules == pytest.approx(floor) and e.avg_power_w == pytest.approx(hw.idle_with_context_w)
+    assert e.interval[0] == pytest.approx(floor) and e.interval[1] >= floor
+    assert e.bounds and "power floor binds" in e.bounds[0] and e.to_json()["bounds"] == list(e.bounds)
+    assert sum(layer.joules for layer in e.layers) == pytest.approx(e.joules)
+    from estimator.cli.format import render_estimate
+
+    assert "power floor binds" in render_estimate(e, "H100", "mlp", 0, width=300)
+
+
+def test_leave_one_source_out_never_trains_on_the_held_out_source(synthetic, monkeypatch):
+    from estimator.learn import gpu_evaluation
+
+    devices = synthetic.table["hardware"].to_numpy()
+    synthetic.table["source"] = np.where(devices == "a100", "src_a", "src_b")
+    seen = []
+
+    def spy(gs, folds, same_device):
+        seen.extend(folds)
+        n = len(gs.table)
+        nan = np.full(n, np.nan)
+        return {"pred": dict.fromkeys(gpu_evaluation.SYSTEMS, nan), "lo": nan, "hi": nan, "floored": nan}
+
+    monkeypatch.setattr(gpu_evaluation, "_collect", spy)
+    out = gpu_evaluation._leave_one_source_out(synthetic, lambda _line: None)
+    sources = synthetic.table["source"].to_numpy()
+    assert set(out) == {"src_a", "src_b"} and out["src_a"]["devices"] == ["a100"]
+    for train, test, _inner in seen:
+        held = set(sources[test])
+        assert len(held) == 1 and not held & set(sources[train]) and not np.any(train & test)

@@ -134,6 +134,7 @@ def test_cli_llm_table_json_and_bad_input(capsys, tmp_path):
     assert run(["llm", TINY, "--hw", "h100", "--prompt", "32", "--generate", "6", "--batch", "2"]) == 0
     out = capsys.readouterr().out
     assert "TTFT" in out and "per output token" in out and "block 0" in out
+    assert max(len(line) for line in out.splitlines()) <= 80  # readable on an 80-column terminal
     assert run(["llm", TINY, "--hw", "a100", "--prompt", "32", "--generate", "6", "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload["schema"] == "estimator.llm/1" and payload["decode"]["steps"] == 5

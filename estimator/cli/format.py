@@ -308,6 +308,8 @@ def render_estimate(
         lines += _field("", "covers the boundary above x PUE only: no embodied carbon, no idle time", width)
     for note in getattr(result.prior, "notes", ()):
         lines += _field("NOTE", note, width)
+    for note in getattr(result, "bounds", ()):
+        lines += _field("NOTE", note, width)
     if result.not_costed:
         missing = ", ".join(f"{op} x{c}" for op, c in sorted(result.not_costed.items()))
         lines += [

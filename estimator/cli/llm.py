@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from enum import Enum
 from typing import Annotated
 
@@ -87,8 +88,9 @@ def llm(
         "",
         f"prefill     {si(r.prefill_joules, 'J')} in {si(r.prefill_seconds, 's')}   (TTFT {si(r.ttft_s, 's')})",
         f"decode      {si(r.decode_joules, 'J')} in {si(r.decode_seconds, 's')} over {r.decode_steps} steps"
-        f"   (TPOT {si(r.tpot_s, 's')}; +/- {si(r.decode_error_bound_joules, 'J')} quadrature bound, "
-        f"{r.decode_evaluations} steps evaluated)",
+        f"   (TPOT {si(r.tpot_s, 's')})",
+        f"            +/- {si(r.decode_error_bound_joules, 'J')} quadrature bound, "
+        f"{r.decode_evaluations} steps evaluated",
         f"per token   {si(r.joules_per_output_token, 'J')} per output token (decode)",
         f"per request {si(r.joules_per_request, 'J')} per sequence (prefill + decode)",
         f"KV cache    {si(r.kv_cache_bytes, 'B')} at the end ({r.kv_dtype}); weights "
@@ -111,4 +113,13 @@ def llm(
             lines.append(
                 f"  {b.block:<12} {si(b.joules, 'J'):>8}  {si(b.seconds, 's'):>8}  {b.kernels} kernels"
             )
-    typer.echo("\n".join(lines))
+    typer.echo("\n".join(_wrap(line) for line in lines))
+
+
+def _wrap(line: str, width: int = 80) -> str:
+    """``line`` folded at ``width`` columns under its 12-column label (a terminal of 80 columns)."""
+    if len(line) <= width:
+        return line
+    return "\n".join(
+        textwrap.wrap(line, width, subsequent_indent=" " * 12, break_long_words=False, break_on_hyphens=False)
+    )

@@ -103,12 +103,23 @@ def runs_as_gemm(shape: GemmShape) -> bool:
     return shape.n >= _MIN_GEMM_DIM and shape.k >= _MIN_GEMM_DIM
 
 
+#: Weight-only quantised products: ``A[..., k] x W[k, n]`` with W packed, always one GEMM of ``prod(...)`` rows.
+_ONE_GEMM_OPS = frozenset({"MatMulNBits", "Gemm"})
+
+
+def _rank(graph, name: str) -> int | None:
+    """Rank of tensor ``name`` when known."""
+    info = graph.tensor(name) if name else None
+    return len(info.shape) if info is not None and info.shape is not None else None
+
+
 def gemm_shape(kernels: KernelReport, kernel: Kernel) -> GemmShape | None:
     """The GEMM of a contraction kernel's anchor node, from its output shape and MACs; None when unknown.
 
     Convolutions (NCHW; NhwcConv channel-last): ``M = batch x output pixels``, ``N = C_out / group``,
     ``G = group``; matrix products: ``M, N`` the last two output dimensions, ``G`` the product of the leading
-    ones. ``K = MACs / (M N G)`` in both cases, so the count stays the cost engine's.
+    ones, except that a product with a 2-D second operand (a weight) or a weight-only quantised one is one
+    GEMM whose ``M`` is the product of every output dimension but the last. ``K = MACs / (M N G)`` in both cases, so the count stays the cost engine's.
     """
     report = kernels.costs
     graph = report.graph
@@ -128,6 +139,10 @@ def gemm_shape(kernels: KernelReport, kernel: Kernel) -> GemmShape | None:
             channels = dims[-1] if node.op_type == "NhwcConv" else dims[1]
             pixels = dims[0] * int(np.prod(dims[1:-1] if node.op_type == "NhwcConv" else dims[2:]))
             m, n, g, op_class = pixels, max(channels // group, 1), group, "conv"
+        elif node.op_type in _ONE_GEMM_OPS or _rank(graph, gn.inputs[1] if len(gn.inputs) > 1 else "") == 2:
+            # A[..., m, k] @ B[k, n] (a weight): the leading dimensions of A fold into the rows of one GEMM,
+            # as frameworks run it (A viewed as [prod(...) * m, k]); a decoder step at batch 128 is M = 128.
+            m, n, g, op_class = int(np.prod(dims[:-1])), dims[-1], 1, "matmul"
         else:
             m = dims[-2] if len(dims) >= 2 else 1
             n = dims[-1]

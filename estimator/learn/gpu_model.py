@@ -5,8 +5,11 @@ v2 prior on :data:`~estimator.learn.gpu_features.GPU_FEATURE_NAMES`:
 
 * **calibrated** ``<profile>__<runtime>``: trained on measurements of that device and runtime (and the
   device's other runtimes) - used when the (device, runtime) has data at the answer's boundary;
-* **cross-device** ``any-gpu__any``: trained on every GPU with data, its interval from leave-one-device-out
-  residuals - used for every other GPU profile and runtime.
+* **cross-device** ``any-gpu__any``: trained on every GPU with data (each GPU weighing the same), its interval
+  from leave-one-device-out residuals - used for every other GPU profile and runtime.
+
+The answer and its interval are floored at the board's idle-with-context power over the latency reported
+(:func:`bounded`): a correction learned from other GPUs can say "less energy" but never a power no board draws.
 
 Each sidecar records the v2 constants it was trained over (``v2_constants``, per runtime): the prior is
 assembled with them, so the correction sees the prior it was trained on. Never imports training code.
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -101,7 +105,8 @@ def describe(model: TrainedModel, kind: str, hw: HardwareProfile, runtime: Runti
     return (
         f"cross-device: no measurements of {hw.name}/{runtime.name} at {hw.measurement_boundary}; xgboost "
         f"residual over energy-roofline v2 trained on {sc['training_rows']} measurements of other GPUs "
-        f"({devices}), interval from leave-one-device-out residuals"
+        f"({devices}), every GPU weighted equally; interval from leave-one-device-out residuals (a GPU's bias "
+        "plus the spread inside one)"
     )
 
 
@@ -109,3 +114,76 @@ def interval_factors(model: TrainedModel) -> tuple[float, float]:
     """(low, high) multipliers of the model's interval."""
     lo, hi = model.interval_quantiles
     return math.exp(lo), math.exp(hi)
+
+
+def power_floor_joules(seconds: float, hw: HardwareProfile, boards: int = 1) -> float:
+    """The least energy of ``seconds`` on ``hw`` at a GPU boundary, J: the board draws at least its
+    idle-with-context power while a CUDA context is resident (``boards`` boards summed)."""
+    return max(hw.idle_with_context_w, 0.0) * max(seconds, 0.0) * max(boards, 1)
+
+
+def bounded(
+    joules: float, low_factor: float, high_factor: float, seconds: float, hw: HardwareProfile
+) -> tuple[float, float, float, tuple[str, ...]]:
+    """(joules, interval low, interval high, notes), J: the answer raised to the power floor over ``seconds``
+    (the latency reported) where the correction put it below, the interval's factors applied to that answer
+    and its ends floored too. Above the TDP no clamp is needed: the reported latency grows to
+    joules / TDP instead."""
+    floor = power_floor_joules(seconds, hw)
+    notes: tuple[str, ...] = ()
+    if joules < floor:
+        notes = (
+            f"power floor binds: the learned correction gave {joules:.3g} J, {joules / seconds:.3g} W over "
+            f"{seconds:.3g} s, below the board's idle-with-context power ({hw.idle_with_context_w:g} W); "
+            f"the answer is raised to {floor:.3g} J and the interval is taken around it",
+        )
+    elif joules * low_factor < floor:
+        notes = (
+            f"power floor binds the interval's low end ({hw.idle_with_context_w:g} W x {seconds:.3g} s)",
+        )
+    joules = max(joules, floor)
+    return joules, max(joules * low_factor, floor), max(joules * high_factor, floor), notes
+
+
+@dataclass(frozen=True)
+class GpuAnswer:
+    """A GPU model's answer: joules and interval at the profile's boundary (power-floored), J; joules per
+    kernel (the prior's scaled by the same correction), J; features outside the training range; notes on the
+    physical bounds that changed it; the interval's level and basis; which model answered."""
+
+    joules: float
+    low: float
+    high: float
+    kernel_joules: np.ndarray
+    extrapolated: tuple[str, ...]
+    notes: tuple[str, ...]
+    level: float
+    basis: str
+    method: str
+
+
+def gpu_answer(
+    model: TrainedModel,
+    kind: str,
+    kernels: KernelReport,
+    prior: PriorResult,
+    hw: HardwareProfile,
+    runtime: Runtime,
+    dtype: str | None,
+) -> GpuAnswer:
+    """The corrected answer of a GPU ``model`` (``kind``: calibrated or cross-device), its interval, and the
+    power floor over the prior's latency applied to both (never a power below idle-with-context)."""
+    joules, _, outside = corrected_joules(model, kernels, prior, hw, runtime, dtype)
+    joules, low, high, notes = bounded(joules, *interval_factors(model), prior.seconds, hw)
+    sc = model.sidecar["interval"]
+    return GpuAnswer(
+        joules,
+        low,
+        high,
+        prior.kernel_joules * (joules / prior.joules),
+        outside,
+        notes,
+        sc["level"],
+        sc["basis"],
+        describe(model, kind, hw, runtime),
+    )

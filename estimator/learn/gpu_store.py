@@ -4,8 +4,9 @@ one cross-device model, written through :func:`estimator.learn.regressor.save_mo
 * calibrated ``<device>__<runtime>``: trained on every row of that device (its runtimes and boundaries, the
   boundary a feature); written only where the device has rows of that runtime at ``gpu-board-nvml`` (the
   boundary estimates answer at) that time one forward pass (not a source's input pipeline); its 90% interval from leave-one-group-out residuals on the device's rows;
-* cross-device ``any-gpu__any``: trained on every GPU row; its interval from leave-one-device-out residuals
-  (each fold fits its constants without the held-out device), so it says how far to trust an unseen GPU.
+* cross-device ``any-gpu__any``: trained on every GPU row, each GPU weighing the same; its interval from
+  leave-one-device-out residuals (each fold fits its constants without the held-out device) as a GPU's bias
+  plus the spread inside one (:mod:`estimator.learn.gpu_interval`), so it says how far to trust an unseen GPU.
 
 The v2 constants each model was trained over are fitted on all of its training rows and stored in its sidecar.
 """
@@ -20,11 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from estimator.learn.gpu_features import GPU_FEATURE_NAMES
+from estimator.learn.gpu_interval import calibrate
 from estimator.learn.gpu_model import CROSS_DEVICE
 from estimator.learn.gpu_training import (
     GPU_PARAMS,
     PRIOR_BOUNDARY,
     GpuSet,
+    device_weights,
     fit_gpu,
     fit_runtime_constants,
     input_pipeline,
@@ -32,7 +35,7 @@ from estimator.learn.gpu_training import (
     prior_and_features,
 )
 from estimator.learn.regressor import SIDECAR_SCHEMA, TrainedModel, data_hash, library_versions, save_model
-from estimator.learn.training import INTERVAL_LEVEL, conformal_quantiles, metrics
+from estimator.learn.training import INTERVAL_LEVEL, metrics
 
 
 def oof_log_residuals(gs: GpuSet, rows: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -51,13 +54,15 @@ def train_one(
 ) -> TrainedModel:
     """The model on ``rows`` stored as ``name`` (hardware, runtime), its interval from held-out ``labels``."""
     resid = oof_log_residuals(gs, rows, labels)
-    # estimates are one forward pass: calibrate on the rows that timed one (all rows when too few)
+    # estimates are one forward pass: the spread inside a unit from the rows that timed one (all rows when too
+    # few), the biases between units from all of them, each unit weighing the same (gpu_interval)
     forward = ~input_pipeline(gs)[rows]
-    lo, hi = conformal_quantiles(resid[forward] if forward.sum() >= 10 else resid)
+    iv = calibrate(resid, labels[rows], forward if forward.sum() >= 10 else None)
     constants = fit_runtime_constants(gs, rows)
     log_prior, X = prior_and_features(gs, constants)
     y = np.log(gs.measured_j)
-    reg = fit_gpu(X[rows], y[rows] - log_prior[rows])
+    devices = gs.table["hardware"].astype(str).to_numpy()[rows]
+    reg = fit_gpu(X[rows], y[rows] - log_prior[rows], weights=device_weights(devices))
     t = gs.table[rows]
     measured = gs.measured_j[rows]
     lines = t[["model_ref", "batch", "hardware", "runtime", "boundary", "joules_per_inference"]].astype(str)
@@ -79,7 +84,13 @@ def train_one(
         "sources": sorted(set(t["source"].astype(str))),
         "devices": sorted(set(t["hardware"].astype(str))),
         "trained_on": date.today().isoformat(),
-        "interval": {"level": INTERVAL_LEVEL, "low_log": lo, "high_log": hi, "basis": basis},
+        "sample_weights": "every device weighs the same",
+        "interval": {
+            "level": INTERVAL_LEVEL,
+            "low_log": iv.low,
+            "high_log": iv.high,
+            "basis": f"{basis}: {iv.basis}",
+        },
         "metrics": {"held_out": metrics(measured, measured / np.exp(resid))},
         "domain": {
             n: [float(X[rows, i].min()), float(X[rows, i].max())] for i, n in enumerate(GPU_FEATURE_NAMES)
@@ -110,16 +121,14 @@ def train_gpu_models(gs: GpuSet, directory: Path, progress: Callable[[str], None
             rows,
             groups,
             (device, runtime),
-            "split-conformal on leave-one-network-out residuals of this device",
+            "leave-one-network-out residuals of this device",
         )
         save_model(model, directory)
         lines.append(_summary(model))
     if len(set(devices)) >= 2:
         say(f"training the cross-device model on {len(t)} rows of {len(set(devices))} GPUs")
         rows = np.ones(len(t), bool)
-        model = train_one(
-            gs, rows, devices, CROSS_DEVICE, "split-conformal on leave-one-device-out residuals"
-        )
+        model = train_one(gs, rows, devices, CROSS_DEVICE, "leave-one-device-out residuals")
         save_model(model, directory)
         lines.append(_summary(model))
     return lines

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -39,9 +38,11 @@ from estimator.energy.runtimes import get_runtime
 from estimator.errors import EstimatorError
 from estimator.graph.load import load_graph
 from estimator.learn.featurize import REPO_ROOT, build_model
+from estimator.learn.gpu_cache import ConfigCache
 from estimator.learn.gpu_features import GPU_FEATURE_NAMES, GraphAggregates, gpu_feature_row, graph_aggregates
+from estimator.learn.gpu_interval import mondrian
+from estimator.learn.gpu_model import power_floor_joules
 from estimator.learn.regressor import ResidualRegressor
-from estimator.learn.training import conformal_quantiles
 
 #: The committed GPU training tables (whole networks); module/op rows are reported apart.
 GPU_TABLES: tuple[tuple[str, str], ...] = (
@@ -179,7 +180,7 @@ def build_gpu_set(
     table = table[ok].reset_index(drop=True)
     keys = [config_key(r, root) for r in table.to_dict("records")]
     table = table.assign(config=keys)
-    cache = _ConfigCache(cache_dir)
+    cache = ConfigCache(cache_dir)
     configs = cache.load()
     todo = [k for k in dict.fromkeys(keys) if k not in configs]
     by_graph: dict[tuple, object] = {}
@@ -332,9 +333,31 @@ def baselines(gs: GpuSet) -> dict[str, np.ndarray]:
     }
 
 
-def fit_gpu(X: np.ndarray, y_resid: np.ndarray, params: dict | None = None) -> ResidualRegressor:
-    """The xgboost residual on GPU features ``X`` and log residuals ``y_resid``."""
-    return ResidualRegressor(**{**GPU_PARAMS, **(params or {})}).fit(X, y_resid)
+def fit_gpu(
+    X: np.ndarray, y_resid: np.ndarray, params: dict | None = None, weights: np.ndarray | None = None
+) -> ResidualRegressor:
+    """The xgboost residual on GPU features ``X`` and log residuals ``y_resid`` (rows weighted by ``weights``)."""
+    return ResidualRegressor(**{**GPU_PARAMS, **(params or {})}).fit(X, y_resid, sample_weight=weights)
+
+
+def device_weights(devices: np.ndarray) -> np.ndarray:
+    """Per row, a weight that gives every device the same total (mean 1): IrEne's two GPUs hold most rows, and
+    unweighted they set the correction that a GPU without data receives."""
+    _, inverse, counts = np.unique(devices, return_inverse=True, return_counts=True)
+    w = 1.0 / counts[inverse]
+    return w * len(w) / w.sum()
+
+
+def power_floor(gs: GpuSet, log_prior_seconds: np.ndarray) -> np.ndarray:
+    """Per row, the least joules its boundary can read over the prior's latency (idle-with-context power of
+    each board summed), J - the floor the product answer applies (:func:`estimator.learn.gpu_model.bounded`)."""
+    boards = gs.table["boards"] if "boards" in gs.table else pd.Series([1] * len(gs.table))
+    return np.array(
+        [
+            power_floor_joules(math.exp(s), _profile(k[3]), 1 if pd.isna(n) else int(n))
+            for k, s, n in zip(gs.table["config"], log_prior_seconds, boards, strict=True)
+        ]
+    )
 
 
 def flops_of(gs: GpuSet) -> np.ndarray:
@@ -353,49 +376,42 @@ def predict_split(gs: GpuSet, train: np.ndarray, test: np.ndarray, inner: np.nda
 
     Args:
         train, test: boolean row masks (disjoint).
-        inner: per row, the inner fold label used for the conformal calibration (only train rows are read).
+        inner: per row, the inner fold label used for the interval's calibration (only train rows are read):
+            residuals of each label held out, as label bias + spread inside a label, labels weighted
+            equally (:mod:`estimator.learn.gpu_interval`).
 
-    Returns predictions of every system for the test rows, the interval quantiles and the fitted constants.
+    Every device weighs the same in each fit. Predictions and interval ends of rows that time one forward pass
+    are floored at the power floor over the prior's latency, as the product answer is. Returns predictions of every system for the test rows,
+    the interval as log offsets from the prediction and the fitted constants.
     """
     if np.any(train & test):
         raise ValueError("a row is in both the training and the test rows")
     constants = fit_runtime_constants(gs, train)
     log_prior, X = prior_and_features(gs, constants)
     y = np.log(gs.measured_j)
-    reg = fit_gpu(X[train], y[train] - log_prior[train])
-    pred_log = log_prior[test] + reg.predict(X[test])
+    devices = gs.table["hardware"].astype(str).to_numpy()
+    reg = fit_gpu(X[train], y[train] - log_prior[train], weights=device_weights(devices[train]))
+    pred_log = log_prior + reg.predict(X)
     resid = np.full(len(y), np.nan)
     labels = np.unique(inner[train])
     for label in labels if len(labels) > 1 else []:
         tr, cal = train & (inner != label), train & (inner == label)
-        r = fit_gpu(X[tr], y[tr] - log_prior[tr])
+        r = fit_gpu(X[tr], y[tr] - log_prior[tr], weights=device_weights(devices[tr]))
         resid[cal] = y[cal] - log_prior[cal] - r.predict(X[cal])
-    lo, hi = mondrian_quantiles(resid, train, input_pipeline(gs), test)
+    lo, hi = mondrian(resid, inner, input_pipeline(gs), train, test)
+    # the floor over the prior's latency, as the product answers: only for rows that time one forward pass (a
+    # source's input pipeline is no product answer, and its "latency" is a host constant fitted elsewhere)
+    floor = np.log(power_floor(gs, X[:, GPU_FEATURE_NAMES.index("log_prior_seconds")]))[test]
+    floor[input_pipeline(gs)[test]] = -np.inf
+    point = np.maximum(pred_log[test], floor)
     return {
-        "model": np.exp(pred_log),
+        "model": np.exp(point),
         "prior_v2_fitted": np.exp(log_prior[test]),
-        "interval": (lo, hi),  # per test row, log residual quantiles
+        # per test row, log offsets of the interval's ends from the (floored) prediction, both ends floored
+        "interval": (np.maximum(point + lo, floor) - point, np.maximum(point + hi, floor) - point),
+        "floored": pred_log[test] < floor,
         "constants": {rt: c.fitted_on + _constants_text(c) for rt, c in constants.items()},
     }
-
-
-def mondrian_quantiles(
-    resid: np.ndarray, train: np.ndarray, category: np.ndarray, test: np.ndarray, min_rows: int = 10
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per test row, the split-conformal (low, high) log-residual quantiles of the calibration rows of its own
-    category (Mondrian conformal: a source that timed its input pipeline does not widen forward-pass intervals);
-    all calibration rows where a category has fewer than ``min_rows``; NaN without calibration residuals."""
-    have = train & ~np.isnan(resid)
-    lo, hi = np.full(test.sum(), np.nan), np.full(test.sum(), np.nan)
-    if not have.any():
-        return lo, hi
-    pooled = conformal_quantiles(resid[have])
-    for value in np.unique(category[test]):
-        own = have & (category == value)
-        q = conformal_quantiles(resid[own]) if own.sum() >= min_rows else pooled
-        rows = category[test] == value
-        lo[rows], hi[rows] = q
-    return lo, hi
 
 
 def _constants_text(c) -> str:
@@ -427,61 +443,12 @@ def _profile(name: str) -> HardwareProfile:
     return _PROFILES[name]
 
 
-#: Code a costed configuration depends on (paths inside the package; a folder includes everything under it).
-_CONFIG_CODE = ("cost/", "graph/", "energy/", "zoo/", "dtypes.py", "learn/gpu_features.py")
-
-
-def config_code_hash() -> str:
-    """Hash of the source and profile files a :class:`Config` depends on (a changed rule never serves stale
-    cached configurations)."""
-    digest = hashlib.sha256()
-    package = Path(__file__).resolve().parent.parent
-    files = [*package.rglob("*.py"), *package.rglob("*.toml")]
-    for f in sorted(f for f in files if f.relative_to(package).as_posix().startswith(_CONFIG_CODE)):
-        digest.update(f.relative_to(package).as_posix().encode())
-        digest.update(f.read_bytes())
-    return digest.hexdigest()
-
-
-class _ConfigCache:
-    """Costed configurations on disk, one file per code version (written atomically, extended as rows join)."""
-
-    def __init__(self, cache_dir: Path | None) -> None:
-        directory = cache_dir or Path(
-            os.environ.get("ESTIMATOR_CACHE_DIR", Path.home() / ".cache" / "estimator")
-        )
-        self.path = directory / f"gpu-configs-{config_code_hash()[:24]}.joblib"
-
-    def load(self) -> dict[tuple, Config]:
-        import joblib
-
-        if self.path.exists():
-            try:
-                return dict(joblib.load(self.path))
-            except Exception:  # an unreadable cache is recomputed, never trusted
-                self.path.unlink(missing_ok=True)
-        return {}
-
-    def save(self, configs: dict[tuple, Config]) -> None:
-        import tempfile
-
-        import joblib
-
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
-            os.close(fd)
-            joblib.dump(configs, tmp)
-            os.replace(tmp, self.path)
-        except OSError:
-            pass  # caching is an optimisation
-
-
 __all__ = [
     "GPU_TABLES",
     "GpuSet",
     "baselines",
     "build_gpu_set",
+    "device_weights",
     "fit_gpu",
     "fit_runtime_constants",
     "load_gpu_table",

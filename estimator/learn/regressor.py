@@ -71,12 +71,13 @@ class ResidualRegressor:
     def booster_(self, booster: Any) -> None:
         self._booster_, self._raw_, self._forest_ = booster, None, None
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> ResidualRegressor:
-        """Fit on features ``X`` (rows x FEATURE_NAMES) and log residuals ``y``; returns self."""
+    def fit(self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> ResidualRegressor:
+        """Fit on features ``X`` (rows x FEATURE_NAMES) and log residuals ``y`` (rows weighted by
+        ``sample_weight``, equal when None); returns self."""
         import xgboost as xgb
 
         X = np.asarray(X, dtype=np.float32)
-        dtrain = xgb.DMatrix(X, label=np.asarray(y, dtype=np.float32))
+        dtrain = xgb.DMatrix(X, label=np.asarray(y, dtype=np.float32), weight=sample_weight)
         params = {
             "max_depth": self.max_depth,
             "eta": self.learning_rate,

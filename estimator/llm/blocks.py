@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from estimator.api import Estimate
 from estimator.cost.kernels import KernelReport
+from estimator.llm.pricing import StepPrice
 
 
 @dataclass(frozen=True)
@@ -30,37 +30,29 @@ def _block_label(report: KernelReport, kernel_nodes: tuple[int, ...]) -> str:
     return ""
 
 
-def block_view(report: KernelReport, est: Estimate) -> tuple[BlockEnergy, ...]:
+def block_view(report: KernelReport, price: StepPrice) -> tuple[BlockEnergy, ...]:
     """Per-block view of one decode step on one device: joules, seconds and kernels of each block, and of
-    the kernels outside blocks before (``embedding``) and after them (``head``). Repeated blocks of a zoo
-    decoder are one row each."""
-    by_kernel = {layer.kernel: layer for layer in est.layers}
-    groups: dict[str, list] = {}
-    order: list[str] = []
+    the kernels outside blocks before (``embedding``) and after them (``head``).
+
+    ``price`` is :meth:`~estimator.llm.pricing.StepPricer.price` of ``report``; for a 2-block stand-in its
+    ``order`` repeats block 1, whose ``n``-th copy is block ``n``."""
+    labels = [_block_label(report, k.nodes) for k in report.kernels]
+    seen_count = [0] * len(report.kernels)
+    groups: dict[str, list[float]] = {}
     seen_block = False
-    for k in report.kernels:
-        if k.index not in by_kernel:
+    for i, j in enumerate(price.order.tolist()):
+        seen_count[j] += 1
+        if not report.kernels[j].launches:
             continue
-        label = _block_label(report, k.nodes)
+        label = labels[j]
+        if label == "block 1":
+            label = f"block {seen_count[j]}"
         if label:
             seen_block = True
         else:
             label = "head" if seen_block else "embedding"
-        if label not in groups:
-            groups[label] = []
-            order.append(label)
-        groups[label].append(k)
-    out: list[BlockEnergy] = []
-    for label in order:
-        kernels = groups[label]
-        copies = max(1, len(kernels) // max(1, len({k.nodes for k in kernels})))
-        per = [(by_kernel[k.index].joules, by_kernel[k.index].seconds) for k in kernels]
-        joules = sum(j for j, _ in per) / copies
-        seconds = sum(t for _, t in per) / copies
-        n_kernels = len(kernels) // copies
-        if copies > 1 and label.startswith("block "):
-            first = int(label.split()[1])
-            out += [BlockEnergy(f"block {first + c}", joules, seconds, n_kernels) for c in range(copies)]
-        else:
-            out.append(BlockEnergy(label, joules, seconds, n_kernels))
-    return tuple(out)
+        row = groups.setdefault(label, [0.0, 0.0, 0])
+        row[0] += float(price.kernel_joules[i])
+        row[1] += float(price.kernel_seconds[i])
+        row[2] += 1
+    return tuple(BlockEnergy(label, j, t, int(n)) for label, (j, t, n) in groups.items())

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 
 import onnx
 
-from estimator.api import Estimate, Estimator
+from estimator.api import Estimator
 from estimator.cost.kernels import KernelReport
 from estimator.dtypes import dtype_bits
 from estimator.energy.physics import DTYPE_CHOICES
@@ -37,7 +37,8 @@ from estimator.errors import GraphStructureError, InputFileError, InvalidDimensi
 from estimator.llm.blocks import BlockEnergy, block_view
 from estimator.llm.integrate import StepSum, sum_steps
 from estimator.llm.parallel import all_reduce_cost, interconnect
-from estimator.llm.steps import StepKernels
+from estimator.llm.pricing import StepPricer
+from estimator.llm.steps import StepKernels, block_order
 from estimator.zoo.decoders import DecoderSpec, parse_decoder_spec, tensor_parallel_shard
 
 
@@ -189,9 +190,8 @@ def estimate_request(
     if spec is not None:
         cfg = tensor_parallel_shard(spec.config, tensor_parallel) if tensor_parallel > 1 else spec.config
         small = spec.build(_short(cfg, 2)) if cfg.layers > 2 else spec.build(cfg)
-        steps = StepKernels(
-            small, batch, fuse=estimator.runtime.fuses, layers=cfg.layers if cfg.layers > 2 else None
-        )
+        repeat = cfg.layers if cfg.layers > 2 else None
+        steps = StepKernels(small, batch, fuse=estimator.runtime.fuses, layers=repeat)
         layers, hidden = cfg.layers, cfg.hidden
         kv_heads, head_dim, has_cache = cfg.kv_heads, cfg.head_dim, spec.cache
         graph_kv_dtype = spec.dtype
@@ -202,6 +202,7 @@ def estimate_request(
                 "graph and is not split here"
             )
         steps = StepKernels(proto, batch, fuse=estimator.runtime.fuses)
+        repeat = None
         lay = steps.layout
         layers, kv_heads, head_dim, has_cache = lay.layers, lay.kv_heads, lay.head_dim, lay.has_cache
         hidden = 0  # only tensor parallelism needs it, and files are not split
@@ -212,8 +213,8 @@ def estimate_request(
             f"--kv-dtype {kv_type} sets the KV-cache size only; kernel traffic uses the graph's types"
         )
 
-    def price(report: KernelReport) -> Estimate:
-        return estimator.estimate_kernels(report, dtype=element)
+    pricer = StepPricer(estimator, element, repeat)
+    price = pricer.price  # joules and seconds of the whole model from the (stand-in's) kernels
 
     # Prefill (one pass, empty cache; extrapolated from past 1, 2 with a cache).
     if has_cache:
@@ -222,12 +223,17 @@ def estimate_request(
             raise GraphStructureError(
                 "prefill costs are not affine in the past length; cannot extrapolate to 0"
             )
-        prefill = price(steps.full(poly(0)))
+        prefill_report, prefill_facts = poly(0), poly.facts(0)
         notes.append(
             "prefill costed at past lengths 1 and 2 and extrapolated to an empty cache (exact: affine)"
         )
     else:
-        prefill = price(steps.full(steps.exact(prompt, 0)))
+        prefill_report, prefill_facts = steps.exact(prompt, 0), None
+    if not prefill_report.costs.nodes:
+        raise GraphStructureError(
+            "the model's graph has no nodes: it computes nothing, so it has no energy to estimate"
+        )
+    prefill = price(prefill_report, prefill_facts)
     n_steps = generate - 1
     at, lo, hi = _decode_kernels(steps, has_cache, prompt, n_steps, notes)
     # Only (joules, seconds) are kept per evaluated step: a 70B step is thousands of kernels.
@@ -235,7 +241,7 @@ def estimate_request(
 
     def step(x: int) -> tuple[float, float]:
         if x not in cache:
-            est = price(at(x))
+            est = price(*at(x))
             cache[x] = (est.joules, est.seconds)
         return cache[x]
 
@@ -243,7 +249,7 @@ def estimate_request(
     seconds: StepSum = sum_steps(lambda x: step(x)[1], lo, hi, rel_tol=rel_tol)
     n = tensor_parallel
     act_type = element or graph_kv_dtype
-    static_w = _static_power_w(prefill)
+    static_w = prefill.static_power_w
     prefill_comm = all_reduce_cost(
         estimator.profile,
         n,
@@ -262,10 +268,10 @@ def estimate_request(
         element_bytes=dtype_bits(act_type) // 8,
         static_power_w=static_w,
     )
-    first_report = at(lo) if n_steps else None
-    first = price(first_report) if first_report is not None else prefill
+    first_report, first_facts = at(lo) if n_steps else (None, None)
+    first = price(first_report, first_facts) if first_report is not None else prefill
     device_bytes = estimator.profile.dram_bytes
-    weights = float(sum(k.param_bytes for k in first_report.kernels)) if first_report is not None else 0.0
+    weights = _weight_bytes(first_report, repeat) if first_report is not None else 0.0
     cached = (
         kv_bytes_per_device(layers, kv_heads, head_dim, prompt + generate, batch, kv_type) if has_cache else 0
     )
@@ -288,14 +294,14 @@ def estimate_request(
         kv_bytes = 0.0
     return LLMEstimate(
         model=name,
-        hardware=prefill.hardware,
-        runtime=prefill.runtime,
-        boundary=prefill.boundary,
-        method=prefill.method,
+        hardware=estimator.profile.name,
+        runtime=estimator.runtime.name,
+        boundary=estimator.profile.measurement_boundary,
+        method=pricer.method,
         batch=batch,
         prompt_tokens=prompt,
         generated_tokens=generate,
-        dtype=prefill.dtype,
+        dtype=element or prefill_report.dominant_dtype,
         kv_dtype=kv_type,
         devices=n,
         has_cache=has_cache,
@@ -307,13 +313,11 @@ def estimate_request(
         decode_error_bound_joules=n * energy.error_bound,
         decode_evaluations=len(cache),
         kv_cache_bytes=kv_bytes,
-        weight_bytes_per_device=float(sum(k.param_bytes for k in first_report.kernels))
-        if first_report
-        else 0.0,
+        weight_bytes_per_device=weights,
         all_reduce_joules=n * (prefill_comm.joules + n_steps * decode_comm.joules),
         decode_step_blocks=block_view(first_report, first) if first_report else (),
         notes=tuple(notes),
-        not_costed=dict(prefill.not_costed),
+        not_costed=dict(prefill_report.costs.not_costed),
     )
 
 
@@ -325,9 +329,9 @@ def kv_bytes_per_device(
 
 
 def _decode_kernels(steps: StepKernels, has_cache: bool, prompt: int, n_steps: int, notes: list[str]):
-    """(kernels at step length x, first x, last x) of the decode steps."""
+    """((kernels, graph facts or None) at step length x, first x, last x) of the decode steps."""
     if n_steps == 0:
-        return (lambda x: steps.full(steps.exact(1, x))), 0, -1
+        return (lambda x: (steps.exact(1, x), None)), 0, -1
     if has_cache:
         lo, hi = prompt, prompt + n_steps - 1
         exact = lambda p: steps.exact(1, p)  # noqa: E731
@@ -342,10 +346,11 @@ def _decode_kernels(steps: StepKernels, has_cache: bool, prompt: int, n_steps: i
         notes.append(
             "step costs are not polynomial in the length here; every evaluated step was costed alone"
         )
-        return (lambda x: steps.full(exact(x))), lo, hi
-    return (lambda x: steps.full(poly(x))), lo, hi
+        return (lambda x: (exact(x), None)), lo, hi
+    return (lambda x: (poly(x), poly.facts(x))), lo, hi
 
 
-def _static_power_w(est: Estimate) -> float:
-    """Static power the prior charged while the device works, W."""
-    return est.prior.static_joules / est.prior.seconds if est.prior.seconds > 0 else 0.0
+def _weight_bytes(report: KernelReport, repeat: int | None) -> float:
+    """Parameter bytes of the whole model from its (stand-in's) kernels, B."""
+    order = block_order(report, repeat) if repeat else range(len(report.kernels))
+    return float(sum(report.kernels[j].param_bytes for j in order))

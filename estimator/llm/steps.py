@@ -32,6 +32,7 @@ import onnx
 
 from estimator.cost.kernels import Kernel, KernelReport, fuse_kernels
 from estimator.cost.nodes import count_costs
+from estimator.energy.physics import peak_live_activation_bytes
 from estimator.errors import GraphStructureError
 from estimator.graph.load import load_graph
 from estimator.zoo.decoders import LAYER_SCOPE
@@ -158,13 +159,54 @@ class StepKernels:
         return poly
 
 
+@dataclass(frozen=True)
+class GraphFacts:
+    """Graph-level facts of one binding that interpolated kernels do not carry (their ``costs`` are those of
+    the first fitted binding).
+
+    Attributes:
+        peak_live_bytes: peak of live run-time tensor bytes over the launch order, B.
+        input_elements: elements of the run-time inputs, at the binding's shapes.
+        block_cache_bytes: the larger of block 1's past-input and present-output bytes, B (what each further
+            block adds to the live peak while its cache is alive).
+        block_past_elements: elements of block 1's past key/value inputs.
+    """
+
+    peak_live_bytes: float
+    input_elements: float
+    block_cache_bytes: float = 0.0
+    block_past_elements: float = 0.0
+
+    @classmethod
+    def of(cls, report: KernelReport) -> GraphFacts:
+        """The facts of a costed binding."""
+        graph = report.costs.graph
+        tensors = {n: graph.tensor(n) for n in (*graph.inputs, *graph.outputs)}
+        inputs = sum(t.numel for n in graph.inputs if (t := tensors[n]) is not None and t.numel)
+        past = [tensors[n] for n in graph.inputs if (m := _PAST.match(n)) and m.group(1) == "1"]
+        present = [tensors[n] for n in graph.outputs if n.startswith("present.1.")]
+        past_bytes = sum(t.nbytes or 0 for t in past if t is not None)
+        present_bytes = sum(t.nbytes or 0 for t in present if t is not None)
+        return cls(
+            float(peak_live_activation_bytes(report)),
+            float(inputs),
+            float(max(past_bytes, present_bytes)),
+            float(sum(t.numel or 0 for t in past if t is not None)),
+        )
+
+    def as_row(self) -> list[float]:
+        """The facts as numbers, in field order."""
+        return [self.peak_live_bytes, self.input_elements, self.block_cache_bytes, self.block_past_elements]
+
+
 class _Polynomial:
     """Per-kernel cost fields as polynomials (degree ``len(xs) - 1``) of one length, exact at integers."""
 
-    def __init__(self, base: KernelReport, xs: np.ndarray, values: dict[str, np.ndarray]) -> None:
+    def __init__(self, base: KernelReport, xs: np.ndarray, values: dict[str, np.ndarray], facts) -> None:
         self.base = base
         self.xs = xs
         self.values = values  # field -> [len(xs), kernels]
+        self._facts = facts  # [len(xs), 4]: GraphFacts of the fitted bindings
 
     @classmethod
     def fit(cls, reports: Sequence[KernelReport], xs: Sequence[int]) -> _Polynomial | None:
@@ -172,15 +214,26 @@ class _Polynomial:
         if any([(k.name, k.kind, k.launches, k.dtype) for k in r.kernels] != shape for r in reports[1:]):
             return None
         values = {f: np.array([[getattr(k, f) for k in r.kernels] for r in reports], float) for f in _FIELDS}
-        return cls(reports[0], np.asarray(xs, float), values)
+        facts = np.array([GraphFacts.of(r).as_row() for r in reports])
+        return cls(reports[0], np.asarray(xs, float), values, facts)
 
-    def __call__(self, x: int) -> KernelReport:
-        """The kernels at length ``x`` (Lagrange interpolation through the fitted lengths, rounded)."""
+    def _weights(self, x: int) -> np.ndarray:
         weights = np.ones(len(self.xs))
         for i, xi in enumerate(self.xs):
             for j, xj in enumerate(self.xs):
                 if i != j:
                     weights[i] *= (x - xj) / (xi - xj)
+        return weights
+
+    def facts(self, x: int) -> GraphFacts:
+        """The graph facts at length ``x``, interpolated like the kernels (input elements are affine in the
+        length; the live peak is where one binding's largest tensors are alive, affine between changes of
+        which tensors those are)."""
+        return GraphFacts(*(float(v) for v in self._weights(x) @ self._facts))
+
+    def __call__(self, x: int) -> KernelReport:
+        """The kernels at length ``x`` (Lagrange interpolation through the fitted lengths, rounded)."""
+        weights = self._weights(x)
         fields = {f: np.rint(weights @ v).astype(np.int64).tolist() for f, v in self.values.items()}
         kernels = tuple(_with(k, {f: fields[f][i] for f in _FIELDS}) for i, k in enumerate(self.base.kernels))
         return replace(self.base, kernels=kernels)
@@ -202,12 +255,10 @@ def _block_of(report: KernelReport, kernel: Kernel) -> int | None:
     return None
 
 
-def repeat_blocks(report: KernelReport, layers: int) -> KernelReport:
-    """The kernels of a 2-block zoo decoder with its second block repeated to ``layers`` blocks in all.
-
-    Kernels before the first block and after the last stay once; block 0 stays once; block 1 is repeated
-    ``layers - 1`` times. Kernel indices are renumbered in launch order.
-    """
+def block_order(report: KernelReport, layers: int) -> list[int]:
+    """Indices into ``report.kernels`` (a 2-block zoo decoder) of the kernels of the ``layers``-block model in
+    launch order: kernels before the first block and after the last once, block 0 once, block 1
+    ``layers - 1`` times."""
     blocks = [_block_of(report, k) for k in report.kernels]
     seen = [i for i, b in enumerate(blocks) if b is not None]
     if not seen or {b for b in blocks if b is not None} != {0, 1}:
@@ -215,13 +266,20 @@ def repeat_blocks(report: KernelReport, layers: int) -> KernelReport:
             "repeat_blocks needs a 2-block zoo decoder (node scopes layers.0/, layers.1/)"
         )
     first, last = seen[0], seen[-1]
-    head = [k for i, k in enumerate(report.kernels) if i < first or (first <= i <= last and blocks[i] == 0)]
-    body = [k for i, k in enumerate(report.kernels) if first <= i <= last and blocks[i] == 1]
-    stray = [k for i, k in enumerate(report.kernels) if first <= i <= last and blocks[i] is None]
-    tail = [k for i, k in enumerate(report.kernels) if i > last]
-    ordered = head + stray + body * (layers - 1) + tail
-    kernels = tuple(_with(k, {"index": i}) for i, k in enumerate(ordered))
+    n = len(report.kernels)
+    head = [i for i in range(n) if i < first or (first <= i <= last and blocks[i] == 0)]
+    body = [i for i in range(first, last + 1) if blocks[i] == 1]
+    stray = [i for i in range(first, last + 1) if blocks[i] is None]
+    tail = list(range(last + 1, n))
+    return head + stray + body * (layers - 1) + tail
+
+
+def repeat_blocks(report: KernelReport, layers: int) -> KernelReport:
+    """The kernels of a 2-block zoo decoder with its second block repeated to ``layers`` blocks in all
+    (:func:`block_order`); kernel indices are renumbered in launch order."""
+    order = block_order(report, layers)
+    kernels = tuple(_with(report.kernels[j], {"index": i}) for i, j in enumerate(order))
     # Each original node maps to the last copy of its kernel (what liveness needs: when a tensor dies).
-    position = {id(k): i for i, k in enumerate(ordered)}
-    kernel_of_node = {n: position[id(report.kernels[k])] for n, k in report.kernel_of_node.items()}
+    last_copy = {j: i for i, j in enumerate(order)}
+    kernel_of_node = {n: last_copy[k] for n, k in report.kernel_of_node.items()}
     return replace(report, kernels=kernels, kernel_of_node=kernel_of_node)

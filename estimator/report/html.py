@@ -200,6 +200,7 @@ def render_report(
             f"<div class='warn'>{len(e.extrapolated)} features lie outside the trained model's data; the calibrated "
             f"answer is extrapolated. The physics prior alone says {_e(_si(e.prior.joules, 'J'))}.</div>"
         )
+    parts += [f"<div class='warn'>{_e(_capital(note))}.</div>" for note in getattr(e, "bounds", ())]
     parts.append("<h2>Baselines</h2><table>")
     parts += [
         f"<tr><td>{_e(baseline_name(k))}</td><td class='n'>{_e(_si(v, 'J'))}</td></tr>"

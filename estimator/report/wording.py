@@ -57,8 +57,10 @@ def interval_sentence(
     lo, hi = interval
     if correction == "cross-device":
         source = (
-            f"the cross-device model's errors on GPUs it had not seen (leave-one-device-out) put {level:.0%} of "
-            "true values in this range; it has no measurements of this device"
+            f"a {level:.0%} range from the cross-device model's errors on GPUs it had not seen (leave-one-device-"
+            "out: one GPU's bias plus the spread inside a GPU, every GPU weighted equally); it has no "
+            "measurements of this device, and on the GPUs with data its coverage ranged widely "
+            "(docs/evaluation_gpu.md)"
         )
     elif calibrated:
         source = (

@@ -28,8 +28,8 @@ blocks (and the LM head unless ``quantize_head=False``) as ONNX Runtime's weight
 zero points), as ``onnxruntime.quantization.matmul_4bits_quantizer`` writes them.
 
 Specs (``decoder_from_spec``): ``zoo:<name>[;key=value]*`` with ``<name>`` a key of :data:`DECODERS` and keys
-``cache=1|0``, ``dtype=float32|float16|bfloat16``, ``quant=none|int4|int8``, ``block=32``, ``layers=N`` (a
-shortened model); e.g. ``zoo:llama-3.1-8b;quant=int4``.
+``cache=1|0|paged`` (``paged``: the in-place cache of vLLM, see :func:`decoder`), ``dtype=float32|float16|bfloat16``,
+``quant=none|int4|int8``, ``block=32``, ``layers=N`` (a shortened model); e.g. ``zoo:llama-3.1-8b;quant=int4``.
 
 Why this module is long: the two families share one builder (attention, cache, quantised linears), and the
 published configurations, the tensor-parallel shard and the spec grammar describe that one builder.
@@ -38,7 +38,6 @@ published configurations, the tensor-parallel shard and the spec grammar describ
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -47,6 +46,7 @@ import onnx.helper as oh
 import onnx.numpy_helper
 
 from estimator.errors import DataError
+from estimator.zoo.decoder_configs import DECODERS, DecoderConfig
 
 _ELEM = {
     "float32": (onnx.TensorProto.FLOAT, 4),
@@ -57,74 +57,6 @@ _ELEM = {
 LAYER_SCOPE = "layers."
 #: Bits of the weight-only quantisation variants.
 QUANT_BITS = {"none": 0, "int4": 4, "int8": 8}
-
-
-@dataclass(frozen=True)
-class DecoderConfig:
-    """Architecture of a decoder-only LM (the fields of its published ``config.json``).
-
-    Attributes:
-        family: ``gpt2`` or ``llama``.
-        layers, hidden, heads, kv_heads, ffn, vocab: sizes (``ffn`` is the MLP's inner width).
-        max_positions: learned position table length (GPT-2 only).
-        tied_embeddings: the LM head reuses the token embedding table.
-        rope_theta: rotary base (Llama only).
-        head_size: elements per head when it is not ``hidden / heads`` (a tensor-parallel shard).
-    """
-
-    family: str
-    layers: int
-    hidden: int
-    heads: int
-    kv_heads: int
-    ffn: int
-    vocab: int
-    max_positions: int = 0
-    tied_embeddings: bool = False
-    rope_theta: float = 10000.0
-    head_size: int = 0
-
-    @property
-    def head_dim(self) -> int:
-        """Elements per attention head (``head_size``, or ``hidden / heads`` when it is 0)."""
-        return self.head_size or self.hidden // self.heads
-
-    def params(self) -> int:
-        """Parameter count from the architecture alone (closed form, independent of the graph)."""
-        h, d, kv, q = self.hidden, self.head_dim, self.kv_heads, self.heads * self.head_dim
-        if self.family == "gpt2":
-            attn = (h * 3 * q + 3 * q) + (q * h + h)
-            block = 4 * h + attn + (h * self.ffn + self.ffn) + (self.ffn * h + h)
-            return self.vocab * h + self.max_positions * h + self.layers * block + 2 * h
-        attn = h * q + 2 * h * kv * d + q * h
-        block = attn + 3 * h * self.ffn + 2 * h
-        head = 0 if self.tied_embeddings else self.vocab * h
-        return self.vocab * h + self.layers * block + h + head
-
-
-#: Published configurations (the models' ``config.json`` on the Hugging Face hub).
-DECODERS: Mapping[str, DecoderConfig] = {
-    "gpt2": DecoderConfig("gpt2", 12, 768, 12, 12, 3072, 50257, 1024, True),
-    "gpt2-medium": DecoderConfig("gpt2", 24, 1024, 16, 16, 4096, 50257, 1024, True),
-    "gpt2-large": DecoderConfig("gpt2", 36, 1280, 20, 20, 5120, 50257, 1024, True),
-    "gpt2-xl": DecoderConfig("gpt2", 48, 1600, 25, 25, 6400, 50257, 1024, True),
-    "llama-2-7b": DecoderConfig("llama", 32, 4096, 32, 32, 11008, 32000),
-    "llama-2-13b": DecoderConfig("llama", 40, 5120, 40, 40, 13824, 32000),
-    "llama-2-70b": DecoderConfig("llama", 80, 8192, 64, 8, 28672, 32000),
-    "llama-3.1-8b": DecoderConfig("llama", 32, 4096, 32, 8, 14336, 128256, rope_theta=500000.0),
-    "llama-3.1-70b": DecoderConfig("llama", 80, 8192, 64, 8, 28672, 128256, rope_theta=500000.0),
-    "llama-3.2-1b": DecoderConfig("llama", 16, 2048, 32, 8, 8192, 128256, tied_embeddings=True),
-    "llama-3.2-3b": DecoderConfig("llama", 28, 3072, 24, 8, 8192, 128256, tied_embeddings=True),
-    "llama-3.1-405b": DecoderConfig("llama", 126, 16384, 128, 8, 53248, 128256, rope_theta=500000.0),
-    "mistral-7b": DecoderConfig("llama", 32, 4096, 32, 8, 14336, 32000, rope_theta=1000000.0),
-    "mistral-7b-v0.3": DecoderConfig("llama", 32, 4096, 32, 8, 14336, 32768, rope_theta=1000000.0),
-    "mistral-nemo-12b": DecoderConfig("llama", 40, 5120, 32, 8, 14336, 131072, rope_theta=1e6, head_size=128),
-    "mistral-large-2407": DecoderConfig("llama", 88, 12288, 96, 8, 28672, 32768, rope_theta=1000000.0),
-    "codellama-7b": DecoderConfig("llama", 32, 4096, 32, 32, 11008, 32016, rope_theta=1000000.0),
-    "codellama-13b": DecoderConfig("llama", 40, 5120, 40, 40, 13824, 32016, rope_theta=1000000.0),
-    "codellama-34b": DecoderConfig("llama", 48, 8192, 64, 8, 22016, 32000, rope_theta=1000000.0),
-    "codellama-70b": DecoderConfig("llama", 80, 8192, 64, 8, 28672, 32016, rope_theta=1000000.0),
-}
 
 
 class _Builder:
@@ -185,6 +117,7 @@ class _Builder:
 @dataclass(frozen=True)
 class _Options:
     cache: bool
+    paged: bool
     bits: int
     block: int
     quantize_head: bool
@@ -265,19 +198,31 @@ def _attention(
         dims = ["batch_size", kv, "past_sequence_length", d]
         pk, pv = f"past_key_values.{i}.key", f"past_key_values.{i}.value"
         past = [oh.make_tensor_value_info(name, b.elem, dims) for name in (pk, pv)]
-        k = present_k = b.op("Concat", [pk, k], axis=2)
-        v = present_v = b.op("Concat", [pv, v], axis=2)
+        if opts.paged:  # only the new keys/values leave the graph; the runtime appends them in place
+            present_k, present_v = k, v
+        else:
+            k = present_k = b.op("Concat", [pk, k], axis=2)
+            v = present_v = b.op("Concat", [pv, v], axis=2)
     groups = n // kv
     if groups > 1:  # the queries of one KV group stacked: [b, kv, groups * s, d]; K and V never repeated
         q = b.op("Reshape", [q, b.const([0, kv, -1, d])])
     scores = b.op("MatMul", [q, b.op("Transpose", [k], perm=[0, 1, 3, 2])])
+    if opts.cache and opts.paged:  # scores over the cache read where it lies (no transposed copy), then new
+        cached = b.op("Einsum", [q, pk], equation="bkqd,bktd->bkqt")
+        scores = b.op("Concat", [cached, scores], axis=-1)
     if groups > 1:
         scores = b.op("Reshape", [scores, b.const([0, n, -1, 0])])
     scores = b.op("Add", [b.op("Mul", [scores, b.const(1.0 / math.sqrt(d), "dtype")]), mask])
     probs = b.op("Softmax", [scores], axis=-1)
     if groups > 1:
         probs = b.op("Reshape", [probs, b.const([0, kv, -1, 0])])
-    ctx = b.op("MatMul", [probs, v])
+    if opts.cache and opts.paged:
+        cut = b.op("Shape", [pk], start=2, end=3)
+        to_cache = b.op("Slice", [probs, b.const([0]), cut, b.const([-1])])
+        to_new = b.op("Slice", [probs, cut, b.const([2**62]), b.const([-1])])
+        ctx = b.op("Add", [b.op("MatMul", [to_cache, pv]), b.op("MatMul", [to_new, v])])
+    else:
+        ctx = b.op("MatMul", [probs, v])
     if groups > 1:
         ctx = b.op("Reshape", [ctx, b.const([0, n, -1, d])])
     ctx = b.op("Reshape", [b.op("Transpose", [ctx], perm=[0, 2, 1, 3]), b.const([0, 0, n * d])])
@@ -319,6 +264,7 @@ def decoder(
     cfg: DecoderConfig,
     *,
     cache: bool = True,
+    paged: bool = False,
     dtype: str = "float16",
     quant: str = "none",
     block: int = 32,
@@ -329,6 +275,10 @@ def decoder(
 
     Args:
         cache: with past key/value inputs and present outputs (True) or a plain cache-free decoder.
+        paged: with a cache, the in-place layout (vLLM's paged cache): ``present.N.key/value`` hold only the
+            new tokens' keys and values (``[batch, kv_heads, sequence_length, head_dim]``) for the runtime to
+            append where the cache lies, and attention reads the cache once where it is (scores and the
+            weighted sum split into a cached and a new part) instead of concatenating it into a new tensor.
         dtype: activations and float weights (``float32``, ``float16``, ``bfloat16``).
         quant: ``none``, ``int4`` or ``int8`` weight-only quantisation of the linear layers (MatMulNBits).
         block: quantisation block size along the input dimension (elements, >= 16, a power of two).
@@ -342,7 +292,7 @@ def decoder(
         )
     if block < 16 or block & (block - 1):
         raise DataError(f"block={block} must be a power of two >= 16")
-    opts = _Options(cache, QUANT_BITS[quant], block, quantize_head)
+    opts = _Options(cache, paged and cache, QUANT_BITS[quant], block, quantize_head)
     b = _Builder(dtype)
     table = b.weight("model.embed_tokens.weight", [cfg.vocab, cfg.hidden])
     x = b.op("Gather", [table, "input_ids"])
@@ -383,7 +333,12 @@ def decoder(
         logits = b.op("MatMul", [x, b.weight("lm_head.weight", [cfg.hidden, cfg.vocab])])
     b.nodes.append(oh.make_node("Identity", [logits], ["logits"], name="logits"))
     outputs = [oh.make_tensor_value_info("logits", b.elem, ["batch_size", "sequence_length", cfg.vocab])]
-    kv_dims = ["batch_size", cfg.kv_heads, "total_sequence_length", cfg.head_dim]
+    kv_dims = [
+        "batch_size",
+        cfg.kv_heads,
+        "sequence_length" if opts.paged else "total_sequence_length",
+        cfg.head_dim,
+    ]
     for src, out in presents:
         b.nodes.append(oh.make_node("Identity", [src], [out], name=out))
         outputs.append(oh.make_tensor_value_info(out, b.elem, kv_dims))
@@ -438,12 +393,14 @@ class DecoderSpec:
     dtype: str = "float16"
     quant: str = "none"
     block: int = 32
+    paged: bool = False
 
     def build(self, config: DecoderConfig | None = None) -> onnx.ModelProto:
         """The graph of this spec, or of ``config`` (a shard or a shortened copy) with the same options."""
         return decoder(
             config or self.config,
             cache=self.cache,
+            paged=self.paged,
             dtype=self.dtype,
             quant=self.quant,
             block=self.block,
@@ -474,14 +431,15 @@ def parse_decoder_spec(spec: str) -> DecoderSpec:
             cfg = replace(cfg, layers=int(keys["layers"]))
     except ValueError as exc:
         raise DataError(f"model spec {spec!r}: block and layers must be integers") from exc
-    if keys["cache"] not in ("0", "1"):
-        raise DataError(f"model spec {spec!r}: cache must be 0 or 1")
+    if keys["cache"] not in ("0", "1", "paged"):
+        raise DataError(f"model spec {spec!r}: cache must be 0, 1 or paged")
     if keys["dtype"] not in _ELEM or keys["quant"] not in QUANT_BITS or cfg.layers < 1:
         raise DataError(
             f"model spec {spec!r}: dtype must be one of {', '.join(_ELEM)}, quant one of "
             f"{', '.join(QUANT_BITS)}, layers >= 1"
         )
-    return DecoderSpec(name, cfg, keys["cache"] == "1", keys["dtype"], keys["quant"], block)
+    cache = keys["cache"]
+    return DecoderSpec(name, cfg, cache != "0", keys["dtype"], keys["quant"], block, cache == "paged")
 
 
 def decoder_from_spec(spec: str) -> tuple[onnx.ModelProto, DecoderConfig]:
