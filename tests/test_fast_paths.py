@@ -16,7 +16,8 @@ from estimator.energy.physics import kernel_arrays, peak_live_activation_bytes
 from estimator.graph.load import load_graph
 from estimator.graph.reading import node_views, to_array_fast
 from estimator.learn.features import FEATURE_NAMES, build_features
-from estimator.learn.regressor import Forest, ResidualRegressor
+from estimator.learn.forest import Forest
+from estimator.learn.regressor import ResidualRegressor
 from estimator.zoo.nasbench201 import nasbench201
 
 xgb = pytest.importorskip("xgboost")
