@@ -1,9 +1,11 @@
-"""Long fuzz run: ``python scripts/fuzz.py --cases 5000 --seed 1`` prints, per family, cases and outcomes.
+"""Long fuzz run: ``python scripts/fuzz.py --cases 5000 --seed 7`` prints, per family, cases and outcomes.
 
 Outcomes: exit 0 with a valid answer, exit 2 with one line, and the failures - tracebacks, hangs, crashes
 (killed or out of memory) and silent wrong answers (exit 0 with a non-finite or malformed answer, an error of
 more than one line, or a changed store of trained models). Exit code 1 when any case failed; each failure is
-listed with its family and seed (rerun one with ``--family F --seed S --cases 1``).
+listed with its family and seed (rerun one with ``--family F --seed S --cases 1``). A run of N cases over F
+families runs the case seeds S .. S + N/F - 1 of each family, so runs at nearby seeds mostly repeat each other:
+for new cases, start past the last run's range (e.g. ``--seed 100000``).
 """
 
 from __future__ import annotations

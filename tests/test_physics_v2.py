@@ -297,11 +297,19 @@ def test_runtime_dispatch_times_come_from_the_runtime_table(hw):
 
 
 def test_tdp_clamp_holds_busy_power_at_tdp(hw):
-    m, k, n = 1280, 128, 1280
-    profile = hw(tdp=40)  # 30 W static + 1 pJ/FLOP at 1 TFLOP/s = 31 W, plus memory; 40 W does not hold
+    # A memory-bound Add (a GEMM's energy is already set by the power limit, test_physics_v2_gemm.py):
+    # 30 W static + 1e-10 J/B x 1e12 B/s = 130 W busy; a 40 W TDP does not hold it.
+    n = 1_000_000
+    model = parse(
+        f"""
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[{n}] A, float[{n}] B) => (float[{n}] C) {{ C = Add (A, B) }}
+        """
+    )
+    profile = hw(tdp=40)
     c = V2Constants(host_dispatch_s=0.0, host_call_s=0.0, gpu_kernel_floor_s=0.0, bandwidth_ramp_s=0.0)
-    free = energy_prior_v2(_kernels(_matmul(m, k, n, "float16")), hw(), constants=c)
-    p = energy_prior_v2(_kernels(_matmul(m, k, n, "float16")), profile, constants=c)
+    free = energy_prior_v2(_kernels(model), hw(), constants=c)
+    p = energy_prior_v2(_kernels(model), profile, constants=c)
     assert p.throttled and not free.throttled
     dynamic = p.compute_joules + p.memory_joules.sum()
     assert math.isclose(p.seconds, dynamic / (40 - 30))

@@ -14,8 +14,11 @@ ceil(K / TILE_K)))``. The fraction of peak a contraction reaches is
 
     efficiency = M * N * K * G / (waves * SMs * TILE_M * TILE_N * ceil(K / splits))
 
-(1.0 for shapes that fill every tile and every wave). Small-``N`` grouped convolutions (depthwise) are not run
-as GEMMs on tensor cores: :func:`runs_as_gemm` sends them to the vector path at full efficiency.
+(1.0 for shapes that fill every tile and every wave). The libraries choose the tile per shape; the prior takes
+the best-quantising of :data:`LIBRARY_TILES` (:func:`library_tile_efficiency`). A matrix product with a matrix
+``(..., m, k) x (k, n)`` (a weight) is one GEMM over the flattened leading dimensions (``M = prod(...) x m``).
+Small-``N`` grouped convolutions (depthwise) are not run as GEMMs on tensor cores: :func:`runs_as_gemm` sends
+them to the vector path at full efficiency.
 
 **Bandwidth fraction by bytes moved.** A memory-bound kernel pays a fixed ramp (fill and drain of the memory
 pipeline, the tail of the last wave) before streaming at the sustained rate, so its time is
@@ -44,6 +47,11 @@ from estimator.cost.kernels import Kernel, KernelReport
 #: 128x128 (Matrix Multiplication Background User's Guide, sec. 2.3); 128x128 is the one used here.
 TILE_M = 128
 TILE_N = 128
+#: Output tiles the libraries choose between for one GEMM (elements). The Matrix Multiplication Background
+#: User's Guide (DU-09799-001, sec. 2.3 and ch. 3) lists 256x128, 128x128, 128x64, 64x128 and 64x64 among
+#: cuBLAS's tiles, chosen per shape; the three middle ones are taken (larger tiles reuse more data, smaller ones
+#: quantise less: the largest and smallest are left out as rarely the best choice - estimated).
+LIBRARY_TILES = ((128, 128), (128, 64), (64, 128))
 #: Depth of one K step of a tile (elements); split-K never splits finer than this.
 TILE_K = 128
 #: Fixed time a memory-bound kernel loses before streaming at the sustained rate, s. Estimated: the
@@ -73,13 +81,22 @@ class GemmShape:
         return self.m * self.n * self.k * self.groups
 
 
-def tile_wave_efficiency(shape: GemmShape, sms: int) -> float:
-    """Fraction of the dense peak a GEMM of ``shape`` reaches on ``sms`` SMs (module docstring, 0 < e <= 1)."""
-    tiles = math.ceil(shape.m / TILE_M) * math.ceil(shape.n / TILE_N) * shape.groups
+def tile_wave_efficiency(shape: GemmShape, sms: int, tile: tuple[int, int] = (TILE_M, TILE_N)) -> float:
+    """Fraction of the dense peak a GEMM of ``shape`` reaches on ``sms`` SMs with output tiles of ``tile``
+    (module docstring, 0 < e <= 1)."""
+    tile_m, tile_n = tile
+    tiles = math.ceil(shape.m / tile_m) * math.ceil(shape.n / tile_n) * shape.groups
     splits = max(1, min(sms // tiles, math.ceil(shape.k / TILE_K))) if tiles < sms else 1
     waves = math.ceil(tiles * splits / sms)
-    occupied = waves * sms * TILE_M * TILE_N * math.ceil(shape.k / splits)
+    occupied = waves * sms * tile_m * tile_n * math.ceil(shape.k / splits)
     return min(1.0, shape.macs / occupied)
+
+
+def library_tile_efficiency(shape: GemmShape, sms: int) -> float:
+    """Tile and wave efficiency of the best of the library's tiles (:data:`LIBRARY_TILES`) for ``shape``:
+    cuBLAS and cuDNN choose a tile per shape by heuristics, which avoid a half-empty last wave where a
+    narrower tile fills it; the heuristics are not public, so the best quantisation stands for them."""
+    return max(tile_wave_efficiency(shape, sms, tile) for tile in LIBRARY_TILES)
 
 
 def bandwidth_fraction(
@@ -103,23 +120,14 @@ def runs_as_gemm(shape: GemmShape) -> bool:
     return shape.n >= _MIN_GEMM_DIM and shape.k >= _MIN_GEMM_DIM
 
 
-#: Weight-only quantised products: ``A[..., k] x W[k, n]`` with W packed, always one GEMM of ``prod(...)`` rows.
-_ONE_GEMM_OPS = frozenset({"MatMulNBits", "Gemm"})
-
-
-def _rank(graph, name: str) -> int | None:
-    """Rank of tensor ``name`` when known."""
-    info = graph.tensor(name) if name else None
-    return len(info.shape) if info is not None and info.shape is not None else None
-
-
 def gemm_shape(kernels: KernelReport, kernel: Kernel) -> GemmShape | None:
     """The GEMM of a contraction kernel's anchor node, from its output shape and MACs; None when unknown.
 
     Convolutions (NCHW; NhwcConv channel-last): ``M = batch x output pixels``, ``N = C_out / group``,
     ``G = group``; matrix products: ``M, N`` the last two output dimensions, ``G`` the product of the leading
-    ones, except that a product with a 2-D second operand (a weight) or a weight-only quantised one is one
-    GEMM whose ``M`` is the product of every output dimension but the last. ``K = MACs / (M N G)`` in both cases, so the count stays the cost engine's.
+    ones, except that a product whose second operand is one matrix (rank 2, or a stored weight such as a
+    weight-only quantised one) is one GEMM whose ``M`` is the product of every output dimension but the last.
+    ``K = MACs / (M N G)`` in both cases, so the count stays the cost engine's.
     """
     report = kernels.costs
     graph = report.graph
@@ -139,20 +147,31 @@ def gemm_shape(kernels: KernelReport, kernel: Kernel) -> GemmShape | None:
             channels = dims[-1] if node.op_type == "NhwcConv" else dims[1]
             pixels = dims[0] * int(np.prod(dims[1:-1] if node.op_type == "NhwcConv" else dims[2:]))
             m, n, g, op_class = pixels, max(channels // group, 1), group, "conv"
-        elif node.op_type in _ONE_GEMM_OPS or _rank(graph, gn.inputs[1] if len(gn.inputs) > 1 else "") == 2:
-            # A[..., m, k] @ B[k, n] (a weight): the leading dimensions of A fold into the rows of one GEMM,
-            # as frameworks run it (A viewed as [prod(...) * m, k]); a decoder step at batch 128 is M = 128.
-            m, n, g, op_class = int(np.prod(dims[:-1])), dims[-1], 1, "matmul"
         else:
             m = dims[-2] if len(dims) >= 2 else 1
             n = dims[-1]
             g = int(np.prod(dims[:-2])) if len(dims) > 2 else 1
+            if g > 1 and _second_operand_is_a_matrix(graph, gn):
+                # (..., m, k) x (k, n): one GEMM over the flattened leading dimensions (what torch.matmul and
+                # nn.Linear do with a weight), not a batch of small ones.
+                m, g = m * g, 1
             op_class = "matmul"
         if m <= 0 or n <= 0 or g <= 0:
             return None
         k = max(1, round(node.macs / (m * n * g)))
         return GemmShape(m, n, k, g, op_class)
     return None
+
+
+def _second_operand_is_a_matrix(graph, node) -> bool:
+    """Whether a matrix product's second input is one matrix shared by every leading index: rank 2, or a stored
+    weight (packed quantised weights such as MatMulNBits' are rank 3 but still one matrix)."""
+    if len(node.inputs) < 2 or not node.inputs[1]:
+        return False
+    name = node.inputs[1]
+    tensor = graph.tensor(name)
+    rank = None if tensor is None or tensor.shape is None else len(tensor.shape)
+    return rank == 2 or (node.op_type != "MatMul" and graph.is_constant(name))
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ kernels, kernel efficiency that depends on size, and the precision the runtime r
   class (:data:`estimator.energy.gpu_efficiency.TF32_BY_RUNTIME`), otherwise on the FP32 vector path; other
   dtypes as in v1 (the matrix path where the device has one);
 * ``t_compute = flops / (peak * achievable_compute_fraction * e_tile)`` with ``e_tile`` the tile and wave
-  quantisation of the kernel's GEMM (:func:`~estimator.energy.gpu_efficiency.tile_wave_efficiency`; 1 for
-  non-contractions and for grouped convolutions that do not run as GEMMs);
+  quantisation of the kernel's GEMM with the best of the library's tiles
+  (:func:`~estimator.energy.gpu_efficiency.library_tile_efficiency`; 1 for non-contractions and for grouped
+  convolutions that do not run as GEMMs);
 * ``t_memory = bytes_beyond_L1 / (DRAM_bandwidth * fraction(bytes))``, the fraction rising with the bytes moved
   (:func:`~estimator.energy.gpu_efficiency.bandwidth_fraction`);
 * GPU time ``g_k = max(t_compute, t_memory, t_floor)``, ``t_floor`` the shortest a kernel occupies the GPU
@@ -21,7 +22,9 @@ kernels, kernel efficiency that depends on size, and the precision the runtime r
 
 Energy: ``E = P_static * B + P_ctx * (T - B) + sum(E_dynamic)`` with ``B = sum(g)`` the time the GPU is busy,
 ``P_static`` the profile's busy static power, ``P_ctx`` its idle-with-context power (a CUDA context resident,
-the board waiting for the host), ``E_dynamic`` per kernel as in v1 (FLOPs x J/FLOP + bytes per level x J/B).
+the board waiting for the host), ``E_dynamic`` per kernel as in v1 (FLOPs x J/FLOP + bytes per level x J/B),
+except that a GEMM draws the power limit: its ``E_dynamic`` is at least ``(TDP - P_static) x flops / (peak x
+achievable_compute_fraction)`` (:func:`gemm_power_limit_joules`).
 TDP clamp: if ``(P_static * B + sum(E_dynamic)) / B`` would exceed TDP, every ``g_k`` stretches by the same
 factor so that busy power equals TDP, before the pipeline runs.
 
@@ -35,14 +38,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from estimator.cost.kernels import KernelReport
 from estimator.energy.gpu_efficiency import (
     BANDWIDTH_RAMP_S,
     bandwidth_fraction,
     gemm_shape,
+    library_tile_efficiency,
     runs_as_gemm,
-    tile_wave_efficiency,
     uses_tf32,
 )
 from estimator.energy.hardware import HardwareProfile
@@ -134,12 +138,14 @@ class _Compute:
     peak: np.ndarray  # FLOP/s each kernel's arithmetic runs at, before efficiency
     efficiency: np.ndarray  # tile and wave quantisation, (0, 1]
     e_flop: np.ndarray  # J/FLOP
+    gemm: np.ndarray  # whether the kernel runs as a tiled GEMM (known shape, at least one MMA wide)
     unshaped: int  # contraction kernels without a known GEMM shape (timed at efficiency 1)
 
 
 def _compute_paths(kernels: KernelReport, hw: HardwareProfile, runtime: Runtime, dtypes, matrix) -> _Compute:
     n = len(kernels.kernels)
     peak, eff, e_flop = np.empty(n), np.ones(n), np.empty(n)
+    gemm = np.zeros(n, dtype=bool)
     unshaped = 0
     for i, k in enumerate(kernels.kernels):
         dt = dtypes[i]
@@ -154,12 +160,13 @@ def _compute_paths(kernels: KernelReport, hw: HardwareProfile, runtime: Runtime,
                 op_class = shape.op_class
             else:
                 op_class = shape.op_class
-                eff[i] = tile_wave_efficiency(shape, hw.compute_units)
+                eff[i] = library_tile_efficiency(shape, hw.compute_units)
+                gemm[i] = True
             if on_matrix and compute_dtype_class(dt) == "fp32":
                 on_matrix = uses_tf32(runtime.name, op_class)
         peak[i] = hw.peak_flops_per_s(dt, matrix=on_matrix)
         e_flop[i] = hw.energy_per_flop_j(dt)
-    return _Compute(peak, eff, e_flop, unshaped)
+    return _Compute(peak, eff, e_flop, gemm, unshaped)
 
 
 def pipeline_end_times(gpu_s: np.ndarray, issue_s: np.ndarray) -> np.ndarray:
@@ -203,6 +210,22 @@ class DeviceTerms:
     unshaped: int
 
 
+def gemm_power_limit_joules(flops: ArrayLike, rate: ArrayLike, hw: HardwareProfile) -> np.ndarray:
+    """Dynamic energy, J, of GEMMs of ``flops`` that run at ``rate`` FLOP/s (peak x achievable fraction) when
+    the board draws its power limit: ``(TDP - P_static) x flops / rate``.
+
+    Dense GEMMs are power-limited on NVIDIA GPUs: GPU Boost raises clock and voltage until board power reaches
+    the limit (A100 matmuls throttle at 400 W: H. He, "Strangely, Matrix Multiplications on GPUs Run Faster
+    When Given 'Predictable' Data!", thonking.ai, 2024; cuBLAS SGEMM and DGEMM at the power limit of A40, A100
+    and H100: blogs.fau.de/adityauj, 2025-11-15). A GEMM of tile efficiency ``e`` then draws
+    ``P_static + e x (TDP - P_static)``: its time grows by ``1/e`` for the same energy.
+    """
+    headroom = max(hw.tdp_w - static_power_w(hw, hw.compute_units), 0.0)
+    flops, rate = np.asarray(flops, dtype=np.float64), np.asarray(rate, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(rate > 0, headroom * flops / rate, 0.0)
+
+
 def device_terms(
     kernels: KernelReport, hw: HardwareProfile, runtime: Runtime, dtype: str | None = None
 ) -> DeviceTerms:
@@ -217,6 +240,10 @@ def device_terms(
     level_energy = np.array([lv.energy_per_byte_j for lv in hw.caches] + [hw.dram_energy_per_byte_j])
     memory_j = placement.bytes_by_level * level_energy
     compute_j = ka.flops * paths.e_flop
+    # A GEMM draws the board's power limit at the achievable rate (GPU Boost raises the clocks until it does):
+    # its dynamic energy is at least the TDP headroom over its full-efficiency time.
+    limit_j = gemm_power_limit_joules(ka.flops, paths.peak * hw.achievable_compute_fraction, hw)
+    compute_j = np.where(paths.gemm, np.maximum(compute_j, limit_j - memory_j.sum(axis=1)), compute_j)
     return DeviceTerms(
         t_compute=t_compute,
         beyond_l1_bytes=beyond_l1,

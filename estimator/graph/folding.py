@@ -70,6 +70,8 @@ def _fold(
 ) -> list[np.ndarray] | None:
     """Evaluate a shape-arithmetic node with numpy when its inputs are known; None when it cannot."""
     op = node.op_type
+    if op in ("Shape", "Size") and not node.input:
+        return None  # a malformed node (no data input) folds nothing; validation and cost rules report it
     if op == "Shape":
         shape = types.get(node.input[0], (None, ""))[0]
         if shape is None:

@@ -17,6 +17,7 @@ import onnx
 import onnx.numpy_helper
 
 from estimator.graph.reading import _is_external
+from estimator.graph.validate import _has_data
 
 #: Ops whose shape operand (position) may hold the exported batch as its leading entry.
 _SHAPE_OPERANDS = {"Reshape": 1, "Expand": 1, "ConstantOfShape": 0}
@@ -35,12 +36,12 @@ def rebatch_model(
             vi.type.tensor_type.ClearField("shape")
     values: dict[str, np.ndarray] = {}
     for t in graph.initializer:
-        if len(t.dims) == 1 and t.dims[0] <= 16 and not _is_external(t):
+        if len(t.dims) == 1 and t.dims[0] <= 16 and not _is_external(t) and _has_data(t):
             values[t.name] = onnx.numpy_helper.to_array(t)
     for node in graph.node:
         if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
             t = node.attribute[0].t
-            if len(t.dims) == 1 and t.dims[0] <= 16 and not _is_external(t):
+            if len(t.dims) == 1 and t.dims[0] <= 16 and not _is_external(t) and _has_data(t):
                 values[node.output[0]] = onnx.numpy_helper.to_array(t)
     runtime = set(inputs)
     patched: dict[str, str] = {}

@@ -26,7 +26,7 @@ _BASES = {
     "conv": """<ir_version: 8, opset_import: ["" : 17]>
         g (float[N,3,16,16] x, float[8,3,3,3] w, float[8] b) => (float[N,10] y) {
           c = Conv<pads = [1,1,1,1]>(x, w, b)  r = Relu(c)  p = GlobalAveragePool(r)  f = Flatten(p)
-          k = Constant<value = float[8,10] {0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+          k = Constant<value = float[8,10] {0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
             0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0}>()
           y = MatMul(f, k) }""",
     "matmul": """<ir_version: 8, opset_import: ["" : 17]>

@@ -1,5 +1,11 @@
 """Run fuzz cases in forked children with a time and memory limit, and judge each against the contract.
 
+Forking is safe here because the parent never starts an OpenMP thread pool: :func:`warm_up` first pins OpenMP
+to one thread (``OMP_NUM_THREADS=1``, read by the OpenMP runtime when it is loaded, that is when xgboost is first
+imported), and refuses to run in a process where an OpenMP runtime was loaded before that. GNU libgomp is not
+fork-safe: a child of a parent that has run a parallel region with a thread pool waits forever for the pool's
+threads, which a fork does not copy - every case that ran the xgboost GPU correction used to hang to its limit.
+
 The contract: exit 0 with finite, schema-valid output, or exit 2 with one line ``estimate: error: ...``;
 never a traceback, a hang, a non-finite number, a crash, or a changed store of trained models.
 Outcomes: ``ok0`` / ``ok2`` pass; ``traceback``, ``hang``, ``crash`` (killed, out of memory),
@@ -15,6 +21,7 @@ import io
 import json
 import math
 import os
+import re
 import resource
 import signal
 import tempfile
@@ -120,6 +127,8 @@ def _judge_output(argv: list[str], text: str) -> tuple[str, str]:
                     "wrong",
                     f"implausible answer {data['joules_per_inference']} J, {data['avg_power_w']} W",
                 )
+            correction = data.get("correction") or "no correction"
+            return "ok0", f"json: {data['joules_per_inference']:.3g} J on {data['hardware']} ({correction})"
         return "ok0", "json"
     lowered = f" {text.lower()} "
     for token in (" nan", " inf ", "infinity", "-inf"):
@@ -180,19 +189,53 @@ def _judge_library(case: Case, folder: str) -> tuple[str, str]:
     raise ValueError(f"unknown call {case.call!r}")
 
 
+#: Shared libraries of OpenMP runtimes (GNU, LLVM, Intel) as they appear in /proc/self/maps.
+_OPENMP_RUNTIME = re.compile(r"lib(gomp|omp|iomp5)[-.][^/]*$")
+
+
+def pin_openmp_to_one_thread() -> None:
+    """Make this process safe to fork after xgboost runs: OpenMP limited to one thread, so no thread pool exists.
+
+    Must run before any OpenMP runtime is loaded (xgboost, scikit-learn and torch load one when imported); raises
+    RuntimeError if one is already loaded without ``OMP_NUM_THREADS=1``, since its pool size is then fixed.
+    """
+    if os.environ.get("OMP_NUM_THREADS") == "1":
+        return
+    maps = Path("/proc/self/maps")
+    loaded = sorted(
+        {m.group(0) for line in maps.read_text().splitlines() if (m := _OPENMP_RUNTIME.search(line))}
+        if maps.exists()
+        else ()
+    )
+    if loaded:
+        raise RuntimeError(
+            f"an OpenMP runtime ({', '.join(loaded)}) is already loaded and not pinned to one thread, so forked"
+            " cases could hang in it: run the fuzz runner in a fresh interpreter, or with OMP_NUM_THREADS=1"
+        )
+    os.environ["OMP_NUM_THREADS"] = "1"
+
+
 def warm_up() -> None:
-    """Import and run once what every case uses, in this process, so that forked cases start warm."""
+    """Import and run once what every case uses, in this process, so that forked cases start warm.
+
+    That includes an a100 estimate, which loads and runs the xgboost GPU correction here; OpenMP is pinned to one
+    thread first (:func:`pin_openmp_to_one_thread`) so that the forked cases can run it again without hanging.
+    """
     from tests.fuzz.cases import base_model
 
+    pin_openmp_to_one_thread()
     with tempfile.TemporaryDirectory(prefix="fuzz-warm-") as folder:
         model = Path(folder) / "m.onnx"
         model.write_bytes(base_model("conv").SerializeToString())
-        for argv in (
-            [str(model), "--hw", "a100", "--batch", "2", "--json"],
-            ["layers", str(model), "--batch", "1"],
-            [str(model), "--batch", "x"],
+        for argv, expected in (
+            ([str(model), "--hw", "a100", "--batch", "2", "--json"], "ok0"),
+            (["layers", str(model), "--batch", "1"], "ok0"),
+            ([str(model), "--batch", "x"], "ok2"),
         ):
-            _judge_cli(argv)
+            outcome, detail = _judge_cli(argv)
+            # A warm-up that fails warms nothing (and a broken base model fuzzes nothing): say so.
+            if outcome != expected:
+                raise RuntimeError(f"warm-up `estimate {' '.join(argv)}` gave {outcome}: {detail}")
     for hw in ("a100", "rpi5", "xeon-gold-5120", "h100", "jetson-orin", "t4", "epyc-7763"):
         from estimator.energy.hardware import load_profile
 
