@@ -16,7 +16,6 @@ import gc
 import json
 import math
 import os
-import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -199,9 +198,6 @@ class Estimate:
         }
 
 
-#: KernelReports whose hardware-free feature columns an Estimator keeps (a NAS loop or dtype sweep reuses them).
-_STATIC_CACHE_SIZE = 8
-
 #: Interval of the physics prior alone, from its errors on public measurements (docs/sanity.md).
 _PRIOR_INTERVAL_FILE = "prior_interval.json"
 
@@ -244,7 +240,6 @@ class Estimator:
         shipped = prior_interval()
         # GPU profiles: the physics-only interval of the v2 prior from GPU measurements (when shipped).
         self._interval = shipped.get("gpu", shipped) if runs_on_gpu(self.profile) else shipped
-        self._static_cache: dict[int, tuple[weakref.ref, np.ndarray]] = {}
         self.model: TrainedModel | None = None
         #: ``none``, ``calibrated`` or ``cross-device`` (GPU models), see :class:`Estimate`.
         self.correction = "none"
@@ -410,19 +405,6 @@ class Estimator:
             bounds=bounds,
         )
 
-    def __getstate__(self) -> dict:
-        """Pickled (for worker processes) without the per-report cache, which holds weak references."""
-        return {**self.__dict__, "_static_cache": {}}
-
-    def _static_features(self, kernels: KernelReport) -> np.ndarray:
-        """Hardware-free feature columns of ``kernels``, kept for the last few KernelReports (by identity)."""
-        hit = self._static_cache.get(id(kernels))
-        if hit is None or hit[0]() is not kernels:
-            if len(self._static_cache) >= _STATIC_CACHE_SIZE:
-                self._static_cache.pop(next(iter(self._static_cache)))
-            hit = self._static_cache[id(kernels)] = (weakref.ref(kernels), static_additive(kernels))
-        return hit[1]
-
     def _calibrated(
         self, kernels: KernelReport, prior: PriorResult, element: str | None, threads: int | None
     ) -> tuple[float, np.ndarray, tuple[str, ...]]:
@@ -437,18 +419,18 @@ class Estimator:
             threads=threads,
             prior=prior,
             kernel_rows=per_kernel_model,
-            static=self._static_features(kernels),
+            # Hardware-free columns: computed once per KernelReport, whatever the profiles that use it.
+            static=kernels.derived("static_additive", lambda: static_additive(kernels)),
         )
         domain = self.model.sidecar.get("domain", {})
         reg = self.model.regressor
         if per_kernel_model and len(rows.kernels):
             launched = np.array([k.launches > 0 for k in kernels.kernels], dtype=bool)
             # Networks repeat their blocks: predict each distinct row once (the same numbers, fewer trees walked).
-            distinct, where = np.unique(rows.kernels, axis=0, return_inverse=True)
-            per_kernel = rows.kernel_prior_joules * np.exp(reg.predict(distinct)[where.ravel()])
+            per_kernel = rows.kernel_prior_joules * np.exp(reg.predict_distinct(rows.kernels))
             out = np.zeros(len(kernels.kernels))
             out[launched] = per_kernel
-            outside = outside_domain_any(distinct, domain, FEATURE_NAMES)
+            outside = outside_domain_any(rows.kernels, domain, FEATURE_NAMES)
             return float(per_kernel.sum()), out, tuple(outside)
         factor = float(np.exp(reg.predict(rows.graph[None, :])[0]))
         return (
@@ -473,15 +455,23 @@ def _gc_paused() -> Iterator[None]:
 
 def _layers(kernels: KernelReport, prior: PriorResult, kernel_joules: np.ndarray) -> tuple[LayerEnergy, ...]:
     nodes = kernels.costs.nodes
+    names = kernels.derived(  # per kernel, its nodes that compute: the same for every profile
+        "layer_node_names",
+        lambda: [
+            tuple(nodes[i].name for i in k.nodes if nodes[i].status != "zero-cost") for k in kernels.kernels
+        ],
+    )
+    joules, seconds = kernel_joules.tolist(), prior.kernel_seconds.tolist()
+    level = prior.placement.kernel_level
     out = [
         LayerEnergy(
             kernel=k.index,
             name=k.name,
-            nodes=tuple(nodes[i].name for i in k.nodes if nodes[i].status != "zero-cost"),
-            joules=float(kernel_joules[k.index]),
-            seconds=float(prior.kernel_seconds[k.index]),
+            nodes=names[k.index],
+            joules=float(joules[k.index]),
+            seconds=float(seconds[k.index]),
             bound=str(prior.kernel_bound[k.index]),
-            level=prior.level_names[int(prior.placement.kernel_level[k.index])],
+            level=prior.level_names[int(level[k.index])],
         )
         for k in kernels.kernels
         if k.launches

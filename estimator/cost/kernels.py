@@ -21,14 +21,17 @@ latest kernel among the node's producers, so that kernels stay in an order they 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TypeVar
 
 import numpy as np
 
 from estimator.cost.nodes import COST_FIELDS, CostReport, NodeCost, int_columns
 from estimator.cost.ops.elementwise import FLOPS_PER_ELEMENT
+
+T = TypeVar("T")
 
 #: Ops whose main work is a contraction (matrix multiply / convolution); they anchor epilogue fusion.
 CONTRACTION_OPS = frozenset(
@@ -159,6 +162,17 @@ class KernelReport:
     kernels: tuple[Kernel, ...]
     kernel_of_node: Mapping[int, int]
     views: Mapping[str, str] = field(default_factory=dict)
+    _derived: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def derived(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """A quantity that is a pure function of this report (and of ``key``), computed by ``compute()`` the first
+        time it is asked for and kept with the report, so that the stages of one estimate (placement, prior,
+        features, several profiles) never compute it twice. Values are shared: never modify one."""
+        try:
+            return self._derived[key]
+        except KeyError:
+            value = self._derived[key] = compute()
+            return value
 
     def root(self, tensor: str) -> str:
         """The tensor that ``tensor`` is a view of (through Reshape, Squeeze, ...), or itself."""
@@ -166,7 +180,7 @@ class KernelReport:
             tensor = self.views[tensor]
         return tensor
 
-    @property
+    @cached_property
     def dominant_dtype(self) -> str:
         """Element type carrying the most FLOPs (``float32`` when nothing computes)."""
         flops: dict[str, int] = {}

@@ -114,6 +114,10 @@ def kernel_arrays(kernels: KernelReport, dtype: str | None = None) -> KernelArra
     Re-typing scales each float kernel's bytes by the ratio of storage bits and runs its arithmetic in
     ``dtype``; integer kernels are left as they are.
     """
+    return kernels.derived(("kernel_arrays", dtype), lambda: _kernel_arrays(kernels, dtype))
+
+
+def _kernel_arrays(kernels: KernelReport, dtype: str | None) -> KernelArrays:
     a = kernels.arrays
     ks = kernels.kernels
     scale = np.ones(len(ks))
@@ -124,7 +128,7 @@ def kernel_arrays(kernels: KernelReport, dtype: str | None = None) -> KernelArra
             dtypes.append(dtype)
         else:
             dtypes.append(k.dtype if k.dtype != "undefined" else "float32")
-    return KernelArrays(
+    out = KernelArrays(
         flops=a["flops"].astype(np.float64),
         weight_bytes=a["weight_bytes"] * scale,
         activation_bytes=a["activation_read_bytes"] * scale,
@@ -133,6 +137,10 @@ def kernel_arrays(kernels: KernelReport, dtype: str | None = None) -> KernelArra
         dtypes=tuple(dtypes),
         matrix=np.array([k.kind in _MATRIX_KINDS for k in ks], dtype=bool),
     )
+    for array in (out.flops, out.weight_bytes, out.activation_bytes, out.write_bytes, out.launches):
+        array.setflags(write=False)  # kept with the report (KernelReport.derived) and shared
+    out.matrix.setflags(write=False)
+    return out
 
 
 def runs_on_gpu(hw: HardwareProfile) -> bool:
@@ -182,6 +190,10 @@ def static_power_w(hw: HardwareProfile, units: int) -> float:
 
 def peak_live_activation_bytes(kernels: KernelReport) -> int:
     """Largest total of run-time tensor bytes alive at once, over the kernels' launch order."""
+    return kernels.derived("peak_live_activation_bytes", lambda: _peak_live_activation_bytes(kernels))
+
+
+def _peak_live_activation_bytes(kernels: KernelReport) -> int:
     report = kernels.costs
     graph = report.graph
     kernel_of = kernels.kernel_of_node

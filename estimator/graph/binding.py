@@ -13,14 +13,18 @@ from estimator.graph.structure import MAX_TENSOR_ELEMENTS
 
 def _dims_of(vi: onnx.ValueInfoProto) -> list[int | str | None] | None:
     """Declared dims of a value info: ints, dim_param names, or None for an anonymous unknown dim."""
-    tt = vi.type.tensor_type
-    if not vi.type.HasField("tensor_type") or not tt.HasField("shape"):
+    t = vi.type
+    if not t.HasField("tensor_type"):
+        return None
+    tt = t.tensor_type
+    if not tt.HasField("shape"):
         return None
     out: list[int | str | None] = []
     for d in tt.shape.dim:
-        if d.HasField("dim_value"):
+        which = d.WhichOneof("value")  # one call instead of two HasField
+        if which == "dim_value":
             out.append(int(d.dim_value))
-        elif d.HasField("dim_param") and d.dim_param:
+        elif which == "dim_param" and d.dim_param:
             out.append(d.dim_param)
         else:
             out.append(None)

@@ -9,7 +9,9 @@ Omitted optional inputs arrive as ``None`` shapes and ``"undefined"`` dtypes.
 Keys are ``(domain, op_type)`` with the canonical domain names (``"ai.onnx"`` for the default domain).
 Besides the ``com.microsoft`` ops, ONNX Runtime registers two ops of its own in the default domain, which
 ONNX's inference skips: ``SimplifiedLayerNormalization`` (any opset) and the contrib
-``LayerNormalization`` used by models of opset < 17.
+``LayerNormalization`` used by models of opset < 17. ``Gather`` has a rule too: ONNX's first pass leaves it
+unshaped when its indices come from shape arithmetic that only the loader folds (a BERT's position ids), and
+shaping it here (ONNX's own formula) saves a second pass of ONNX's inference over the whole model.
 
 Dtypes are the names of :mod:`estimator.dtypes`. The module imports only :mod:`estimator.errors`, so the
 graph loader can use it without depending on the cost rules.
@@ -224,6 +226,18 @@ def _layer_norm(attrs, shapes, dtypes, values):
     x = shapes[0]
     stats = _stats_shape(x, int(attrs.get("axis", -1)))
     return [(x, dtypes[0]), (stats, "float32"), (stats, "float32")]
+
+
+@_rule("Gather", domain=ONNX_DOMAIN)
+def _gather(attrs, shapes, dtypes, values):
+    data, indices = shapes[0], shapes[1]
+    if data is None or indices is None or not data:
+        return [(None, dtypes[0])]
+    axis = int(attrs.get("axis", 0))
+    if not -len(data) <= axis < len(data):
+        return [(None, dtypes[0])]
+    axis %= len(data)
+    return [((*data[:axis], *indices, *data[axis + 1 :]), dtypes[0])]
 
 
 @_rule("GroupNorm", "SkipGroupNorm")

@@ -15,9 +15,9 @@ from estimator.errors import InvalidDimensionError
 from estimator.graph.binding import _fmt_dims
 from estimator.graph.folding import _SMALL_CONSTANT_ELEMENTS, _propagate
 from estimator.graph.inference import Types, _collect_types
-from estimator.graph.reading import _is_external, _numel, _topological_order
+from estimator.graph.reading import NodeView, _is_external, _numel, _topological_order, to_array_fast
 from estimator.graph.structure import MAX_TENSOR_ELEMENTS, Graph, Node, TensorInfo, canonical_domain
-from estimator.graph.validate import _has_data
+from estimator.graph.validate import SMALL_TENSOR_BYTES, _has_data
 
 #: Ops that forward a stored constant unchanged in content (a view, a copy or a re-encoding of the same
 #: elements): a weight seen through them keeps the stored tensor as its parameter root.
@@ -56,27 +56,52 @@ _NEVER_FOLDED = frozenset(
 )
 
 
-def _decode_attributes(node: onnx.NodeProto) -> dict[str, Any]:
+_UNKNOWN = TensorInfo("", None, "")
+
+
+def _decode_attributes(node: onnx.NodeProto | NodeView) -> dict[str, Any]:
     """Node attributes as Python values: ints, floats, str, lists, numpy arrays for tensors; graphs skipped."""
     out: dict[str, Any] = {}
     for attr in node.attribute:
-        t = attr.type
-        if t == onnx.AttributeProto.INT:
-            out[attr.name] = int(attr.i)
-        elif t == onnx.AttributeProto.FLOAT:
-            out[attr.name] = float(attr.f)
-        elif t == onnx.AttributeProto.STRING:
-            out[attr.name] = attr.s.decode("utf-8", errors="replace")
-        elif t == onnx.AttributeProto.INTS:
-            out[attr.name] = [int(v) for v in attr.ints]
-        elif t == onnx.AttributeProto.FLOATS:
-            out[attr.name] = [float(v) for v in attr.floats]
-        elif t == onnx.AttributeProto.STRINGS:
-            out[attr.name] = [v.decode("utf-8", errors="replace") for v in attr.strings]
-        elif t == onnx.AttributeProto.TENSOR:
-            stored = not _is_external(attr.t) and _has_data(attr.t)
-            out[attr.name] = onnx.numpy_helper.to_array(attr.t) if stored else None
+        decode = _DECODERS.get(attr.type)
+        if decode is not None:
+            out[attr.name] = decode(attr)
     return out
+
+
+def _decode_tensor(attr: onnx.AttributeProto) -> np.ndarray | None:
+    t = attr.t
+    if t.ByteSize() > SMALL_TENSOR_BYTES:
+        return to_array_fast(t) if not _is_external(t) and _has_data(t) else None
+    # Small tensor attributes (a ConstantOfShape fill, a Constant shape) repeat across the nodes and the
+    # candidates of a NAS loop: decoded once per content (the serialized tensor: name, type, dims and values).
+    key = t.SerializeToString()
+    value = _SMALL_TENSORS.get(key, _MISSING)
+    if value is _MISSING:
+        value = to_array_fast(t) if not _is_external(t) and _has_data(t) else None
+        if value is not None:
+            value.setflags(write=False)  # shared by every node with this content
+        if len(_SMALL_TENSORS) >= _SMALL_TENSORS_LIMIT:
+            _SMALL_TENSORS.clear()
+        _SMALL_TENSORS[key] = value
+    return value
+
+
+#: Most tensor-attribute values remembered (a bound on memory: at most ~1 MB of keys).
+_SMALL_TENSORS_LIMIT = 4096
+_SMALL_TENSORS: dict[bytes, np.ndarray | None] = {}
+_MISSING = object()
+
+
+_DECODERS = {
+    onnx.AttributeProto.INT: lambda a: int(a.i),
+    onnx.AttributeProto.FLOAT: lambda a: float(a.f),
+    onnx.AttributeProto.STRING: lambda a: a.s.decode("utf-8", errors="replace"),
+    onnx.AttributeProto.INTS: lambda a: [int(v) for v in a.ints],
+    onnx.AttributeProto.FLOATS: lambda a: [float(v) for v in a.floats],
+    onnx.AttributeProto.STRINGS: lambda a: [v.decode("utf-8", errors="replace") for v in a.strings],
+    onnx.AttributeProto.TENSOR: _decode_tensor,
+}
 
 
 def _freeze(
@@ -93,7 +118,10 @@ def _freeze(
     ir_version: int,
     outer_tensors: Mapping[str, TensorInfo] | None = None,
     attributes: Mapping[int, dict[str, Any]] | None = None,
+    views: Sequence[NodeView] | None = None,
 ) -> Graph:
+    """The :class:`Graph` of ``graph``'s nodes taken in ``order``. ``views``: their :class:`NodeView` in that
+    order (read from the model before inference; ``graph.node`` is read only for subgraphs)."""
     roots: dict[str, str] = dict(outer_roots)
     roots.update({name: name for name in initializer_names})
     nodes: list[Node] = []
@@ -104,7 +132,7 @@ def _freeze(
         tensors[name] = TensorInfo(name, shape, dtype)
 
     for position, i in enumerate(order):
-        proto = graph.node[i]
+        proto = views[position] if views is not None else graph.node[i]
         attrs = attributes[i] if attributes is not None else _decode_attributes(proto)
         name = proto.name if proto.name and proto.name not in used_names else f"{proto.op_type}_{i}"
         used_names.add(name)
@@ -113,7 +141,7 @@ def _freeze(
         reads = [x for x in inputs if x]
         folded = proto.op_type not in _NEVER_FOLDED and (
             all(x in roots for x in reads)
-            or (proto.op_type in ("Shape", "Size") and tensors.get(reads[0], TensorInfo("", None, "")).shape)
+            or (proto.op_type in ("Shape", "Size") and tensors.get(reads[0], _UNKNOWN).shape)
         )
         if folded:
             forwarding = proto.op_type in CONSTANT_FORWARDING_OPS or proto.op_type in CONSTANT_SELECTING_OPS
@@ -123,7 +151,9 @@ def _freeze(
                 source = _derived_from(proto, reads, roots, tensors)
                 roots.update({o: source or o for o in outputs if o})
         subgraphs: dict[str, Graph] = {}
-        for attr in proto.attribute:
+        # ONNX's shapes inside subgraphs are in the inferred graph's protos.
+        has_subgraphs = proto.has_subgraphs if views is not None else True
+        for attr in graph.node[i].attribute if has_subgraphs else ():
             if attr.type == onnx.AttributeProto.GRAPH:
                 subgraphs[attr.name] = _freeze_subgraph(attr.g, opsets, roots, tensors, constants, symbols)
             elif attr.type == onnx.AttributeProto.GRAPHS:
@@ -152,12 +182,14 @@ def _freeze(
 
     _check_reshapes(nodes, tensors)
     for info in tensors.values():
-        if info.shape is not None and info.numel is not None and info.numel > MAX_TENSOR_ELEMENTS:
+        if info.shape is None:
+            continue
+        if info.numel > MAX_TENSOR_ELEMENTS:
             raise InvalidDimensionError(
                 f"tensor '{info.name}' would have shape {_fmt_dims(info.shape)} ({info.numel:.3g} elements), "
                 f"which is absurdly large; check --batch / --shape and the model"
             )
-        if info.shape is not None and any(d < 0 for d in info.shape):
+        if info.shape and min(info.shape) < 0:
             raise InvalidDimensionError(
                 f"tensor '{info.name}' has a negative dimension {_fmt_dims(info.shape)}"
             )
@@ -227,7 +259,7 @@ def _freeze_subgraph(
     constants = dict(outer_constants)
     for t in g.initializer:
         if _numel(t.dims) <= _SMALL_CONSTANT_ELEMENTS and not _is_external(t) and _has_data(t):
-            constants[t.name] = onnx.numpy_helper.to_array(t)
+            constants[t.name] = to_array_fast(t)
     attributes = {i: _decode_attributes(g.node[i]) for i in order}
     _propagate([g.node[i] for i in order], [attributes[i] for i in order], types, constants)
     return _freeze(

@@ -114,9 +114,9 @@ def _collect_types(
     (and so of every tensor ONNX derived from one: through Identity, Cast, Unsqueeze, Reshape...)."""
     types: dict[str, tuple[tuple[int, ...] | None, str]] = {}
     for vi in (*graph.input, *graph.value_info, *graph.output):
-        if not vi.type.HasField("tensor_type"):
-            continue
         dims = _dims_of(vi)
+        if dims is None and not vi.type.HasField("tensor_type"):
+            continue
         if lengths and dims is not None:
             dims = [lengths.get(d, d) if isinstance(d, str) else d for d in dims]
         shape = tuple(dims) if dims is not None and all(isinstance(d, int) for d in dims) else None

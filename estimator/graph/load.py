@@ -29,7 +29,16 @@ from estimator.graph.binding import REBATCH_KEY, _bind_dimensions
 from estimator.graph.folding import _SMALL_CONSTANT_ELEMENTS, _propagate
 from estimator.graph.freeze import CONSTANT_FORWARDING_OPS, _decode_attributes, _freeze
 from estimator.graph.inference import _collect_types, _infer, _light_model, symbolic_lengths
-from estimator.graph.reading import _is_external, _iter_all_nodes, _numel, _read_model, _topological_order
+from estimator.graph.reading import (
+    NodeView,
+    _is_external,
+    _iter_all_nodes,
+    _numel,
+    _read_model,
+    _topological_order,
+    node_views,
+    to_array_fast,
+)
 from estimator.graph.rebatch import rebatch_model
 from estimator.graph.structure import (
     MAX_TENSOR_ELEMENTS,
@@ -78,14 +87,17 @@ def load_graph(
     """
     batch, shapes = _checked_arguments(batch, shapes)
     model = _read_model(source)
-    _check_model_fields(model)
-    return _build(model, batch=batch, shapes=shapes)
+    views = node_views(model.graph)
+    _check_model_fields(model, views)
+    return _build(model, views, batch=batch, shapes=shapes)
 
 
-def _build(model: onnx.ModelProto, *, batch: int | None, shapes: dict[str, Sequence[int]]) -> Graph:
+def _build(
+    model: onnx.ModelProto, views: list[NodeView], *, batch: int | None, shapes: dict[str, Sequence[int]]
+) -> Graph:
     opsets = {canonical_domain(o.domain): int(o.version) for o in model.opset_import}
     graph = model.graph
-    for node in _iter_all_nodes(graph):
+    for node in _all_nodes(views):
         if canonical_domain(node.domain) not in opsets:
             raise ModelFormatError(
                 f"node '{node.name or node.op_type}' ({node.op_type}) uses domain '{node.domain}', which the "
@@ -94,13 +106,14 @@ def _build(model: onnx.ModelProto, *, batch: int | None, shapes: dict[str, Seque
     initializer_names = {t.name for t in graph.initializer} | {t.name for t in graph.sparse_initializer}
     real_inputs = [vi for vi in graph.input if vi.name not in initializer_names]
     order = _topological_order(
-        graph, available={vi.name for vi in graph.input} | initializer_names, outer=set()
+        graph, available={vi.name for vi in graph.input} | initializer_names, outer=set(), views=views
     )
     bindings = _bind_dimensions(real_inputs, batch, shapes)
     if REBATCH_KEY in bindings:
         exported, new_batch = bindings[REBATCH_KEY]
         model = rebatch_model(model, order, [vi.name for vi in real_inputs], exported, new_batch)
         graph = model.graph
+        views = node_views(graph)
         initializer_names = {t.name for t in graph.initializer} | {t.name for t in graph.sparse_initializer}
         real_inputs = [vi for vi in graph.input if vi.name not in initializer_names]
 
@@ -112,12 +125,12 @@ def _build(model: onnx.ModelProto, *, batch: int | None, shapes: dict[str, Seque
     constants: dict[str, np.ndarray] = {}
     for t in graph.initializer:
         if _numel(t.dims) <= _SMALL_CONSTANT_ELEMENTS and not _is_external(t) and _has_data(t):
-            constants[t.name] = onnx.numpy_helper.to_array(t)
+            constants[t.name] = to_array_fast(t)
 
     # The project's own propagation where ONNX's falls short: fold small shape arithmetic, shape contrib ops,
     # then let ONNX's inference continue from what was learned, until nothing new is learned.
-    ordered = [graph.node[i] for i in order]
-    attributes = {i: _decode_attributes(graph.node[i]) for i in order}
+    ordered = [views[i] for i in order]
+    attributes = {i: _decode_attributes(views[i]) for i in order}
     ordered_attrs = [attributes[i] for i in order]
     # A round per chain of contrib ops at most (an int4 decoder has 4 MatMulNBits in a row per block, each
     # waiting for ONNX to shape its input), and at least MAX_PROPAGATION_ROUNDS.
@@ -149,4 +162,18 @@ def _build(model: onnx.ModelProto, *, batch: int | None, shapes: dict[str, Seque
         symbols=symbols,
         ir_version=model.ir_version,
         attributes={position: attributes[i] for position, i in enumerate(order)},
+        views=ordered,
     )
+
+
+def _all_nodes(views: list[NodeView]):
+    """The nodes of the main graph (as views) and of every subgraph (as protos)."""
+    for view in views:
+        yield view
+        if view.has_subgraphs:
+            for attr in view.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    yield from _iter_all_nodes(attr.g)
+                elif attr.type == onnx.AttributeProto.GRAPHS:
+                    for g in attr.graphs:
+                        yield from _iter_all_nodes(g)

@@ -5,9 +5,13 @@ from __future__ import annotations
 import heapq
 import math
 import os
+import sys
 from collections.abc import Sequence
+from typing import NamedTuple
 
+import numpy as np
 import onnx
+import onnx.numpy_helper
 
 from estimator.errors import GraphStructureError, InputFileError, ModelFormatError
 from estimator.fileio import check_input_file
@@ -60,17 +64,67 @@ def _parse(data: bytes, what: str) -> onnx.ModelProto:
     return model
 
 
-def _topological_order(graph: onnx.GraphProto, available: set[str], outer: set[str]) -> list[int]:
-    """Node indices in topological order, the file's order wherever it allows; errors on cycles and dangling uses."""
+class NodeView(NamedTuple):
+    """The fields of one ``NodeProto`` read into Python once (each protobuf field access costs a wrapper object;
+    loading reads every node's fields several times). Field names are the proto's, so code reading either works.
+
+    Attributes:
+        name, op_type, domain: the proto's strings (bytes where the file holds invalid UTF-8).
+        input, output: tensor names; ``""`` for an omitted optional one.
+        attribute: the proto's ``AttributeProto`` objects.
+        has_subgraphs: whether an attribute holds a graph (Loop, If, Scan bodies).
+    """
+
+    name: str
+    op_type: str
+    domain: str
+    input: tuple[str, ...]
+    output: tuple[str, ...]
+    attribute: tuple[onnx.AttributeProto, ...]
+    has_subgraphs: bool
+
+
+_GRAPH_TYPES = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+
+
+def node_views(graph: onnx.GraphProto) -> list[NodeView]:
+    """One :class:`NodeView` per node of ``graph`` (not of its subgraphs), in stored order."""
+    out = []
+    for node in graph.node:
+        attrs = tuple(node.attribute)
+        out.append(
+            NodeView(
+                node.name,
+                node.op_type,
+                node.domain,
+                tuple(node.input),
+                tuple(node.output),
+                attrs,
+                any(a.type in _GRAPH_TYPES for a in attrs) if attrs else False,
+            )
+        )
+    return out
+
+
+def _topological_order(
+    graph: onnx.GraphProto,
+    available: set[str],
+    outer: set[str],
+    views: Sequence[NodeView] | None = None,
+) -> list[int]:
+    """Node indices in topological order, the file's order wherever it allows; errors on cycles and dangling uses.
+    ``views``: the graph's :func:`node_views`, when the caller has them."""
+    nodes = views if views is not None else graph.node
     producer: dict[str, int] = {}
-    for i, node in enumerate(graph.node):
+    for i, node in enumerate(nodes):
         for o in node.output:
             if o:
                 producer[o] = i
     consumers: dict[int, list[int]] = {}
-    pending = [0] * len(graph.node)
-    for i, node in enumerate(graph.node):
-        for name in _node_reads(node):
+    pending = [0] * len(nodes)
+    for i, node in enumerate(nodes):
+        reads = _node_reads(node) if views is None or node.has_subgraphs else {x for x in node.input if x}
+        for name in reads:
             if name in producer:
                 pending[i] += 1
                 consumers.setdefault(producer[name], []).append(i)
@@ -89,8 +143,8 @@ def _topological_order(graph: onnx.GraphProto, available: set[str], outer: set[s
             pending[j] -= 1
             if pending[j] == 0:
                 heapq.heappush(heap, j)
-    if len(order) != len(graph.node):
-        stuck = next(graph.node[i] for i, p in enumerate(pending) if p > 0)
+    if len(order) != len(nodes):
+        stuck = next(nodes[i] for i, p in enumerate(pending) if p > 0)
         raise GraphStructureError(
             f"the graph has a cycle (through node '{stuck.name or stuck.op_type}', {stuck.op_type}); an ONNX graph "
             f"must be acyclic: re-export the model"
@@ -98,7 +152,7 @@ def _topological_order(graph: onnx.GraphProto, available: set[str], outer: set[s
     return order
 
 
-def _node_reads(node: onnx.NodeProto) -> set[str]:
+def _node_reads(node: onnx.NodeProto | NodeView) -> set[str]:
     """Tensors a node reads: its inputs and the outer-scope names its subgraphs use."""
     reads = {name for name in node.input if name}
     for attr in node.attribute:
@@ -134,3 +188,41 @@ def _numel(dims: Sequence[int]) -> int:
 
 def _is_external(t: onnx.TensorProto) -> bool:
     return t.data_location == onnx.TensorProto.EXTERNAL
+
+
+#: ONNX element types whose raw bytes are a native numpy array as they are (little-endian hosts).
+_RAW_NUMPY_DTYPES = {
+    onnx.TensorProto.FLOAT: np.dtype(np.float32),
+    onnx.TensorProto.DOUBLE: np.dtype(np.float64),
+    onnx.TensorProto.FLOAT16: np.dtype(np.float16),
+    onnx.TensorProto.INT8: np.dtype(np.int8),
+    onnx.TensorProto.INT16: np.dtype(np.int16),
+    onnx.TensorProto.INT32: np.dtype(np.int32),
+    onnx.TensorProto.INT64: np.dtype(np.int64),
+    onnx.TensorProto.UINT8: np.dtype(np.uint8),
+    onnx.TensorProto.UINT16: np.dtype(np.uint16),
+    onnx.TensorProto.UINT32: np.dtype(np.uint32),
+    onnx.TensorProto.UINT64: np.dtype(np.uint64),
+    onnx.TensorProto.BOOL: np.dtype(np.bool_),
+}
+
+
+def to_array_fast(t: onnx.TensorProto) -> np.ndarray:
+    """``onnx.numpy_helper.to_array(t)`` (the same array), reading raw bytes of native numpy types directly:
+    the library's general path looks up the type tables and external-data fields on every call."""
+    code = t.data_type
+    dtype = _RAW_NUMPY_DTYPES.get(code)
+    if dtype is not None and not _is_special(t):
+        if t.HasField("raw_data"):
+            if sys.byteorder == "little":
+                return np.frombuffer(t.raw_data, dtype=dtype).reshape(t.dims)
+        elif code == onnx.TensorProto.INT64:
+            return np.array(t.int64_data, dtype=np.int64).reshape(t.dims)
+        elif code == onnx.TensorProto.FLOAT:
+            return np.array(t.float_data, dtype=np.float32).reshape(t.dims)
+    return onnx.numpy_helper.to_array(t)
+
+
+def _is_special(t: onnx.TensorProto) -> bool:
+    """A segment or external data: left to ONNX's own reader."""
+    return t.HasField("segment") or t.data_location == onnx.TensorProto.EXTERNAL

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -32,12 +33,12 @@ class TensorInfo:
     shape: tuple[int, ...] | None
     dtype: str
 
-    @property
+    @cached_property
     def numel(self) -> int | None:
-        """Element count, or None when the shape is unknown."""
+        """Element count, or None when the shape is unknown (computed once: costing asks for it often)."""
         return None if self.shape is None else math.prod(self.shape)
 
-    @property
+    @cached_property
     def nbytes(self) -> int | None:
         """Storage in bytes, or None when the shape is unknown."""
         n = self.numel

@@ -11,7 +11,7 @@ import onnx
 
 from estimator.dtypes import dtype_name, storage_bytes
 from estimator.errors import InvalidDimensionError, ModelFormatError
-from estimator.graph.reading import _is_external, _numel
+from estimator.graph.reading import NodeView, _is_external, _numel, node_views
 from estimator.graph.structure import ONNX_DOMAIN, canonical_domain
 
 #: Newest opset of the domains whose versions the installed onnx package knows.
@@ -52,8 +52,9 @@ def _as_dim(value: object, what: str) -> int:
     return int(value)
 
 
-def _check_model_fields(model: onnx.ModelProto) -> None:
-    """Refuse names that are not valid UTF-8 and opset versions no ONNX release defines (ModelFormatError)."""
+def _check_model_fields(model: onnx.ModelProto, views: Sequence[NodeView] | None = None) -> None:
+    """Refuse names that are not valid UTF-8 and opset versions no ONNX release defines (ModelFormatError).
+    ``views``: the main graph's :func:`~estimator.graph.reading.node_views`, when the caller has them."""
     for entry in model.opset_import:
         domain, version = entry.domain, int(entry.version)
         if not isinstance(domain, str):
@@ -66,31 +67,55 @@ def _check_model_fields(model: onnx.ModelProto) -> None:
                 f"the model imports opset {version} of domain '{canonical_domain(domain)}', which does not exist "
                 f"(valid: 1..{newest}); re-export the model with a released opset"
             )
-    _check_names(model.graph, "the main graph")
+    _check_names(model.graph, "the main graph", views)
 
 
-def _check_names(graph: onnx.GraphProto, where: str) -> None:
+def _check_names(graph: onnx.GraphProto, where: str, views: Sequence[NodeView] | None = None) -> None:
     """Every name of ``graph`` (recursively) must be text: protobuf hands back bytes for invalid UTF-8."""
+    nodes = views if views is not None else node_views(graph)
     fields = [graph.name, *(t.name for t in graph.initializer)]
     fields += [vi.name for vi in (*graph.input, *graph.output, *graph.value_info)]
-    for node in graph.node:
-        fields += [node.name, node.op_type, node.domain, *node.input, *node.output]
-        fields += [a.name for a in node.attribute]
+    tensor_attributes = []
+    for node in nodes:
+        fields += (node.name, node.op_type, node.domain)
+        fields += node.input
+        fields += node.output
         for attr in node.attribute:
-            for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
-                _check_names(sub, f"a subgraph of node '{node.name}'")
-    bad = next((f for f in fields if not isinstance(f, str)), None)
-    if bad is not None:
+            fields.append(attr.name)
+            if attr.type == onnx.AttributeProto.TENSOR:
+                tensor_attributes.append((node, attr))
+        if node.has_subgraphs:
+            for attr in node.attribute:
+                for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
+                    _check_names(sub, f"a subgraph of node '{node.name}'")
+    try:
+        "".join(fields)  # a bytes name makes join raise: one C-level pass over every name
+    except TypeError:
+        bad = next(f for f in fields if not isinstance(f, str))
         raise ModelFormatError(
             f"{where} has a name that is not valid UTF-8 ({bytes(bad)[:40]!r}); the file is corrupted or was "
             f"written by a broken exporter: re-export it"
-        )
+        ) from None
     for t in graph.initializer:
         _check_stored(t, f"initializer '{t.name}'")
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.TENSOR:
-                _check_stored(attr.t, f"attribute '{attr.name}' of node '{node.name or node.op_type}'")
+    for node, attr in tensor_attributes:
+        t = attr.t
+        small = t.ByteSize() <= SMALL_TENSOR_BYTES
+        key = t.SerializeToString() if small else b""
+        if small and key in _PASSED:
+            continue  # the same content passed before: a check is a function of the content alone
+        _check_stored(t, f"attribute '{attr.name}' of node '{node.name or node.op_type}'")
+        if small:
+            if len(_PASSED) >= _PASSED_LIMIT:
+                _PASSED.clear()
+            _PASSED.add(key)
+
+
+#: Serialized size up to which a tensor attribute is remembered by content (its check, its value), bytes.
+SMALL_TENSOR_BYTES = 256
+#: Serialized small tensor attributes that passed :func:`_check_stored`, at most ``_PASSED_LIMIT`` (~1 MB).
+_PASSED: set[bytes] = set()
+_PASSED_LIMIT = 4096
 
 
 #: The TensorProto field that holds the values of each element type (the others must be empty).
@@ -113,44 +138,45 @@ def _check_stored(t: onnx.TensorProto, what: str) -> None:
         raise ModelFormatError(
             f"{what} has element type {t.data_type} (undefined); the file is corrupted: re-export it"
         )
-    if any(d < 0 for d in t.dims):
+    dims = t.dims
+    if any(d < 0 for d in dims):
         raise ModelFormatError(
-            f"{what} has negative dimensions {list(t.dims)}; the file is corrupted: re-export it"
+            f"{what} has negative dimensions {list(dims)}; the file is corrupted: re-export it"
         )
     if _is_external(t):
         return
-    numel = _numel(t.dims)
-    fields = {
-        "float_data": t.float_data,
-        "int32_data": t.int32_data,
-        "int64_data": t.int64_data,
-        "double_data": t.double_data,
-        "uint64_data": t.uint64_data,
-        "string_data": t.string_data,
-    }
+    # ListFields names only the fields that are set (a repeated field when it is not empty): one call.
+    present = {fd.name: value for fd, value in t.ListFields() if fd.name in _VALUE_FIELDS_AND_RAW}
     own = _DATA_FIELD.get(dtype, "int32_data")  # ONNX stores small ints, bool and 16/8/4-bit floats as int32
-    stray = next((name for name, values in fields.items() if name != own and len(values)), None)
+    stray = next((name for name in _VALUE_FIELDS if name != own and name in present), None)
     if stray is not None:
         raise ModelFormatError(
             f"{what} is {dtype} but stores values in {stray}; the file is corrupted: re-export it"
         )
-    typed = len(fields[own])
+    numel = _numel(dims)
+    raw = present.get("raw_data", b"")
+    typed = len(present.get(own, ()))
     expected = (
         numel * 2 if dtype.startswith("complex") else numel,
         (numel + 1) // 2 if "4" in dtype else numel,
     )
-    if t.raw_data:
-        ok = len(t.raw_data) == storage_bytes(numel, dtype)
+    if raw:
+        ok = len(raw) == storage_bytes(numel, dtype)
     elif typed:
         ok = typed in expected
     else:
         ok = True  # no data at all: a weight stripped from the file; its shape is what counts
     if not ok:
         raise ModelFormatError(
-            f"{what} declares dims {list(t.dims)} ({numel:,} {dtype} elements) but stores "
-            f"{len(t.raw_data) if t.raw_data else typed:,} {'bytes' if t.raw_data else 'values'}; "
+            f"{what} declares dims {list(dims)} ({numel:,} {dtype} elements) but stores "
+            f"{len(raw) if raw else typed:,} {'bytes' if raw else 'values'}; "
             f"the file is corrupted: re-export it"
         )
+
+
+#: The TensorProto fields that hold values, in the order a stray one is reported, and raw_data.
+_VALUE_FIELDS = ("float_data", "int32_data", "int64_data", "double_data", "uint64_data", "string_data")
+_VALUE_FIELDS_AND_RAW = frozenset({*_VALUE_FIELDS, "raw_data"})
 
 
 def _has_data(t: onnx.TensorProto) -> bool:

@@ -234,10 +234,10 @@ def static_additive(kernels: KernelReport) -> np.ndarray:
     """
     nodes = kernels.costs.nodes
     graph = kernels.costs.graph
-    out = np.zeros((len(kernels.kernels), len(_A_NAMES)))
-    dead = dead_nodes(graph)
+    dead = dead_nodes(graph).tolist()
+    rows = []
     for k in kernels.kernels:
-        a = out[k.index]
+        a = [0.0] * len(_A_NAMES)  # a Python row, then one array: numpy item assignment is slower
         a[_A["flops"]] = k.flops
         a[_A["weight_bytes"]] = k.weight_bytes
         a[_A["act_bytes"]] = k.activation_read_bytes
@@ -263,7 +263,8 @@ def static_additive(kernels: KernelReport) -> np.ndarray:
                 a[_A["conv_kelems_x_flops"]] += kelems * n.flops
         a[_A["model_weight_bytes"]] = k.weight_bytes
         a[_A["act_elements"]] = k.activation_read_bytes * 8 / (dtype_bits(k.dtype) or 32)
-    return out
+        rows.append(a)
+    return np.array(rows, dtype=float).reshape(len(rows), len(_A_NAMES))
 
 
 def _additive(kernels: KernelReport, prior: PriorResult, static: np.ndarray | None = None) -> np.ndarray:

@@ -21,6 +21,8 @@ import numpy as np
 
 from estimator.errors import ModelArtifactError
 from estimator.fileio import atomic_write_bytes
+from estimator.learn import ubjson
+from estimator.learn.forest import Forest
 
 SIDECAR_SCHEMA = "estimator.trained-model/1"
 
@@ -45,8 +47,30 @@ class ResidualRegressor:
     reg_lambda: float = 1.0
     n_jobs: int = 2
     random_state: int = 0
-    booster_: Any = field(default=None, init=False, repr=False)
     n_features_in_: int = field(default=0, init=False)
+    #: The booster's trees as numpy arrays (:class:`Forest`), built on the first prediction (or from the model
+    #: file when loaded); False when the booster is of a kind the forest does not walk.
+    _forest_: Any = field(default=None, init=False, repr=False, compare=False)
+    _booster_: Any = field(default=None, init=False, repr=False, compare=False)
+    #: The saved model (UBJSON) a loaded regressor makes its xgboost booster from, only when one is asked for.
+    _raw_: bytes | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def booster_(self) -> Any:
+        """The fitted ``xgboost.Booster`` (None before ``fit``); a loaded model imports xgboost only here."""
+        if self._booster_ is None and self._raw_ is not None:
+            import xgboost as xgb
+
+            booster = xgb.Booster()
+            booster.load_model(bytearray(self._raw_))
+            # One row (or one per kernel) per estimate: one thread is fastest, estimate_many parallelises.
+            booster.set_param({"nthread": 1})
+            self._booster_ = booster
+        return self._booster_
+
+    @booster_.setter
+    def booster_(self, booster: Any) -> None:
+        self._booster_, self._raw_, self._forest_ = booster, None, None
 
     def fit(self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> ResidualRegressor:
         """Fit on features ``X`` (rows x FEATURE_NAMES) and log residuals ``y`` (rows weighted by
@@ -73,16 +97,35 @@ class ResidualRegressor:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predicted log residuals for rows ``X``."""
-        if self.booster_ is None:
+        if self._forest_ is None and self.booster_ is None:
             raise ModelArtifactError("the residual regressor is not fitted; train it or load a trained model")
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2 or X.shape[1] != self.n_features_in_:
             raise ModelArtifactError(
                 f"feature matrix has {X.shape[-1]} columns, the model was trained on {self.n_features_in_}"
             )
-        # In-place prediction skips building a DMatrix (most of the cost of predicting one row); the
-        # predictions are bit-identical to ``predict(DMatrix(X))``.
+        if self._forest_ is None:
+            self._forest_ = Forest.of(self.booster_) or False
+        if self._forest_ is not False:
+            return self._forest_.predict(X)
+        # In-place prediction skips building a DMatrix; the predictions are bit-identical to
+        # ``predict(DMatrix(X))``.
         return self.booster_.inplace_predict(X)
+
+    def predict_distinct(self, X: np.ndarray) -> np.ndarray:
+        """:meth:`predict`, walking each distinct row of ``X`` once (a network's repeated blocks give equal
+        rows); the same numbers."""
+        X = np.asarray(X, dtype=np.float32)
+        slot: dict[bytes, int] = {}
+        firsts: list[int] = []
+        where = np.empty(len(X), dtype=np.intp)
+        for i, row in enumerate(X):
+            key = row.tobytes()
+            if key not in slot:
+                slot[key] = len(firsts)
+                firsts.append(i)
+            where[i] = slot[key]
+        return self.predict(X[firsts])[where]
 
 
 @dataclass(frozen=True)
@@ -212,17 +255,15 @@ def load_model(
         raise ModelArtifactError(
             f"{model_path}: does not match its sidecar (hash differs); retrain or restore both"
         )
-    # Imported only here: most profiles have no trained model, and xgboost (with scipy) costs ~1 s to import.
-    import xgboost as xgb
-
-    booster = xgb.Booster()
-    booster.load_model(bytearray(raw))
-    # A loaded model predicts one row (or one per kernel) per estimate: one thread is fastest (1 ms against
-    # 40-70 ms with two threads on a shared two-core machine), and estimate_many parallelises across estimates.
-    booster.set_param({"nthread": 1})
     reg = ResidualRegressor(**sidecar.get("hyperparameters", {}))
-    reg.booster_ = booster
+    reg._raw_ = raw  # xgboost (with scikit-learn, ~1-2 s to import) only if the booster itself is asked for
     reg.n_features_in_ = len(feature_names)
+    try:
+        reg._forest_ = Forest.of_model(ubjson.loads(raw))
+    except (ubjson.UBJSONError, KeyError, TypeError, ValueError):
+        reg._forest_ = None
+    if reg._forest_ is None:
+        _ = reg.booster_  # not a forest: xgboost reads the model now, so that its errors surface at load
     return TrainedModel(reg, sidecar)
 
 

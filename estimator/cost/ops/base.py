@@ -168,11 +168,16 @@ class RuleKey:
     since: int
 
 
+#: Most (domain, op type, opset) answers a :class:`Registry` remembers.
+_FOUND_LIMIT = 4096
+
+
 class Registry:
     """Cost rules keyed by (domain, op type, since version). Duplicate registration is an error."""
 
     def __init__(self) -> None:
         self._rules: dict[tuple[str, str], dict[int, Rule]] = {}
+        self._found: dict[tuple[str, str, int], Rule | None] = {}
 
     def register(
         self, op_types: str | Iterable[str], *, domain: str = ONNX_DOMAIN, since: int = 1
@@ -197,6 +202,7 @@ class Registry:
                 f"({versions[since].__module__}.{versions[since].__name__})"
             )
         versions[since] = rule
+        self._found.clear()
 
     def lookup(self, domain: str, op_type: str, opset: int) -> Rule | None:
         """The rule for ``op_type`` in ``domain`` at model opset ``opset``, or None when there is none.
@@ -204,11 +210,17 @@ class Registry:
         The rule with the largest ``since`` not above ``opset`` wins; when every rule is newer than the
         model's opset the oldest rule is used (ops rarely change cost between versions).
         """
-        versions = self._rules.get((canonical_domain(domain), op_type))
-        if not versions:
-            return None
-        eligible = [v for v in versions if v <= opset]
-        return versions[max(eligible)] if eligible else versions[min(versions)]
+        key = (domain, op_type, opset)
+        if key not in self._found:  # every node asks: remember the answer (forgotten when a rule is added)
+            if len(self._found) >= _FOUND_LIMIT:  # op types read from files: keep the memory bounded
+                self._found.clear()
+            versions = self._rules.get((canonical_domain(domain), op_type))
+            if not versions:
+                self._found[key] = None
+            else:
+                eligible = [v for v in versions if v <= opset]
+                self._found[key] = versions[max(eligible)] if eligible else versions[min(versions)]
+        return self._found[key]
 
     def keys(self) -> list[RuleKey]:
         """Every registered key, sorted."""
