@@ -279,6 +279,9 @@ def test_per_call_time_adds_to_latency_at_waiting_power(hw):
     p = energy_prior_v2(_kernels(_relu_chain(3)), hw(), constants=c)
     assert math.isclose(p.seconds - base.seconds, call)
     assert math.isclose(p.joules - base.joules, 20 * call)
+    # The call's wait is the first kernel's: per-kernel times and joules still add up to the inference's.
+    assert math.isclose(p.kernel_seconds[0] - base.kernel_seconds[0], call)
+    assert math.isclose(p.kernel_joules.sum(), p.joules) and math.isclose(p.kernel_seconds.sum(), p.seconds)
 
 
 def test_runtime_dispatch_times_come_from_the_runtime_table(hw):

@@ -318,6 +318,11 @@ def assemble(
     # An inference costs at least one dispatch and one kernel, even when every node is a view or a constant.
     seconds = call + max(last, h + c.gpu_kernel_floor_s)
     kernel_seconds = np.diff(end, prepend=0.0) if len(end) else end
+    if call > 0 and launched.any():
+        # The per-call host time comes before the first dispatch: the GPU waits through it in the first
+        # kernel's slot, so the kernels' times and joules add up to the inference's.
+        kernel_seconds = kernel_seconds.copy()
+        kernel_seconds[int(np.argmax(launched))] += call
     wait = np.maximum(kernel_seconds - g, 0.0)
     # A kernel's slot is host-bound when the GPU waited for the dispatch longer than the kernel ran.
     host_led = launched & (wait > g)
