@@ -40,6 +40,7 @@ from estimator.energy.prior_v2 import canonical_prior_name, default_prior, run_p
 from estimator.energy.runtimes import Runtime, get_runtime
 from estimator.errors import GraphStructureError, ProfileError
 from estimator.graph.load import load_graph
+from estimator.layers import LayerEnergy, layer_view
 from estimator.learn.features import FEATURE_NAMES, build_features, static_additive
 from estimator.learn.gpu_model import (
     gpu_answer,
@@ -55,19 +56,6 @@ from estimator.learn.regressor import (
     outside_domain,
     outside_domain_any,
 )
-
-
-@dataclass(frozen=True)
-class LayerEnergy:
-    """Energy of one kernel: its name (fused op types), node names, joules, seconds and what bounds it."""
-
-    kernel: int
-    name: str
-    nodes: tuple[str, ...]
-    joules: float
-    seconds: float
-    bound: str
-    level: str
 
 
 @dataclass(frozen=True)
@@ -409,7 +397,7 @@ class Estimator:
                 "desislavov_flops_over_peak_per_watt": desislavov_joules(kernels, hw, element),
                 "tdp_x_roofline_time": tdp_roofline_joules(kernels, hw, prior=prior),
             },
-            layers=_layers(kernels, prior, kernel_joules),
+            layers=layer_view(kernels, prior, kernel_joules),
             costs=kernels.costs,
             not_costed=dict(kernels.costs.not_costed),
             extrapolated=extrapolated,
@@ -463,29 +451,3 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-
-
-def _layers(kernels: KernelReport, prior: PriorResult, kernel_joules: np.ndarray) -> tuple[LayerEnergy, ...]:
-    nodes = kernels.costs.nodes
-    names = kernels.derived(  # per kernel, its nodes that compute: the same for every profile
-        "layer_node_names",
-        lambda: [
-            tuple(nodes[i].name for i in k.nodes if nodes[i].status != "zero-cost") for k in kernels.kernels
-        ],
-    )
-    joules, seconds = kernel_joules.tolist(), prior.kernel_seconds.tolist()
-    level = prior.placement.kernel_level
-    out = [
-        LayerEnergy(
-            kernel=k.index,
-            name=k.name,
-            nodes=names[k.index],
-            joules=float(joules[k.index]),
-            seconds=float(seconds[k.index]),
-            bound=str(prior.kernel_bound[k.index]),
-            level=prior.level_names[int(level[k.index])],
-        )
-        for k in kernels.kernels
-        if k.launches
-    ]
-    return tuple(sorted(out, key=lambda layer: -layer.joules))

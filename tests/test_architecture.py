@@ -25,6 +25,7 @@ STAGES: dict[str, int] = {
     "data": 5,
     "learn": 6,
     "api": 7,
+    "layers": 7,
     "many": 7,
     "llm": 8,
     "report": 8,

@@ -282,6 +282,22 @@ def test_per_call_time_adds_to_latency_at_waiting_power(hw):
     # The call's wait is the first kernel's: per-kernel times and joules still add up to the inference's.
     assert math.isclose(p.kernel_seconds[0] - base.kernel_seconds[0], call)
     assert math.isclose(p.kernel_joules.sum(), p.joules) and math.isclose(p.kernel_seconds.sum(), p.seconds)
+    assert p.call_seconds == call and math.isclose(p.call_joules, 20 * call)
+
+
+def test_the_per_layer_view_shows_the_call_wait_as_its_own_row_and_adds_up_to_the_answer():
+    from estimator.layers import HOST_CALL_ROW
+
+    est = Estimator("h100", "vllm", calibrated=False)  # the vllm runtime has a per-step host time
+    e = est.estimate(_relu_chain(3))
+    call = get_runtime("vllm").host_call_s
+    assert call > 0
+    host = [layer for layer in e.layers if layer.kernel == -1]
+    assert [layer.name for layer in host] == [HOST_CALL_ROW] and host[0].nodes == () and host[0].level == "-"
+    assert math.isclose(host[0].joules, load_profile("h100").idle_with_context_w * call)
+    assert math.isclose(host[0].seconds, call)
+    assert math.isclose(sum(layer.joules for layer in e.layers), e.joules)
+    assert all(layer.seconds >= 0 and layer.joules >= 0 for layer in e.layers)
 
 
 def test_runtime_dispatch_times_come_from_the_runtime_table(hw):

@@ -332,7 +332,7 @@ def render_estimate(
             where = kernel_place(layer.nodes) if layer.nodes else ""
             if where == TOP_LEVEL or not where:
                 where = ", ".join(layer.nodes[:3]) + (", ..." if len(layer.nodes) > 3 else "")
-            label = shorten(f"{layer.name} [{where}]", room, keep="start")
+            label = shorten(f"{layer.name} [{where}]" if where else layer.name, room, keep="start")
             lines.append(
                 f"{layer.joules / total:6.1%}  {si(layer.joules, 'J'):>7}  {si(layer.seconds, 's'):>7}  "
                 f"{layer.bound:<7}  {shorten(layer.level, 5):<5}  {label}"

@@ -69,6 +69,9 @@ class PriorResult:
         host_seconds: host time spent dispatching kernels and per call, s (0 in v1, which has no host term).
         wait_seconds: time the device waited for the host at idle-with-context power, s (0 in v1).
         notes: what the prior could not model for this graph (e.g. contractions without shapes).
+        call_seconds: per-call host time before the first dispatch, s (0 in v1); the device waits through it
+            and it is counted in the first launched kernel's time.
+        call_joules: energy of that wait, J, included in the first launched kernel's joules.
     """
 
     joules: float
@@ -88,6 +91,8 @@ class PriorResult:
     host_seconds: float = 0.0
     wait_seconds: float = 0.0
     notes: tuple[str, ...] = ()
+    call_seconds: float = 0.0
+    call_joules: float = 0.0
 
     @property
     def avg_power_w(self) -> float:

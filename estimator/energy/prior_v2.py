@@ -318,9 +318,11 @@ def assemble(
     # An inference costs at least one dispatch and one kernel, even when every node is a view or a constant.
     seconds = call + max(last, h + c.gpu_kernel_floor_s)
     kernel_seconds = np.diff(end, prepend=0.0) if len(end) else end
-    if call > 0 and launched.any():
+    in_first = call if call > 0 and launched.any() else 0.0
+    if in_first:
         # The per-call host time comes before the first dispatch: the GPU waits through it in the first
-        # kernel's slot, so the kernels' times and joules add up to the inference's.
+        # kernel's slot, so the kernels' times and joules add up to the inference's (the per-layer view shows
+        # it as its own row: PriorResult.call_joules).
         kernel_seconds = kernel_seconds.copy()
         kernel_seconds[int(np.argmax(launched))] += call
     wait = np.maximum(kernel_seconds - g, 0.0)
@@ -353,4 +355,6 @@ def assemble(
         host_seconds=call + h * float(terms.launches.sum()),
         wait_seconds=idle_time,
         notes=notes,
+        call_seconds=in_first,
+        call_joules=p_wait * in_first,
     )
