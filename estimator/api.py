@@ -42,13 +42,7 @@ from estimator.errors import GraphStructureError, ProfileError
 from estimator.graph.load import load_graph
 from estimator.layers import LayerEnergy, layer_view
 from estimator.learn.features import FEATURE_NAMES, build_features, static_additive
-from estimator.learn.gpu_model import (
-    gpu_answer,
-    is_gpu_sidecar,
-    load_gpu_model,
-    physics_only_reason,
-    sidecar_constants,
-)
+from estimator.learn.gpu_model import gpu_answer, is_gpu_sidecar, load_gpu_model, sidecar_constants
 from estimator.learn.regressor import (
     TrainedModel,
     default_models_dir,
@@ -237,8 +231,6 @@ class Estimator:
         self.model: TrainedModel | None = None
         #: ``none``, ``calibrated`` or ``cross-device`` (GPU models), see :class:`Estimate`.
         self.correction = "none"
-        #: Why a GPU profile answers from the prior alone when a GPU model exists (None: no such reason).
-        self.physics_only_reason: str | None = None
         # Trained models belong to the shipped profiles: a user's file, even one named like a shipped
         # profile, gets one only when its content is the shipped file's (docs/training.md).
         if calibrated and is_shipped_profile(self.profile):
@@ -248,8 +240,6 @@ class Estimator:
             )
             if found is not None:
                 self.model, self.correction = found
-            elif runs_on_gpu(self.profile):
-                self.physics_only_reason = physics_only_reason(directory, self.runtime)
             elif not is_gpu_sidecar(directory, self.profile.name, self.runtime.name):
                 self.model = load_model(directory, self.profile.name, self.runtime.name, FEATURE_NAMES)
                 self.correction = "none" if self.model is None else "calibrated"
@@ -356,9 +346,7 @@ class Estimator:
             joules = prior.joules
             low_f, high_f = self._interval["low_factor"], self._interval["high_factor"]
             level, basis = self._interval["level"], self._interval["basis"]
-            method = f"physics-only ({prior.name})" + (
-                f": {self.physics_only_reason}" if self.physics_only_reason else ""
-            )
+            method = f"physics-only ({prior.name})"
         elif gpu_model:
             g = gpu_answer(self.model, self.correction, kernels, prior, hw, self.runtime, element)
             joules, extrapolated, bounds, kernel_joules = g.joules, g.extrapolated, g.notes, g.kernel_joules

@@ -173,15 +173,6 @@ def test_estimates_answer_from_calibrated_or_cross_device_model_and_say_which(sy
     prior_only = Estimator("gtx1070", "pytorch-cuda", calibrated=False).estimate(graph, batch=8)
     assert prior_only.correction == "none"
     assert 1.0 < cal.joules / prior_only.joules < 1.7
-    # A runtime the cross-device model has no rows of gets the prior alone, and says why.
-    from estimator.learn.gpu_model import trained_runtimes
-
-    assert trained_runtimes(store, *CROSS_DEVICE) == set(synthetic.table["runtime"].unique())
-    unseen = Estimator("h100", "tensorrt", models_dir=store)
-    alone = unseen.estimate(graph, batch=8)
-    assert unseen.model is None and alone.correction == "none"
-    assert "no GPU measurements of runtime tensorrt" in alone.method
-    assert alone.joules == Estimator("h100", "tensorrt", calibrated=False).estimate(graph, batch=8).joules
 
 
 def test_rows_that_timed_their_input_pipeline_get_their_own_constants_and_flag(synthetic):

@@ -55,42 +55,11 @@ def load_gpu_model(directory: Path, hw: HardwareProfile, runtime: Runtime) -> tu
         model = load_model(directory, hw.name, runtime.name, GPU_FEATURE_NAMES)
         if model is not None and hw.measurement_boundary in model.sidecar.get("boundaries", []):
             return model, "calibrated"
-    if is_gpu_sidecar(directory, *CROSS_DEVICE) and runtime.name in trained_runtimes(
-        directory, *CROSS_DEVICE
-    ):
+    if is_gpu_sidecar(directory, *CROSS_DEVICE):
         model = load_model(directory, *CROSS_DEVICE, GPU_FEATURE_NAMES)
         if model is not None:
             return model, "cross-device"
     return None
-
-
-def trained_runtimes(directory: Path, hardware: str, runtime: str) -> frozenset[str]:
-    """Runtimes a stored GPU model has training rows of (its one-hot runtime columns that reach 1).
-
-    A runtime without rows (``vllm``, ``tensorrt`` today) is a category the model never saw: its correction
-    would be a guess, so that runtime gets the physics prior alone (:func:`physics_only_reason`).
-    """
-    try:
-        domain = json.loads(model_paths(directory, hardware, runtime)[1].read_text()).get("domain", {})
-    except (OSError, json.JSONDecodeError):
-        return frozenset()
-    prefix = "runtime_"
-    return frozenset(
-        name[len(prefix) :] for name, span in domain.items() if name.startswith(prefix) and span[1] > 0
-    )
-
-
-def physics_only_reason(directory: Path, runtime: Runtime) -> str | None:
-    """Why a GPU profile answers from the prior alone although the cross-device model exists; None otherwise."""
-    if not is_gpu_sidecar(directory, *CROSS_DEVICE):
-        return None
-    known = trained_runtimes(directory, *CROSS_DEVICE)
-    if runtime.name in known:
-        return None
-    return (
-        f"no GPU measurements of runtime {runtime.name} (the cross-device model knows "
-        f"{', '.join(sorted(known))})"
-    )
 
 
 def sidecar_constants(sidecar: dict, runtime: str) -> V2Constants | None:

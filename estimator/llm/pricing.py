@@ -92,8 +92,7 @@ class StepPricer:
         """What answered, as ``Estimate.method`` says it."""
         e = self.estimator
         if e.model is None:
-            reason = e.physics_only_reason
-            return f"physics-only ({e.prior_name})" + (f": {reason}" if reason else "")
+            return f"physics-only ({e.prior_name})"
         if self._gpu_model:
             return describe(e.model, e.correction, e.profile, e.runtime)
         return f"xgboost residual over {e.prior_name}"
