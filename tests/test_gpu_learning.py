@@ -173,6 +173,23 @@ def test_estimates_answer_from_calibrated_or_cross_device_model_and_say_which(sy
     prior_only = Estimator("gtx1070", "pytorch-cuda", calibrated=False).estimate(graph, batch=8)
     assert prior_only.correction == "none"
     assert 1.0 < cal.joules / prior_only.joules < 1.7
+    # A runtime the cross-device model has no rows of is answered by it but flagged as extrapolated.
+    from estimator.learn.gpu_model import trained_runtimes
+
+    assert trained_runtimes(cross_model_domain(store)) == set(synthetic.table["runtime"].unique())
+    unseen = Estimator("h100", "tensorrt", models_dir=store).estimate(graph, batch=8)
+    assert unseen.correction == "cross-device"
+    assert unseen.extrapolated[0] == "runtime tensorrt (no training rows)"
+    assert not any(f.startswith("runtime pytorch-cuda") for f in cross.extrapolated)
+
+
+def cross_model_domain(store):
+    import json
+
+    from estimator.learn.gpu_model import CROSS_DEVICE
+    from estimator.learn.regressor import model_paths
+
+    return json.loads(model_paths(store, *CROSS_DEVICE)[1].read_text())["domain"]
 
 
 def test_rows_that_timed_their_input_pipeline_get_their_own_constants_and_flag(synthetic):

@@ -89,8 +89,21 @@ def corrected_joules(
         graph_aggregates(kernels, hw, dtype), prior, hw, runtime, boundary=hw.measurement_boundary
     )
     factor = float(np.exp(model.regressor.predict(row[None, :])[0]))
-    outside = tuple(outside_domain(row, model.sidecar.get("domain", {}), GPU_FEATURE_NAMES))
+    domain = model.sidecar.get("domain", {})
+    outside = tuple(outside_domain(row, domain, GPU_FEATURE_NAMES))
+    if runtime.name not in trained_runtimes(domain):
+        # A runtime without training rows (vllm, tensorrt today) is a category the model never saw.
+        outside = (f"runtime {runtime.name} (no training rows)", *outside)
     return prior.joules * factor, factor, outside
+
+
+def trained_runtimes(domain: dict) -> frozenset[str]:
+    """Runtimes a GPU model has training rows of: its one-hot ``runtime_*`` columns whose range (``domain``,
+    from the sidecar) reaches 1."""
+    prefix = "runtime_"
+    return frozenset(
+        name[len(prefix) :] for name, span in domain.items() if name.startswith(prefix) and span[1] > 0
+    )
 
 
 def describe(model: TrainedModel, kind: str, hw: HardwareProfile, runtime: Runtime) -> str:
