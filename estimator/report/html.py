@@ -212,7 +212,9 @@ def render_report(
     parts.append("<h2>Where the energy goes</h2>")
     if pictures:
         parts.append(_figure(lambda: energy_bars_figure(e), "Energy per kernel, split by what limits it."))
-        if module_of(e.layers[0].nodes if e.layers else (), 1) != TOP_LEVEL:
+        # Module names, judged on the largest kernel (the host's per-call row has no nodes).
+        largest = next((layer.nodes for layer in e.layers if layer.nodes), ())
+        if module_of(largest, 1) != TOP_LEVEL:
             parts.append(
                 _figure(
                     lambda: energy_bars_figure(e, by="module", depth=depth, top=12),
