@@ -298,6 +298,10 @@ def test_the_per_layer_view_shows_the_call_wait_as_its_own_row_and_adds_up_to_th
     assert math.isclose(host[0].seconds, call)
     assert math.isclose(sum(layer.joules for layer in e.layers), e.joules)
     assert all(layer.seconds >= 0 and layer.joules >= 0 for layer in e.layers)
+    # The roofline's per-kernel view leaves the wait out: the kernels alone take the answer minus the call.
+    alone_s, alone_j = e.prior.kernels_alone(e.prior.kernel_joules > 0)
+    assert math.isclose(alone_s.sum(), e.prior.seconds - call)
+    assert math.isclose(alone_j.sum(), e.prior.joules - host[0].joules)
 
 
 def test_runtime_dispatch_times_come_from_the_runtime_table(hw):

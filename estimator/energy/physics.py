@@ -94,6 +94,19 @@ class PriorResult:
     call_seconds: float = 0.0
     call_joules: float = 0.0
 
+    def kernels_alone(self, launched: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-kernel (seconds, joules) without the per-call wait that :attr:`kernel_seconds` and
+        :attr:`kernel_joules` count in the first launched kernel (``launched``: kernels with launches), s and J."""
+        seconds, joules = (
+            np.array(self.kernel_seconds, dtype=float),
+            np.array(self.kernel_joules, dtype=float),
+        )
+        if self.call_seconds > 0 and launched.any():
+            first = int(np.argmax(launched))
+            seconds[first] -= self.call_seconds
+            joules[first] -= self.call_joules
+        return seconds, joules
+
     @property
     def avg_power_w(self) -> float:
         """Average power over the inference, W."""

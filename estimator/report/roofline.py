@@ -53,8 +53,8 @@ def roofline_data(
     bytes_beyond_l1 = (
         prior.placement.bytes_by_level[:, 1:].sum(axis=1) if len(hw.caches) else ka.activation_bytes
     )
-    seconds = prior.kernel_seconds
     launched = ka.launches > 0
+    seconds, joules = prior.kernels_alone(launched)  # the host's per-call wait is no kernel's work
     drawn = launched & (ka.flops > 0) & (seconds > 0)
     with np.errstate(divide="ignore"):
         intensity = np.where(bytes_beyond_l1 > 0, ka.flops / np.maximum(bytes_beyond_l1, 1e-300), np.inf)
@@ -64,7 +64,7 @@ def roofline_data(
         intensity=intensity[drawn],
         achieved_flops_per_s=ka.flops[drawn] / seconds[drawn],
         bound=np.asarray(prior.kernel_bound)[drawn],
-        joules=np.asarray(estimate.prior.kernel_joules)[drawn],
+        joules=joules[drawn],
         compute_roof_flops_per_s=hw.peak_flops_per_s(dt, matrix=True)
         * share
         * hw.achievable_compute_fraction,
