@@ -175,8 +175,8 @@ def _rows(
     return r
 
 
-# Columns of the per-kernel additive matrix.
-_A_NAMES = (
+# Columns of the additive matrix that count what the kernels compute and move (hardware-free).
+_COUNT_COLUMNS = (
     "flops",
     "weight_bytes",
     "act_bytes",
@@ -189,6 +189,10 @@ _A_NAMES = (
     "matrix_flops",
     "dead_flops",
     "dead_launches",
+)
+# Columns of the per-kernel additive matrix.
+_A_NAMES = (
+    *_COUNT_COLUMNS,
     "joules",
     "seconds",
     "compute_j",
@@ -207,22 +211,7 @@ _A = {name: i for i, name in enumerate(_A_NAMES)}
 
 
 #: Columns of the additive matrix that depend on the kernels alone (not on hardware, dtype or the prior).
-_STATIC_COLUMNS = (
-    "flops",
-    "weight_bytes",
-    "act_bytes",
-    "write_bytes",
-    "launches",
-    *(f"kind_{k}" for k in _KINDS),
-    *(f"{c}_nodes" for c in OP_CATEGORIES),
-    *(f"{c}_flops" for c in OP_CATEGORIES),
-    "conv_kelems_x_flops",
-    "matrix_flops",
-    "dead_flops",
-    "dead_launches",
-    "model_weight_bytes",
-    "act_elements",
-)
+_STATIC_COLUMNS = (*_COUNT_COLUMNS, "model_weight_bytes", "act_elements")
 _CATEGORY_OF: dict[str, str] = {op: c for c, ops in OP_CATEGORIES.items() for op in ops}
 
 
