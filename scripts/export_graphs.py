@@ -227,6 +227,12 @@ SPECS += [
 ]
 
 
+# Power Hungry Processing's task models (scripts/php_graphs.py; scripts/ is on sys.path when run as a script)
+from php_graphs import php_specs  # noqa: E402
+
+SPECS += php_specs(hf, Spec)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Building
 # ----------------------------------------------------------------------------------------------------------
@@ -237,7 +243,7 @@ SPECS += [
 TORCHVISION_STAND_IN = """
 import enum, importlib.abc, importlib.machinery, sys, types
 
-__version__ = "0.0-stand-in"
+__version__ = "0.0.0+stand.in"
 
 
 class InterpolationMode(enum.Enum):
@@ -308,16 +314,42 @@ def _build(spec: Spec):
         model = timm.create_model(spec.name, pretrained=False)
         args = (torch.randn(*spec.input),)
         return model, args, ["input"], {"input": {0: "batch"}}, f"timm {timm.__version__}"
+    _torchvision_stand_in()  # DETR-family backbones are built by timm
     import transformers
 
     cfg = dict(spec.config or {})
     model_cls, cfg_cls = getattr(transformers, cfg.pop("cls")), getattr(transformers, cfg.pop("cfg"))
+    task = cfg.pop("task", False)
     config = cfg_cls(**cfg)
     config._attn_implementation = "eager"
-    model = _LastHiddenState(model_cls(config))
+    version = f"transformers {transformers.__version__}"
+    if len(spec.input) == 4:  # an image model: fixed image size, symbolic batch
+        model = _TensorOutputs(model_cls(config), "pixel_values")
+        return model, (torch.randn(*spec.input),), ["pixel_values"], {"pixel_values": {0: "batch"}}, version
+    model = _TensorOutputs(model_cls(config), "input_ids") if task else _LastHiddenState(model_cls(config))
     ids = torch.randint(0, min(config.vocab_size, 1000), spec.input)
     axes = {"input_ids": {0: "batch", 1: "sequence"}}
-    return model, (ids,), ["input_ids"], axes, f"transformers {transformers.__version__}"
+    return model, (ids,), ["input_ids"], axes, version
+
+
+def _TensorOutputs(model, input_name: str):
+    """A task model called with ``input_name`` only (text: plus an all-ones mask), returning every tensor of
+    its output (logits, boxes, hidden states the head reads), so that no head is pruned from the graph."""
+    import torch
+
+    class TensorOutputs(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            kwargs = {input_name: x}
+            if input_name == "input_ids":
+                kwargs["attention_mask"] = torch.ones_like(x)
+            out = self.inner(**kwargs)
+            return tuple(v for v in out.to_tuple() if isinstance(v, torch.Tensor))
+
+    return TensorOutputs(model)
 
 
 def _LastHiddenState(model):
@@ -514,7 +546,7 @@ def export_one(spec: Spec) -> dict[str, str]:
     flops, params = _references(model, args)
     _export(model, args, names, axes, GRAPHS / f"{spec.name}.onnx")
     dims = "x".join(["N", *map(str, spec.input[1:])])
-    if spec.source == "transformers":
+    if spec.source == "transformers" and len(spec.input) == 2:
         dims = "NxS (exported at 1x128)"
     return {
         "name": spec.name,
@@ -594,7 +626,7 @@ def write_docs() -> None:
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, row in sorted(read_manifest().items()):
-        shapes = {"input_ids": (1, 128)} if row["source"] == "transformers" else None
+        shapes = {"input_ids": (1, 128)} if row["input"].startswith("input_ids=") else None
         graph = load_graph(GRAPHS / f"{name}.onnx", batch=1, shapes=shapes)
         report = count_costs(graph)
         ref_f, ref_p = int(row["reference_flops"]), int(row["reference_params"])

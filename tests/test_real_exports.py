@@ -64,7 +64,7 @@ NAMES = sorted(n for n in ROWS if ALL or n in REPRESENTATIVE)
 
 @cache
 def _report(name: str) -> CostReport:
-    shapes = {"input_ids": (1, 128)} if ROWS[name]["source"] == "transformers" else None
+    shapes = {"input_ids": (1, 128)} if ROWS[name]["input"].startswith("input_ids=") else None
     return count_costs(load_graph(GRAPHS / f"{name}.onnx", batch=1, shapes=shapes))
 
 
