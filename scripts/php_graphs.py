@@ -420,12 +420,14 @@ def php_specs(hf: Callable, spec_cls: type) -> list:
                 "num_attention_heads": 3,
                 "intermediate_size": 768,
                 "image_size": [800, 1333],
+                "use_mid_position_embeddings": False,
                 "num_labels": 91,
             },
             "hustvl/yolos-tiny",
             DETECT,
             (512, 682),
-            note="YOLOS-Ti's input is 512 x * (Fang et al. 2021, Table 1), not DETR's 800",
+            note="YOLOS-Ti's input is 512 x * (Fang et al. 2021, Table 1), not DETR's 800; no mid-layer"
+            " position embeddings (as recalled from its config, not checked)",
         ),
         php(
             "php-yolos-small",
@@ -435,12 +437,13 @@ def php_specs(hf: Callable, spec_cls: type) -> list:
                 "hidden_size": 384,
                 "num_attention_heads": 6,
                 "intermediate_size": 1536,
-                "image_size": [800, 1333],
                 "num_labels": 91,
             },
             "hustvl/yolos-small",
             DETECT,
             (800, 1066),
+            note="position-embedding tables at YolosConfig's default 512 x 864 (transformers v5 fails on 800 x 1333"
+            " here); the forward pass interpolates them to the input, so only the stored parameters differ",
         ),
         php(
             "php-deformable-detr",
