@@ -403,14 +403,15 @@ class Estimator:
             prior=prior,
             kernel_rows=per_kernel_model,
             graph_row=not per_kernel_model,
+            distinct=True,
             # Hardware-free columns: computed once per KernelReport, whatever the profiles that use it.
             static=kernels.derived("static_additive", lambda: static_additive(kernels)),
         )
         check = self.model.domain_check  # the sidecar's training ranges, as arrays
         reg = self.model.regressor
         if per_kernel_model:
-            # Networks repeat their blocks: predict each distinct row once (the same numbers, fewer trees walked).
-            per_kernel = rows.kernel_prior_joules * np.exp(reg.predict_distinct(rows.kernels))
+            # Networks repeat their blocks: one row per distinct kernel, each predicted once (and remembered).
+            per_kernel = rows.kernel_prior_joules * np.exp(reg.predict_distinct(rows.kernels))[rows.kernel_row]
             out = np.zeros(len(kernels.kernels))
             out[launched] = per_kernel
             return float(per_kernel.sum()), out, tuple(sorted(check.outside(rows.kernels)))

@@ -40,15 +40,18 @@ class FeatureRows:
 
     Attributes:
         graph: the network's feature row.
-        kernels: one row per launched kernel (the kernel as a network of its own).
-        kernel_prior_joules: the prior's joules per launched kernel (J), aligned with ``kernels``.
+        kernels: one row per launched kernel (the kernel as a network of its own); with ``distinct=True``,
+            one row per distinct launched kernel, ``kernel_row`` saying which row each launched kernel has.
+        kernel_prior_joules: the prior's joules per launched kernel (J).
         prior: the prior's result for the network.
+        kernel_row: for each launched kernel, its row of ``kernels`` (None: row i is launched kernel i).
     """
 
     graph: np.ndarray
     kernels: np.ndarray
     kernel_prior_joules: np.ndarray
     prior: PriorResult
+    kernel_row: np.ndarray | None = None
 
 
 def build_features(
@@ -61,6 +64,7 @@ def build_features(
     prior: PriorResult | None = None,
     kernel_rows: bool = True,
     graph_row: bool = True,
+    distinct: bool = False,
     static: np.ndarray | None = None,
 ) -> FeatureRows:
     """Feature rows of a fused network on ``hw`` with ``runtime`` (see the module docstring).
@@ -68,6 +72,8 @@ def build_features(
     ``prior`` is the prior's result for the same kernels, dtype and threads, when the caller has it already.
     ``kernel_rows=False`` skips the per-kernel rows (``kernels`` is then 0 x F), for graph-level models;
     ``graph_row=False`` skips the network's row (``graph`` is then empty), for kernel-level ones.
+    ``distinct=True`` builds one row per distinct kernel (networks repeat their blocks: equal kernels placed
+    alike have equal rows), with :attr:`FeatureRows.kernel_row` mapping kernels to rows.
     ``static`` is :func:`static_additive` of the same kernels, when the caller keeps it.
     """
     if prior is None:
@@ -87,6 +93,10 @@ def build_features(
             batch,
             fixed,
         )[0]
+    kernel_row = None
+    if kernel_rows and len(add) and distinct:
+        firsts, kernel_row = _distinct(add)
+        add = add[firsts]
     if kernel_rows and len(add):
         kernel_matrix = _rows(
             add,
@@ -100,7 +110,22 @@ def build_features(
         )
     else:
         kernel_matrix = np.zeros((0, len(FEATURE_NAMES)))
-    return FeatureRows(graph, kernel_matrix, prior.kernel_joules[launched], prior)
+    return FeatureRows(graph, kernel_matrix, prior.kernel_joules[launched], prior, kernel_row)
+
+
+def _distinct(rows: np.ndarray) -> tuple[list[int], np.ndarray]:
+    """(index of the first of each distinct row, in order of appearance; each row's distinct-row number)."""
+    slot: dict[bytes, int] = {}
+    firsts: list[int] = []
+    row_of = []
+    for i, row in enumerate(rows):
+        key = row.tobytes()
+        j = slot.get(key)
+        if j is None:
+            j = slot[key] = len(firsts)
+            firsts.append(i)
+        row_of.append(j)
+    return firsts, np.array(row_of, dtype=np.intp)
 
 
 def launched_kernels(kernels: KernelReport) -> np.ndarray:

@@ -311,9 +311,11 @@ class DomainCheck:
     def outside(self, rows: np.ndarray) -> list[str]:
         """Names of the features outside the range in ``rows`` (one row, or any of n x len(names) rows), in
         feature order; a missing value (NaN) is outside."""
-        inside = (self.low <= rows) & (rows <= self.high)
-        bad = ~inside if inside.ndim == 1 else ~inside.all(axis=0)
-        return [self.names[i] for i in np.flatnonzero(bad)]
+        if rows.ndim == 2:  # inside for every row: the least and the largest inside (NaN propagates: outside)
+            inside = (self.low <= rows.min(axis=0)) & (rows.max(axis=0) <= self.high)
+        else:
+            inside = (self.low <= rows) & (rows <= self.high)
+        return [self.names[i] for i in np.flatnonzero(~inside)]
 
 
 def outside_domain(
