@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -95,23 +96,39 @@ class Forest:
         """Predictions (float32) for rows ``X`` (rows x features, float32)."""
         n_rows, n_features = X.shape
         n_trees, width = self.feature.shape
-        # Flat node ids (tree * width + node), one per row and tree; children stored as flat ids too.
-        node = np.broadcast_to(np.arange(n_trees, dtype=np.int32) * width, (n_rows, n_trees)).copy()
-        row_offset = (np.arange(n_rows, dtype=np.intp) * n_features)[:, None]
+        # A walker's state is twice its flat node id (tree * width + node): its left child's slot in the
+        # interleaved ``children``, the right one's next to it; the per-node arrays are read at half of it.
+        at = np.broadcast_to(np.arange(n_trees, dtype=np.intp) * (2 * width), (n_rows, n_trees)).copy()
         flat_x = X.ravel()
         feature, threshold = self.feature.ravel(), self.threshold.ravel()
-        children = self.children
+        children2 = self._children2
         missing = bool(np.isnan(flat_x).any())
+        row_offset = (np.arange(n_rows, dtype=np.intp) * n_features)[:, None] if n_rows > 1 else None
         for _ in range(self.depth):
-            x = flat_x.take(feature.take(node) + row_offset)
-            go_right = ~(x < threshold.take(node))
+            node = at >> 1
+            column = feature.take(node)
+            if row_offset is not None:
+                column += row_offset
+            x = flat_x.take(column)
             if missing:
+                go_right = ~(x < threshold.take(node))
                 go_right = np.where(np.isnan(x), ~self.default_left.ravel().take(node), go_right)
-            node = children.take(node * 2 + go_right)
-        leaves = self.value.ravel().take(node)
+            else:
+                go_right = x >= threshold.take(node)  # ~(x < threshold) when x is a number
+            at += go_right
+            at = children2.take(at)
+        leaves = self.value.ravel().take(at >> 1)
         # xgboost adds the trees' leaves one after another to the base score, in float32: cumsum does the same.
         margin = np.concatenate([np.full((n_rows, 1), self.base_score, dtype=np.float32), leaves], axis=1)
         return np.cumsum(margin, axis=1, dtype=np.float32)[:, -1]
+
+    @cached_property
+    def _children2(self) -> np.ndarray:
+        """``children`` as walker states (twice the child's flat id), intp: built on the first prediction."""
+        return self.children.astype(np.intp) * 2
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_children2"}
 
 
 def _tree_depth(left: np.ndarray, right: np.ndarray) -> int:
