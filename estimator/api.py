@@ -411,7 +411,9 @@ class Estimator:
         reg = self.model.regressor
         if per_kernel_model:
             # Networks repeat their blocks: one row per distinct kernel, each predicted once (and remembered).
-            per_kernel = rows.kernel_prior_joules * np.exp(reg.predict_distinct(rows.kernels))[rows.kernel_row]
+            per_kernel = (
+                rows.kernel_prior_joules * np.exp(reg.predict_distinct(rows.kernels))[rows.kernel_row]
+            )
             out = np.zeros(len(kernels.kernels))
             out[launched] = per_kernel
             return float(per_kernel.sum()), out, tuple(sorted(check.outside(rows.kernels)))
