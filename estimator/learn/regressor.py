@@ -131,12 +131,15 @@ class ResidualRegressor:
         keys = [row.tobytes() for row in X]
         memo = self._memo_
         new = {key: i for i, key in enumerate(keys) if key not in memo}
-        if new:
-            if len(memo) + len(new) > MEMO_ROWS:
-                memo.clear()
-                new = {key: i for i, key in enumerate(keys)}
-            memo.update(zip(new, self.predict(X[list(new.values())]).tolist(), strict=True))
-        return np.array([memo[key] for key in keys], dtype=np.float32)
+        if not new:
+            return np.array([memo[key] for key in keys], dtype=np.float32)
+        fresh = dict(zip(new, self.predict(X[list(new.values())]).tolist(), strict=True))
+        out = np.array([fresh[key] if key in fresh else memo[key] for key in keys], dtype=np.float32)
+        if len(memo) + len(fresh) > MEMO_ROWS:
+            memo.clear()
+        if len(fresh) <= MEMO_ROWS:
+            memo.update(fresh)
+        return out
 
 
 #: Rows whose predictions a regressor remembers (:meth:`ResidualRegressor.predict_distinct`): ~0.5 kB each.
