@@ -9,6 +9,10 @@ Two granularities share the schema:
 * ``kernel``: one row per kernel, the kernel seen as a network of its own. A model trained on single-layer
   measurements predicts a whole network as the sum over its kernels (Getzner et al. found whole-network
   CPU energy within ~1% of the sum of its layers).
+
+Why this module is long: it is one computation, the additive per-kernel matrix and the feature rows built
+from it, with the tables that say how each feature column comes from the matrix (so that columns of one kind
+are computed in one numpy call).
 """
 
 from __future__ import annotations
