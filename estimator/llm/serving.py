@@ -53,12 +53,22 @@ class ServingHost:
         return self.step_s + self.per_sequence_s * sequences
 
 
-#: vLLM (v0.5-era, the ML.ENERGY leaderboard v2 runs), fitted on the A100-SXM4-40GB rows of ML.ENERGY v2
+#: vLLM (v0.5-era, the ML.ENERGY leaderboard v2 runs), fitted on the 58 A100-SXM4-40GB rows of ML.ENERGY v2
 #: (chat and code, TP 1-8, average batch 32-740; prompt assumed 256 tokens; paged layout, energy-roofline v2
-#: with the shipped cross-device GPU model); judged on the H100 rows (docs/llm.md).
-VLLM_HOST = ServingHost(step_s=0.0, per_sequence_s=0.0, fitted_on="unfitted")
-#: The same fit on the H100 rows: used only to judge the A100-40GB rows (never shipped as a default).
-VLLM_HOST_FITTED_ON_H100 = ServingHost(step_s=0.0, per_sequence_s=0.0, fitted_on="unfitted")
+#: without host time); judged on the 68 H100 rows (docs/llm.md).
+VLLM_HOST = ServingHost(
+    step_s=10.1e-3,
+    per_sequence_s=0.314e-3,
+    fitted_on="ML.ENERGY v2 vLLM rows of a100-40gb (58)",
+    gpu_time_factor=1.68,
+)
+#: The same fit on the 68 H100 rows: used only to judge the A100-40GB rows (never a default).
+VLLM_HOST_FITTED_ON_H100 = ServingHost(
+    step_s=21.0e-3,
+    per_sequence_s=0.179e-3,
+    fitted_on="ML.ENERGY v2 vLLM rows of h100 (68)",
+    gpu_time_factor=1.72,
+)
 
 #: Serving runtimes with a step-host model, by runtime name.
 SERVING_HOSTS: dict[str, ServingHost] = {"vllm": VLLM_HOST}
