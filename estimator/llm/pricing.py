@@ -15,6 +15,10 @@ kernels of the 2-block stand-in of a zoo decoder (:mod:`estimator.llm.steps`) at
 * a GPU model's correction (and the answer's power floor) is applied to the gathered aggregates (:func:`~estimator.learn.gpu_features.
   gpu_feature_row`): the ``L``-block model's FLOPs, bytes, launches and inputs (its ``L`` layers of cache).
 
+With a serving engine's step-time model (:mod:`estimator.llm.serving`, vLLM) the prior's joules and seconds
+of the step's kernels are taken without per-call host time and combined with the model's GPU-time factor and
+host time; the learned correction is not applied.
+
 ``tests/test_llm_pricing.py`` checks that this equals ``Estimator.estimate_kernels`` on the whole graph.
 Other priors and trained models (the v1 prior, a CPU model) fall back to ``estimate_kernels`` on the repeated
 kernels, which is exact and slower.
@@ -117,8 +121,8 @@ class StepPricer:
         if self.serving:
             v = self.serving
             return (
-                f"{e.prior_name} power over the {e.runtime.name} step-time model (GPU time x"
-                f"{v.gpu_time_factor:.2f} in decode, host {v.step_s * 1e3:.1f} ms + {v.per_sequence_s * 1e3:.3f} ms "
+                f"{e.prior_name} over the {e.runtime.name} step-time model (decode GPU time "
+                f"x{v.gpu_time_factor:.2f}; host {v.step_s * 1e3:.1f} ms + {v.per_sequence_s * 1e3:.3f} ms "
                 f"per sequence per step; fitted on {v.fitted_on}); no learned correction"
             )
         if e.model is None:
