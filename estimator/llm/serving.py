@@ -33,7 +33,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ServingHost:
-    """Host time of one engine step of a serving runtime: ``step_s + per_sequence_s x sequences``.
+    """A serving runtime's step-time model: host time ``step_s + per_sequence_s x sequences`` per engine step
+    and a factor on the prior's decode GPU time (module docstring).
 
     Attributes:
         step_s: host time per engine step independent of the batch (scheduler, input preparation), s.
@@ -70,12 +71,12 @@ VLLM_HOST_FITTED_ON_H100 = ServingHost(
     gpu_time_factor=1.72,
 )
 
-#: Serving runtimes with a step-host model, by runtime name.
+#: Serving runtimes with a step-time model, by runtime name.
 SERVING_HOSTS: dict[str, ServingHost] = {"vllm": VLLM_HOST}
 
 
 def serving_host(runtime: str) -> ServingHost | None:
-    """The step-host model of ``runtime`` (None: the runtime's own per-call host time applies)."""
+    """The step-time model of ``runtime`` (None: steps are priced as the Estimator prices them)."""
     return SERVING_HOSTS.get(runtime)
 
 
