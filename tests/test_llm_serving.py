@@ -79,3 +79,29 @@ def test_an_eager_request_launches_fewer_kernels_than_the_graph():
         generate=4,
     )
     assert not any("views" in n for n in ort.notes)
+
+
+def test_the_fit_recovers_known_constants():
+    """``scripts/validate_llm.py``'s fit on rows made from known constants gives them back."""
+    pytest.importorskip("scipy")
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "validate_llm.py"
+    spec = importlib.util.spec_from_file_location("validate_llm", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    k, step_s, per_sequence_s = 1.5, 0.012, 2.5e-4
+    rows = [
+        {
+            "hardware": "x",
+            "batch": b,
+            "predicted_tpot_s": g,
+            "measured_tpot_s": k * g + step_s + per_sequence_s * b,
+        }
+        for b, g in [(32, 0.01), (64, 0.02), (128, 0.025), (256, 0.06), (512, 0.07), (300, 0.02)]
+    ]
+    fit = module.fit_host(rows)
+    assert fit.gpu_time_factor == pytest.approx(k, rel=1e-6)
+    assert fit.step_s == pytest.approx(step_s, rel=1e-6)
+    assert fit.per_sequence_s == pytest.approx(per_sequence_s, rel=1e-6)
