@@ -18,7 +18,8 @@ Sources (each compared at its own boundary, GPU boards by NVML):
 **vLLM host time.** ML.ENERGY rows are predicted with the step-host model of :mod:`estimator.llm.serving`
 fitted on the *other* GPU's rows (A100-40GB rows with the constants fitted on H100, H100 rows with those
 fitted on A100-40GB). ``--fit-vllm-host`` refits both: it prices every row without host time and with a
-GPU-time factor of 1, and fits the three constants (:func:`fit_host`) on each GPU's rows alone.
+GPU-time factor of 1, and fits the three constants (:func:`fit_host`) on each GPU's rows alone. The step-time model
+prices with the prior alone, so ``--physics-only`` changes the benchlab and Wilkins rows only.
 
 The Estimator is built as a user gets it (its default prior, and a trained model where one exists for the
 profile and runtime), so re-running after a new prior lands re-validates it. Runtimes: ``vllm`` for
