@@ -183,7 +183,7 @@ def _iter_all_nodes(graph: onnx.GraphProto):
 
 
 def _numel(dims: Sequence[int]) -> int:
-    return math.prod(int(d) for d in dims)
+    return math.prod(dims)
 
 
 def _is_external(t: onnx.TensorProto) -> bool:
