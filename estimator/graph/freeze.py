@@ -175,7 +175,7 @@ def _freeze(
                 index=position,
                 name=name,
                 op_type=op_type,
-                domain=domain if domain and domain != ONNX_DOMAIN else ONNX_DOMAIN,  # canonical_domain, inlined
+                domain=domain or ONNX_DOMAIN,  # canonical_domain(domain), inlined
                 inputs=inputs,
                 outputs=outputs,
                 attributes=attrs,
