@@ -247,7 +247,7 @@ def _cost_node(graph: Graph, node: Node, counted_roots: set[str], memo: NodeCost
     if key is not None:
         template = memo.get(key, graph, node, inputs)
         if template is not None:
-            return _node_cost(template, graph, node, inputs, outputs, counted_roots, base)
+            return _node_cost(template, graph, node, outputs, counted_roots, base)
     ctx = NodeContext(
         node=node,
         inputs=inputs,
@@ -273,7 +273,7 @@ def _cost_node(graph: Graph, node: Node, counted_roots: set[str], memo: NodeCost
         return NodeCost(**base, status="shape-unknown", output_shapes=shapes, message=template)
     if key is not None:
         memo.put(key, template, graph, node, inputs, ctx.read_constants)
-    return _node_cost(template, graph, node, inputs, outputs, counted_roots, base)
+    return _node_cost(template, graph, node, outputs, counted_roots, base)
 
 
 def _shapes(outputs: tuple[TensorInfo | None, ...]) -> tuple[tuple[int, ...] | None, ...]:
@@ -284,7 +284,6 @@ def _node_cost(
     t: CostTemplate,
     graph: Graph,
     node: Node,
-    inputs: tuple[TensorInfo | None, ...],
     outputs: tuple[TensorInfo | None, ...],
     counted_roots: set[str],
     base: dict,
