@@ -98,8 +98,10 @@ def _check_arity(nodes: Sequence[NodeView], opsets: Mapping[str, int]) -> None:
 
 #: What onnx reports as the upper bound of a variadic input or output list.
 _VARIADIC = 2**31 - 1
-#: (op, domain, opset) -> (min inputs, max inputs, min outputs, max outputs), or None without a schema.
+#: (op, domain, opset) -> (min inputs, max inputs, min outputs, max outputs), or None without a schema; keyed
+#: by names read from files, so bounded like ``_PASSED``: at most ``_ARITY_LIMIT`` entries, then started afresh.
 _ARITY: dict[tuple[str, str, int], tuple[int, int, int, int] | None] = {}
+_ARITY_LIMIT = 4096
 
 
 def _schema(op_type: str, domain: str, opsets: Mapping[str, int]) -> tuple[int, int, int, int] | None:
@@ -110,6 +112,8 @@ def _schema(op_type: str, domain: str, opsets: Mapping[str, int]) -> tuple[int, 
         return None
     key = (op_type, domain, version)
     if key not in _ARITY:
+        if len(_ARITY) >= _ARITY_LIMIT:
+            _ARITY.clear()
         try:
             s = onnx.defs.get_schema(op_type, version, "" if domain == ONNX_DOMAIN else domain)
         except onnx.defs.SchemaError:
