@@ -41,7 +41,7 @@ HF_MODELS: Mapping[str, HfModel] = {
         + _COMMON_DIFFERENCES,
     ),
     "distilbert-base-uncased": HfModel(
-        lambda batch, seq: bert_encoder(6, 768, 12, 3072, 30522, 512, batch, seq),
+        lambda batch, seq: bert_encoder(6, 768, 12, 3072, 30522, 512, batch, seq, naming="distilbert"),
         "DistilBertModel: 6 x 768, 12 heads, FFN 3072, vocab 30522, 512 positions, no token types, no pooler; "
         + _COMMON_DIFFERENCES,
     ),
