@@ -185,3 +185,16 @@ def test_leave_out_splits_never_train_on_the_held_out_unit():
     with pytest.raises(ValueError, match="both"):
         everything = np.ones(len(ms.table), bool)
         predict_folds(ms, [("all", everything, everything)])
+
+
+def test_fused_gelu_keeps_flops_and_launches_one_kernel_per_gelu():
+    erf = _kernels(bert_encoder(2, H, HEADS, F, 100, 16, B, S))
+    fused = _kernels(bert_encoder(2, H, HEADS, F, 100, 16, B, S, fused_gelu=True))
+    assert sum(k.flops for k in fused.kernels) == sum(k.flops for k in erf.kernels)
+    launched = lambda ks: sum(k.launches for k in ks.kernels)  # noqa: E731
+    assert launched(erf) - launched(fused) == 2 * 4  # two layers, five nodes -> one
+    gm = graph_modules(fused)
+    inter, _ = map_row(
+        gm, np.array([k.launches for k in fused.kernels]), "encoder.layer.0.intermediate:X", "module"
+    )
+    assert [gm.op_types[i] for i in np.flatnonzero(inter)] == ["MatMul", "Add", "Gelu"]
