@@ -24,13 +24,18 @@ Energy: ``E = P_static * B + P_ctx * (T - B) + sum(E_dynamic)`` with ``B = sum(g
 ``P_static`` the profile's busy static power, ``P_ctx`` its idle-with-context power (a CUDA context resident,
 the board waiting for the host), ``E_dynamic`` per kernel as in v1 (FLOPs x J/FLOP + bytes per level x J/B),
 except that a GEMM draws the power limit: its ``E_dynamic`` is at least ``(TDP - P_static) x flops / (peak x
-achievable_compute_fraction)`` (:func:`gemm_power_limit_joules`).
+achievable_compute_fraction)`` (:func:`gemm_power_limit_joules`), and every other kernel draws at least the
+streaming power: ``E_dynamic >= phi x (TDP - P_static) x bytes / (f_b x BW)`` (:func:`memory_stream_joules`,
+``phi`` = :data:`MEMORY_POWER_FRACTION`, fitted).
 TDP clamp: if ``(P_static * B + sum(E_dynamic)) / B`` would exceed TDP, every ``g_k`` stretches by the same
 factor so that busy power equals TDP, before the pipeline runs.
 
 CPU and SoC profiles are not changed by v2: :func:`energy_prior_v2` returns v1's result for them (named v1).
 Constants live in :class:`V2Constants` (defaults cited or marked estimated); :mod:`estimator.energy.prior_fit`
 fits them on a measurement table.
+
+Why this module is long: the per-kernel terms, the host/GPU pipeline and the power rules that turn them into one
+result share the same arrays; split, each part would re-derive the kernels' times and bytes.
 """
 
 from __future__ import annotations
