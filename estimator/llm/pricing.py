@@ -148,7 +148,11 @@ class StepPricer:
         ka = kernel_arrays(report, self.dtype)
         terms = device_terms(report, hw, runtime, self.dtype)
         level_energy = np.array([lv.energy_per_byte_j for lv in hw.caches] + [hw.dram_energy_per_byte_j])
-        compute_j = terms.dynamic_joules - (terms.placement.bytes_by_level * level_energy).sum(axis=1)
+        per_byte_j = (terms.placement.bytes_by_level * level_energy).sum(axis=1)
+        moved_j = per_byte_j if terms.kernel_memory_joules is None else terms.kernel_memory_joules
+        # the streaming power's raise of memory-bound kernels (prior_v2.memory_stream_joules) stays memory energy
+        stream_extra_j = moved_j - per_byte_j
+        compute_j = terms.dynamic_joules - moved_j
         levels = cache_levels(hw)
         placement = place(
             levels,
@@ -161,6 +165,7 @@ class StepPricer:
         )
         by_level = placement.bytes_by_level
         memory_j = by_level * level_energy
+        memory_j[:, -1] += stream_extra_j[order]
         whole = DeviceTerms(
             t_compute=terms.t_compute[order],
             beyond_l1_bytes=by_level[:, 1:].sum(axis=1) if levels else by_level.sum(axis=1),
@@ -170,6 +175,7 @@ class StepPricer:
             memory_joules=memory_j.sum(axis=0),
             placement=placement,
             unshaped=terms.unshaped,
+            kernel_memory_joules=memory_j.sum(axis=1),
         )
         prior = assemble(whole, hw, runtime, self._constants)
         if self.serving:
