@@ -158,11 +158,17 @@ def _compute_paths(kernels: KernelReport, hw: HardwareProfile, runtime: Runtime,
     peak, eff, e_flop = np.empty(n), np.ones(n), np.empty(n)
     gemm = np.zeros(n, dtype=bool)
     unshaped = 0
+    # GEMM shapes are a function of the report, tile efficiencies of the report and the SM count: kept with the
+    # report (filled as asked), so several devices, runtimes and constants reuse them.
+    shapes = kernels.derived("gemm_shapes", dict)
+    tiles = kernels.derived(("library_tile_efficiency", hw.compute_units), dict)
     for i, k in enumerate(kernels.kernels):
         dt = dtypes[i]
         on_matrix = bool(matrix[i])
         if on_matrix and k.launches:
-            shape = gemm_shape(kernels, k)
+            if i not in shapes:
+                shapes[i] = gemm_shape(kernels, k)
+            shape = shapes[i]
             if shape is None:
                 unshaped += 1
                 op_class = "matmul"
@@ -171,7 +177,9 @@ def _compute_paths(kernels: KernelReport, hw: HardwareProfile, runtime: Runtime,
                 op_class = shape.op_class
             else:
                 op_class = shape.op_class
-                eff[i] = library_tile_efficiency(shape, hw.compute_units)
+                if i not in tiles:
+                    tiles[i] = library_tile_efficiency(shape, hw.compute_units)
+                eff[i] = tiles[i]
                 gemm[i] = True
             if on_matrix and compute_dtype_class(dt) == "fp32":
                 on_matrix = uses_tf32(runtime.name, op_class)
