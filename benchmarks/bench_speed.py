@@ -60,6 +60,8 @@ LLAMA_1B = {"layers": 16, "hidden": 2048, "heads": 32, "vocab": 128256, "max_pos
 #: ViT-B/16's encoder (12 x 768, 12 heads, FFN 3072) on 197 tokens, on the BERT-style builder (token embedding
 #: instead of the patch convolution, post-LN).
 VIT_B = {"layers": 12, "hidden": 768, "heads": 12, "ffn": 3072, "vocab": 1000, "batch": 1, "seq": 197}
+#: New reports timed on their first estimate_kernels call, per graph and profile.
+FIRST_CALLS = 10
 TARGETS = {"cli": 2.0, "nb201": 3.0, "graph": 4.0, "kernels_ms": 1.0, "n_jobs": 1.8, "memory_mb": 300.0}
 
 
@@ -191,8 +193,12 @@ def per_graph(repeats: int) -> list[dict]:
 
 
 def kernels_timing(repeats: int) -> list[dict]:
-    """CPU time of ``estimate_kernels`` on already fused NAS-Bench-201 and ResNet-50 kernels."""
-    cell = nasbench201(nb201_arch(random.Random(1)))
+    """CPU time of ``estimate_kernels`` on already fused NAS-Bench-201 and ResNet-50 kernels: called again on
+    the same report (``ms``), and the first call on a new report (``first_ms``: what a search loop pays, the
+    report's hardware-free quantities included; new NAS-Bench-201 cells, or ResNet-50 fused anew)."""
+    rng = random.Random(1)
+    cell = nasbench201(nb201_arch(rng))
+    fresh_cells = [nasbench201(nb201_arch(rng)) for _ in range(FIRST_CALLS)]
     out = []
     for hw, rt, note in (
         ("rpi5", "onnxruntime", "trained, graph level"),
@@ -202,7 +208,10 @@ def kernels_timing(repeats: int) -> list[dict]:
         est = Estimator(hw, runtime=rt)
         if hw == "a100" and est.model is not None:
             note = f"trained, {est.correction}"  # the shipped cross-device GPU model
-        for name, model in (("NAS-Bench-201 cell", cell), ("ResNet-50", RESNET50)):
+        for name, model, fresh in (
+            ("NAS-Bench-201 cell", cell, fresh_cells),
+            ("ResNet-50", RESNET50, [RESNET50] * FIRST_CALLS),
+        ):
             k = est.kernels(model)
             est.estimate_kernels(k)
 
@@ -210,11 +219,16 @@ def kernels_timing(repeats: int) -> list[dict]:
                 return cpu_of(lambda: [est.estimate_kernels(k) for _ in range(20)]) / 20
 
             ms = statistics.median(run() for _ in range(repeats)) * 1e3
+            reports = [est.kernels(m) for m in fresh]  # fused before timing; each timed on its first call
+            first_ms = (
+                statistics.median(cpu_of(lambda r=r, est=est: est.estimate_kernels(r)) for r in reports) * 1e3
+            )
             trained = est.model is not None
             out.append(
                 {
                     "what": f"{name}, {hw} {est.runtime.name} ({note}), {len(k.kernels)} kernels",
                     "ms": ms,
+                    "first_ms": first_ms,
                     "target": TARGETS["kernels_ms"] if trained else None,
                 }
             )
@@ -312,9 +326,10 @@ def targets_table(
             rows.append(
                 (
                     f"`estimate_kernels`, {r['what']}",
-                    f"{r['ms']:.2f} ms",
+                    f"{r['ms']:.2f} ms (first call on a new report {r['first_ms']:.2f} ms)",
                     f"<= {r['target']} ms",
-                    _met(r["ms"], r["target"]),
+                    _met(r["ms"], r["target"])
+                    + ("" if r["first_ms"] <= r["target"] else " (first call: NO)"),
                 )
             )
     rows.append(
@@ -395,12 +410,19 @@ def report(start: list[dict], graphs: list[dict], kern: list[dict], scale: dict,
         "",
         "### `estimate_kernels` on already fused kernels, CPU time per call",
         "",
-        "| kernels, profile | ms | target (ms) | met |",
-        "|---|---:|---:|:-:|",
+        "`again`: the median call on one report called repeatedly (its hardware-free quantities kept with it); "
+        f"`first call`: the median first call on {FIRST_CALLS} new reports (new NAS-Bench-201 cells, ResNet-50 "
+        "fused anew), what a search loop pays. A kernel-level model remembers the predictions of the rows it "
+        "has seen (bounded), so kernels shared with earlier reports cost a look-up.",
+        "",
+        "| kernels, profile | again (ms) | first call (ms) | target (ms) | met |",
+        "|---|---:|---:|---:|:-:|",
     ]
     for r in kern:
         t = r["target"]
-        lines.append(f"| {r['what']} | {r['ms']:.3f} | {t if t else ''} | {_met(r['ms'], t)} |")
+        lines.append(
+            f"| {r['what']} | {r['ms']:.3f} | {r['first_ms']:.3f} | {t if t else ''} | {_met(r['ms'], t)} |"
+        )
     s = scale
     lines += [
         "",

@@ -19,8 +19,11 @@ import sys
 import time
 
 from estimator.api import Estimator
+from estimator.cost.kernels import fuse_kernels
+from estimator.cost.nodes import count_costs
+from estimator.graph.load import load_graph
 from estimator.llm import estimate_request
-from estimator.llm.steps import StepKernels, bind, read_layout
+from estimator.llm.steps import EAGER_TORCH_RUNTIMES, TORCH_VIEW_OPS, StepKernels, as_views, bind, read_layout
 from estimator.zoo.decoders import parse_decoder_spec
 
 SPEC = "zoo:llama-3.1-8b;layers=2"
@@ -35,11 +38,24 @@ def integral_vs_steps(steps: int, prompt: int = 128, batch: int = 8) -> dict:
 
     model = parse_decoder_spec(SPEC).build()
     layout = read_layout(model)
+    # The default runtime (pytorch-cuda) is eager: `estimate llm` runs Transpose and Slice as PyTorch views,
+    # so the reference costs the same kernels (load, cost, fuse, views, prior at every cache length).
+    views = TORCH_VIEW_OPS if est.runtime.name in EAGER_TORCH_RUNTIMES else frozenset()
     t0 = time.perf_counter()
-    full = [est.estimate(model, shapes=bind(layout, batch, 1, p)) for p in range(prompt, prompt + steps)]
+    full = [
+        est.estimate_kernels(
+            as_views(
+                fuse_kernels(
+                    count_costs(load_graph(model, shapes=bind(layout, batch, 1, p))), fuse=est.runtime.fuses
+                ),
+                views,
+            )
+        )
+        for p in range(prompt, prompt + steps)
+    ]
     t_full = time.perf_counter() - t0
 
-    kernels = StepKernels(model, batch, fuse=est.runtime.fuses)
+    kernels = StepKernels(model, batch, fuse=est.runtime.fuses, views=views)
     poly = kernels.polynomial(
         lambda p: kernels.exact(1, p), (prompt, prompt + steps - 1), prompt + steps // 2
     )

@@ -40,16 +40,10 @@ from estimator.energy.prior_v2 import canonical_prior_name, default_prior, run_p
 from estimator.energy.runtimes import Runtime, get_runtime
 from estimator.errors import GraphStructureError, ProfileError
 from estimator.graph.load import load_graph
-from estimator.layers import LayerEnergy, layer_view
-from estimator.learn.features import FEATURE_NAMES, build_features, static_additive
+from estimator.layers import LayerEnergy, LayerRows
+from estimator.learn.features import FEATURE_NAMES, build_features, launched_kernels, static_additive
 from estimator.learn.gpu_model import gpu_answer, is_gpu_sidecar, load_gpu_model, sidecar_constants
-from estimator.learn.regressor import (
-    TrainedModel,
-    default_models_dir,
-    load_model,
-    outside_domain,
-    outside_domain_any,
-)
+from estimator.learn.regressor import TrainedModel, default_models_dir, load_model
 
 
 @dataclass(frozen=True)
@@ -69,7 +63,7 @@ class Estimate:
         hardware, runtime, boundary, batch, dtype: what the answer is for.
         prior: the physics prior's full result.
         baselines: named baseline estimators' joules (Desislavov et al., TDP x roofline time).
-        layers: kernels by energy, largest first.
+        layers: kernels by energy, largest first (:class:`~estimator.layers.LayerRows`, built when first read).
         costs: the hardware-free cost report.
         not_costed: op types the cost engine could not cost (then joules is a lower bound).
         extrapolated: features outside the trained model's training range (empty when inside or uncalibrated).
@@ -94,7 +88,7 @@ class Estimate:
     dtype: str
     prior: PriorResult
     baselines: Mapping[str, float]
-    layers: tuple[LayerEnergy, ...]
+    layers: Sequence[LayerEnergy]
     costs: CostReport = field(repr=False)
     not_costed: Mapping[str, int] = field(default_factory=dict)
     extrapolated: tuple[str, ...] = ()
@@ -385,7 +379,7 @@ class Estimator:
                 "desislavov_flops_over_peak_per_watt": desislavov_joules(kernels, hw, element),
                 "tdp_x_roofline_time": tdp_roofline_joules(kernels, hw, prior=prior),
             },
-            layers=layer_view(kernels, prior, kernel_joules),
+            layers=LayerRows(kernels, prior, kernel_joules),
             costs=kernels.costs,
             not_costed=dict(kernels.costs.not_costed),
             extrapolated=extrapolated,
@@ -398,7 +392,8 @@ class Estimator:
     ) -> tuple[float, np.ndarray, tuple[str, ...]]:
         """Joules per inference and per kernel from the trained residual model, and the features outside its
         training range."""
-        per_kernel_model = self.model.sidecar.get("granularity") == "kernel"
+        launched = launched_kernels(kernels)
+        per_kernel_model = self.model.sidecar.get("granularity") == "kernel" and bool(launched.any())
         rows = build_features(
             kernels,
             self.profile,
@@ -407,24 +402,26 @@ class Estimator:
             threads=threads,
             prior=prior,
             kernel_rows=per_kernel_model,
+            graph_row=not per_kernel_model,
+            distinct=True,
             # Hardware-free columns: computed once per KernelReport, whatever the profiles that use it.
             static=kernels.derived("static_additive", lambda: static_additive(kernels)),
         )
-        domain = self.model.sidecar.get("domain", {})
+        check = self.model.domain_check  # the sidecar's training ranges, as arrays
         reg = self.model.regressor
-        if per_kernel_model and len(rows.kernels):
-            launched = np.array([k.launches > 0 for k in kernels.kernels], dtype=bool)
-            # Networks repeat their blocks: predict each distinct row once (the same numbers, fewer trees walked).
-            per_kernel = rows.kernel_prior_joules * np.exp(reg.predict_distinct(rows.kernels))
+        if per_kernel_model:
+            # Networks repeat their blocks: one row per distinct kernel, each predicted once (and remembered).
+            per_kernel = (
+                rows.kernel_prior_joules * np.exp(reg.predict_distinct(rows.kernels))[rows.kernel_row]
+            )
             out = np.zeros(len(kernels.kernels))
             out[launched] = per_kernel
-            outside = outside_domain_any(rows.kernels, domain, FEATURE_NAMES)
-            return float(per_kernel.sum()), out, tuple(outside)
+            return float(per_kernel.sum()), out, tuple(sorted(check.outside(rows.kernels)))
         factor = float(np.exp(reg.predict(rows.graph[None, :])[0]))
         return (
             prior.joules * factor,
             prior.kernel_joules * factor,
-            tuple(outside_domain(rows.graph, domain, FEATURE_NAMES)),
+            tuple(check.outside(rows.graph)),
         )
 
 

@@ -1,12 +1,16 @@
 """Where an estimate's energy goes: one row per launched kernel, plus the host's per-call wait when it has one.
 
 The rows are the per-layer view of :class:`estimator.api.Estimate` (``Estimate.layers``): the prior's joules
-per kernel, scaled by whatever correction answered, so that the rows add up to the answer.
+per kernel, scaled by whatever correction answered, so that the rows add up to the answer. They are built the
+first time they are read (:class:`LayerRows`): an estimate in a search loop that reads only the joules never
+pays for one Python object per kernel.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
+from typing import overload
 
 import numpy as np
 
@@ -33,6 +37,61 @@ class LayerEnergy:
     seconds: float
     bound: str
     level: str
+
+
+class LayerRows(Sequence[LayerEnergy]):
+    """The rows of :func:`layer_view` (a read-only sequence of :class:`LayerEnergy`, largest energy first),
+    built on first access from what the estimate already holds; equal to any sequence of the same rows, and
+    pickled as its rows."""
+
+    __slots__ = ("_inputs", "_rows")
+
+    def __init__(self, kernels: KernelReport, prior: PriorResult, kernel_joules: np.ndarray) -> None:
+        self._inputs: tuple | None = (kernels, prior, kernel_joules)
+        self._rows: tuple[LayerEnergy, ...] | None = None
+
+    @classmethod
+    def of(cls, rows: Sequence[LayerEnergy]) -> LayerRows:
+        """Rows already built (unpickling)."""
+        out = cls.__new__(cls)
+        out._inputs, out._rows = None, tuple(rows)
+        return out
+
+    @property
+    def rows(self) -> tuple[LayerEnergy, ...]:
+        """The rows as a tuple (built now if not yet)."""
+        if self._rows is None:
+            self._rows = layer_view(*self._inputs)
+            self._inputs = None
+        return self._rows
+
+    @overload
+    def __getitem__(self, index: int) -> LayerEnergy: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[LayerEnergy, ...]: ...
+    def __getitem__(self, index):
+        return self.rows[index]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Iterator[LayerEnergy]:
+        return iter(self.rows)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, LayerRows):
+            return self.rows == other.rows
+        if isinstance(other, tuple | list):
+            return self.rows == tuple(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  (equal to tuples, which hash differently)
+
+    def __repr__(self) -> str:
+        return repr(self.rows)
+
+    def __reduce__(self):
+        return (LayerRows.of, (self.rows,))
 
 
 def layer_view(

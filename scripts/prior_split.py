@@ -2,6 +2,8 @@
 
     python scripts/prior_split.py [--source irene] [--by model|batch|seq_len]
     python scripts/prior_split.py --linear-ops
+    python scripts/prior_split.py --memory-ops [--fraction F]
+    python scripts/prior_split.py --fit-memory-power
 
 For every whole-network row at the prior's own boundary (``gpu-board-nvml``) that has a latency, the v2 prior
 with its shipped constants (nothing fitted) predicts joules and seconds; the script prints, per device (and per
@@ -14,7 +16,10 @@ with its shipped constants (nothing fitted) predicts joules and seconds; the scr
 so that ``joules ratio = time ratio x power ratio`` row by row. ``--linear-ops`` instead checks the v2 GEMM time
 (tile choice, flattened leading dimensions; 128x128 tiles over ``batch`` GEMMs of ``seq`` rows for comparison)
 against IrEne's op-level ``Linear`` rows of the BERT-family models (their latency includes the bias add), with
-the power those rows measured. docs/prior.md quotes its output.
+the power those rows measured. ``--memory-ops`` prices IrEne's op-level LayerNorm and Softmax rows (mapped to
+their kernels by :mod:`estimator.learn.gpu_modules`) and prints predicted / measured joules, time and power per
+device; ``--fit-memory-power`` fits :data:`estimator.energy.prior_v2.MEMORY_POWER_FRACTION` on the GTX 1080 Ti
+rows of that set only (golden section on the mean squared log error of average power). docs/prior.md quotes its output.
 """
 
 from __future__ import annotations
@@ -33,7 +38,14 @@ from estimator.energy.gpu_efficiency import GemmShape, library_tile_efficiency, 
 from estimator.energy.hardware import load_profile
 from estimator.energy.prior_v2 import assemble
 from estimator.energy.runtimes import get_runtime
+from estimator.learn.gpu_modules import build_module_set, load_module_rows
 from estimator.learn.gpu_training import PRIOR_BOUNDARY, build_gpu_set, load_gpu_table
+
+#: IrEne's memory-bound op classes, and the device whose rows fit the streaming power fraction.
+MEMORY_OPS = ("LayerNorm", "Softmax")
+FIT_DEVICE = "gtx1080ti"
+#: Only rows at least this long fit the fraction (s): the kernel, not the host's dispatch, fills their time.
+FIT_MIN_LATENCY_S = 1.2e-4
 
 
 def split_table(source: str) -> pd.DataFrame:
@@ -102,6 +114,78 @@ def linear_ops_table(root: Path | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def memory_ops_table(
+    fraction: float | None = None,
+    graphs: dict | None = None,
+    device: str | None = None,
+    min_latency_s: float = 0.0,
+):
+    """IrEne's op-level LayerNorm / Softmax rows at the NVML sensor, priced by v2 (``fraction`` = the streaming
+    power fraction, the shipped one when None): one row per distinct measurement with its ``weight``."""
+    rows = load_module_rows(level="op")
+    cls = rows["module"].astype(str).str.rpartition(":")[2]
+    rows = rows[cls.isin(MEMORY_OPS).to_numpy() & (rows["boundary"] == PRIOR_BOUNDARY).to_numpy()]
+    if device:
+        rows = rows[rows["hardware"] == device]
+    rows = rows[rows["latency_s"].astype(float) >= min_latency_s]
+    kw = {} if fraction is None else {"memory_power_fraction": fraction}
+    ms = build_module_set(rows.reset_index(drop=True), graphs=graphs, **kw)
+    t = ms.table
+    measured_w = t["joules_per_inference"] / t["latency_s"]
+    predicted = np.exp(ms.log_prior)
+    return pd.DataFrame(
+        {
+            "hardware": t["hardware"],
+            "op": t["pattern"].str.rpartition(":")[2],
+            "weight": t["weight"],
+            "latency_s": t["latency_s"],
+            "joules": predicted / t["joules_per_inference"],
+            "time": ms.prior_seconds / t["latency_s"],
+            "power": predicted / ms.prior_seconds / measured_w,
+            "measured_w": measured_w,
+            "predicted_w": predicted / ms.prior_seconds,
+        }
+    )
+
+
+def fit_memory_power(steps: int = 8) -> float:
+    """The streaming power fraction minimising the weighted mean squared log ratio of average power (joules /
+    seconds, predicted over measured) on the :data:`FIT_DEVICE` LayerNorm / Softmax op rows that ran at least
+    :data:`FIT_MIN_LATENCY_S` (golden section on [0, 1]). Power, not joules: the fraction sets power; fitted on
+    joules it would also absorb v2's error in the time of these eager ops (PyTorch's LayerNorm of 2021 took
+    about twice v2's time). Long rows only: in shorter ones the host's dispatch fills the time and the power
+    measured is that of the gaps between kernels, which the fraction does not describe."""
+    graphs: dict = {}
+
+    def loss(f: float) -> float:
+        d = memory_ops_table(f, graphs, FIT_DEVICE, FIT_MIN_LATENCY_S)
+        value = float(np.average(np.log(d["power"]) ** 2, weights=d["weight"]))
+        print(f"fraction {f:.4f}: mean squared log power ratio {value:.5f}", flush=True)
+        return value
+
+    lo, hi, g = 0.0, 1.0, (5**0.5 - 1) / 2
+    a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+    fa, fb = loss(a), loss(b)
+    for _ in range(steps):
+        if fa < fb:
+            hi, b, fb = b, a, fa
+            a = hi - g * (hi - lo)
+            fa = loss(a)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + g * (hi - lo)
+            fb = loss(b)
+    return (lo + hi) / 2
+
+
+def _weighted_medians(d: pd.DataFrame, keys: list[str], cols: list[str]) -> pd.DataFrame:
+    out = {}
+    for key, g in d.groupby(keys):
+        rep = g.loc[g.index.repeat(g["weight"].astype(int))]
+        out[key] = {"rows": len(rep), **{c: float(rep[c].median()) for c in cols}}
+    return pd.DataFrame(out).T
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print the medians per device (and per ``--by``)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -112,7 +196,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--linear-ops", action="store_true", help="check GEMM times on IrEne's Linear op rows"
     )
+    parser.add_argument("--memory-ops", action="store_true", help="v2 on IrEne's LayerNorm / Softmax op rows")
+    parser.add_argument(
+        "--fraction", type=float, default=None, help="streaming power fraction (--memory-ops)"
+    )
+    parser.add_argument("--fit-memory-power", action="store_true", help="fit the streaming power fraction")
     args = parser.parse_args(argv)
+    if args.fit_memory_power:
+        print(f"fitted on {FIT_DEVICE} LayerNorm/Softmax op rows: {fit_memory_power():.3f}")
+        return 0
+    if args.memory_ops:
+        d = memory_ops_table(args.fraction)
+        cols = ["joules", "time", "power", "measured_w", "predicted_w"]
+        print(_weighted_medians(d, ["hardware", "op"], cols).round(3).to_string())
+        return 0
     if args.linear_ops:
         d = linear_ops_table()
         print(d.groupby(["hardware", "in", "out"]).median().round(3).to_string())

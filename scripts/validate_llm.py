@@ -15,6 +15,12 @@ Sources (each compared at its own boundary, GPU boards by NVML):
 * Wilkins et al. (data/validation_wilkins.csv.gz): Llama-2 7B/13B and Mistral 7B on one A100 or V100 without a
   KV cache (``use_cache=False``), energy per request.
 
+**vLLM host time.** ML.ENERGY rows are predicted with the step-host model of :mod:`estimator.llm.serving`
+fitted on the *other* GPU's rows (A100-40GB rows with the constants fitted on H100, H100 rows with those
+fitted on A100-40GB). ``--fit-vllm-host`` refits both: it prices every row without host time and with a
+GPU-time factor of 1, and fits the three constants (:func:`fit_host`) on each GPU's rows alone. The step-time model
+prices with the prior alone, so ``--physics-only`` changes the benchlab and Wilkins rows only.
+
 The Estimator is built as a user gets it (its default prior, and a trained model where one exists for the
 profile and runtime), so re-running after a new prior lands re-validates it. Runtimes: ``vllm`` for
 ML.ENERGY, ``hf-pipeline`` for Wilkins, ``pytorch-cuda`` for benchlab; a runtime the installed version does
@@ -36,6 +42,7 @@ import pandas as pd
 from estimator.api import Estimator
 from estimator.errors import EstimatorError
 from estimator.llm import estimate_request
+from estimator.llm.serving import VLLM_HOST, VLLM_HOST_FITTED_ON_H100, ServingHost
 
 REPO = Path(__file__).resolve().parents[1]
 #: ML.ENERGY model id -> zoo decoder (configs in estimator/zoo/decoders.py).
@@ -84,8 +91,16 @@ def ratio_summary(ratios: list[float]) -> dict:
     }
 
 
-def mlenergy(path: Path, prompt: int, cache: str) -> list[dict]:
-    """Predicted vs measured J per request and per output token of the ML.ENERGY v2 LLM configurations."""
+#: The vLLM step-host model each GPU's rows are judged with: the one fitted on the other GPU's rows.
+HELD_OUT_HOST = {"a100-40gb": VLLM_HOST_FITTED_ON_H100, "h100": VLLM_HOST}
+#: No host time at all (what ``--fit-vllm-host`` prices the rows with before fitting).
+NO_HOST = ServingHost(0.0, 0.0, "none")
+
+
+def mlenergy(path: Path, prompt: int, cache: str, hosts: dict[str, ServingHost] | None = None) -> list[dict]:
+    """Predicted vs measured J per request and per output token of the ML.ENERGY v2 LLM configurations;
+    ``hosts``: the vLLM step-host model per hardware (default :data:`HELD_OUT_HOST`)."""
+    hosts = HELD_OUT_HOST if hosts is None else hosts
     raw = pd.read_csv(path)
     raw = raw[(raw["family"] == "llm_text_generation") & raw["Model"].isin(MLENERGY_MODELS)]
     rows = []
@@ -107,6 +122,7 @@ def mlenergy(path: Path, prompt: int, cache: str) -> list[dict]:
                 batch=batch,
                 dtype="bf16",
                 tensor_parallel=int(r["TP"]),
+                host=hosts[hw],
             )
         except EstimatorError as err:
             rows.append({"model": r["Model"], "hardware": hw, "tp": int(r["TP"]), "error": str(err)})
@@ -129,6 +145,11 @@ def mlenergy(path: Path, prompt: int, cache: str) -> list[dict]:
                 "ratio": predicted_token / measured_token,
                 "measured_tpot_s": float(r["Avg TPOT (s)"]),
                 "predicted_tpot_s": got.tpot_s,
+                "predicted_prefill_s": got.prefill_seconds,
+                "host_step_s": got.host_step_seconds,
+                "host_fitted_on": hosts[hw].fitted_on,
+                "batch": batch,
+                "generate": generate,
                 "cache": cache,
                 "method": got.method,
                 "seconds_to_estimate": time.perf_counter() - t0,
@@ -139,6 +160,27 @@ def mlenergy(path: Path, prompt: int, cache: str) -> list[dict]:
             file=sys.stderr,
         )
     return rows
+
+
+def fit_host(rows: list[dict]) -> ServingHost:
+    """``gpu_time_factor``, ``step_s`` and ``per_sequence_s`` of the step-time model from rows priced without
+    host time and with a factor of 1: non-negative least squares on the relative TPOT error of
+    ``k x t_gpu + step_s + per_sequence_s x B``."""
+    import numpy as np
+    from scipy.optimize import nnls
+
+    measured = np.array([r["measured_tpot_s"] for r in rows])
+    gpu = np.array([r["predicted_tpot_s"] for r in rows])
+    batch = np.array([r["batch"] for r in rows], float)
+    design = np.c_[gpu, np.ones_like(batch), batch] / measured[:, None]
+    (k, step_s, per_sequence_s), _ = nnls(design, np.ones_like(measured))
+    gpus = sorted({r["hardware"] for r in rows})
+    return ServingHost(
+        float(step_s),
+        float(per_sequence_s),
+        f"ML.ENERGY v2 vLLM rows of {', '.join(gpus)} ({len(rows)})",
+        float(k),
+    )
 
 
 #: benchlab's node: an 8 x H100 SXM node (Hugging Face cluster) whose other boards, if CodeCarbon summed them,
@@ -154,7 +196,15 @@ def benchlab(limit: int | None) -> list[dict]:
     was honoured, which depended on its version: mlco2/codecarbon issues 518, 567, PR 712) - converted to one
     board by subtracting ``BENCHLAB_BOARDS - 1`` idle boards at the profile's ``idle_w`` for the phase's
     duration. The measured figures imply 700-900 W during a sub-second phase, above the H100's 700 W limit,
-    which one board cannot draw."""
+    which one board cannot draw (every prefill row is above it). So a third comparison puts the *prediction*
+    at the node's boundary: board 0 as predicted plus the other boards idle over the predicted duration.
+
+    Token counts: the script re-tokenises the decoded output (prompt included) and subtracts the prompt's
+    tokens; the prompt text starts with ``<|begin_of_text|>`` and the tokenizer adds another at the front of
+    each string it encodes, so the re-tokenised output holds one beginning-of-text token more than the
+    model's input did: ``response_tokens`` = generated tokens + 1. A request generates ``response_tokens -
+    1`` tokens: its decode phase (full generation minus a ``max_new_tokens=1`` generation) runs
+    ``response_tokens - 2`` decode steps."""
     table = pd.read_csv(REPO / "data" / "validation_benchlab.csv.gz")
     wide = table.pivot_table(
         index=["submission", "prompt_tokens", "output_tokens"],
@@ -173,7 +223,7 @@ def benchlab(limit: int | None) -> list[dict]:
             est,
             "zoo:llama-3.1-8b;dtype=float32",
             prompt=int(r["prompt_tokens"]),
-            generate=int(r["output_tokens"]),
+            generate=max(1, int(r["output_tokens"]) - 1),
         )
         rows.append(
             {
@@ -193,6 +243,9 @@ def benchlab(limit: int | None) -> list[dict]:
                 - idle_others_w * float(r["latency_s:llm-prefill"]),
                 "one_board_decode_j": float(r["joules_per_sample:llm-decode"])
                 - idle_others_w * float(r["latency_s:llm-decode"]),
+                "node_prefill_j": got.prefill_joules + idle_others_w * got.prefill_seconds,
+                "node_decode_j": got.decode_joules + idle_others_w * got.decode_seconds,
+                "board_limit_w": est.profile.tdp_w,
                 "method": got.method,
             }
         )
@@ -239,12 +292,32 @@ def main(argv: list[str] | None = None) -> int:
         "--mlenergy-cache", default="paged", choices=["paged", "1"], help="KV-cache layout (zoo cache=)"
     )
     parser.add_argument("--physics-only", action="store_true", help="no trained correction")
+    parser.add_argument(
+        "--fit-vllm-host",
+        action="store_true",
+        help="fit the vLLM step-host constants on each GPU's ML.ENERGY rows (priced without host time)",
+    )
     parser.add_argument("--benchlab-limit", type=int, default=None, help="first N conversations only")
     parser.add_argument("--skip", nargs="*", default=[], choices=["mlenergy", "benchlab", "wilkins"])
     parser.add_argument("--out", type=Path, help="write every compared row as JSON here")
     args = parser.parse_args(argv)
     results: dict[str, list[dict]] = {}
     CALIBRATED["on"] = not args.physics_only
+    if args.fit_vllm_host:
+        if not args.mlenergy_configs:
+            parser.error("--fit-vllm-host needs --mlenergy-configs")
+        rows = mlenergy(
+            args.mlenergy_configs,
+            args.mlenergy_prompt,
+            args.mlenergy_cache,
+            dict.fromkeys(GPUS.values(), NO_HOST),
+        )
+        rows = [r for r in rows if "error" not in r]
+        for hw in sorted({r["hardware"] for r in rows}):
+            print(f"fitted on {hw}: {fit_host([r for r in rows if r['hardware'] == hw])}")
+        if args.out:
+            args.out.write_text(json.dumps({"rows": {"mlenergy": rows}}, indent=1))
+        return 0
     if "mlenergy" not in args.skip and args.mlenergy_configs:
         results["mlenergy"] = mlenergy(args.mlenergy_configs, args.mlenergy_prompt, args.mlenergy_cache)
     if "benchlab" not in args.skip:
@@ -264,6 +337,16 @@ def main(argv: list[str] | None = None) -> int:
                     if r[f"one_board_{phase}_j"] > 0
                 ]
                 summary[f"benchlab {phase}, 7 idle boards subtracted"] = ratio_summary(one)
+                summary[f"benchlab {phase}, predicted + 7 idle boards"] = ratio_summary(
+                    [r[f"node_{phase}_j"] / r[f"measured_{phase}_j"] for r in ok]
+                )
+                over = sum(
+                    r[f"measured_{phase}_j"] / r[f"measured_{phase}_s"] > r["board_limit_w"] for r in ok
+                )
+                print(
+                    f"benchlab {phase}: {over} of {len(ok)} rows above one board's power limit",
+                    file=sys.stderr,
+                )
                 summary[f"benchlab {phase}, time"] = ratio_summary(
                     [r[f"predicted_{phase}_s"] / r[f"measured_{phase}_s"] for r in ok]
                 )

@@ -10,10 +10,13 @@ import pytest
 
 from estimator.api import Estimator
 from estimator.cli import run
+from estimator.cost.kernels import fuse_kernels
+from estimator.cost.nodes import count_costs
 from estimator.errors import DataError, GraphStructureError
+from estimator.graph.load import load_graph
 from estimator.llm import estimate_request, sum_steps, sum_steps_exactly
 from estimator.llm.parallel import INTERCONNECT_BYTES_PER_S, all_reduce_cost
-from estimator.llm.steps import StepKernels, bind, read_layout
+from estimator.llm.steps import EAGER_TORCH_RUNTIMES, TORCH_VIEW_OPS, StepKernels, as_views, bind, read_layout
 from estimator.zoo.decoders import DecoderConfig, decoder, parse_decoder_spec
 
 TINY = "zoo:gpt2;layers=2"
@@ -54,14 +57,20 @@ def test_step_kernels_are_affine_in_the_cache_length():
 
 
 def test_decode_integral_equals_costing_every_step(h100):
-    """The request's decode energy against the Estimator run on the graph bound at every cache length."""
+    """The request's decode energy against the Estimator run on the graph bound at every cache length (the
+    default runtime is eager PyTorch, whose Transpose and Slice the request runs as views: so does the
+    reference)."""
     prompt, generate, batch = 16, 48, 4
     r = estimate_request(h100, TINY, prompt=prompt, generate=generate, batch=batch)
     model = parse_decoder_spec(TINY).build()
     layout = read_layout(model)
-    per_step = [
-        h100.estimate(model, shapes=bind(layout, batch, 1, p)) for p in range(prompt, prompt + generate - 1)
-    ]
+    assert h100.runtime.name in EAGER_TORCH_RUNTIMES
+
+    def kernels(p: int):
+        graph = load_graph(model, shapes=bind(layout, batch, 1, p))
+        return as_views(fuse_kernels(count_costs(graph), fuse=h100.runtime.fuses), TORCH_VIEW_OPS)
+
+    per_step = [h100.estimate_kernels(kernels(p)) for p in range(prompt, prompt + generate - 1)]
     exact_j = sum(e.joules for e in per_step)
     exact_s = sum(e.seconds for e in per_step)
     assert r.decode_joules == pytest.approx(exact_j, rel=1e-3)

@@ -337,8 +337,7 @@ def test_col2im_adds_every_column_element() -> None:
 
 def test_center_crop_pad_reads_the_kept_centre() -> None:
     report = cost(
-        "g (float[10,4,3] X) => (float[6,7,3] Y) <int64[2] s = {6, 7}, int64[2] ax = {0, 1}> "
-        "{ Y = CenterCropPad(X, s, ax) }",
+        "g (float[10,4,3] X) => (float[6,7,3] Y) <int64[2] s = {6, 7}> { Y = CenterCropPad<axes = [0, 1]>(X, s) }",
         18,
     )
     node = only(report, "CenterCropPad")

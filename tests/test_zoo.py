@@ -5,7 +5,6 @@ against the reference networks exported by ``torch.onnx.export`` and counted by 
 from __future__ import annotations
 
 import math
-import time
 from collections import Counter
 
 import numpy as np
@@ -156,15 +155,6 @@ def test_nb201_fp16_is_float16_throughout() -> None:
     assert half_totals.params == full_totals.params
     assert 2 * half_totals.param_bytes == full_totals.param_bytes
     assert half_totals.macs == full_totals.macs
-
-
-def test_nb201_is_fast_to_build() -> None:
-    nasbench201(ARCHS[0])
-    start = time.perf_counter()
-    for _ in range(20):
-        nasbench201(ARCHS[0])
-    per_model_s = (time.perf_counter() - start) / 20
-    assert per_model_s < 0.05  # measured ~5 ms on one core; 50 ms leaves room for slow CI
 
 
 @pytest.mark.parametrize(

@@ -96,6 +96,11 @@ def llm(
         f"KV cache    {si(r.kv_cache_bytes, 'B')} at the end ({r.kv_dtype}); weights "
         f"{si(r.weight_bytes_per_device, 'B')} per device",
     ]
+    if r.host_step_seconds > 0:
+        lines.append(
+            f"host        {si(r.host_step_seconds, 's')} per engine step (scheduler, sampling, output), "
+            "the GPU waiting"
+        )
     if r.devices > 1:
         lines.append(f"all-reduce  {si(r.all_reduce_joules, 'J')} of the total")
     if r.not_costed:

@@ -253,8 +253,11 @@ def fuse_kernels(report: CostReport, *, fuse: bool = True) -> KernelReport:
     kinds: list[str] = []
     open_for_epilogue: list[bool] = []
 
+    constant_roots = graph.constant_roots  # Graph.is_constant, read without a call per input
+    producers = graph.producers
+
     def producer_group(t: str) -> int | None:
-        p = graph.producers.get(root(t))
+        p = producers.get(root(t))
         return group.get(nodes[p].index) if p is not None and nodes[p].status != "folded" else None
 
     def single_use(t: str) -> bool:
@@ -271,7 +274,7 @@ def fuse_kernels(report: CostReport, *, fuse: bool = True) -> KernelReport:
         if n.status == "folded":
             continue
         cat = _category(n)
-        runtime_inputs = [t for t in gn.inputs if t and not graph.is_constant(t)]
+        runtime_inputs = [t for t in gn.inputs if t and t not in constant_roots]
         if cat == "view":
             g = producer_group(runtime_inputs[0]) if runtime_inputs else None
             if g is None:
@@ -339,9 +342,19 @@ def _make_kernel(
         kind = "contraction"
     elif kind == "attention-softmax":
         kind = "attention" if len(member_nodes) > 2 else "contraction"
-    weight = activation = write = 0
+    weight = activation = write = macs = flops = params = param_bytes = 0
     seen: set[str] = set()
+    names = []  # op types of the members that compute
+    anchor = None
     for n in member_nodes:
+        macs += n.macs
+        flops += n.flops
+        params += n.params
+        param_bytes += n.param_bytes
+        if n.status != "zero-cost":
+            names.append(n.op_type)
+            if anchor is None and n.status == "costed":
+                anchor = n
         for r in n.reads:
             src = root(r.tensor)
             if src in seen:
@@ -355,23 +368,23 @@ def _make_kernel(
             else:
                 activation += r.nbytes
         for tensor, nbytes in n.writes:
-            consumers = real_consumers.get(root(tensor), ())
-            if root(tensor) in graph_outputs or any(c not in inside for c in consumers) or not consumers:
+            r = root(tensor)
+            consumers = real_consumers.get(r, ())
+            if r in graph_outputs or not consumers or any(c not in inside for c in consumers):
                 write += nbytes
-    anchor = next((n for n in member_nodes if n.status == "costed"), member_nodes[0])
-    launches = 0 if all(n.status == "zero-cost" for n in member_nodes) else 1
+    launches = 1 if names else 0
     return Kernel(
         index=k,
-        name="+".join(n.op_type for n in member_nodes if n.status != "zero-cost") or member_nodes[0].op_type,
+        name="+".join(names) or member_nodes[0].op_type,
         kind="view" if launches == 0 else kind,
         nodes=tuple(idxs),
-        macs=sum(n.macs for n in member_nodes),
-        flops=sum(n.flops for n in member_nodes),
-        params=sum(n.params for n in member_nodes),
-        param_bytes=sum(n.param_bytes for n in member_nodes),
+        macs=macs,
+        flops=flops,
+        params=params,
+        param_bytes=param_bytes,
         weight_bytes=weight,
         activation_read_bytes=activation,
         write_bytes=write,
         launches=launches,
-        dtype=anchor.dtype,
+        dtype=(anchor or member_nodes[0]).dtype,
     )

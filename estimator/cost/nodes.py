@@ -27,7 +27,8 @@ from functools import cached_property
 import numpy as np
 
 import estimator.cost.ops  # noqa: F401  (registers every rule module)
-from estimator.cost.ops.base import REGISTRY, NodeContext, OpCost, SubgraphCost
+from estimator.cost.memo import NODE_COST_MEMO, CostTemplate, NodeCostMemo, cost_template, signature
+from estimator.cost.ops.base import REGISTRY, NodeContext, SubgraphCost
 from estimator.errors import EstimatorError, InvalidDimensionError, ShapeError, UnsupportedOpError
 from estimator.graph.load import Graph, Node, TensorInfo
 
@@ -202,7 +203,8 @@ def count_costs(graph: Graph, *, strict: bool = False) -> CostReport:
         A :class:`CostReport`; nodes without a rule are reported in ``unsupported``, never counted as zero.
     """
     counted_roots: set[str] = set()
-    nodes = tuple(_cost_node(graph, node, counted_roots) for node in graph.nodes)
+    memo = NODE_COST_MEMO if NODE_COST_MEMO.enabled else None
+    nodes = tuple(_cost_node(graph, node, counted_roots, memo) for node in graph.nodes)
     unsupported = Counter(n.qualified_op for n in nodes if n.status == "unsupported")
     not_costed = Counter(n.qualified_op for n in nodes if n.status not in KNOWN_STATUSES)
     for n in nodes:
@@ -226,29 +228,36 @@ def count_costs(graph: Graph, *, strict: bool = False) -> CostReport:
     return report
 
 
-def _cost_node(graph: Graph, node: Node, counted_roots: set[str]) -> NodeCost:
+def _cost_node(graph: Graph, node: Node, counted_roots: set[str], memo: NodeCostMemo | None) -> NodeCost:
     outputs = tuple(graph.tensor(o) for o in node.outputs)
-    shapes = tuple(t.shape if t is not None else None for t in outputs)
     base = {"index": node.index, "name": node.name, "op_type": node.op_type, "domain": node.domain}
     if node.constant_folded:
-        return NodeCost(**base, status="folded", output_shapes=shapes)
-    rule = REGISTRY.lookup(node.domain, node.op_type, graph.opset(node.domain))
+        return NodeCost(**base, status="folded", output_shapes=_shapes(outputs))
+    opset = graph.opset(node.domain)
+    rule = REGISTRY.lookup(node.domain, node.op_type, opset)
     if rule is None:
         return NodeCost(
             **base,
             status="unsupported",
-            output_shapes=shapes,
+            output_shapes=_shapes(outputs),
             message=f"no cost rule for {node.domain}::{node.op_type}",
         )
     inputs = tuple(graph.tensor(i) for i in node.inputs)
+    key = None if memo is None else signature(rule, node, opset, graph, inputs, outputs)
+    if key is not None:
+        template = memo.get(key, graph, node, inputs)
+        if template is not None:
+            return _node_cost(template, graph, node, outputs, counted_roots, base)
     ctx = NodeContext(
         node=node,
         inputs=inputs,
         outputs=outputs,
-        opset=graph.opset(node.domain),
+        opset=opset,
         graph=graph,
         cost_subgraph=lambda sub: _cost_subgraph(sub),
+        read_constants=[] if key is not None else None,
     )
+    shapes = _shapes(outputs)
     try:
         cost = rule(ctx)
     except ShapeError as exc:
@@ -259,106 +268,60 @@ def _cost_node(graph: Graph, node: Node, counted_roots: set[str]) -> NodeCost:
         return NodeCost(
             **base, status="rule-error", output_shapes=shapes, message=f"{type(exc).__name__}: {exc}"
         )
-    return _account(graph, node, ctx, cost, counted_roots, base, shapes)
+    template = cost_template(graph, node, ctx, cost, shapes)
+    if isinstance(template, str):  # an input of unknown shape: the message names it
+        return NodeCost(**base, status="shape-unknown", output_shapes=shapes, message=template)
+    if key is not None:
+        memo.put(key, template, graph, node, inputs, ctx.read_constants)
+    return _node_cost(template, graph, node, outputs, counted_roots, base)
 
 
-def _account(
+def _shapes(outputs: tuple[TensorInfo | None, ...]) -> tuple[tuple[int, ...] | None, ...]:
+    return tuple(t.shape if t is not None else None for t in outputs)
+
+
+def _node_cost(
+    t: CostTemplate,
     graph: Graph,
     node: Node,
-    ctx: NodeContext,
-    cost: OpCost,
+    outputs: tuple[TensorInfo | None, ...],
     counted_roots: set[str],
     base: dict,
-    shapes: tuple,
 ) -> NodeCost:
-    dtype = _arith_dtype(ctx.inputs, ctx.outputs)
-    flags = tuple(cost.flags) + tuple(f"unsupported-inside:{op}" for op in cost.inner_unsupported)
-    if cost.zero_copy:
-        return NodeCost(**base, status="zero-cost", dtype=dtype, output_shapes=shapes, flags=flags)
-    present = [i for i, name in enumerate(node.inputs) if name]
-    data = present if cost.data_inputs is None else [i for i in cost.data_inputs if i in present]
-    param_positions = set(data if cost.param_inputs is None else cost.param_inputs)
-    overrides = cost.read_bytes or {}
-    reads: list[TensorRead] = []
-    params = param_bytes = weight_bytes = activation_bytes = 0
+    """The NodeCost of ``node`` from its template: names filled in, parameters counted at the first reader."""
+    if t.status == "zero-cost":
+        return NodeCost(
+            **base, status="zero-cost", dtype=t.dtype, output_shapes=t.output_shapes, flags=t.flags
+        )
+    params = param_bytes = 0
     # Roots are marked counted only once the whole node is costed: a later input of unknown shape must not
     # leave a weight counted nowhere (its other readers would skip it).
     newly_counted: set[str] = set()
-    for i in data:
-        name = node.inputs[i]
-        info = ctx.inputs[i]
-        if i not in overrides and (info is None or info.nbytes is None):
-            # Never read an unknown tensor as 0 bytes: the node's traffic is unknown.
-            return NodeCost(
-                **base,
-                status="shape-unknown",
-                output_shapes=shapes,
-                message=f"the shape of input {i} ('{name}') is unknown, so the bytes it reads are unknown",
-            )
-        nbytes = overrides.get(i, info.nbytes)
-        is_weight = graph.is_constant(name)
-        if is_weight and i not in overrides:
-            nbytes = _stored_read_bytes(graph, name, nbytes)
-        reads.append(TensorRead(name, int(nbytes), is_weight))
-        if is_weight:
-            weight_bytes += nbytes
-            root = graph.constant_roots[name]
-            root_info = graph.tensor(root) or info
-            learnable = root_info is not None and root_info.dtype not in _NOT_LEARNED_DTYPES
-            if i in param_positions and learnable and root not in counted_roots and root not in newly_counted:
-                newly_counted.add(root)
-                if root_info is not None and root_info.numel is not None:
-                    params += (cost.param_elements or {}).get(i, root_info.numel)
-                    param_bytes += root_info.nbytes or 0
-        else:
-            activation_bytes += nbytes
+    for i, elements, nbytes in t.param_candidates:
+        root = graph.constant_roots[node.inputs[i]]
+        if root not in counted_roots and root not in newly_counted:
+            newly_counted.add(root)
+            if elements is not None:
+                params += elements
+                param_bytes += nbytes
     counted_roots |= newly_counted
-    writes = tuple((t.name, t.nbytes or 0) for t in ctx.outputs if t is not None)
-    write_bytes = cost.write_bytes if cost.write_bytes is not None else sum(b for _, b in writes)
+    names = node.inputs
     return NodeCost(
         **base,
         status="costed",
-        macs=int(cost.macs),
-        flops=int(cost.flops),
+        macs=t.macs,
+        flops=t.flops,
         params=int(params),
         param_bytes=int(param_bytes),
-        weight_bytes=int(weight_bytes),
-        activation_read_bytes=int(activation_bytes + cost.extra_read_bytes),
-        write_bytes=int(write_bytes + cost.extra_write_bytes),
-        dtype=dtype,
-        output_shapes=shapes,
-        reads=tuple(reads),
-        writes=writes,
-        flags=flags,
+        weight_bytes=t.weight_bytes,
+        activation_read_bytes=t.activation_read_bytes,
+        write_bytes=t.write_bytes,
+        dtype=t.dtype,
+        output_shapes=t.output_shapes,
+        reads=tuple(TensorRead(names[i], nbytes, weight) for i, nbytes, weight in t.reads),
+        writes=tuple((outputs[k].name, nbytes) for k, nbytes in t.writes),
+        flags=t.flags,
     )
-
-
-#: Stored element types that hold masks and indices, never learned parameters (a float mask computed from a
-#: stored bool mask, an index table): read as weights, not counted as parameters.
-_NOT_LEARNED_DTYPES = frozenset({"bool", "int64"})
-
-#: Stored element types that a runtime reads as they are, dequantizing inside the kernel (QDQ fusion).
-_QUANTIZED_STORAGE = frozenset(
-    {"int8", "uint8", "int4", "uint4", "int2", "uint2", "float8e4m3fn", "float8e5m2"}
-)
-
-
-def _stored_read_bytes(graph: Graph, name: str, nbytes: int) -> int:
-    """Bytes a kernel reads for a constant: a float weight dequantized from quantized storage (a folded
-    DequantizeLinear) is read as stored - ONNX Runtime and TensorRT fuse the dequantization into integer
-    kernels - not as the float tensor it stands for."""
-    root = graph.tensor(graph.constant_roots[name])
-    info = graph.tensor(name)
-    if root is None or info is None or root.nbytes is None or root.dtype not in _QUANTIZED_STORAGE:
-        return nbytes
-    return root.nbytes if info.dtype not in _QUANTIZED_STORAGE and root.numel == info.numel else nbytes
-
-
-def _arith_dtype(inputs: tuple[TensorInfo | None, ...], outputs: tuple[TensorInfo | None, ...]) -> str:
-    for t in (*inputs, *outputs):
-        if t is not None and t.dtype not in ("undefined", "int64", "bool"):
-            return t.dtype
-    return next((t.dtype for t in (*inputs, *outputs) if t is not None), "undefined")
 
 
 def _cost_subgraph(sub: Graph) -> SubgraphCost:

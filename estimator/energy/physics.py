@@ -124,6 +124,8 @@ class KernelArrays:
     launches: np.ndarray
     dtypes: tuple[str, ...]
     matrix: np.ndarray
+    #: Per dtype, the kernels of that dtype on the matrix path and on the vector path (bool masks).
+    dtype_paths: tuple[tuple[str, np.ndarray, np.ndarray], ...] = ()
 
 
 def kernel_arrays(kernels: KernelReport, dtype: str | None = None) -> KernelArrays:
@@ -146,6 +148,11 @@ def _kernel_arrays(kernels: KernelReport, dtype: str | None) -> KernelArrays:
             dtypes.append(dtype)
         else:
             dtypes.append(k.dtype if k.dtype != "undefined" else "float32")
+    matrix = np.array([k.kind in _MATRIX_KINDS for k in ks], dtype=bool)
+    paths = []
+    for dt in dict.fromkeys(dtypes):
+        of_dtype = np.array([d == dt for d in dtypes], dtype=bool)
+        paths.append((dt, of_dtype & matrix, of_dtype & ~matrix))
     out = KernelArrays(
         flops=a["flops"].astype(np.float64),
         weight_bytes=a["weight_bytes"] * scale,
@@ -153,11 +160,15 @@ def _kernel_arrays(kernels: KernelReport, dtype: str | None) -> KernelArrays:
         write_bytes=a["write_bytes"] * scale,
         launches=a["launches"].astype(np.float64),
         dtypes=tuple(dtypes),
-        matrix=np.array([k.kind in _MATRIX_KINDS for k in ks], dtype=bool),
+        matrix=matrix,
+        dtype_paths=tuple(paths),
     )
     for array in (out.flops, out.weight_bytes, out.activation_bytes, out.write_bytes, out.launches):
         array.setflags(write=False)  # kept with the report (KernelReport.derived) and shared
     out.matrix.setflags(write=False)
+    for _, on_matrix, on_vector in paths:
+        on_matrix.setflags(write=False)
+        on_vector.setflags(write=False)
     return out
 
 
@@ -268,13 +279,14 @@ def energy_prior(
     n = len(ka.flops)
     peak = np.empty(n)
     e_flop = np.empty(n)
-    for dt in set(ka.dtypes):
-        idx = np.array([d == dt for d in ka.dtypes])
-        for on_matrix in (True, False):
-            sel = idx & (ka.matrix == on_matrix)
-            if sel.any():
-                peak[sel] = hw.peak_flops_per_s(dt, matrix=on_matrix) * share
-        e_flop[idx] = hw.energy_per_flop_j(dt)
+    for dt, on_matrix, on_vector in ka.dtype_paths:
+        if on_matrix.any():
+            peak[on_matrix] = hw.peak_flops_per_s(dt, matrix=True) * share
+        if on_vector.any():
+            peak[on_vector] = hw.peak_flops_per_s(dt, matrix=False) * share
+        energy = hw.energy_per_flop_j(dt)
+        e_flop[on_matrix] = energy
+        e_flop[on_vector] = energy
 
     t_compute = ka.flops / (peak * hw.achievable_compute_fraction)
     beyond_l1 = (

@@ -112,8 +112,9 @@ def place(
     n_levels = len(levels) + 1
     out = np.zeros((len(weight_bytes), n_levels))
     rows = np.arange(len(weight_bytes))
-    np.add.at(out, (rows, kernel_level), activation_bytes + write_bytes)
-    np.add.at(out, (rows, weight_level), weight_bytes)
+    # Each (row, level) pair once per statement: plain fancy indexing adds as np.add.at would.
+    out[rows, kernel_level] = activation_bytes + write_bytes
+    out[rows, weight_level] += weight_bytes
     return Placement(
         level_names=(*(lv.name for lv in levels), "DRAM"),
         kernel_level=kernel_level,

@@ -24,13 +24,18 @@ Energy: ``E = P_static * B + P_ctx * (T - B) + sum(E_dynamic)`` with ``B = sum(g
 ``P_static`` the profile's busy static power, ``P_ctx`` its idle-with-context power (a CUDA context resident,
 the board waiting for the host), ``E_dynamic`` per kernel as in v1 (FLOPs x J/FLOP + bytes per level x J/B),
 except that a GEMM draws the power limit: its ``E_dynamic`` is at least ``(TDP - P_static) x flops / (peak x
-achievable_compute_fraction)`` (:func:`gemm_power_limit_joules`).
+achievable_compute_fraction)`` (:func:`gemm_power_limit_joules`), and every other kernel draws at least the
+streaming power: ``E_dynamic >= phi x (TDP - P_static) x bytes / (f_b x BW)`` (:func:`memory_stream_joules`,
+``phi`` = :data:`MEMORY_POWER_FRACTION`, fitted).
 TDP clamp: if ``(P_static * B + sum(E_dynamic)) / B`` would exceed TDP, every ``g_k`` stretches by the same
 factor so that busy power equals TDP, before the pipeline runs.
 
 CPU and SoC profiles are not changed by v2: :func:`energy_prior_v2` returns v1's result for them (named v1).
 Constants live in :class:`V2Constants` (defaults cited or marked estimated); :mod:`estimator.energy.prior_fit`
 fits them on a measurement table.
+
+Why this module is long: the per-kernel terms, the host/GPU pipeline and the power rules that turn them into one
+result share the same arrays; split, each part would re-derive the kernels' times and bytes.
 """
 
 from __future__ import annotations
@@ -78,6 +83,12 @@ PRIOR_ALIASES = {
 #: host keeps up. Estimated: an empty kernel's launch-to-completion on the GPU is ~1-2 us and back-to-back
 #: dependent kernels leave ~1 us gaps; fittable.
 GPU_KERNEL_FLOOR_S = 2.0e-6
+#: Fraction of the board's dynamic headroom (TDP - busy static power) drawn by a kernel that streams DRAM at
+#: the sustained bandwidth (see :func:`memory_stream_joules`). Fitted: the value that minimises the squared log
+#: error of average power over IrEne's GTX 1080 Ti op-level LayerNorm and Softmax rows at the board's NVML sensor
+#: (Cao et al., ACL 2021; ``python scripts/prior_split.py --fit-memory-power``), on no other row: its GTX 1070
+#: rows, every whole-network and module row and the other sources are judged with it, not fitted on.
+MEMORY_POWER_FRACTION = 0.89
 
 
 @dataclass(frozen=True)
@@ -147,11 +158,17 @@ def _compute_paths(kernels: KernelReport, hw: HardwareProfile, runtime: Runtime,
     peak, eff, e_flop = np.empty(n), np.ones(n), np.empty(n)
     gemm = np.zeros(n, dtype=bool)
     unshaped = 0
+    # GEMM shapes are a function of the report, tile efficiencies of the report and the SM count: kept with the
+    # report (filled as asked), so several devices, runtimes and constants reuse them.
+    shapes = kernels.derived("gemm_shapes", dict)
+    tiles = kernels.derived(("library_tile_efficiency", hw.compute_units), dict)
     for i, k in enumerate(kernels.kernels):
         dt = dtypes[i]
         on_matrix = bool(matrix[i])
         if on_matrix and k.launches:
-            shape = gemm_shape(kernels, k)
+            if i not in shapes:
+                shapes[i] = gemm_shape(kernels, k)
+            shape = shapes[i]
             if shape is None:
                 unshaped += 1
                 op_class = "matmul"
@@ -160,7 +177,9 @@ def _compute_paths(kernels: KernelReport, hw: HardwareProfile, runtime: Runtime,
                 op_class = shape.op_class
             else:
                 op_class = shape.op_class
-                eff[i] = library_tile_efficiency(shape, hw.compute_units)
+                if i not in tiles:
+                    tiles[i] = library_tile_efficiency(shape, hw.compute_units)
+                eff[i] = tiles[i]
                 gemm[i] = True
             if on_matrix and compute_dtype_class(dt) == "fp32":
                 on_matrix = uses_tf32(runtime.name, op_class)
@@ -198,6 +217,7 @@ class DeviceTerms:
         memory_joules: data-movement energy per level, J.
         placement: the cache placement.
         unshaped: contraction kernels without a known GEMM shape.
+        kernel_memory_joules: per-kernel data-movement energy, J (the streaming power's share included).
     """
 
     t_compute: np.ndarray
@@ -208,6 +228,23 @@ class DeviceTerms:
     memory_joules: np.ndarray
     placement: Placement
     unshaped: int
+    kernel_memory_joules: np.ndarray | None = None
+
+
+def memory_stream_joules(beyond_l1_bytes: ArrayLike, hw: HardwareProfile, fraction: float) -> np.ndarray:
+    """Dynamic energy, J, of kernels that move ``beyond_l1_bytes`` at the board's sustained DRAM bandwidth when
+    a streaming kernel draws ``fraction`` of the dynamic headroom: ``fraction x (TDP - P_static) x bytes /
+    (f_b x BW)``.
+
+    A memory-bound kernel keeps every SM issuing loads and stores, the L2 slices, the crossbar and the DRAM
+    interface busy at the operating clocks; per byte that costs far more than the DRAM array access the
+    profile's J/B counts (IrEne's op rows: LayerNorm and Softmax at 135-200 W on boards whose GEMMs draw
+    200-250 W). Like :func:`gemm_power_limit_joules` it is energy over the full-rate time, so a small kernel that
+    reaches a fraction of the bandwidth draws that fraction of the power.
+    """
+    headroom = max(hw.tdp_w - static_power_w(hw, hw.compute_units), 0.0)
+    rate = hw.dram_bandwidth_bytes_per_s * hw.achievable_bandwidth_fraction
+    return fraction * headroom * np.asarray(beyond_l1_bytes, dtype=np.float64) / rate
 
 
 def gemm_power_limit_joules(flops: ArrayLike, rate: ArrayLike, hw: HardwareProfile) -> np.ndarray:
@@ -227,9 +264,14 @@ def gemm_power_limit_joules(flops: ArrayLike, rate: ArrayLike, hw: HardwareProfi
 
 
 def device_terms(
-    kernels: KernelReport, hw: HardwareProfile, runtime: Runtime, dtype: str | None = None
+    kernels: KernelReport,
+    hw: HardwareProfile,
+    runtime: Runtime,
+    dtype: str | None = None,
+    memory_power_fraction: float = MEMORY_POWER_FRACTION,
 ) -> DeviceTerms:
-    """Compute times, bytes and dynamic energies of every kernel on a GPU profile (see the module docstring)."""
+    """Compute times, bytes and dynamic energies of every kernel on a GPU profile (see the module docstring);
+    ``memory_power_fraction`` is :data:`MEMORY_POWER_FRACTION` unless a fit tries another."""
     ka = kernel_arrays(kernels, dtype)
     levels, placement = place_kernels(kernels, ka, hw, hw.compute_units)
     paths = _compute_paths(kernels, hw, runtime, ka.dtypes, ka.matrix)
@@ -244,15 +286,46 @@ def device_terms(
     # its dynamic energy is at least the TDP headroom over its full-efficiency time.
     limit_j = gemm_power_limit_joules(ka.flops, paths.peak * hw.achievable_compute_fraction, hw)
     compute_j = np.where(paths.gemm, np.maximum(compute_j, limit_j - memory_j.sum(axis=1)), compute_j)
+    # Every other kernel draws at least the streaming power over its bytes (memory_stream_joules); the raise
+    # counts as data movement, on the DRAM level.
+    moved_j = memory_j.sum(axis=1)
+    stream_j = memory_stream_joules(beyond_l1, hw, memory_power_fraction)
+    extra = np.where(paths.gemm, 0.0, np.maximum(stream_j - compute_j - moved_j, 0.0))
+    memory_j[:, -1] += extra
+    moved_j = moved_j + extra
     return DeviceTerms(
         t_compute=t_compute,
         beyond_l1_bytes=beyond_l1,
         launches=ka.launches,
-        dynamic_joules=compute_j + memory_j.sum(axis=1),
+        dynamic_joules=compute_j + moved_j,
         compute_joules=float(compute_j.sum()),
         memory_joules=memory_j.sum(axis=0),
         placement=placement,
         unshaped=paths.unshaped,
+        kernel_memory_joules=moved_j,
+    )
+
+
+def subset_terms(terms: DeviceTerms, hw: HardwareProfile, mask: ArrayLike) -> DeviceTerms:
+    """The :class:`DeviceTerms` of the kernels selected by the boolean ``mask`` alone (a module of a network,
+    run on its own: :func:`assemble` then pipelines only those kernels). Per-kernel terms are the whole graph's
+    (placement included); the totals are re-summed over the selected kernels."""
+    mask = np.asarray(mask, dtype=bool)
+    level_energy = np.array([lv.energy_per_byte_j for lv in hw.caches] + [hw.dram_energy_per_byte_j])
+    memory = (terms.placement.bytes_by_level[mask] * level_energy).sum(axis=0)
+    if terms.kernel_memory_joules is not None:  # the streaming power's raise, on the DRAM level
+        memory[-1] += float(terms.kernel_memory_joules[mask].sum() - memory.sum())
+    dynamic = terms.dynamic_joules[mask]
+    return DeviceTerms(
+        t_compute=terms.t_compute[mask],
+        beyond_l1_bytes=terms.beyond_l1_bytes[mask],
+        launches=terms.launches[mask],
+        dynamic_joules=dynamic,
+        compute_joules=float(dynamic.sum() - memory.sum()),
+        memory_joules=memory,
+        placement=terms.placement,
+        unshaped=0,
+        kernel_memory_joules=None if terms.kernel_memory_joules is None else terms.kernel_memory_joules[mask],
     )
 
 

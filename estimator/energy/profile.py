@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from estimator.errors import ProfileError
 
@@ -198,6 +198,8 @@ class HardwareProfile:
     launch_overhead_s: float
     citations: tuple[Citation, ...]
     source_path: str
+    #: (dtype, matrix) -> what executes it (:meth:`_executed`), filled as asked: priors ask per kernel.
+    _executed_memo: dict = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     @property
     def tdp_w(self) -> float:
@@ -233,6 +235,13 @@ class HardwareProfile:
         return dtype_class, on_matrix
 
     def _executed(self, dtype: str, matrix: bool) -> tuple[str, bool, float]:
+        try:
+            return self._executed_memo[dtype, matrix]
+        except KeyError:
+            out = self._executed_memo[dtype, matrix] = self._resolve(dtype, matrix)
+            return out
+
+    def _resolve(self, dtype: str, matrix: bool) -> tuple[str, bool, float]:
         dtype_class = compute_dtype_class(dtype)
         table = self.peak_table_flops_per_s
         while True:

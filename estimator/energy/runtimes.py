@@ -73,7 +73,9 @@ _VLLM_HOST = (
     "step the scheduler, input preparation, sampling and output processing run in Python: 1 ms estimated. "
     "The vLLM v0.6.0 performance update (blog.vllm.ai, 2024-09-05) found the HTTP server (33%) and "
     "scheduling (29%) took most of the time for Llama 3 8B on one H100 in v0.5.3, so for versions before "
-    "0.6 this is a lower bound"
+    "0.6 this is a lower bound. LLM requests (estimate llm) use the step-time model of estimator/llm/serving.py "
+    "instead: host time per step growing with the batch and a factor on the decode GPU time, fitted on one "
+    "GPU's ML.ENERGY v2 rows and judged on the other's"
 )
 
 _HWNAS360 = (

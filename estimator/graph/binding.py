@@ -13,7 +13,11 @@ from estimator.graph.structure import MAX_TENSOR_ELEMENTS
 
 def _dims_of(vi: onnx.ValueInfoProto) -> list[int | str | None] | None:
     """Declared dims of a value info: ints, dim_param names, or None for an anonymous unknown dim."""
-    t = vi.type
+    return _dims_of_type(vi.type)
+
+
+def _dims_of_type(t: onnx.TypeProto) -> list[int | str | None] | None:
+    """Declared dims of a type: ints, dim_param names, or None for an anonymous unknown dim."""
     if not t.HasField("tensor_type"):
         return None
     tt = t.tensor_type

@@ -94,7 +94,7 @@ def _fold(
     required = [a for i, a in zip(node.input, args, strict=True) if i]
     if any(a is None for a in required):
         return None
-    if op == "ConstantOfShape" and math.prod(int(d) for d in args[0].reshape(-1)) > _SMALL_CONSTANT_ELEMENTS:
+    if op == "ConstantOfShape" and math.prod(_ints(args[0].reshape(-1))) > _SMALL_CONSTANT_ELEMENTS:
         return None  # a weight fill: its shape is known from its input, its value is not needed
     try:
         return _FOLDERS[op](args, attrs)
@@ -161,8 +161,15 @@ def _fold_cast(args: list, attrs: dict) -> list[np.ndarray]:
     return [args[0].astype(np.dtype(target))]
 
 
+def _ints(values: np.ndarray) -> list:
+    """``[int(d) for d in values]``; for a 1-D integer array, read in one call."""
+    if values.ndim == 1 and values.dtype.kind in "iu":
+        return values.tolist()
+    return [int(d) for d in values]
+
+
 def _fold_constant_of_shape(args: list, attrs: dict) -> list[np.ndarray]:
-    shape = [int(d) for d in args[0]]
+    shape = _ints(args[0])
     if math.prod(shape) > _SMALL_CONSTANT_ELEMENTS:
         raise ValueError("too large to fold")
     value = attrs.get("value")

@@ -16,7 +16,7 @@ from estimator.graph.binding import _fmt_dims
 from estimator.graph.folding import _SMALL_CONSTANT_ELEMENTS, _propagate
 from estimator.graph.inference import Types, _collect_types
 from estimator.graph.reading import NodeView, _is_external, _numel, _topological_order, to_array_fast
-from estimator.graph.structure import MAX_TENSOR_ELEMENTS, Graph, Node, TensorInfo, canonical_domain
+from estimator.graph.structure import MAX_TENSOR_ELEMENTS, ONNX_DOMAIN, Graph, Node, TensorInfo
 from estimator.graph.validate import SMALL_TENSOR_BYTES, _has_data
 
 #: Ops that forward a stored constant unchanged in content (a view, a copy or a re-encoding of the same
@@ -134,17 +134,20 @@ def _freeze(
     for position, i in enumerate(order):
         proto = views[position] if views is not None else graph.node[i]
         attrs = attributes[i] if attributes is not None else _decode_attributes(proto)
-        name = proto.name if proto.name and proto.name not in used_names else f"{proto.op_type}_{i}"
+        op_type = proto.op_type
+        name = proto.name
+        if not name or name in used_names:
+            name = f"{op_type}_{i}"
         used_names.add(name)
         inputs = tuple(proto.input)
         outputs = tuple(proto.output)
-        reads = [x for x in inputs if x]
-        folded = proto.op_type not in _NEVER_FOLDED and (
-            all(x in roots for x in reads)
-            or (proto.op_type in ("Shape", "Size") and tensors.get(reads[0], _UNKNOWN).shape)
+        folded = op_type not in _NEVER_FOLDED and (
+            all(x in roots for x in inputs if x)
+            or (op_type in ("Shape", "Size") and tensors.get(next(x for x in inputs if x), _UNKNOWN).shape)
         )
         if folded:
-            forwarding = proto.op_type in CONSTANT_FORWARDING_OPS or proto.op_type in CONSTANT_SELECTING_OPS
+            reads = [x for x in inputs if x]
+            forwarding = op_type in CONSTANT_FORWARDING_OPS or op_type in CONSTANT_SELECTING_OPS
             if forwarding and reads and reads[0] in roots:
                 roots[outputs[0]] = roots[reads[0]]
             else:
@@ -166,12 +169,13 @@ def _freeze(
                 producers[o] = position
                 if o not in tensors:
                     tensors[o] = TensorInfo(o, None, "undefined")
+        domain = proto.domain
         nodes.append(
             Node(
                 index=position,
                 name=name,
-                op_type=proto.op_type,
-                domain=canonical_domain(proto.domain),
+                op_type=op_type,
+                domain=domain or ONNX_DOMAIN,  # canonical_domain(domain), inlined
                 inputs=inputs,
                 outputs=outputs,
                 attributes=attrs,

@@ -4,6 +4,7 @@ typed inputs (so no weight data is read or expanded)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import onnx
@@ -12,7 +13,7 @@ import onnx.numpy_helper
 from estimator.dtypes import DTYPE_CODES as _ONNX_CODE
 from estimator.dtypes import dtype_name
 from estimator.errors import ModelFormatError
-from estimator.graph.binding import _dims_of
+from estimator.graph.binding import _dims_of_type
 from estimator.graph.reading import _is_external, _numel
 
 #: Initializers at most this large stay initializers for ONNX's data propagation; larger ones become typed inputs.
@@ -34,15 +35,17 @@ def _light_model(
     src = model.graph
     g = onnx.GraphProto(name=src.name)
     # ONNX's inference visits nodes in stored order: give it the topological one (some tools break the order).
-    g.node.extend(src.node if order is None else (src.node[i] for i in order))
+    in_order = order is None or all(i == k for k, i in enumerate(order))
+    g.node.extend(src.node if in_order else [src.node[i] for i in order])
     symbols = {k[5:]: v[0] for k, v in bindings.items() if k.startswith("\0sym:")}
     known_constants = dict(extra_constants or {})
     for vi in real_inputs:
         elem = vi.type.tensor_type.elem_type
-        g.input.append(onnx.helper.make_tensor_value_info(vi.name, elem, list(bindings[vi.name])))
+        _add_typed(g.input, vi.name, elem, bindings[vi.name])
+    small = []
     for t in src.initializer:
         if _numel(t.dims) <= _INFERENCE_INITIALIZER_ELEMENTS and not _is_external(t):
-            g.initializer.append(t)
+            small.append(t)
             known_constants.pop(t.name, None)
         else:
             dims: list[int | str] = [int(d) for d in t.dims]
@@ -50,16 +53,19 @@ def _light_model(
                 # ONNX's data propagation keeps ~70 B per element of a 1-D input of known length (a 65B LLM's
                 # biases: ~400 MB). Its length is restored from the initializer after inference.
                 dims = [f"__len_{t.name}"]
-            g.input.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, dims))
+            _add_typed(g.input, t.name, t.data_type, dims)
+    g.initializer.extend(small)
     for st in src.sparse_initializer:
         g.sparse_initializer.append(st)
     for name, value in known_constants.items():
         if value.dtype != object:
             g.initializer.append(onnx.numpy_helper.from_array(np.asarray(value), name))
-    for vi in src.output:
-        g.output.append(_substituted(vi, symbols))
-    for vi in src.value_info:
-        g.value_info.append(_substituted(vi, symbols))
+    if symbols:
+        g.output.extend([_substituted(vi, symbols) for vi in src.output])
+        g.value_info.extend([_substituted(vi, symbols) for vi in src.value_info])
+    else:  # nothing to substitute: copied as they are, in one call each
+        g.output.extend(src.output)
+        g.value_info.extend(src.value_info)
     if extra_types:
         have = (
             {vi.name for vi in g.value_info} | {vi.name for vi in g.input} | {t.name for t in g.initializer}
@@ -67,12 +73,28 @@ def _light_model(
         for name, (shape, dtype) in extra_types.items():
             if name in have or shape is None or dtype == "undefined":
                 continue
-            g.value_info.append(onnx.helper.make_tensor_value_info(name, _ONNX_CODE[dtype], list(shape)))
+            _add_typed(g.value_info, name, _ONNX_CODE[dtype], shape)
     # IR >= 4 lets initializers stand without being graph inputs (older IRs required both).
     out = onnx.ModelProto(ir_version=max(model.ir_version, 4), graph=g)
     out.opset_import.extend(model.opset_import)
     out.functions.extend(model.functions)
     return out
+
+
+def _add_typed(field: Any, name: str, elem_type: int, dims: Sequence[int | str]) -> None:
+    """Append to ``field`` what ``onnx.helper.make_tensor_value_info(name, elem_type, dims)`` makes, built in
+    place (the helper builds a type, then copies it: most of its time)."""
+    vi = field.add()
+    vi.name = name
+    tensor = vi.type.tensor_type
+    tensor.elem_type = elem_type
+    shape = tensor.shape
+    shape.dim.extend([])  # an explicitly empty shape (a scalar) is kept, as the helper keeps it
+    for d in dims:
+        if isinstance(d, str):
+            shape.dim.add().dim_param = d
+        else:
+            shape.dim.add().dim_value = d
 
 
 def _substituted(vi: onnx.ValueInfoProto, symbols: Mapping[str, int]) -> onnx.ValueInfoProto:
@@ -114,14 +136,39 @@ def _collect_types(
     (and so of every tensor ONNX derived from one: through Identity, Cast, Unsqueeze, Reshape...)."""
     types: dict[str, tuple[tuple[int, ...] | None, str]] = {}
     for vi in (*graph.input, *graph.value_info, *graph.output):
-        dims = _dims_of(vi)
-        if dims is None and not vi.type.HasField("tensor_type"):
+        read = _read_type(vi.type)
+        if read is None:
             continue
-        if lengths and dims is not None:
-            dims = [lengths.get(d, d) if isinstance(d, str) else d for d in dims]
-        shape = tuple(dims) if dims is not None and all(isinstance(d, int) for d in dims) else None
-        types[vi.name] = (shape, dtype_name(vi.type.tensor_type.elem_type))  # type: ignore[arg-type]
+        dims, shape, dtype = read
+        if lengths and shape is None and dims is not None:
+            resolved = [lengths.get(d, d) if isinstance(d, str) else d for d in dims]
+            shape = tuple(resolved) if all(isinstance(d, int) for d in resolved) else None
+        types[vi.name] = (shape, dtype)
     return types
+
+
+def _read_type(t: onnx.TypeProto) -> tuple[tuple | None, tuple[int, ...] | None, str] | None:
+    """``(declared dims, concrete shape or None, dtype name)`` of a type, None when it is no tensor and has no
+    dims. Remembered by the serialized type (a graph repeats a few dozen types across hundreds of values)."""
+    key = t.SerializeToString()
+    read = _TYPES.get(key, _MISSING)
+    if read is _MISSING:
+        dims = _dims_of_type(t)
+        if dims is None and not t.HasField("tensor_type"):
+            read = None
+        else:
+            shape = tuple(dims) if dims is not None and all(isinstance(d, int) for d in dims) else None
+            read = (None if dims is None else tuple(dims), shape, dtype_name(t.tensor_type.elem_type))
+        if len(_TYPES) >= _TYPES_LIMIT:
+            _TYPES.clear()
+        _TYPES[key] = read
+    return read
+
+
+#: Most serialized types remembered by :func:`_read_type` (a few hundred bytes each).
+_TYPES_LIMIT = 8192
+_TYPES: dict[bytes, tuple | None] = {}
+_MISSING = object()
 
 
 Types = dict[str, tuple[tuple[int, ...] | None, str]]

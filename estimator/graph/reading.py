@@ -114,6 +114,10 @@ def _topological_order(
 ) -> list[int]:
     """Node indices in topological order, the file's order wherever it allows; errors on cycles and dangling uses.
     ``views``: the graph's :func:`node_views`, when the caller has them."""
+    if views is not None:
+        stored = _stored_order_if_topological(views, available, outer)
+        if stored is not None:
+            return stored
     nodes = views if views is not None else graph.node
     producer: dict[str, int] = {}
     for i, node in enumerate(nodes):
@@ -152,6 +156,36 @@ def _topological_order(
     return order
 
 
+def _stored_order_if_topological(
+    views: Sequence[NodeView], available: set[str], outer: set[str]
+) -> list[int] | None:
+    """``[0, 1, ..., n-1]`` when the stored order is already topological - every name a node reads is produced by
+    an earlier node or given (available, outer), no name is produced twice, no node holds a subgraph - which is
+    then exactly the order :func:`_topological_order` computes; None when the full algorithm must decide."""
+    produced_anywhere: set[str] = set()
+    count = 0
+    for node in views:
+        if node.has_subgraphs:
+            return None
+        for o in node.output:
+            if o:
+                produced_anywhere.add(o)
+                count += 1
+    if len(produced_anywhere) != count:
+        return None  # a name produced twice: the full algorithm orders by its last producer
+    produced: set[str] = set()
+    for node in views:
+        for x in node.input:
+            if (
+                x
+                and x not in produced
+                and (x in produced_anywhere or (x not in available and x not in outer))
+            ):
+                return None
+        produced.update(node.output)
+    return list(range(len(views)))
+
+
 def _node_reads(node: onnx.NodeProto | NodeView) -> set[str]:
     """Tensors a node reads: its inputs and the outer-scope names its subgraphs use."""
     reads = {name for name in node.input if name}
@@ -183,7 +217,7 @@ def _iter_all_nodes(graph: onnx.GraphProto):
 
 
 def _numel(dims: Sequence[int]) -> int:
-    return math.prod(int(d) for d in dims)
+    return math.prod(dims)
 
 
 def _is_external(t: onnx.TensorProto) -> bool:

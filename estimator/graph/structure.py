@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -17,6 +16,23 @@ from estimator.dtypes import storage_bytes
 ONNX_DOMAIN = "ai.onnx"
 #: Largest element count one tensor may have before the graph is called absurd (2**40 elements).
 MAX_TENSOR_ELEMENTS = 1 << 40
+
+
+class computed_once:
+    """A property computed on first read and kept in the instance (``functools.cached_property`` without the lock
+    Python 3.11 takes on every first read: loading and costing read it for every tensor). Frozen dataclasses may
+    use it: the value is written to the instance's ``__dict__``, which later reads find first."""
+
+    def __init__(self, compute: Any) -> None:
+        self.compute = compute
+        self.name = compute.__name__
+        self.__doc__ = compute.__doc__
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        value = instance.__dict__[self.name] = self.compute(instance)
+        return value
 
 
 @dataclass(frozen=True)
@@ -33,12 +49,12 @@ class TensorInfo:
     shape: tuple[int, ...] | None
     dtype: str
 
-    @cached_property
+    @computed_once
     def numel(self) -> int | None:
         """Element count, or None when the shape is unknown (computed once: costing asks for it often)."""
         return None if self.shape is None else math.prod(self.shape)
 
-    @cached_property
+    @computed_once
     def nbytes(self) -> int | None:
         """Storage in bytes, or None when the shape is unknown."""
         n = self.numel

@@ -68,6 +68,59 @@ def _check_model_fields(model: onnx.ModelProto, views: Sequence[NodeView] | None
                 f"(valid: 1..{newest}); re-export the model with a released opset"
             )
     _check_names(model.graph, "the main graph", views)
+    opsets = {canonical_domain(e.domain): int(e.version) for e in model.opset_import}
+    _check_arity(views if views is not None else node_views(model.graph), opsets)
+
+
+def _check_arity(nodes: Sequence[NodeView], opsets: Mapping[str, int]) -> None:
+    """Each node of a standard domain must give as many inputs and outputs as its schema allows at the imported
+    opset (ModelFormatError otherwise): a rule reading a missing input would otherwise answer from half a node.
+    Ops the installed onnx has no schema for (contrib domains, local functions) are left to the costing rules."""
+    for node in nodes:
+        schema = _schema(node.op_type, canonical_domain(node.domain), opsets)
+        if schema is None:
+            continue
+        n_in, n_out = len(node.input), len(node.output)
+        lo_in, hi_in, lo_out, hi_out = schema
+        if lo_in <= n_in <= hi_in and lo_out <= n_out <= hi_out:
+            continue
+        what, n, lo, hi = (
+            ("inputs", n_in, lo_in, hi_in)
+            if not lo_in <= n_in <= hi_in
+            else ("outputs", n_out, lo_out, hi_out)
+        )
+        allowed = f"{lo}" if lo == hi else f"{lo} to {hi}" if hi < _VARIADIC else f"at least {lo}"
+        raise ModelFormatError(
+            f"node '{node.name or node.op_type}' ({node.op_type}) has {n} {what}, but {node.op_type} at opset "
+            f"{opsets.get(canonical_domain(node.domain))} takes {allowed}; the file is malformed: re-export it"
+        )
+
+
+#: What onnx reports as the upper bound of a variadic input or output list.
+_VARIADIC = 2**31 - 1
+#: (op, domain, opset) -> (min inputs, max inputs, min outputs, max outputs), or None without a schema; keyed
+#: by names read from files, so bounded like ``_PASSED``: at most ``_ARITY_LIMIT`` entries, then started afresh.
+_ARITY: dict[tuple[str, str, int], tuple[int, int, int, int] | None] = {}
+_ARITY_LIMIT = 4096
+
+
+def _schema(op_type: str, domain: str, opsets: Mapping[str, int]) -> tuple[int, int, int, int] | None:
+    """The input/output count bounds of ``op_type`` in ``domain`` at the model's opset, memoised; None when the
+    domain is not imported or the installed onnx has no schema for the op there."""
+    version = opsets.get(domain)
+    if version is None or domain not in _NEWEST_OPSET:
+        return None
+    key = (op_type, domain, version)
+    if key not in _ARITY:
+        if len(_ARITY) >= _ARITY_LIMIT:
+            _ARITY.clear()
+        try:
+            s = onnx.defs.get_schema(op_type, version, "" if domain == ONNX_DOMAIN else domain)
+        except onnx.defs.SchemaError:
+            _ARITY[key] = None
+        else:
+            _ARITY[key] = (s.min_input, s.max_input, s.min_output, s.max_output)
+    return _ARITY[key]
 
 
 def _check_names(graph: onnx.GraphProto, where: str, views: Sequence[NodeView] | None = None) -> None:

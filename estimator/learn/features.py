@@ -9,6 +9,10 @@ Two granularities share the schema:
 * ``kernel``: one row per kernel, the kernel seen as a network of its own. A model trained on single-layer
   measurements predicts a whole network as the sum over its kernels (Getzner et al. found whole-network
   CPU energy within ~1% of the sum of its layers).
+
+Why this module is long: it is one computation, the additive per-kernel matrix and the feature rows built
+from it, with the tables that say how each feature column comes from the matrix (so that columns of one kind
+are computed in one numpy call).
 """
 
 from __future__ import annotations
@@ -40,15 +44,18 @@ class FeatureRows:
 
     Attributes:
         graph: the network's feature row.
-        kernels: one row per launched kernel (the kernel as a network of its own).
-        kernel_prior_joules: the prior's joules per launched kernel (J), aligned with ``kernels``.
+        kernels: one row per launched kernel (the kernel as a network of its own); with ``distinct=True``,
+            one row per distinct launched kernel, ``kernel_row`` saying which row each launched kernel has.
+        kernel_prior_joules: the prior's joules per launched kernel (J).
         prior: the prior's result for the network.
+        kernel_row: for each launched kernel, its row of ``kernels`` (None: row i is launched kernel i).
     """
 
     graph: np.ndarray
     kernels: np.ndarray
     kernel_prior_joules: np.ndarray
     prior: PriorResult
+    kernel_row: np.ndarray | None = None
 
 
 def build_features(
@@ -60,29 +67,40 @@ def build_features(
     threads: int | None = None,
     prior: PriorResult | None = None,
     kernel_rows: bool = True,
+    graph_row: bool = True,
+    distinct: bool = False,
     static: np.ndarray | None = None,
 ) -> FeatureRows:
     """Feature rows of a fused network on ``hw`` with ``runtime`` (see the module docstring).
 
     ``prior`` is the prior's result for the same kernels, dtype and threads, when the caller has it already.
-    ``kernel_rows=False`` skips the per-kernel rows (``kernels`` is then 0 x F), for graph-level models.
+    ``kernel_rows=False`` skips the per-kernel rows (``kernels`` is then 0 x F), for graph-level models;
+    ``graph_row=False`` skips the network's row (``graph`` is then empty), for kernel-level ones.
+    ``distinct=True`` builds one row per distinct kernel (networks repeat their blocks: equal kernels placed
+    alike have equal rows), with :attr:`FeatureRows.kernel_row` mapping kernels to rows.
     ``static`` is :func:`static_additive` of the same kernels, when the caller keeps it.
     """
     if prior is None:
         prior = energy_prior(kernels, hw, dtype=dtype, runtime=runtime, threads=threads)
-    launched = np.array([k.launches > 0 for k in kernels.kernels], dtype=bool)
+    launched = launched_kernels(kernels)
     add = _additive(kernels, prior, static)[launched]  # K x A raw additive quantities
     batch = kernels.costs.graph.batch
     fixed = _fixed(hw, runtime, prior.threads, batch, dtype or kernels.dominant_dtype)
-    graph_row = _rows(
-        add.sum(axis=0)[None, :],
-        np.array([prior.placement.peak_live_activation_bytes], dtype=float),
-        np.array([prior.placement.model_level], dtype=float),
-        np.array([_graph_input_elements(kernels)], dtype=float),
-        hw,
-        batch,
-        fixed,
-    )[0]
+    graph = np.zeros(0)
+    if graph_row:
+        graph = _rows(
+            add.sum(axis=0)[None, :],
+            np.array([prior.placement.peak_live_activation_bytes], dtype=float),
+            np.array([prior.placement.model_level], dtype=float),
+            np.array([kernels.derived("graph_input_elements", lambda: _graph_input_elements(kernels))]),
+            hw,
+            batch,
+            fixed,
+        )[0]
+    kernel_row = None
+    if kernel_rows and len(add) and distinct:
+        firsts, kernel_row = _distinct(add)
+        add = add[firsts]
     if kernel_rows and len(add):
         kernel_matrix = _rows(
             add,
@@ -96,12 +114,33 @@ def build_features(
         )
     else:
         kernel_matrix = np.zeros((0, len(FEATURE_NAMES)))
-    return FeatureRows(graph_row, kernel_matrix, prior.kernel_joules[launched], prior)
+    return FeatureRows(graph, kernel_matrix, prior.kernel_joules[launched], prior, kernel_row)
 
 
-def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """``num / den`` where ``den > 0``, else 0."""
-    return np.divide(num, den, out=np.zeros_like(num, dtype=float), where=den > 0)
+def _distinct(rows: np.ndarray) -> tuple[list[int], np.ndarray]:
+    """(index of the first of each distinct row, in order of appearance; each row's distinct-row number)."""
+    slot: dict[bytes, int] = {}
+    firsts: list[int] = []
+    row_of = []
+    for i, row in enumerate(rows):
+        key = row.tobytes()
+        j = slot.get(key)
+        if j is None:
+            j = slot[key] = len(firsts)
+            firsts.append(i)
+        row_of.append(j)
+    return firsts, np.array(row_of, dtype=np.intp)
+
+
+def launched_kernels(kernels: KernelReport) -> np.ndarray:
+    """Which kernels launch (bool per kernel, read-only; kept with the report)."""
+
+    def compute() -> np.ndarray:
+        out = np.array([k.launches > 0 for k in kernels.kernels], dtype=bool)
+        out.setflags(write=False)
+        return out
+
+    return kernels.derived("launched", compute)
 
 
 def _rows(
@@ -113,64 +152,67 @@ def _rows(
     batch: int,
     fixed: np.ndarray,
 ) -> np.ndarray:
-    """Feature rows (n x F) of ``n`` additive rows ``a`` (n x A), each seen as a network of its own."""
-    levels = hw.caches
-    sizes = [c.size_bytes for c in levels]
+    """Feature rows (n x F) of ``n`` additive rows ``a`` (n x A), each seen as a network of its own.
+
+    Columns of one kind are computed together (one ``log1p`` for every ``log1p`` feature, one division for
+    every ratio): a handful of numpy calls whatever the number of rows.
+    """
+    sizes = [c.size_bytes for c in hw.caches]
     llc = sizes[-1] if sizes else 1.0
-    r = np.zeros((len(a), len(FEATURE_NAMES)))
-
-    def col(name: str) -> np.ndarray:
-        return a[:, _A[name]]
-
-    def put(name: str, value: np.ndarray | float) -> None:
-        r[:, _INDEX[name]] = value
-
-    put("log_input_elements_per_sample", np.log1p(input_elements / batch))
-    flops, wb, ab, w = col("flops"), col("weight_bytes"), col("act_bytes"), col("write_bytes")
-    put("log_flops", np.log1p(flops))
-    put("log_weight_bytes", np.log1p(wb))
-    put("log_activation_read_bytes", np.log1p(ab))
-    put("log_write_bytes", np.log1p(w))
-    put("log_launches", np.log1p(col("launches")))
-    for k in _KINDS:
-        put(f"log_kernels_{k}", np.log1p(col(f"kind_{k}")))
-    for c in OP_CATEGORIES:
-        put(f"log_{c}_nodes", np.log1p(col(f"{c}_nodes")))
-        put(f"log_{c}_flops", np.log1p(col(f"{c}_flops")))
-    put(
-        "log_conv_kernel_elems_flop_weighted", np.log1p(_ratio(col("conv_kelems_x_flops"), col("conv_flops")))
-    )
-    put("matrix_flops_share", _ratio(col("matrix_flops"), flops))
-    put("dead_flops_share", _ratio(col("dead_flops"), flops))
-    put("log_live_flops", np.log1p(flops - col("dead_flops")))
-    put("log_live_launches", np.log1p(col("launches") - col("dead_launches")))
-    total_bytes = wb + ab + w
-    put("log_arith_intensity", np.log1p(_ratio(flops, total_bytes)))
-    n_levels = len(levels) + 1
+    n = len(a)
+    r = np.zeros((n, len(FEATURE_NAMES)))
+    n_levels = len(sizes) + 1
     by_level = _slots(a[:, _A["level0"] : _A["level0"] + n_levels])
     at_level = _slots(a[:, _A["at0"] : _A["at0"] + n_levels])
-    for i in range(_LEVEL_SLOTS):
-        put(f"log_bytes_level{i}", np.log1p(by_level[:, i]))
-        put(f"log_kernels_at_level{i}", np.log1p(at_level[:, i]))
     moved = by_level.sum(axis=1)
-    put("share_bytes_beyond_level0", _ratio(by_level[:, 1:].sum(axis=1), moved))
-    put("share_bytes_beyond_level1", _ratio(by_level[:, 2:].sum(axis=1), moved))
-    put("share_bytes_dram", _ratio(by_level[:, -1], moved))
-    model_weights = col("model_weight_bytes")
-    put("log_weights_over_level0", np.log((model_weights + 1) / (sizes[0] if sizes else llc)))
-    put("log_weights_over_level1", np.log((model_weights + 1) / (sizes[1] if len(sizes) > 1 else llc)))
-    put("log_weights_over_llc", np.log((model_weights + 1) / llc))
-    put("log_peak_live_over_llc", np.log((peak_live + 1) / llc))
-    put("model_level", model_level)
-    put("log_peak_live_bytes", np.log1p(peak_live))
-    seconds = col("seconds")
-    put("log_prior_joules", np.log(np.maximum(col("joules"), 1e-30)))
-    put("log_prior_seconds", np.log(np.maximum(seconds, 1e-30)))
-    put("log_prior_compute_joules", np.log1p(col("compute_j") * 1e6))
-    put("log_prior_memory_joules", np.log1p(col("memory_j") * 1e6))
-    put("log_prior_static_joules", np.log1p(col("static_j") * 1e6))
-    for bound in ("compute", "memory", "launch"):
-        put(f"share_time_{bound}_bound", _ratio(col(f"t_{bound}"), seconds))
+    flops, launches = a[:, _A["flops"]], a[:, _A["launches"]]
+    total_bytes = a[:, _A["weight_bytes"]] + a[:, _A["act_bytes"]] + a[:, _A["write_bytes"]]
+    # Ratios num / den where den > 0, else 0 (the order of _RATIO_OUT).
+    num = np.column_stack(
+        [
+            a[:, _RATIO_NUM],
+            flops,
+            by_level[:, 1:].sum(axis=1),
+            by_level[:, 2:].sum(axis=1),
+            by_level[:, -1],
+        ]
+    )
+    den = np.column_stack([a[:, _RATIO_DEN], total_bytes, moved, moved, moved])
+    ratio = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+    r[:, _RATIO_OUT] = ratio[:, _RATIO_PLAIN]
+    # Everything that enters as log1p, one call (the order of _LOG1P_OUT).
+    r[:, _LOG1P_OUT] = np.log1p(
+        np.column_stack(
+            [
+                input_elements / batch,
+                a[:, _LOG1P_SRC],
+                ratio[:, _RATIO_LOG1P],
+                flops - a[:, _A["dead_flops"]],
+                launches - a[:, _A["dead_launches"]],
+                by_level,
+                at_level,
+                peak_live,
+                a[:, _PRIOR_J] * 1e6,
+            ]
+        )
+    )
+    # Everything that enters as log, one call (the order of _LOG_OUT).
+    model_weights = a[:, _A["model_weight_bytes"]]
+    level0 = sizes[0] if sizes else llc
+    level1 = sizes[1] if len(sizes) > 1 else llc
+    r[:, _LOG_OUT] = np.log(
+        np.column_stack(
+            [
+                (model_weights + 1) / level0,
+                (model_weights + 1) / level1,
+                (model_weights + 1) / llc,
+                (peak_live + 1) / llc,
+                np.maximum(a[:, _A["joules"]], 1e-30),
+                np.maximum(a[:, _A["seconds"]], 1e-30),
+            ]
+        )
+    )
+    r[:, _INDEX["model_level"]] = model_level
     r += fixed
     return r
 
@@ -209,6 +251,71 @@ _A_NAMES = (
 )
 _A = {name: i for i, name in enumerate(_A_NAMES)}
 
+
+# How _rows computes each feature column from the additive matrix (names of FEATURE_NAMES and _A_NAMES).
+_LOG1P_PLAIN = (  # feature = log1p(additive column)
+    ("log_flops", "flops"),
+    ("log_weight_bytes", "weight_bytes"),
+    ("log_activation_read_bytes", "act_bytes"),
+    ("log_write_bytes", "write_bytes"),
+    ("log_launches", "launches"),
+    *((f"log_kernels_{k}", f"kind_{k}") for k in _KINDS),
+    *((f"log_{c}_nodes", f"{c}_nodes") for c in OP_CATEGORIES),
+    *((f"log_{c}_flops", f"{c}_flops") for c in OP_CATEGORIES),
+)
+_LOG1P_SRC = np.array([_A[src] for _, src in _LOG1P_PLAIN])
+_RATIO_PAIRS = (  # feature (or, in brackets, a ratio that enters as log1p) = num / den of additive columns
+    ("[conv_kernel_elems]", "conv_kelems_x_flops", "conv_flops"),
+    ("matrix_flops_share", "matrix_flops", "flops"),
+    ("dead_flops_share", "dead_flops", "flops"),
+    *((f"share_time_{b}_bound", f"t_{b}", "seconds") for b in ("compute", "memory", "launch")),
+)
+_RATIO_NUM = np.array([_A[num] for _, num, _ in _RATIO_PAIRS])
+_RATIO_DEN = np.array([_A[den] for _, _, den in _RATIO_PAIRS])
+# All ratios: the pairs, then arithmetic intensity and the three byte shares.
+_RATIO_NAMES = (
+    *(name for name, _, _ in _RATIO_PAIRS),
+    "[arith_intensity]",
+    "share_bytes_beyond_level0",
+    "share_bytes_beyond_level1",
+    "share_bytes_dram",
+)
+_RATIO_PLAIN = np.array([i for i, name in enumerate(_RATIO_NAMES) if not name.startswith("[")])
+_RATIO_LOG1P = np.array([i for i, name in enumerate(_RATIO_NAMES) if name.startswith("[")])
+_RATIO_OUT = np.array([_INDEX[_RATIO_NAMES[i]] for i in _RATIO_PLAIN])
+_PRIOR_J = np.array([_A["compute_j"], _A["memory_j"], _A["static_j"]])
+_LOG1P_OUT = np.array(
+    [
+        _INDEX[name]
+        for name in (
+            "log_input_elements_per_sample",
+            *(name for name, _ in _LOG1P_PLAIN),
+            "log_conv_kernel_elems_flop_weighted",  # the bracketed ratios, in their order
+            "log_arith_intensity",
+            "log_live_flops",
+            "log_live_launches",
+            *(f"log_bytes_level{i}" for i in range(_LEVEL_SLOTS)),
+            *(f"log_kernels_at_level{i}" for i in range(_LEVEL_SLOTS)),
+            "log_peak_live_bytes",
+            "log_prior_compute_joules",
+            "log_prior_memory_joules",
+            "log_prior_static_joules",
+        )
+    ]
+)
+_LOG_OUT = np.array(
+    [
+        _INDEX[name]
+        for name in (
+            "log_weights_over_level0",
+            "log_weights_over_level1",
+            "log_weights_over_llc",
+            "log_peak_live_over_llc",
+            "log_prior_joules",
+            "log_prior_seconds",
+        )
+    ]
+)
 
 #: Columns of the additive matrix that depend on the kernels alone (not on hardware, dtype or the prior).
 _STATIC_COLUMNS = (*_COUNT_COLUMNS, "model_weight_bytes", "act_elements")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -61,64 +62,83 @@ class Forest:
             return None
         if any(int(t["tree_param"].get("size_leaf_vector", "1")) > 1 for t in trees):
             return None
-        width = max(len(t["left_children"]) for t in trees)
+        sizes = np.array([len(t["left_children"]) for t in trees])
+        width = int(sizes.max())
         shape = (len(trees), width)
-        feature = np.zeros(shape, dtype=np.int32)  # int32 ids: half the bytes a worker process receives
-        threshold = np.zeros(shape, dtype=np.float32)
-        left = np.zeros(shape, dtype=np.intp)
-        right = np.zeros(shape, dtype=np.intp)
-        default_left = np.zeros(shape, dtype=bool)
-        value = np.zeros(shape, dtype=np.float32)
-        depth = 0
-        for i, t in enumerate(trees):
-            n = len(t["left_children"])
-            lc, rc = np.array(t["left_children"]), np.array(t["right_children"])
-            leaf = lc == -1
-            own = np.arange(n)
-            feature[i, :n] = t["split_indices"]
-            threshold[i, :n] = np.array(t["split_conditions"], dtype=np.float32)
-            left[i, :n] = np.where(leaf, own, lc)
-            right[i, :n] = np.where(leaf, own, rc)
-            default_left[i, :n] = np.array(t["default_left"], dtype=bool)
-            value[i, :n] = np.where(leaf, np.array(t["split_conditions"], dtype=np.float32), 0)
-            depth = max(depth, _tree_depth(lc, rc))
+        used = np.arange(width) < sizes[:, None]  # the trees' nodes, row after row, in the padded arrays
+
+        def padded(key: str, dtype: type, fill: float = 0) -> np.ndarray:
+            out = np.full(shape, fill, dtype=dtype)
+            out[used] = np.concatenate([np.asarray(t[key]) for t in trees]).astype(dtype)
+            return out
+
+        lc, rc = padded("left_children", np.intp, -1), padded("right_children", np.intp, -1)
+        leaf = lc == -1  # leaves and padding
+        own = np.broadcast_to(np.arange(width), shape)
+        conditions = padded("split_conditions", np.float32)
+        feature = padded("split_indices", np.int32)  # int32 ids: half the bytes a worker process receives
+        threshold = conditions
+        default_left = padded("default_left", bool)
+        value = np.where(leaf, conditions, np.float32(0))
+        depth = _depth(lc, rc)
         base = params["base_score"].strip("[]").split(",")
         if len(base) != 1:
             return None
         offset = (np.arange(len(trees)) * width)[:, None]
-        children = (
-            np.stack([(left + offset).ravel(), (right + offset).ravel()], axis=1).ravel().astype(np.int32)
-        )
+        left, right = np.where(leaf, own, lc) + offset, np.where(leaf, own, rc) + offset
+        children = np.stack([left.ravel(), right.ravel()], axis=1).ravel().astype(np.int32)
         return Forest(feature, threshold, children, default_left, value, np.float32(float(base[0])), depth)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predictions (float32) for rows ``X`` (rows x features, float32)."""
         n_rows, n_features = X.shape
         n_trees, width = self.feature.shape
-        # Flat node ids (tree * width + node), one per row and tree; children stored as flat ids too.
-        node = np.broadcast_to(np.arange(n_trees, dtype=np.int32) * width, (n_rows, n_trees)).copy()
-        row_offset = (np.arange(n_rows, dtype=np.intp) * n_features)[:, None]
+        # A walker's state is twice its flat node id (tree * width + node): its left child's slot in the
+        # interleaved ``children``, the right one's next to it; the per-node arrays are read at half of it.
+        at = np.broadcast_to(np.arange(n_trees, dtype=np.intp) * (2 * width), (n_rows, n_trees)).copy()
         flat_x = X.ravel()
         feature, threshold = self.feature.ravel(), self.threshold.ravel()
-        children = self.children
+        children2 = self._children2
         missing = bool(np.isnan(flat_x).any())
+        row_offset = (np.arange(n_rows, dtype=np.intp) * n_features)[:, None] if n_rows > 1 else None
         for _ in range(self.depth):
-            x = flat_x.take(feature.take(node) + row_offset)
-            go_right = ~(x < threshold.take(node))
+            node = at >> 1
+            column = feature.take(node)
+            if row_offset is not None:
+                column += row_offset
+            x = flat_x.take(column)
             if missing:
+                go_right = ~(x < threshold.take(node))
                 go_right = np.where(np.isnan(x), ~self.default_left.ravel().take(node), go_right)
-            node = children.take(node * 2 + go_right)
-        leaves = self.value.ravel().take(node)
+            else:
+                go_right = x >= threshold.take(node)  # ~(x < threshold) when x is a number
+            at += go_right
+            at = children2.take(at)
+        leaves = self.value.ravel().take(at >> 1)
         # xgboost adds the trees' leaves one after another to the base score, in float32: cumsum does the same.
         margin = np.concatenate([np.full((n_rows, 1), self.base_score, dtype=np.float32), leaves], axis=1)
         return np.cumsum(margin, axis=1, dtype=np.float32)[:, -1]
 
+    @cached_property
+    def _children2(self) -> np.ndarray:
+        """``children`` as walker states (twice the child's flat id), intp: built on the first prediction."""
+        return self.children.astype(np.intp) * 2
 
-def _tree_depth(left: np.ndarray, right: np.ndarray) -> int:
-    """Edges on the longest root-to-leaf path of one tree."""
-    depth, frontier = 0, [0]
-    while True:
-        frontier = [c for i in frontier for c in (left[i], right[i]) if c != -1]
-        if not frontier:
-            return depth
-        depth += 1
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_children2"}
+
+
+def _depth(left: np.ndarray, right: np.ndarray) -> int:
+    """Edges on the longest root-to-leaf path of any tree (``left``, ``right``: trees x nodes, -1 for none)."""
+    n_trees, width = left.shape
+    parent = np.flatnonzero(left.ravel() != -1)  # flat ids of split nodes
+    row = parent // width * width
+    children = np.concatenate([left.ravel()[parent] + row, right.ravel()[parent] + row])
+    parents = np.concatenate([parent, parent])
+    depth = np.zeros(n_trees * width, dtype=np.intp)
+    for _ in range(width + 1):  # a node's depth is its parent's plus one; settles after the longest path
+        new = depth[parents] + 1
+        if np.array_equal(depth[children], new):
+            return int(depth.max())
+        depth[children] = new
+    raise ValueError("a tree's children form a cycle")

@@ -30,7 +30,7 @@ from estimator.energy.physics import PriorResult
 from estimator.energy.prior_v2 import V2Constants
 from estimator.energy.runtimes import Runtime
 from estimator.learn.gpu_features import GPU_FEATURE_NAMES, gpu_feature_row, graph_aggregates
-from estimator.learn.regressor import TrainedModel, load_model, model_paths, outside_domain
+from estimator.learn.regressor import TrainedModel, load_model, model_paths
 
 #: Store name (hardware, runtime) of the cross-device model.
 CROSS_DEVICE = ("any-gpu", "any")
@@ -90,7 +90,7 @@ def corrected_joules(
     )
     factor = float(np.exp(model.regressor.predict(row[None, :])[0]))
     domain = model.sidecar.get("domain", {})
-    outside = tuple(outside_domain(row, domain, GPU_FEATURE_NAMES))
+    outside = tuple(model.domain_check.outside(row))  # the sidecar's ranges of GPU_FEATURE_NAMES
     if runtime.name not in trained_runtimes(domain):
         # A runtime without training rows (vllm, tensorrt today) is a category the model never saw.
         outside = (f"runtime {runtime.name} (no training rows)", *outside)

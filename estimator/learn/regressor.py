@@ -14,6 +14,7 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,14 @@ class ResidualRegressor:
     _booster_: Any = field(default=None, init=False, repr=False, compare=False)
     #: The saved model (UBJSON) a loaded regressor makes its xgboost booster from, only when one is asked for.
     _raw_: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    #: Predictions of rows seen by :meth:`predict_distinct` (row bytes -> prediction), at most
+    #: :data:`MEMO_ROWS`; emptied when the booster changes, never pickled.
+    _memo_: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_memo_"] = {}
+        return state
 
     @property
     def booster_(self) -> Any:
@@ -71,6 +80,7 @@ class ResidualRegressor:
     @booster_.setter
     def booster_(self, booster: Any) -> None:
         self._booster_, self._raw_, self._forest_ = booster, None, None
+        self._memo_ = {}
 
     def fit(self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> ResidualRegressor:
         """Fit on features ``X`` (rows x FEATURE_NAMES) and log residuals ``y`` (rows weighted by
@@ -113,19 +123,27 @@ class ResidualRegressor:
         return self.booster_.inplace_predict(X)
 
     def predict_distinct(self, X: np.ndarray) -> np.ndarray:
-        """:meth:`predict`, walking each distinct row of ``X`` once (a network's repeated blocks give equal
-        rows); the same numbers."""
+        """:meth:`predict`, walking each distinct row once - a network's repeated blocks give equal rows, and so
+        do the kernels that candidates of an architecture search share - and remembering up to
+        :data:`MEMO_ROWS` rows' predictions for later calls; the same numbers (a row's prediction does not
+        depend on the other rows)."""
         X = np.asarray(X, dtype=np.float32)
-        slot: dict[bytes, int] = {}
-        firsts: list[int] = []
-        where = np.empty(len(X), dtype=np.intp)
-        for i, row in enumerate(X):
-            key = row.tobytes()
-            if key not in slot:
-                slot[key] = len(firsts)
-                firsts.append(i)
-            where[i] = slot[key]
-        return self.predict(X[firsts])[where]
+        keys = [row.tobytes() for row in X]
+        memo = self._memo_
+        new = {key: i for i, key in enumerate(keys) if key not in memo}
+        if not new:
+            return np.array([memo[key] for key in keys], dtype=np.float32)
+        fresh = dict(zip(new, self.predict(X[list(new.values())]).tolist(), strict=True))
+        out = np.array([fresh[key] if key in fresh else memo[key] for key in keys], dtype=np.float32)
+        if len(memo) + len(fresh) > MEMO_ROWS:
+            memo.clear()
+        if len(fresh) <= MEMO_ROWS:
+            memo.update(fresh)
+        return out
+
+
+#: Rows whose predictions a regressor remembers (:meth:`ResidualRegressor.predict_distinct`): ~0.5 kB each.
+MEMO_ROWS = 20_000
 
 
 @dataclass(frozen=True)
@@ -139,6 +157,11 @@ class TrainedModel:
 
     regressor: ResidualRegressor
     sidecar: dict
+
+    @cached_property
+    def domain_check(self) -> DomainCheck:
+        """The widened training range of the model's features (its sidecar's ``domain``), as arrays."""
+        return DomainCheck.of(self.sidecar.get("domain", {}), self.sidecar["feature_names"])
 
     @property
     def interval_quantiles(self) -> tuple[float, float]:
@@ -267,18 +290,44 @@ def load_model(
     return TrainedModel(reg, sidecar)
 
 
+@dataclass(frozen=True)
+class DomainCheck:
+    """Each feature's training range widened by ``tolerance`` of the range on each side (``low``, ``high``, in
+    the order of ``names``; +-inf for a feature without a recorded range), to check rows against at once."""
+
+    names: tuple[str, ...]
+    low: np.ndarray
+    high: np.ndarray
+
+    @staticmethod
+    def of(domain: dict[str, list[float]], names: Sequence[str], tolerance: float = 0.05) -> DomainCheck:
+        """The check of ``domain`` (name -> [low, high]) for features ``names``."""
+        low, high = [], []
+        for name in names:
+            lo, hi = domain.get(name, (-np.inf, np.inf))
+            with np.errstate(invalid="ignore"):  # inf - inf for an unbounded range: +-inf either way
+                pad = tolerance * (np.float64(hi) - np.float64(lo))
+            low.append(lo - pad if np.isfinite(lo) else -np.inf)
+            high.append(hi + pad if np.isfinite(hi) else np.inf)
+        return DomainCheck(tuple(names), np.array(low, dtype=float), np.array(high, dtype=float))
+
+    def outside(self, rows: np.ndarray) -> list[str]:
+        """Names of the features outside the range in ``rows`` (one row, or any of n x len(names) rows), in
+        feature order; a missing value (NaN) is outside."""
+        if rows.ndim == 2:  # inside for every row: the least and the largest inside (NaN propagates: outside)
+            inside = (self.low <= rows.min(axis=0)) & (rows.max(axis=0) <= self.high)
+        else:
+            inside = (self.low <= rows) & (rows <= self.high)
+        return [self.names[i] for i in np.flatnonzero(~inside)]
+
+
 def outside_domain(
     row: np.ndarray, domain: dict[str, list[float]], names: Sequence[str], tolerance: float = 0.05
 ) -> list[str]:
     """Names of the features of ``row`` (ordered as ``names``) outside the training range ``domain``
-    (name -> [low, high]), widened by ``tolerance`` of the range on each side."""
-    out = []
-    for i, name in enumerate(names):
-        lo, hi = domain.get(name, (-np.inf, np.inf))
-        pad = tolerance * (hi - lo)
-        if not lo - pad <= row[i] <= hi + pad:
-            out.append(name)
-    return out
+    (name -> [low, high]), widened by ``tolerance`` of the range on each side (see :class:`DomainCheck`,
+    which a caller checking many rows against one domain keeps)."""
+    return DomainCheck.of(domain, names, tolerance).outside(np.asarray(row))
 
 
 def outside_domain_any(
@@ -288,15 +337,7 @@ def outside_domain_any(
     the vectorised form of :func:`outside_domain` over many rows."""
     if not len(rows):
         return []
-    lo = np.array([domain.get(n, (-np.inf, np.inf))[0] for n in names], dtype=float)
-    hi = np.array([domain.get(n, (-np.inf, np.inf))[1] for n in names], dtype=float)
-    with np.errstate(invalid="ignore"):  # inf - inf for features without a recorded range
-        pad = tolerance * (hi - lo)
-        low, high = lo - pad, hi + pad
-    low = np.where(np.isfinite(lo), low, -np.inf)
-    high = np.where(np.isfinite(hi), high, np.inf)
-    inside = (low <= rows) & (rows <= high)
-    return sorted(names[i] for i in np.flatnonzero(~inside.all(axis=0)))
+    return sorted(DomainCheck.of(domain, names, tolerance).outside(np.asarray(rows)))
 
 
 def default_models_dir() -> Path:

@@ -7,7 +7,7 @@
 
 Modules: :mod:`~estimator.llm.steps` (decoder layout, kernels per step), :mod:`~estimator.llm.integrate`
 (sums over steps with an error bound), :mod:`~estimator.llm.parallel` (tensor parallelism),
-:mod:`~estimator.llm.request` (the request estimate).
+:mod:`~estimator.llm.request` (the request estimate), :mod:`~estimator.llm.serving` (vLLM's step-time model).
 """
 
 from estimator.llm.integrate import StepSum, sum_steps, sum_steps_exactly

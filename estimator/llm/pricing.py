@@ -15,6 +15,10 @@ kernels of the 2-block stand-in of a zoo decoder (:mod:`estimator.llm.steps`) at
 * a GPU model's correction (and the answer's power floor) is applied to the gathered aggregates (:func:`~estimator.learn.gpu_features.
   gpu_feature_row`): the ``L``-block model's FLOPs, bytes, launches and inputs (its ``L`` layers of cache).
 
+With a serving engine's step-time model (:mod:`estimator.llm.serving`, vLLM) the prior's joules and seconds
+of the step's kernels are taken without per-call host time and combined with the model's GPU-time factor and
+host time; the learned correction is not applied.
+
 ``tests/test_llm_pricing.py`` checks that this equals ``Estimator.estimate_kernels`` on the whole graph.
 Other priors and trained models (the v1 prior, a CPU model) fall back to ``estimate_kernels`` on the repeated
 kernels, which is exact and slower.
@@ -32,9 +36,10 @@ from estimator.cost.kernels import KernelReport
 from estimator.dtypes import dtype_bits
 from estimator.energy.physics import cache_levels, kernel_arrays, runs_on_gpu
 from estimator.energy.placement import place
-from estimator.energy.prior_v2 import PRIOR_V2_NAME, DeviceTerms, assemble, device_terms
+from estimator.energy.prior_v2 import PRIOR_V2_NAME, DeviceTerms, V2Constants, assemble, device_terms
 from estimator.learn.gpu_features import gpu_feature_row, graph_aggregates
 from estimator.learn.gpu_model import describe, power_floor_joules, sidecar_constants
+from estimator.llm.serving import ServingHost
 from estimator.llm.steps import GraphFacts, block_order
 
 _MATRIX = ("contraction", "attention")
@@ -68,9 +73,21 @@ class StepPricer:
         estimator: the Estimator whose answer is reproduced.
         dtype: element type float kernels run in (None: the graph's).
         layers: blocks of the whole model when reports are 2-block stand-ins; None prices reports as they are.
+        serving: a serving engine's step-time model (:mod:`estimator.llm.serving`): each step's time is the
+            prior's GPU time x its factor (decode steps) plus its host time, its energy the prior's busy power
+            over that GPU time plus the idle-with-context power over the host time; the learned correction is
+            not applied (it was trained without this time). Applied with the v2 prior on a GPU only
+            (:attr:`applies_serving`); None prices steps as the Estimator does.
     """
 
-    def __init__(self, estimator: Estimator, dtype: str | None, layers: int | None) -> None:
+    def __init__(
+        self,
+        estimator: Estimator,
+        dtype: str | None,
+        layers: int | None,
+        serving: ServingHost | None = None,
+        batch: int = 1,
+    ) -> None:
         self.estimator = estimator
         self.dtype = dtype
         self.layers = layers
@@ -86,22 +103,42 @@ class StepPricer:
         self._constants = (
             sidecar_constants(model.sidecar, estimator.runtime.name) if self._gpu_model else None
         )
+        self.serving = serving if self.fast else None
+        self.host_s = serving.seconds(batch) if self.serving else 0.0
+        if self.serving:
+            self._gpu_model = False
+            self._constants = replace(self._constants or V2Constants(), host_call_s=0.0)
+
+    @property
+    def applies_serving(self) -> bool:
+        """Whether the serving step-time model prices the steps."""
+        return self.serving is not None
 
     @property
     def method(self) -> str:
         """What answered, as ``Estimate.method`` says it."""
         e = self.estimator
+        if self.serving:
+            v = self.serving
+            return (
+                f"{e.prior_name} over the {e.runtime.name} step-time model (decode GPU time "
+                f"x{v.gpu_time_factor:.2f}; host {v.step_s * 1e3:.1f} ms + {v.per_sequence_s * 1e3:.3f} ms "
+                f"per sequence per step; fitted on {v.fitted_on}); no learned correction"
+            )
         if e.model is None:
             return f"physics-only ({e.prior_name})"
         if self._gpu_model:
             return describe(e.model, e.correction, e.profile, e.runtime)
         return f"xgboost residual over {e.prior_name}"
 
-    def price(self, report: KernelReport, facts: GraphFacts | None = None) -> StepPrice:
+    def price(
+        self, report: KernelReport, facts: GraphFacts | None = None, *, decode: bool = True
+    ) -> StepPrice:
         """Joules and seconds of the whole model from ``report`` (a 2-block stand-in when ``layers`` is set).
 
         ``facts``: the binding's graph facts when ``report`` holds interpolated kernels (whose ``costs`` are
-        another binding's); None reads them from ``report``."""
+        another binding's); None reads them from ``report``. ``decode``: a decode step (False: the prefill),
+        which the serving model's GPU-time factor applies to."""
         if not self.fast:
             return self._slow(report)
         facts = facts or GraphFacts.of(report)
@@ -111,7 +148,11 @@ class StepPricer:
         ka = kernel_arrays(report, self.dtype)
         terms = device_terms(report, hw, runtime, self.dtype)
         level_energy = np.array([lv.energy_per_byte_j for lv in hw.caches] + [hw.dram_energy_per_byte_j])
-        compute_j = terms.dynamic_joules - (terms.placement.bytes_by_level * level_energy).sum(axis=1)
+        per_byte_j = (terms.placement.bytes_by_level * level_energy).sum(axis=1)
+        moved_j = per_byte_j if terms.kernel_memory_joules is None else terms.kernel_memory_joules
+        # the streaming power's raise of memory-bound kernels (prior_v2.memory_stream_joules) stays memory energy
+        stream_extra_j = moved_j - per_byte_j
+        compute_j = terms.dynamic_joules - moved_j
         levels = cache_levels(hw)
         placement = place(
             levels,
@@ -124,6 +165,7 @@ class StepPricer:
         )
         by_level = placement.bytes_by_level
         memory_j = by_level * level_energy
+        memory_j[:, -1] += stream_extra_j[order]
         whole = DeviceTerms(
             t_compute=terms.t_compute[order],
             beyond_l1_bytes=by_level[:, 1:].sum(axis=1) if levels else by_level.sum(axis=1),
@@ -133,8 +175,11 @@ class StepPricer:
             memory_joules=memory_j.sum(axis=0),
             placement=placement,
             unshaped=terms.unshaped,
+            kernel_memory_joules=memory_j.sum(axis=1),
         )
         prior = assemble(whole, hw, runtime, self._constants)
+        if self.serving:
+            return self._serving_step(prior, order, decode)
         joules, factor = prior.joules, 1.0
         if self._gpu_model:
             row = gpu_feature_row(
@@ -155,6 +200,20 @@ class StepPricer:
             static_power_w=prior.static_joules / prior.seconds if prior.seconds > 0 else 0.0,
             kernel_joules=prior.kernel_joules * factor,
             kernel_seconds=prior.kernel_seconds,
+            order=order,
+        )
+
+    def _serving_step(self, prior, order: np.ndarray, decode: bool) -> StepPrice:
+        """A step under the serving model: GPU time x factor at the prior's busy power, then the host's time
+        at idle-with-context power (the prior was run without per-call host time)."""
+        k = self.serving.gpu_time_factor if decode else 1.0
+        p_ctx = self.estimator.profile.idle_with_context_w
+        return StepPrice(
+            joules=k * prior.joules + p_ctx * self.host_s,
+            seconds=k * prior.seconds + self.host_s,
+            static_power_w=prior.static_joules / prior.seconds if prior.seconds > 0 else 0.0,
+            kernel_joules=prior.kernel_joules * k,
+            kernel_seconds=prior.kernel_seconds * k,
             order=order,
         )
 

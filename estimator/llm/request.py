@@ -38,7 +38,8 @@ from estimator.llm.blocks import BlockEnergy, block_view
 from estimator.llm.integrate import StepSum, sum_steps
 from estimator.llm.parallel import all_reduce_cost, interconnect
 from estimator.llm.pricing import StepPricer
-from estimator.llm.steps import StepKernels, block_order
+from estimator.llm.serving import ServingHost, serving_host
+from estimator.llm.steps import EAGER_TORCH_RUNTIMES, TORCH_VIEW_OPS, StepKernels, block_order
 from estimator.zoo.decoders import DecoderSpec, parse_decoder_spec, tensor_parallel_shard
 
 
@@ -74,6 +75,7 @@ class LLMEstimate:
     decode_step_blocks: tuple[BlockEnergy, ...]
     notes: tuple[str, ...]
     not_costed: Mapping[str, int] = field(default_factory=dict)
+    host_step_seconds: float = 0.0
 
     @property
     def joules_per_output_token(self) -> float:
@@ -123,6 +125,7 @@ class LLMEstimate:
             "joules_per_request": self.joules_per_request,
             "ttft_s": self.ttft_s,
             "tpot_s": self.tpot_s,
+            "host_step_seconds": self.host_step_seconds,
             "kv_cache_bytes": self.kv_cache_bytes,
             "weight_bytes_per_device": self.weight_bytes_per_device,
             "all_reduce_joules": self.all_reduce_joules,
@@ -165,6 +168,7 @@ def estimate_request(
     kv_dtype: str | None = None,
     tensor_parallel: int = 1,
     rel_tol: float = 1e-3,
+    host: ServingHost | None = None,
 ) -> LLMEstimate:
     """Energy and time of one request (see the module docstring).
 
@@ -177,6 +181,10 @@ def estimate_request(
         kv_dtype: element type of the KV cache for its size (default: the graph's cache inputs / ``dtype``).
         tensor_parallel: GPUs sharing the model (zoo specs only).
         rel_tol: relative error target of the decode quadrature.
+        host: a serving engine's step-time model (:class:`~estimator.llm.serving.ServingHost`: host time
+            per step growing with the batch, a factor on the decode GPU time); None takes the runtime's
+            (:func:`estimator.llm.serving.serving_host`; vLLM has one), or prices steps as the Estimator does
+            when it has none.
     """
     if prompt < 1 or generate < 1 or batch < 1 or tensor_parallel < 1:
         raise InvalidDimensionError(
@@ -186,12 +194,15 @@ def estimate_request(
         interconnect(estimator.profile)  # fails early when the profile has no known interconnect
     proto, spec, name = _source(model)
     notes: list[str] = []
+    views = TORCH_VIEW_OPS if estimator.runtime.name in EAGER_TORCH_RUNTIMES else frozenset()
+    if views and not estimator.runtime.fuses:
+        notes.append(f"eager PyTorch: {', '.join(sorted(views))} run as views (no kernel, no copy)")
     element = DTYPE_CHOICES.get(dtype, dtype) if dtype else None
     if spec is not None:
         cfg = tensor_parallel_shard(spec.config, tensor_parallel) if tensor_parallel > 1 else spec.config
         small = spec.build(_short(cfg, 2)) if cfg.layers > 2 else spec.build(cfg)
         repeat = cfg.layers if cfg.layers > 2 else None
-        steps = StepKernels(small, batch, fuse=estimator.runtime.fuses, layers=repeat)
+        steps = StepKernels(small, batch, fuse=estimator.runtime.fuses, layers=repeat, views=views)
         layers, hidden = cfg.layers, cfg.hidden
         kv_heads, head_dim, has_cache = cfg.kv_heads, cfg.head_dim, spec.cache
         graph_kv_dtype = spec.dtype
@@ -201,7 +212,7 @@ def estimate_request(
                 "--tensor-parallel needs a zoo decoder spec (zoo:<name>): an ONNX file holds one device's whole "
                 "graph and is not split here"
             )
-        steps = StepKernels(proto, batch, fuse=estimator.runtime.fuses)
+        steps = StepKernels(proto, batch, fuse=estimator.runtime.fuses, views=views)
         repeat = None
         lay = steps.layout
         layers, kv_heads, head_dim, has_cache = lay.layers, lay.kv_heads, lay.head_dim, lay.has_cache
@@ -213,7 +224,13 @@ def estimate_request(
             f"--kv-dtype {kv_type} sets the KV-cache size only; kernel traffic uses the graph's types"
         )
 
-    pricer = StepPricer(estimator, element, repeat)
+    host = host or serving_host(estimator.runtime.name)
+    pricer = StepPricer(estimator, element, repeat, serving=host, batch=batch)
+    if host is not None and not pricer.applies_serving:
+        notes.append(
+            f"the {estimator.runtime.name} step-time model applies with the v2 prior on a GPU only; "
+            "steps were priced as the Estimator prices them"
+        )
     price = pricer.price  # joules and seconds of the whole model from the (stand-in's) kernels
 
     # Prefill (one pass, empty cache; extrapolated from past 1, 2 with a cache).
@@ -233,7 +250,7 @@ def estimate_request(
         raise GraphStructureError(
             "the model's graph has no nodes: it computes nothing, so it has no energy to estimate"
         )
-    prefill = price(prefill_report, prefill_facts)
+    prefill = price(prefill_report, prefill_facts, decode=False)
     n_steps = generate - 1
     at, lo, hi = _decode_kernels(steps, has_cache, prompt, n_steps, notes)
     # Only (joules, seconds) are kept per evaluated step: a 70B step is thousands of kernels.
@@ -318,6 +335,7 @@ def estimate_request(
         decode_step_blocks=block_view(first_report, first) if first_report else (),
         notes=tuple(notes),
         not_costed=dict(prefill_report.costs.not_costed),
+        host_step_seconds=pricer.host_s,
     )
 
 

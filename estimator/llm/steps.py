@@ -37,6 +37,13 @@ from estimator.errors import GraphStructureError
 from estimator.graph.load import load_graph
 from estimator.zoo.decoders import LAYER_SCOPE
 
+#: ONNX ops whose PyTorch counterparts return views (``torch.transpose``/``permute``, basic slicing; PyTorch
+#: docs, "Tensor Views"): eager PyTorch launches no kernel for them and moves no bytes - the consumer reads the
+#: strided tensor (cuBLAS takes transposed operands as they lie). ONNX Runtime copies them.
+TORCH_VIEW_OPS = frozenset({"Transpose", "Slice"})
+#: Runtimes that execute the graph as eager PyTorch (where :data:`TORCH_VIEW_OPS` are views).
+EAGER_TORCH_RUNTIMES = frozenset({"pytorch-cuda", "pytorch-cpu", "hf-pipeline"})
+
 _PAST = re.compile(r"^past(?:_key_values)?\.(\d+)\.(key|value)$")
 _FIELDS = ("macs", "flops", "params", "param_bytes", "weight_bytes", "activation_read_bytes", "write_bytes")
 _LAYER = re.compile(rf"^{re.escape(LAYER_SCOPE)}(\d+)/")
@@ -113,14 +120,23 @@ class StepKernels:
         batch: sequences decoded together.
         fuse: fuse kernels as the runtime does (``Runtime.fuses``: graph runtimes fuse, eager ones do not).
         layers: the number of blocks to repeat the 2-block ``model`` to (None: the graph as it is).
+        views: op types that the runtime runs as views (no launch, no traffic; :data:`TORCH_VIEW_OPS` for
+            eager PyTorch), applied to unfused kernels of one node only.
     """
 
     def __init__(
-        self, model: onnx.ModelProto, batch: int, *, fuse: bool = True, layers: int | None = None
+        self,
+        model: onnx.ModelProto,
+        batch: int,
+        *,
+        fuse: bool = True,
+        layers: int | None = None,
+        views: frozenset[str] = frozenset(),
     ) -> None:
         self.model = model
         self.batch = batch
         self.fuse = fuse
+        self.views = views
         self.layout = read_layout(model)
         self.layers = layers
         self.exact_bindings = 0
@@ -132,7 +148,8 @@ class StepKernels:
         key = (seq, past)
         if key not in self._cache:
             graph = load_graph(self.model, shapes=bind(self.layout, self.batch, seq, past))
-            self._cache[key] = fuse_kernels(count_costs(graph), fuse=self.fuse)
+            report = fuse_kernels(count_costs(graph), fuse=self.fuse)
+            self._cache[key] = as_views(report, self.views) if self.views else report
             self.exact_bindings += 1
         return self._cache[key]
 
@@ -245,6 +262,20 @@ def _with(kernel: Kernel, changes: dict) -> Kernel:
     new.__dict__.update(kernel.__dict__)
     new.__dict__.update(changes)
     return new
+
+
+def as_views(report: KernelReport, ops: frozenset[str]) -> KernelReport:
+    """``report`` with every kernel whose computing nodes are all of an op in ``ops`` (with any zero-copy views
+    that joined it) made a view: no launch, no FLOPs, no traffic (eager PyTorch and :data:`TORCH_VIEW_OPS`)."""
+    nodes = report.costs.nodes
+    zero = dict.fromkeys(("macs", "flops", "activation_read_bytes", "write_bytes"), 0)
+    zero.update(launches=0, kind="view")
+
+    def is_view(k: Kernel) -> bool:
+        doing = [i for i in k.nodes if nodes[i].status != "zero-cost"]
+        return bool(doing) and all(nodes[i].op_type in ops for i in doing)
+
+    return replace(report, kernels=tuple(_with(k, zero) if is_view(k) else k for k in report.kernels))
 
 
 def _block_of(report: KernelReport, kernel: Kernel) -> int | None:

@@ -18,6 +18,7 @@ from estimator.zoo.transformers import bert_encoder, gpt2_decoder
 
 __all__ = ["HF_MODELS", "HfModel", "hf_model"]
 
+_FUSED_GELU = "GELU as one com.microsoft Gelu node (eager F.gelu is one kernel); "
 _COMMON_DIFFERENCES = (
     "no attention-mask Add (all tokens valid, as in a padded-free batch); dropout absent (inference); "
     "LayerNorm epsilon 1e-5 for all"
@@ -35,22 +36,27 @@ class HfModel:
 HF_MODELS: Mapping[str, HfModel] = {
     "bert-base-uncased": HfModel(
         lambda batch, seq: bert_encoder(
-            12, 768, 12, 3072, 30522, 512, batch, seq, token_types=2, pooler=True
+            12, 768, 12, 3072, 30522, 512, batch, seq, token_types=2, pooler=True, fused_gelu=True
         ),
         "BertModel: 12 x 768, 12 heads, FFN 3072, vocab 30522, 512 positions, 2 token types, pooler; "
+        + _FUSED_GELU
         + _COMMON_DIFFERENCES,
     ),
     "distilbert-base-uncased": HfModel(
-        lambda batch, seq: bert_encoder(6, 768, 12, 3072, 30522, 512, batch, seq),
+        lambda batch, seq: bert_encoder(
+            6, 768, 12, 3072, 30522, 512, batch, seq, naming="distilbert", fused_gelu=True
+        ),
         "DistilBertModel: 6 x 768, 12 heads, FFN 3072, vocab 30522, 512 positions, no token types, no pooler; "
+        + _FUSED_GELU
         + _COMMON_DIFFERENCES,
     ),
     "roberta-base": HfModel(
         lambda batch, seq: bert_encoder(
-            12, 768, 12, 3072, 50265, 514, batch, seq, token_types=1, pooler=True
+            12, 768, 12, 3072, 50265, 514, batch, seq, token_types=1, pooler=True, fused_gelu=True
         ),
         "RobertaModel: 12 x 768, 12 heads, FFN 3072, vocab 50265, 514 positions, 1 token type, pooler; "
         "position ids from a Range instead of RoBERTa's cumulative sum over the padding mask (offset 2); "
+        + _FUSED_GELU
         + _COMMON_DIFFERENCES,
     ),
     "gpt2": HfModel(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import onnx
 import onnx.parser
 import pytest
 
+from estimator.errors import ModelFormatError
 from estimator.graph.load import load_graph
 
 #: ``scripts/fuzz.py --family onnx_bytes --seed 2058 --cases 1`` (seed 2026 sample): one flipped bit turned the
@@ -16,11 +19,11 @@ _NO_INPUT = """<ir_version: 8, opset_import: ["" : 17]>
 
 
 @pytest.mark.parametrize("op", ["Shape", "Size"])
-def test_a_shape_node_without_input_folds_nothing_instead_of_raising(op):
-    graph = load_graph(onnx.parser.parse_model(_NO_INPUT.format(op=op)), batch=1)
-    node = next(n for n in graph.nodes if n.op_type == op)
-    assert node.inputs == ()
-    assert "s" not in graph.constants  # nothing to fold from: its value stays unknown
+def test_a_shape_node_without_input_is_refused_as_malformed(op):
+    """Once folded as an unknown value; a node with fewer inputs than its schema takes is now refused by name."""
+    expected = f"node '{op}' ({op}) has 0 inputs, but {op} at opset 17 takes 1;"
+    with pytest.raises(ModelFormatError, match=re.escape(expected)):
+        load_graph(onnx.parser.parse_model(_NO_INPUT.format(op=op)), batch=1)
 
 
 def test_a_stripped_small_weight_of_a_fixed_batch_model_is_rebatched_by_its_shape():

@@ -97,6 +97,8 @@ class NodeContext:
         opset: the model's opset version for the node's domain.
         graph: the graph that holds the node (for subgraphs and constants).
         cost_subgraph: callback that costs a subgraph of this node for one execution.
+        read_constants: when a list, each position whose constant value :meth:`const` is asked for is appended
+            to it (the node-cost memo keys a cost by the constants its rule read).
     """
 
     node: Node
@@ -105,6 +107,7 @@ class NodeContext:
     opset: int
     graph: Graph
     cost_subgraph: Callable[[Graph], SubgraphCost]
+    read_constants: list[int] | None = field(default=None, compare=False, repr=False)
 
     def attr(self, name: str, default: Any = None) -> Any:
         """Value of attribute ``name`` (decoded to Python/numpy), or ``default`` when absent."""
@@ -138,6 +141,8 @@ class NodeContext:
 
     def const(self, i: int) -> np.ndarray | None:
         """Value of input ``i`` when it is a constant known at load time (initializer, folded), else None."""
+        if self.read_constants is not None:
+            self.read_constants.append(i)
         if not self.has_input(i):
             return None
         return self.graph.constant_value(self.node.inputs[i])

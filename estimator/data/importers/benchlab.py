@@ -9,7 +9,9 @@ subtracted).
 Each conversation becomes two validation rows (``task``):
 
 * ``llm-prefill``: ``generate(max_new_tokens=1)`` - the prefill pass and one sampled token;
-* ``llm-decode``: full generation minus that prefill - ``response_tokens - 1`` decode steps with the KV cache.
+* ``llm-decode``: full generation minus that prefill - ``response_tokens - 2`` decode steps with the KV cache
+  (``response_tokens`` counts one token more than were generated: the script re-tokenises the decoded output,
+  whose text already starts with ``<|begin_of_text|>``, and the tokenizer adds another one in front).
 
 ``joules_per_sample`` is the phase's GPU energy per request (kWh x 3.6e6), ``latency_s`` its duration;
 ``output_tokens`` the response tokens; the extra column ``prompt_tokens`` the prompt tokens. ``model_ref`` is
