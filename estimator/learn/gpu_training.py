@@ -126,12 +126,17 @@ def config_key(row: pd.Series | dict, root: Path = REPO_ROOT) -> tuple:
 
 def _kernels(root: Path, model_ref: str, batch: int, dtype: str, variant: str, fuse: bool):
     """Fused kernels of a configuration's graph (a zoo spec, or an ONNX file bound at ``batch`` and ``seq``)."""
+    return fuse_kernels(count_costs(config_graph(root, model_ref, batch, dtype, variant)), fuse=fuse)
+
+
+def config_graph(root: Path, model_ref: str, batch: int, dtype: str, variant: str):
+    """The shaped graph of a configuration: a zoo spec built at ``batch`` / ``dtype``, or an ONNX file bound at
+    ``batch`` and, when ``variant`` carries ``;seq=N``, its symbolic ``sequence`` dimension at N tokens."""
     if model_ref.endswith(".onnx"):
-        shapes = {"sequence": int(variant.split(";seq=")[1])} if ";seq=" in variant else None
-        graph = load_graph(root / model_ref, batch=batch, shapes=shapes)
-    else:
-        graph = load_graph(build_model(model_ref, batch, dtype))
-    return fuse_kernels(count_costs(graph), fuse=fuse)
+        # a symbolic dimension is bound by name with a 1-tuple (load_graph's ``{dim_param: (value,)}``)
+        shapes = {"sequence": (int(variant.split(";seq=")[1]),)} if ";seq=" in variant else None
+        return load_graph(root / model_ref, batch=batch, shapes=shapes)
+    return load_graph(build_model(model_ref, batch, dtype))
 
 
 _DIGESTS: dict[Path, str] = {}

@@ -13,9 +13,15 @@ Tasks that run one forward pass per query (classification, extractive QA, fill-m
 object detection) go to a training table (``power_hungry``); generative tasks (text generation,
 summarisation, zero-shot via generation, image captioning, text-to-image) run many passes per query and go to
 a validation table (``power_hungry_generative``). Runtime ``hf-pipeline``: one pipeline call per query at
-batch 1 including tokenisation / image pre-processing and post-processing. Sequence lengths differ per query
-and are not recorded per run, so ``seq_len`` is empty; model_ref names the Hugging Face graph
-``data/graphs/<id with / as -->.onnx``.
+batch 1 including tokenisation / image pre-processing and post-processing.
+
+Graphs (single-pass table): ``model_ref`` is the committed graph of the task model (:data:`PHP_GRAPHS`, built
+by ``scripts/export_graphs.py`` from each checkpoint's published config; checkpoints with the same architecture
+and head share one graph) and ``family`` its architecture, for leave-family-out. Image models have the fixed
+input their image processor feeds. A text pipeline at batch 1 runs each query at its own length (no padding)
+and the runs record no lengths, so each text row gets ``seq_len`` = a representative token count of its data
+set (:data:`DATASET_TOKENS`, with :func:`representative_tokens`): an assumption, stated in the row's notes.
+The generative table keeps ``data/graphs/<id with / as -->.onnx`` (no graph built).
 """
 
 from __future__ import annotations
@@ -37,6 +43,141 @@ PHP_QUERIES_PER_RUN = 1000
 KWH_TO_J = 3.6e6
 #: Task-dataset prefixes whose pipeline runs one forward pass per query.
 SINGLE_PASS_TASKS = ("fillmask", "image_class", "obj_detection", "qa_", "text_classif", "token_classif")
+
+#: Hugging Face checkpoint -> (graph in data/graphs, architecture family, the tokenizer's maximum length).
+#: Image models: length None. A checkpoint absent here keeps ``data/graphs/<id with / as -->.onnx``.
+PHP_GRAPHS: dict[str, tuple[str, str, int | None]] = {
+    "bert-base-uncased": ("php-bert-base-uncased-mlm", "bert", 512),
+    "bert-base-cased": ("php-bert-base-cased-mlm", "bert", 512),
+    "bert-base-multilingual-cased": ("php-bert-base-multilingual-cased-mlm", "bert", 512),
+    "albert-base-v2": ("php-albert-base-v2-mlm", "albert", 512),
+    "distilbert-base-uncased": ("php-distilbert-base-uncased-mlm", "distilbert", 512),
+    "roberta-base": ("php-roberta-base-mlm", "roberta", 512),
+    "xlm-roberta-base": ("php-xlm-roberta-base-mlm", "xlm-roberta", 512),
+    "bert-large-uncased-whole-word-masking-finetuned-squad": ("php-bert-large-uncased-qa", "bert", 512),
+    "deepset/bert-large-uncased-whole-word-masking-squad2": ("php-bert-large-uncased-qa", "bert", 512),
+    "deepset/electra-base-squad2": ("php-electra-base-qa", "electra", 512),
+    "deepset/roberta-base-squad2": ("php-roberta-base-qa", "roberta", 512),
+    "deepset/tinyroberta-squad2": ("php-tinyroberta-qa", "roberta", 512),
+    "distilbert-base-cased-distilled-squad": ("php-distilbert-base-cased-qa", "distilbert", 512),
+    "distilbert-base-uncased-distilled-squad": ("php-distilbert-base-uncased-qa", "distilbert", 512),
+    "cardiffnlp/twitter-roberta-base-sentiment-latest": ("php-roberta-base-cls", "roberta", 512),
+    "cardiffnlp/twitter-xlm-roberta-base-sentiment": ("php-xlm-roberta-base-cls", "xlm-roberta", 512),
+    "distilbert-base-uncased-finetuned-sst-2-english": ("php-distilbert-base-uncased-cls", "distilbert", 512),
+    "lvwerra/distilbert-imdb": ("php-distilbert-base-uncased-cls", "distilbert", 512),
+    "sbcBI/sentiment_analysis_model": ("php-distilbert-base-uncased-cls", "distilbert", 512),
+    "finiteautomata/bertweet-base-sentiment-analysis": ("php-bertweet-base-cls", "roberta", 128),
+    "nlptown/bert-base-multilingual-uncased-sentiment": (
+        "php-bert-base-multilingual-uncased-cls",
+        "bert",
+        512,
+    ),
+    "siebert/sentiment-roberta-large-english": ("php-roberta-large-cls", "roberta", 512),
+    "Babelscape/wikineural-multilingual-ner": ("php-bert-base-multilingual-cased-ner", "bert", 512),
+    "QCRI/bert-base-multilingual-cased-pos-english": ("php-bert-base-multilingual-cased-ner", "bert", 512),
+    "Jean-Baptiste/roberta-large-ner-english": ("php-roberta-large-ner", "roberta", 512),
+    "dmargutierrez/distilbert-base-multilingual-cased-mapa_coarse-ner": (
+        "php-distilbert-base-multilingual-cased-ner",
+        "distilbert",
+        512,
+    ),
+    "dslim/bert-base-NER": ("php-bert-base-cased-ner", "bert", 512),
+    "dslim/bert-large-NER": ("php-bert-large-cased-ner", "bert", 512),
+    "elastic/distilbert-base-cased-finetuned-conll03-english": (
+        "php-distilbert-base-cased-ner",
+        "distilbert",
+        512,
+    ),
+    "xlm-roberta-large-finetuned-conll03-english": ("php-xlm-roberta-large-ner", "xlm-roberta", 512),
+    "facebook/convnextv2-tiny-1k-224": ("php-convnextv2-tiny-224", "convnextv2", None),
+    "facebook/convnextv2-tiny-22k-384": ("php-convnextv2-tiny-384", "convnextv2", None),
+    "google/mobilenet_v1_0.75_192": ("php-mobilenet-v1-075-192", "mobilenet", None),
+    "google/vit-base-patch16-224": ("php-vit-base-224", "vit", None),
+    "google/vit-base-patch16-384": ("php-vit-base-384", "vit", None),
+    "microsoft/beit-base-patch16-224-pt22k-ft22k": ("php-beit-base-224-22k", "beit", None),
+    "microsoft/resnet-18": ("php-resnet-18", "resnet", None),
+    "microsoft/resnet-50": ("php-resnet-50", "resnet", None),
+    "facebook/detr-resnet-50": ("php-detr-resnet-50", "detr", None),
+    "facebook/detr-resnet-101": ("php-detr-resnet-101", "detr", None),
+    "polejowska/detr-r50-cd45rb-1ah-6l": ("php-detr-r50-1head", "detr", None),
+    "polejowska/detr-r50-cd45rb-8ah-6l-gelu-corrected": ("php-detr-r50-8head-gelu", "detr", None),
+    "hustvl/yolos-tiny": ("php-yolos-tiny", "yolos", None),
+    "hustvl/yolos-small": ("php-yolos-small", "yolos", None),
+    "SenseTime/deformable-detr": ("php-deformable-detr", "deformable-detr", None),
+}
+
+_DEBERTA = (
+    "the TorchScript export folds DeBERTa's relative-position projections of its (constant) position embeddings"
+    " into stored tensors, so the graph omits work PyTorch does on every call (-17.8 % FLOPs for deberta-base at"
+    " 128 tokens) and fixes the relative span at the traced length"
+)
+#: Single-pass checkpoints measured but with no graph, and why (their rows stay, counted as graph missing).
+PHP_NOT_BUILT: dict[str, str] = {
+    "microsoft/deberta-base": _DEBERTA,
+    "timpal0l/mdeberta-v3-base-squad2": _DEBERTA,
+    "jozhang97/deta-swin-large": (
+        "DETA was removed from transformers (v5 has no DetaConfig), so its Swin-L backbone with two-stage"
+        " deformable-DETR heads cannot be rebuilt from a config"
+    ),
+}
+
+#: Text data set -> (mean words the pipeline receives per query, special tokens the tokenizer adds, source).
+#: Words are whitespace-separated; :data:`TOKENS_PER_WORD` turns them into sub-word tokens.
+DATASET_TOKENS: dict[str, tuple[float, int, str]] = {
+    "text_classif_sst2": (
+        19.0,
+        2,
+        "SST-2 test sentences; lengths/sst2.csv of the source: 28 minus the 9-word prompt",
+    ),
+    "text_classif_tomatoes": (
+        21.0,
+        2,
+        "Rotten Tomatoes validation; lengths/rotten_tomatoes.csv of the source: 30 minus the 9-word prompt",
+    ),
+    "text_classif_imdb": (
+        230.0,
+        2,
+        "IMDB test reviews, mean about 230 words (Maas et al. 2011 data), cut at the tokenizer's maximum",
+    ),
+    "qa_squad": (
+        124.0,
+        3,
+        "SQuAD v1.1 validation question + context; lengths/squad.csv: 134 minus the 10-word prompt",
+    ),
+    "qa_squadv2": (
+        106.0,
+        3,
+        "SQuAD v2 validation question + context; lengths/squad2.csv: 116 minus the prompt",
+    ),
+    "qa_sciq": (103.0, 3, "SciQ test question + support passage; lengths/sciq.csv: 113 minus the prompt"),
+    "token_classif_conll2003": (
+        15.8,
+        2,
+        "CoNLL-2003 validation: 51,362 tokens in 3,250 sentences (Tjong Kim Sang and De Meulder 2003)",
+    ),
+    "token_classif_wikiann": (7.5, 2, "WikiANN en test: short Wikipedia sentence fragments, about 7-8 words"),
+    "token_classif_record": (170.0, 2, "ReCoRD test passages, about 170 words (Zhang et al. 2018)"),
+    "fillmask_bookcorpus": (
+        13.3,
+        3,
+        "BookCorpus sentences with the mask appended: 984 M words in 74 M sentences (Zhu et al. 2015)",
+    ),
+    "fillmask_c4": (20.0, 2, "C4 documents cut to their first 20 words, the last replaced by the mask"),
+    "fillmask_oscar": (20.0, 2, "OSCAR documents cut to their first 20 words, the last replaced by the mask"),
+}
+#: Sub-word tokens per whitespace word of English text (WordPiece / BPE; an assumption, +-15 %).
+TOKENS_PER_WORD = 1.3
+
+
+def representative_tokens(task_dataset: str, max_length: int | None) -> int | None:
+    """Tokens of a representative query of ``task_dataset``: its mean words x :data:`TOKENS_PER_WORD` + the
+    special tokens, cut at the tokenizer's ``max_length`` (the pipeline truncates there). None for image data
+    sets and for a model without a tokenizer length."""
+    entry = DATASET_TOKENS.get(task_dataset)
+    if entry is None or max_length is None:
+        return None
+    words, special, _source = entry
+    return min(round(words * TOKENS_PER_WORD) + special, max_length)
 
 
 def idle_board_watts(load_phase_total_watts: float, boards: int = PHP_BOARDS) -> float:
@@ -127,6 +268,22 @@ def _import(folder: Path, single_pass: bool) -> pd.DataFrame:
         )
         .reset_index()
     )
+    graph = [PHP_GRAPHS.get(m) if single_pass else None for m in agg["model"]]
+    own_ref = "data/graphs/" + agg["model"].str.replace("/", "--") + ".onnx"
+    model_ref = [own_ref[i] if g is None else f"data/graphs/{g[0]}.onnx" for i, g in enumerate(graph)]
+    own_family = agg["model"].str.split("/").str[-1].str.split("-").str[0]
+    family = [own_family[i] if g is None else g[1] for i, g in enumerate(graph)]
+    seq = [
+        None if g is None else representative_tokens(t, g[2])
+        for g, t in zip(graph, agg["task_dataset"], strict=True)
+    ]
+    log["single-pass rows without a graph mapping (kept, graph named after the model)"] += sum(
+        g is None for g in graph
+    ) * int(single_pass)
+    input_note = [
+        _input_note(t, n) + (f"; no graph: {PHP_NOT_BUILT[m]}" if single_pass and m in PHP_NOT_BUILT else "")
+        for t, n, m in zip(agg["task_dataset"], seq, agg["model"], strict=True)
+    ]
     frames = []
     for boundary, column, boards in (
         ("gpu-boards-summed", "summed_j", PHP_BOARDS),
@@ -136,9 +293,9 @@ def _import(folder: Path, single_pass: bool) -> pd.DataFrame:
         frames.append(
             pd.DataFrame(
                 {
-                    "model_ref": "data/graphs/" + agg["model"].str.replace("/", "--") + ".onnx",
+                    "model_ref": model_ref,
                     "group": agg["model"],
-                    "family": agg["model"].str.split("/").str[-1].str.split("-").str[0],
+                    "family": family,
                     "task": agg["task_dataset"],
                     "batch": 1,
                     "dtype": "float32",
@@ -161,15 +318,31 @@ def _import(folder: Path, single_pass: bool) -> pd.DataFrame:
                             else f"single_board_joules: minus 7 boards at {w:.1f} W idle (load phase)"
                         )
                         + "; median of runs of 1,000 pipeline calls"
-                        for w in agg["idle_w"]
+                        + note
+                        for w, note in zip(agg["idle_w"], input_note, strict=True)
                     ],
                     "architecture": agg["model"],
                     "device_name": "NVIDIA A100-SXM4-80GB (AWS p4de)",
                     "accelerators": 1,
                     "power_w": _round(agg[column] / agg["duration"]),
                     "boards": boards,
+                    "seq_len": pd.array(seq, dtype="Int64"),
                 }
             )
         )
     out = pd.concat(frames, ignore_index=True)
     return _finish(out, ["boundary", "task", "group"], log)
+
+
+def _input_note(task_dataset: str, tokens: int | None) -> str:
+    """The row's note on the input size its graph is bound at (an assumption, never measured)."""
+    if tokens is not None:
+        return f"; seq_len {tokens}: assumed representative query ({DATASET_TOKENS[task_dataset][2]})"
+    if task_dataset.startswith("obj_detection"):
+        exact = task_dataset.endswith("_resized")
+        return "; image 800 x 1066 (YOLOS-Ti 512 x 682): processor resize of 640 x 480" + (
+            " images (the run resized them)" if exact else " (assumed typical image)"
+        )
+    if task_dataset.startswith("image_class"):
+        return "; image at the processor's fixed size"
+    return ""
