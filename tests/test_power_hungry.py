@@ -144,3 +144,18 @@ def test_each_graph_loads_and_costs_at_its_rows_input(model_ref: str, seq: int |
     report = count_costs(config_graph(REPO, model_ref, 1, "float32", variant))
     assert report.coverage == 1.0, f"{model_ref}: not costed {report.not_costed}"
     assert report.totals.macs > 0
+
+
+def test_power_hungry_is_left_out_of_the_gpu_table_unless_named():
+    """Trained on, PHP made every held-out GPU worse (OPTIONAL_GPU_TABLES says why): out by default, in when
+    named, and a name that is not an optional source is one DataError."""
+    from estimator.errors import DataError
+    from estimator.learn.gpu_training import load_gpu_table
+
+    assert "power_hungry" not in set(load_gpu_table()["source"])
+    with_php = load_gpu_table(with_sources=["power_hungry"])
+    assert (with_php["source"] == "power_hungry").sum() == len(
+        pd.read_csv(REPO / "data" / "power_hungry.csv.gz")
+    )
+    with pytest.raises(DataError, match="not an optional GPU source; choose from power_hungry"):
+        load_gpu_table(with_sources=["irene"])

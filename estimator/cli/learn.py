@@ -62,6 +62,14 @@ def train_gpu(
             "--data-root", help="Source checkout whose data/ holds the GPU tables.", show_default=False
         ),
     ] = None,
+    with_source: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--with-source",
+            help="Also use this optional GPU source (power_hungry), left out by default; repeatable.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Train the GPU models on the committed GPU tables: one calibrated model per (device, runtime) with data at
     gpu-board-nvml and the cross-device model for every other GPU; writes atomically to trained_models/."""
@@ -72,7 +80,7 @@ def train_gpu(
 
     say = lambda line: typer.echo(line, err=True)  # noqa: E731
     root = data_root if data_root is not None else REPO_ROOT
-    gs = build_gpu_set(load_gpu_table(root), root=root, progress=say)
+    gs = build_gpu_set(load_gpu_table(root, with_sources=with_source or ()), root=root, progress=say)
     for line in train_gpu_models(gs, models_dir or default_models_dir(), progress=say):
         typer.echo(line)
 
@@ -101,6 +109,14 @@ def evaluate(
             help="The GPU evaluation instead (per source, leave-one-device-out): evaluation_gpu.md/.json.",
         ),
     ] = False,
+    with_source: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--with-source",
+            help="Also use this optional GPU source (power_hungry), left out by default; repeatable.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run EVALUATION.md's protocol on the committed measurements; writes Markdown, JSON and a plot into --out."""
     from estimator.errors import DataError
@@ -116,23 +132,27 @@ def evaluate(
     if not out.is_dir():
         raise DataError(f"--out folder {out} does not exist; create it first")
     if gpu:
-        _evaluate_gpu(root, out)
+        _evaluate_gpu(root, out, with_source or [])
         return
+    if with_source:
+        raise DataError("--with-source names an optional GPU source: use it with --gpu")
     report = run_evaluation(hw, runtime, root=root, progress=lambda line: typer.echo(line, err=True))
     for path in write_report(report, out):
         typer.echo(f"wrote {path}")
 
 
-def _evaluate_gpu(root: Path, out: Path) -> None:
+def _evaluate_gpu(root: Path, out: Path, with_sources: list[str]) -> None:
     """``estimate evaluate --gpu``: the GPU report, and the v2 prior's physics-only GPU interval."""
     from estimator.learn.gpu_evaluation import run_gpu_evaluation, write_gpu_report, write_prior_interval
     from estimator.learn.gpu_training import build_gpu_set, load_gpu_table
 
     say = lambda line: typer.echo(line, err=True)  # noqa: E731
-    gs = build_gpu_set(load_gpu_table(root), root=root, progress=say)
+    gs = build_gpu_set(load_gpu_table(root, with_sources=with_sources), root=root, progress=say)
     report = run_gpu_evaluation(say, gs=gs)
     for path in write_gpu_report(report, out):
         typer.echo(f"wrote {path}")
+    if with_sources:
+        return  # the shipped physics-only interval comes from the default sources only
     interval = write_prior_interval(
         report, Path(__file__).resolve().parent.parent / "energy" / "prior_interval.json"
     )
