@@ -18,6 +18,17 @@ class Granularity(str, Enum):
     kernel = "kernel"
 
 
+#: ``--with-source NAME``: an optional GPU source (``OPTIONAL_GPU_TABLES``), for train-gpu and evaluate --gpu.
+WithSource = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--with-source",
+        help="Also use this optional GPU source (power_hungry), left out by default; repeatable.",
+        show_default=False,
+    ),
+]
+
+
 @app.command()
 @_clean_errors
 def train(
@@ -62,14 +73,7 @@ def train_gpu(
             "--data-root", help="Source checkout whose data/ holds the GPU tables.", show_default=False
         ),
     ] = None,
-    with_source: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--with-source",
-            help="Also use this optional GPU source (power_hungry), left out by default; repeatable.",
-            show_default=False,
-        ),
-    ] = None,
+    with_source: WithSource = None,
 ) -> None:
     """Train the GPU models on the committed GPU tables: one calibrated model per (device, runtime) with data at
     gpu-board-nvml and the cross-device model for every other GPU; writes atomically to trained_models/."""
@@ -109,14 +113,7 @@ def evaluate(
             help="The GPU evaluation instead (per source, leave-one-device-out): evaluation_gpu.md/.json.",
         ),
     ] = False,
-    with_source: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--with-source",
-            help="Also use this optional GPU source (power_hungry), left out by default; repeatable.",
-            show_default=False,
-        ),
-    ] = None,
+    with_source: WithSource = None,
 ) -> None:
     """Run EVALUATION.md's protocol on the committed measurements; writes Markdown, JSON and a plot into --out."""
     from estimator.errors import DataError
