@@ -25,7 +25,6 @@ split apart, each piece would re-derive the same fold bookkeeping and the Markdo
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -46,7 +45,8 @@ from estimator.learn.gpu_training import (
     load_gpu_table,
     predict_split,
 )
-from estimator.learn.training import INTERVAL_LEVEL, conformal_quantiles, metrics
+from estimator.learn.training import INTERVAL_LEVEL, conformal_quantiles, metrics, metrics_table
+from estimator.learn.training import pct as _pct
 
 SYSTEMS = ("model", "prior_v2_fitted", "prior_v2_shipped", "prior_v1", "flops_linear", "desislavov")
 #: Grouping column per source for leave-one-group-out (IrEne by model, the CNN sets by family).
@@ -289,10 +289,6 @@ def _json(x):
     raise TypeError(type(x))
 
 
-def _pct(x) -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
-
-
 def _table(by_boundary: dict) -> list[str]:
     lines = []
     for boundary, entry in by_boundary.items():
@@ -302,19 +298,8 @@ def _table(by_boundary: dict) -> list[str]:
             f"mean width x{iv['mean_width_factor']:.2f}; the power floor raised {entry.get('power_floor_binds', 0)} "
             "predictions.",
             "",
-            "| system | n | MAPE | median APE | P90 APE | within 10% | within 20% | Kendall tau (min over tasks) |",
-            "|---|---|---|---|---|---|---|---|",
         ]
-        for system in SYSTEMS:
-            m = entry[system]
-            if m is None:
-                lines.append(f"| {system} | 0 | - | - | - | - | - | - |")
-                continue
-            tau = m["kendall_tau_min"]
-            lines.append(
-                f"| {system} | {m['n']} | {_pct(m['mape'])} | {_pct(m['median_ape'])} | {_pct(m['p90_ape'])} | "
-                f"{_pct(m['hit_10'])} | {_pct(m['hit_20'])} | {'-' if math.isnan(tau) else f'{tau:.2f}'} |"
-            )
+        lines += metrics_table(entry, SYSTEMS, "tasks")
         lines.append("")
     return lines
 

@@ -47,7 +47,7 @@ from estimator.errors import EstimatorError
 from estimator.learn.featurize import REPO_ROOT
 from estimator.learn.gpu_features import GraphAggregates, gpu_feature_row, graph_aggregates
 from estimator.learn.gpu_training import _kernels, fit_gpu
-from estimator.learn.training import metrics
+from estimator.learn.training import metrics, metrics_table
 
 #: The module and op rows of IrEne's runs (data/README.md).
 MODULE_TABLE = "data/irene_modules.csv.gz"
@@ -388,23 +388,7 @@ def module_target_lines(report: dict | None) -> list[str]:
 def _table(by_boundary: dict) -> list[str]:
     lines = []
     for boundary, entry in by_boundary.items():
-        lines += [
-            f"Boundary `{boundary}`:",
-            "",
-            "| system | n | MAPE | median APE | P90 APE | within 10% | within 20% | Kendall tau (min over module classes) |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for system in SYSTEMS:
-            m = entry[system]
-            if m is None:
-                lines.append(f"| {system} | 0 | - | - | - | - | - | - |")
-                continue
-            tau = m["kendall_tau_min"]
-            cells = [f"{100 * m[k]:.1f}%" for k in ("mape", "median_ape", "p90_ape", "hit_10", "hit_20")]
-            lines.append(
-                f"| {system} | {m['n']} | {' | '.join(cells)} | {'-' if math.isnan(tau) else f'{tau:.2f}'} |"
-            )
-        lines.append("")
+        lines += [f"Boundary `{boundary}`:", "", *metrics_table(entry, SYSTEMS, "module classes"), ""]
     return lines
 
 

@@ -42,6 +42,8 @@ __all__ = [
     "featurize_cached",
     "fit",
     "metrics",
+    "metrics_table",
+    "pct",
     "predict_log",
     "train_model",
 ]
@@ -94,6 +96,31 @@ def conformal_quantiles(residuals: np.ndarray, level: float = INTERVAL_LEVEL) ->
     lo_rank = max(math.floor(alpha * (n + 1)) - 1, 0)
     hi_rank = min(math.ceil((1 - alpha) * (n + 1)) - 1, n - 1)
     return float(r[lo_rank]), float(r[hi_rank])
+
+
+def metrics_table(entry: dict, systems: Sequence[str], tau_over: str) -> list[str]:
+    """Markdown rows of one boundary's :func:`metrics` per system (``entry[system]``, None when it had no rows):
+    the header, with Kendall's tau read as the minimum over ``tau_over``, and one row per system."""
+    lines = [
+        f"| system | n | MAPE | median APE | P90 APE | within 10% | within 20% | Kendall tau (min over {tau_over}) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for system in systems:
+        m = entry[system]
+        if m is None:
+            lines.append(f"| {system} | 0 | - | - | - | - | - | - |")
+            continue
+        tau = m["kendall_tau_min"]
+        cells = [pct(m[k]) for k in ("mape", "median_ape", "p90_ape", "hit_10", "hit_20")]
+        lines.append(
+            f"| {system} | {m['n']} | {' | '.join(cells)} | {'-' if math.isnan(tau) else f'{tau:.2f}'} |"
+        )
+    return lines
+
+
+def pct(x: float | None) -> str:
+    """A fraction as a percentage with one decimal; '-' when unknown."""
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
 
 
 def metrics(measured: np.ndarray, predicted: np.ndarray, tasks: Iterable | None = None) -> dict:
