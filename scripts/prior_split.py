@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from estimator.energy.gpu_efficiency import GemmShape, library_tile_efficiency, tile_wave_efficiency
 from estimator.energy.hardware import load_profile
+from estimator.energy.prior_fit import golden_section_min
 from estimator.energy.prior_v2 import assemble
 from estimator.energy.runtimes import get_runtime
 from estimator.learn.gpu_modules import build_module_set, load_module_rows
@@ -163,19 +164,7 @@ def fit_memory_power(steps: int = 8) -> float:
         print(f"fraction {f:.4f}: mean squared log power ratio {value:.5f}", flush=True)
         return value
 
-    lo, hi, g = 0.0, 1.0, (5**0.5 - 1) / 2
-    a, b = hi - g * (hi - lo), lo + g * (hi - lo)
-    fa, fb = loss(a), loss(b)
-    for _ in range(steps):
-        if fa < fb:
-            hi, b, fb = b, a, fa
-            a = hi - g * (hi - lo)
-            fa = loss(a)
-        else:
-            lo, a, fa = a, b, fb
-            b = lo + g * (hi - lo)
-            fb = loss(b)
-    return (lo + hi) / 2
+    return golden_section_min(loss, 0.0, 1.0, steps)
 
 
 def _weighted_medians(d: pd.DataFrame, keys: list[str], cols: list[str]) -> pd.DataFrame:

@@ -452,3 +452,19 @@ def test_resnet50_batch1_eager_on_a100_takes_several_milliseconds():
     assert 2e-3 < v2.seconds < 10e-3 and v1.seconds < 1e-3
     assert v2.prior.wait_seconds > 0.5 * v2.seconds  # the board mostly waits for the host
     assert 90 < v2.avg_power_w < 130  # near idle-with-context (99 W), far below TDP
+
+
+def test_golden_section_min_closes_on_a_parabola_minimum_with_one_evaluation_per_step():
+    """(x - 0.3)^2 on [0, 1]: after n steps the bracket is 0.618^(n+1) wide around 0.3 (closed form)."""
+    from estimator.energy.prior_fit import golden_section_min
+
+    calls = []
+
+    def f(x: float) -> float:
+        calls.append(x)
+        return (x - 0.3) ** 2
+
+    steps = 30
+    x = golden_section_min(f, 0.0, 1.0, steps)
+    assert abs(x - 0.3) <= ((5**0.5 - 1) / 2) ** (steps + 1)
+    assert len(calls) == steps + 2

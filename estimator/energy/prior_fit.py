@@ -126,6 +126,25 @@ def loss(cases: Sequence[FitCase], constants: V2Constants) -> float:
     return float(np.mean(errors)) if errors else 0.0
 
 
+def golden_section_min(f: Callable[[float], float], lo: float, hi: float, steps: int) -> float:
+    """The midpoint of the bracket a golden-section search of ``steps`` steps leaves around a minimum of ``f``
+    on ``[lo, hi]`` (``f`` unimodal there; two evaluations to start, one per step)."""
+    invphi = (math.sqrt(5) - 1) / 2
+    a, b = lo, hi
+    c, d = b - invphi * (b - a), a + invphi * (b - a)
+    fc, fd = f(c), f(d)
+    for _ in range(steps):
+        if fc < fd:
+            b, d, fd = d, c, fc
+            c = b - invphi * (b - a)
+            fc = f(c)
+        else:
+            a, c, fc = c, d, fd
+            d = a + invphi * (b - a)
+            fd = f(d)
+    return (a + b) / 2
+
+
 def fit_constants(
     cases: Sequence[FitCase],
     fit: Sequence[str] = ("host_dispatch_s",),
@@ -158,7 +177,6 @@ def fit_constants(
     if current.host_call_s is None:
         current = replace(current, host_call_s=rt.host_call_s)
     before = loss(cases, current)
-    invphi = (math.sqrt(5) - 1) / 2
     for _ in range(sweeps):
         for name in fit:
             lo, hi = (math.log(b) for b in BOUNDS[name])
@@ -166,19 +184,7 @@ def fit_constants(
             def f(x: float, name: str = name, base: V2Constants = current) -> float:
                 return loss(cases, replace(base, **{name: math.exp(x)}))
 
-            a, b = lo, hi
-            c, d = b - invphi * (b - a), a + invphi * (b - a)
-            fc, fd = f(c), f(d)
-            for _ in range(steps):
-                if fc < fd:
-                    b, d, fd = d, c, fc
-                    c = b - invphi * (b - a)
-                    fc = f(c)
-                else:
-                    a, c, fc = c, d, fd
-                    d = a + invphi * (b - a)
-                    fd = f(d)
-            best = math.exp((a + b) / 2)
+            best = math.exp(golden_section_min(f, lo, hi, steps))
             if f(math.log(best)) <= loss(cases, current):
                 current = replace(current, **{name: best})
     fitted_on = description or f"{len(cases)} rows"
