@@ -105,6 +105,8 @@ def test_feature_closed_forms_for_one_mlp():
     assert f["log_flops"] == pytest.approx(math.log1p(flops))
     assert f["log_intensity_over_ridge"] == pytest.approx(math.log((flops + 1) / moved / ridge), rel=1e-6)
     assert f["log_prior_joules"] == pytest.approx(math.log(prior.joules))
+    assert f["log_prior_joules_per_sample"] == pytest.approx(math.log(prior.joules / b))
+    assert f["log_prior_seconds_per_sample"] == pytest.approx(math.log(prior.seconds / b))
     assert f["share_time_host_dispatch"] == pytest.approx(min(prior.host_seconds / prior.seconds, 1))
     assert f["boundary_machine-total"] == 1 and f["boundary_gpu-board-nvml"] == 0
     assert (
@@ -209,6 +211,22 @@ def test_rows_that_timed_their_input_pipeline_get_their_own_constants_and_flag(s
 def test_device_weights_give_every_device_the_same_total():
     w = gpu_training.device_weights(np.array(["a"] * 90 + ["b"] * 10))
     assert w[:90].sum() == pytest.approx(w[90:].sum()) and w.mean() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("n", [6, 60])
+def test_leaves_of_few_rows_are_shrunk_toward_the_mean_by_the_closed_form(n):
+    """Two groups of ``n`` rows, residuals 0 and 1 (mean 0.5, xgboost's intercept): every round moves each
+    group's prediction by eta * n / (n + lambda) of its remaining gap, so after T rounds a group has
+    1 - (1 - eta * n / (n + lambda))^T of its deviation from the mean - few rows keep less of it."""
+    p = gpu_training.GPU_PARAMS
+    eta, lam, rounds = p["learning_rate"], p["reg_lambda"], p["n_estimators"]
+    X = np.repeat([[0.0], [1.0]], n, axis=0)
+    y = np.repeat([0.0, 1.0], n)
+    reg = gpu_training.fit_gpu(X, y, params={"subsample": 1.0, "colsample_bytree": 1.0})
+    kept = 1 - (1 - eta * n / (n + lam)) ** rounds
+    assert reg.predict(np.array([[0.0], [1.0]])) == pytest.approx(
+        [0.5 - 0.5 * kept, 0.5 + 0.5 * kept], abs=1e-4
+    )
 
 
 def test_interval_weighs_units_equally_where_a_pooled_quantile_follows_the_big_unit():
