@@ -217,13 +217,17 @@ def test_device_weights_give_every_device_the_same_total():
 def test_leaves_of_few_rows_are_shrunk_toward_the_mean_by_the_closed_form(n):
     """Two groups of ``n`` rows, residuals 0 and 1 (mean 0.5, xgboost's intercept): every round moves each
     group's prediction by eta * n / (n + lambda) of its remaining gap, so after T rounds a group has
-    1 - (1 - eta * n / (n + lambda))^T of its deviation from the mean - few rows keep less of it."""
+    1 - (1 - eta * n / (n + lambda))^T of its deviation from the mean - few rows keep less of it, and a fit on
+    fewer than SMALL_FIT_ROWS rows shrinks harder (its lambda)."""
     p = gpu_training.GPU_PARAMS
-    eta, lam, rounds = p["learning_rate"], p["reg_lambda"], p["n_estimators"]
+    small = 2 * n < gpu_training.SMALL_FIT_ROWS
+    lam = gpu_training.SMALL_FIT_PARAMS["reg_lambda"] if small else p.get("reg_lambda", 1.0)
+    eta, rounds = p["learning_rate"], p["n_estimators"]
     X = np.repeat([[0.0], [1.0]], n, axis=0)
     y = np.repeat([0.0, 1.0], n)
     reg = gpu_training.fit_gpu(X, y, params={"subsample": 1.0, "colsample_bytree": 1.0})
     kept = 1 - (1 - eta * n / (n + lam)) ** rounds
+    assert small == (n == 6) and (kept < 0.98) == small
     assert reg.predict(np.array([[0.0], [1.0]])) == pytest.approx(
         [0.5 - 0.5 * kept, 0.5 + 0.5 * kept], abs=1e-4
     )
