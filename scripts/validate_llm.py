@@ -162,6 +162,70 @@ def mlenergy(path: Path, prompt: int, cache: str, hosts: dict[str, ServingHost] 
     return rows
 
 
+#: ML.ENERGY v3 model id -> zoo decoder (Llama 3.3 70B has Llama 3.1 70B's shapes).
+MLENERGY_V3_MODELS = {
+    "meta-llama/Llama-3.1-8B-Instruct": "llama-3.1-8b",
+    "meta-llama/Llama-3.1-70B-Instruct": "llama-3.1-70b",
+    "meta-llama/Llama-3.3-70B-Instruct": "llama-3.1-70b",
+}
+
+
+def mlenergy_v3(path: Path, prompt: int) -> list[dict]:
+    """Busy power and step time of vLLM decode on H100: the step-time model's GPU part against ML.ENERGY v3.
+
+    The v3 benchmark (2025-26) ran a vLLM whose scheduling overlaps the GPU (``avg_power_watts`` over a
+    steady decode-heavy run, median inter-token latency ``median_itl_ms``), so its average board power is
+    close to the power of the decode steps themselves and its inter-token latency to their GPU time. The
+    prediction is a request of ``avg_batch_size`` sequences x ``avg_output_len`` tokens with no host time and
+    the shipped step-time model's GPU-time factor (fitted on ML.ENERGY v2's A100 TPOT, nothing from v3):
+    its decode power per device (decode joules over decode seconds, per GPU) and its TPOT. Fitted on none of
+    these rows; the prompt is an assumption (v3 reports none)."""
+    raw = pd.read_csv(path)
+    raw = raw[
+        raw["task"].eq("lm-arena-chat")
+        & raw["gpu_model"].eq("H100")
+        & raw["model_id"].isin(MLENERGY_V3_MODELS)
+        & raw["weight_precision"].eq("bfloat16")
+    ]
+    gpu_only = ServingHost(0.0, 0.0, "none", VLLM_HOST.gpu_time_factor)
+    rows = []
+    for _, r in raw.iterrows():
+        est, runtime = estimator("h100", "vllm", "onnxruntime-cuda")
+        tp, batch = int(r["tensor_parallel"]), max(1, round(float(r["avg_batch_size"])))
+        got = estimate_request(
+            est,
+            f"zoo:{MLENERGY_V3_MODELS[r['model_id']]};dtype=bfloat16;cache=paged",
+            prompt=prompt,
+            generate=max(2, round(float(r["avg_output_len"]))),
+            batch=batch,
+            dtype="bf16",
+            tensor_parallel=tp,
+            host=gpu_only,
+        )
+        measured_w = float(r["avg_power_watts"]) / int(r["num_gpus"])
+        predicted_w = got.decode_joules / got.decode_seconds / tp
+        rows.append(
+            {
+                "model": r["model_id"],
+                "hardware": "h100",
+                "runtime": runtime,
+                "tp": tp,
+                "batch": batch,
+                "measured_w_per_gpu": measured_w,
+                "predicted_decode_w_per_gpu": predicted_w,
+                "ratio": predicted_w / measured_w,
+                "measured_itl_s": float(r["median_itl_ms"]) / 1e3,
+                "predicted_tpot_s": got.tpot_s,
+                "method": got.method,
+            }
+        )
+        print(
+            f"mlenergy-v3 {r['model_id']} tp{tp} bs{batch}: power ratio {rows[-1]['ratio']:.2f}",
+            file=sys.stderr,
+        )
+    return rows
+
+
 def fit_host(rows: list[dict]) -> ServingHost:
     """``gpu_time_factor``, ``step_s`` and ``per_sequence_s`` of the step-time model from rows priced without
     host time and with a factor of 1: non-negative least squares on the relative TPOT error of
@@ -286,6 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mlenergy-configs", type=Path, help="ML.ENERGY v2 flat config table (CSV)")
     parser.add_argument(
+        "--mlenergy-v3", type=Path, help="ML.ENERGY v3 flat task table (CSV): H100 decode power and step time"
+    )
+    parser.add_argument(
         "--mlenergy-prompt", type=int, default=256, help="assumed prompt tokens (not reported)"
     )
     parser.add_argument(
@@ -320,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if "mlenergy" not in args.skip and args.mlenergy_configs:
         results["mlenergy"] = mlenergy(args.mlenergy_configs, args.mlenergy_prompt, args.mlenergy_cache)
+    if args.mlenergy_v3:
+        results["mlenergy-v3"] = mlenergy_v3(args.mlenergy_v3, args.mlenergy_prompt)
     if "benchlab" not in args.skip:
         results["benchlab"] = benchlab(args.benchlab_limit)
     if "wilkins" not in args.skip:
@@ -349,6 +418,14 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 summary[f"benchlab {phase}, time"] = ratio_summary(
                     [r[f"predicted_{phase}_s"] / r[f"measured_{phase}_s"] for r in ok]
+                )
+            continue
+        if source == "mlenergy-v3":
+            for tp in sorted({r["tp"] for r in ok}):
+                sel = [r for r in ok if r["tp"] == tp]
+                summary[f"mlenergy-v3 h100 tp{tp}, decode power"] = ratio_summary([r["ratio"] for r in sel])
+                summary[f"mlenergy-v3 h100 tp{tp}, TPOT vs median ITL"] = ratio_summary(
+                    [r["predicted_tpot_s"] / r["measured_itl_s"] for r in sel]
                 )
             continue
         if source == "mlenergy":
