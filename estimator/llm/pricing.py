@@ -139,6 +139,7 @@ class StepPricer:
                 f"{e.prior_name} over the {e.runtime.name} step-time model (decode GPU time "
                 f"x{v.gpu_time_factor:.2f}; host {v.step_s * 1e3:.1f} ms + {v.per_sequence_s * 1e3:.3f} ms "
                 f"per sequence per step; fitted on {v.fitted_on}); no learned correction"
+                + ("; memory-bound GEMMs at >= the streaming power" if self.streaming_gemms else "")
             )
         if e.model is None:
             return f"physics-only ({e.prior_name})"
