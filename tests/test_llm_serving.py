@@ -132,3 +132,22 @@ def test_memory_bound_gemms_draw_the_streaming_power_under_the_serving_model():
     assert with_rule.seconds == pytest.approx(without.seconds, rel=1e-12)  # energy only, no TDP stretch
     assert with_rule.joules - without.joules == pytest.approx(shortfall, rel=1e-9)
     assert with_rule.joules / with_rule.seconds < hw.tdp_w
+
+
+def test_the_offset_fit_recovers_a_known_offset_and_power():
+    """``scripts/validate_llm.py``'s ``offset_fit`` (benchlab's boundary check) gives back the offset and power
+    of energies made as ``a + b x t``, R^2 = 1."""
+    import importlib.util
+    from pathlib import Path
+
+    import numpy as np
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "validate_llm.py"
+    spec = importlib.util.spec_from_file_location("validate_llm", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    seconds = np.array([0.12, 0.3, 0.45, 0.61, 0.9])
+    offset, power, r2 = module.offset_fit(84.0 + 654.0 * seconds, seconds)
+    assert offset == pytest.approx(84.0, rel=1e-9)
+    assert power == pytest.approx(654.0, rel=1e-9)
+    assert r2 == pytest.approx(1.0, abs=1e-12)
