@@ -121,11 +121,11 @@ def describe(model: TrainedModel, kind: str, hw: HardwareProfile, runtime: Runti
     sc = model.sidecar
     devices = ", ".join(sc.get("devices", []))
     if prior_answers(model, kind, hw):
+        fitted = sc.get("v2_constants", {}).get(runtime.name, {}).get("fitted_on") or "shipped host constants"
         return (
             f"cross-device: no measurements of {hw.name}/{runtime.name} at {hw.measurement_boundary}; "
-            f"energy-roofline v2 with host constants fitted on measurements of other GPUs ({devices}), no "
-            "learned correction (it did worse on GPUs held out); interval from that prior's leave-one-device-out "
-            "residuals (a GPU's bias plus the spread inside one)"
+            f"energy-roofline v2 ({fitted}), no learned correction (it did worse on GPUs held out); interval "
+            f"from that prior's errors on GPUs held out ({devices})"
         )
     if kind == "calibrated":
         return (
@@ -206,10 +206,14 @@ def gpu_answer(
     if prior_answers(model, kind, hw):
         sc = model.sidecar["prior_answer"]["interval"]
         outside: tuple[str, ...] = ()
-        if runtime.name not in trained_runtimes(model.sidecar.get("domain", {})):
-            outside = (f"runtime {runtime.name} (no training rows: shipped host constants)",)
         factors = math.exp(sc["low_log"]), math.exp(sc["high_log"])
         joules, low, high, notes = bounded(prior.joules, *factors, prior.seconds, hw)
+        if runtime.name not in trained_runtimes(model.sidecar.get("domain", {})):
+            notes = (
+                f"no measurements of runtime {runtime.name} on any GPU: the prior runs with its shipped host "
+                "constants, and the interval was learned on other runtimes",
+                *notes,
+            )
     else:
         joules, _, outside = corrected_joules(model, kernels, prior, hw, runtime, dtype)
         joules, low, high, notes = bounded(joules, *interval_factors(model), prior.seconds, hw)
