@@ -418,4 +418,4 @@ def test_predictive_bias_interval_is_the_t_prediction_interval_of_a_normal_sampl
     assert "t with 3 degrees of freedom" in iv.basis
     # the empirical form cannot leave the units' range; the predictive one is wider than it on both sides
     plain = calibrate(resid, labels)
-    assert 0.0 <= plain.low and plain.high <= 0.9 and iv.low < plain.low and iv.high > plain.high
+    assert plain.low >= 0.0 and plain.high <= 0.9 and iv.low < plain.low and iv.high > plain.high
