@@ -124,7 +124,8 @@ def calibrate(
     lo, hi = unit_effects_quantiles(resid, labels, within, level, predictive)
     n = len(np.unique(labels))
     how = (
-        f"a new unit's bias predicted from {n} held-out units' (normal, t with {n - 1} degrees of freedom)"
+        f"a new unit's bias predicted from {n} held-out units' biases (normal model, Student's t with {n - 1} "
+        "degrees of freedom)"
         if predictive and n >= 2
         else f"bias of {n} held-out units"
     )
