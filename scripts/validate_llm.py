@@ -10,6 +10,9 @@ Sources (each compared at its own boundary, GPU boards by NVML):
   reports no prompt lengths: ``--mlenergy-prompt`` (default 256 tokens) is an assumption. The average batch is
   in the leaderboard's config files (``Avg BS (reqs)``), not in data/validation_mlenergy.csv.gz, hence the
   path argument (the ML.ENERGY leaderboard-v2 data, flattened).
+* ML.ENERGY leaderboard v3 (``--mlenergy-v3 PATH/v3_tasks_flat_DERIVED.csv``, H100, a vLLM that overlaps its
+  host work with the GPU): decode power per GPU and step time of the step-time model's GPU part against the
+  measured average power and median inter-token latency (:func:`mlenergy_v3`); judged only, fitted on nothing.
 * benchlab (data/validation_benchlab.csv.gz): Llama-3.1-8B float32 on one H100 at batch 1, per-request
   prefill and decode energy of 100 UltraChat conversations.
 * Wilkins et al. (data/validation_wilkins.csv.gz): Llama-2 7B/13B and Mistral 7B on one A100 or V100 without a
