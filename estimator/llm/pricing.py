@@ -17,9 +17,7 @@ kernels of the 2-block stand-in of a zoo decoder (:mod:`estimator.llm.steps`) at
 
 With a serving engine's step-time model (:mod:`estimator.llm.serving`, vLLM) the prior's joules and seconds
 of the step's kernels are taken without per-call host time and combined with the model's GPU-time factor and
-host time; the learned correction is not applied, and memory-bound GEMMs draw at least the prior's streaming
-power (the prior charges other memory-bound kernels so; its GEMM rule is the power limit over the compute
-time, which for a decode GEMM of a few hundred rows is below the streaming power; docs/llm.md).
+host time; the learned correction is not applied.
 
 ``tests/test_llm_pricing.py`` checks that this equals ``Estimator.estimate_kernels`` on the whole graph.
 Other priors and trained models (the v1 prior, a CPU model) fall back to ``estimate_kernels`` on the repeated
@@ -38,15 +36,7 @@ from estimator.cost.kernels import KernelReport
 from estimator.dtypes import dtype_bits
 from estimator.energy.physics import cache_levels, kernel_arrays, runs_on_gpu
 from estimator.energy.placement import place
-from estimator.energy.prior_v2 import (
-    MEMORY_POWER_FRACTION,
-    PRIOR_V2_NAME,
-    DeviceTerms,
-    V2Constants,
-    assemble,
-    device_terms,
-    memory_stream_joules,
-)
+from estimator.energy.prior_v2 import PRIOR_V2_NAME, DeviceTerms, V2Constants, assemble, device_terms
 from estimator.learn.gpu_features import gpu_feature_row, graph_aggregates
 from estimator.learn.gpu_model import describe, power_floor_joules, prior_answers, sidecar_constants
 from estimator.llm.serving import ServingHost
@@ -88,9 +78,6 @@ class StepPricer:
             over that GPU time plus the idle-with-context power over the host time; the learned correction is
             not applied (it was trained without this time). Applied with the v2 prior on a GPU only
             (:attr:`applies_serving`); None prices steps as the Estimator does.
-        streaming_gemms: under the serving model, memory-bound GEMMs draw at least the prior's streaming power
-            over their bytes, as every other memory-bound kernel does (:func:`~estimator.energy.prior_v2.
-            memory_stream_joules`; docs/llm.md, "vLLM decode power"); False leaves the prior's GEMM rule alone.
     """
 
     def __init__(
@@ -100,7 +87,6 @@ class StepPricer:
         layers: int | None,
         serving: ServingHost | None = None,
         batch: int = 1,
-        streaming_gemms: bool = True,
     ) -> None:
         self.estimator = estimator
         self.dtype = dtype
@@ -118,7 +104,6 @@ class StepPricer:
             sidecar_constants(model.sidecar, estimator.runtime.name) if self._gpu_model else None
         )
         self.serving = serving if self.fast else None
-        self.streaming_gemms = streaming_gemms and self.serving is not None
         self.host_s = serving.seconds(batch) if self.serving else 0.0
         if self.serving:
             self._gpu_model = False
@@ -139,7 +124,6 @@ class StepPricer:
                 f"{e.prior_name} over the {e.runtime.name} step-time model (decode GPU time "
                 f"x{v.gpu_time_factor:.2f}; host {v.step_s * 1e3:.1f} ms + {v.per_sequence_s * 1e3:.3f} ms "
                 f"per sequence per step; fitted on {v.fitted_on}); no learned correction"
-                + ("; memory-bound GEMMs at >= the streaming power" if self.streaming_gemms else "")
             )
         if e.model is None:
             return f"physics-only ({e.prior_name})"
@@ -168,12 +152,6 @@ class StepPricer:
         moved_j = per_byte_j if terms.kernel_memory_joules is None else terms.kernel_memory_joules
         # the streaming power's raise of memory-bound kernels (prior_v2.memory_stream_joules) stays memory energy
         stream_extra_j = moved_j - per_byte_j
-        if self.streaming_gemms:
-            # memory-bound GEMMs (decode's weight and cache reads) stream DRAM too: at least the streaming power
-            stream_extra_j = stream_extra_j + np.maximum(
-                memory_stream_joules(terms.beyond_l1_bytes, hw, MEMORY_POWER_FRACTION) - terms.dynamic_joules,
-                0.0,
-            )
         compute_j = terms.dynamic_joules - moved_j
         levels = cache_levels(hw)
         placement = place(
