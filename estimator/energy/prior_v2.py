@@ -57,6 +57,7 @@ from estimator.energy.gpu_efficiency import (
 from estimator.energy.hardware import HardwareProfile
 from estimator.energy.physics import (
     PRIOR_NAME,
+    KernelArrays,
     PriorResult,
     energy_prior,
     kernel_arrays,
@@ -153,39 +154,90 @@ class _Compute:
     unshaped: int  # contraction kernels without a known GEMM shape (timed at efficiency 1)
 
 
-def _compute_paths(kernels: KernelReport, hw: HardwareProfile, runtime: Runtime, dtypes, matrix) -> _Compute:
-    n = len(kernels.kernels)
-    peak, eff, e_flop = np.empty(n), np.ones(n), np.empty(n)
-    gemm = np.zeros(n, dtype=bool)
-    unshaped = 0
-    # GEMM shapes are a function of the report, tile efficiencies of the report and the SM count: kept with the
-    # report (filled as asked), so several devices, runtimes and constants reuse them.
-    shapes = kernels.derived("gemm_shapes", dict)
-    tiles = kernels.derived(("library_tile_efficiency", hw.compute_units), dict)
-    for i, k in enumerate(kernels.kernels):
-        dt = dtypes[i]
-        on_matrix = bool(matrix[i])
-        if on_matrix and k.launches:
-            if i not in shapes:
-                shapes[i] = gemm_shape(kernels, k)
-            shape = shapes[i]
+@dataclass(frozen=True)
+class _GemmPaths:
+    """How each kernel's arithmetic can run, from the report alone (kept with it, read-only bool masks).
+
+    ``candidate``: a launched contraction or attention kernel (the matrix path, tiled when its GEMM runs as
+    one); ``unshaped``: a candidate without a known GEMM shape (timed as a matmul at efficiency 1);
+    ``vector``: a candidate whose GEMM is too narrow to tile (the vector path); ``gemm``: a candidate that
+    runs as a tiled GEMM; ``conv``: a candidate whose op class is ``conv`` (TF32 policy per class).
+    """
+
+    candidate: np.ndarray
+    unshaped: np.ndarray
+    vector: np.ndarray
+    gemm: np.ndarray
+    conv: np.ndarray
+    shapes: dict  # kernel index -> GemmShape, for the kernels in ``gemm``
+
+
+def _gemm_paths(kernels: KernelReport, matrix: np.ndarray) -> _GemmPaths:
+    """:class:`_GemmPaths` of a report (``matrix``: its contraction and attention kernels)."""
+
+    def compute() -> _GemmPaths:
+        n = len(kernels.kernels)
+        masks = {
+            name: np.zeros(n, dtype=bool) for name in ("candidate", "unshaped", "vector", "gemm", "conv")
+        }
+        shapes = {}
+        for i, k in enumerate(kernels.kernels):
+            if not (matrix[i] and k.launches):
+                continue
+            masks["candidate"][i] = True
+            shape = gemm_shape(kernels, k)
             if shape is None:
-                unshaped += 1
-                op_class = "matmul"
-            elif not runs_as_gemm(shape):
-                on_matrix = False
-                op_class = shape.op_class
+                masks["unshaped"][i] = True
+                continue
+            masks["conv"][i] = shape.op_class == "conv"
+            if runs_as_gemm(shape):
+                masks["gemm"][i] = True
+                shapes[i] = shape
             else:
-                op_class = shape.op_class
-                if i not in tiles:
-                    tiles[i] = library_tile_efficiency(shape, hw.compute_units)
-                eff[i] = tiles[i]
-                gemm[i] = True
-            if on_matrix and compute_dtype_class(dt) == "fp32":
-                on_matrix = uses_tf32(runtime.name, op_class)
-        peak[i] = hw.peak_flops_per_s(dt, matrix=on_matrix)
-        e_flop[i] = hw.energy_per_flop_j(dt)
-    return _Compute(peak, eff, e_flop, gemm, unshaped)
+                masks["vector"][i] = True
+        for mask in masks.values():
+            mask.setflags(write=False)
+        return _GemmPaths(**masks, shapes=shapes)
+
+    return kernels.derived("gemm_paths", compute)
+
+
+def _tile_efficiency(kernels: KernelReport, paths: _GemmPaths, sms: int) -> np.ndarray:
+    """Per-kernel tile and wave efficiency on ``sms`` SMs (1 for kernels that do not run as a tiled GEMM);
+    a function of the report and the SM count, kept with the report (read-only)."""
+
+    def compute() -> np.ndarray:
+        eff = np.ones(len(kernels.kernels))
+        for i, shape in paths.shapes.items():
+            eff[i] = library_tile_efficiency(shape, sms)
+        eff.setflags(write=False)
+        return eff
+
+    return kernels.derived(("tile_efficiency", sms), compute)
+
+
+def _compute_paths(
+    kernels: KernelReport, hw: HardwareProfile, runtime: Runtime, ka: KernelArrays
+) -> _Compute:
+    """Peak rate, tile efficiency and J/FLOP of every kernel on ``hw`` with ``runtime``, as arrays: the
+    report's GEMM shapes and tile efficiencies are kept with it; per call only a few masks per dtype."""
+    n = len(kernels.kernels)
+    paths = _gemm_paths(kernels, ka.matrix)
+    # The matrix path, unless the GEMM is too narrow to tile; float32 contractions then take it only where
+    # the runtime runs their op class in TF32.
+    on_matrix = ka.matrix & ~paths.vector
+    peak, e_flop = np.empty(n), np.empty(n)
+    for dt, of_matrix, of_vector in ka.dtype_paths:
+        of_dtype = of_matrix | of_vector
+        if compute_dtype_class(dt) == "fp32" and of_matrix.any():
+            fp32 = of_dtype & paths.candidate & ~paths.vector
+            on_matrix[fp32 & paths.conv] = uses_tf32(runtime.name, "conv")
+            on_matrix[fp32 & ~paths.conv] = uses_tf32(runtime.name, "matmul")
+        peak[of_dtype & on_matrix] = hw.peak_flops_per_s(dt, matrix=True)
+        peak[of_dtype & ~on_matrix] = hw.peak_flops_per_s(dt, matrix=False)
+        e_flop[of_dtype] = hw.energy_per_flop_j(dt)
+    eff = _tile_efficiency(kernels, paths, hw.compute_units)
+    return _Compute(peak, eff, e_flop, paths.gemm, int(paths.unshaped.sum()))
 
 
 def pipeline_end_times(gpu_s: np.ndarray, issue_s: np.ndarray) -> np.ndarray:
@@ -274,7 +326,7 @@ def device_terms(
     ``memory_power_fraction`` is :data:`MEMORY_POWER_FRACTION` unless a fit tries another."""
     ka = kernel_arrays(kernels, dtype)
     levels, placement = place_kernels(kernels, ka, hw, hw.compute_units)
-    paths = _compute_paths(kernels, hw, runtime, ka.dtypes, ka.matrix)
+    paths = _compute_paths(kernels, hw, runtime, ka)
     t_compute = ka.flops / (paths.peak * hw.achievable_compute_fraction * paths.efficiency)
     beyond_l1 = (
         placement.bytes_by_level[:, 1:].sum(axis=1) if levels else placement.bytes_by_level.sum(axis=1)
