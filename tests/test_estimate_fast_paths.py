@@ -109,7 +109,7 @@ def test_feature_rows_equal_the_column_by_column_reference(graphs, hardware, run
         rows = F.build_features(kernels, est.profile, est.runtime, threads=2)
         add = F._additive(kernels, rows.prior)[F.launched_kernels(kernels)]
         batch = kernels.costs.graph.batch
-        fixed = F._fixed(est.profile, est.runtime, rows.prior.threads, batch, kernels.dominant_dtype)
+        fixed = F.fixed_columns(est.profile, est.runtime, rows.prior.threads, batch, kernels.dominant_dtype)
         inputs = float(sum(t.numel for t in map(kernels.costs.graph.tensor, kernels.costs.graph.inputs)))
         graph = _reference_rows(
             add.sum(axis=0)[None, :],

@@ -56,6 +56,7 @@ from estimator.energy.gpu_efficiency import (
 )
 from estimator.energy.hardware import HardwareProfile
 from estimator.energy.physics import (
+    BOUND_NAMES,
     PRIOR_NAME,
     KernelArrays,
     PriorResult,
@@ -418,12 +419,16 @@ def assemble(
     fraction = bandwidth_fraction(
         beyond_l1, hw.dram_bandwidth_bytes_per_s, hw.achievable_bandwidth_fraction, c.bandwidth_ramp_s
     )
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t_memory = np.where(beyond_l1 > 0, beyond_l1 / (hw.dram_bandwidth_bytes_per_s * fraction), 0.0)
+    t_memory = np.divide(
+        beyond_l1,
+        hw.dram_bandwidth_bytes_per_s * fraction,
+        out=np.zeros(len(beyond_l1)),
+        where=beyond_l1 > 0,
+    )
     t_floor = np.where(launched, c.gpu_kernel_floor_s, 0.0)
     stacked = np.stack([terms.t_compute, t_memory, t_floor])
     g = np.where(launched, stacked.max(axis=0), 0.0)
-    device_bound = np.array(["compute", "memory", "launch"])[stacked.argmax(axis=0)]
+    bound_code = stacked.argmax(axis=0)  # index into BOUND_NAMES: compute, memory, launch
     dynamic = terms.dynamic_joules
     total_dynamic = float(dynamic.sum())
 
@@ -442,18 +447,18 @@ def assemble(
     last = float(end[-1]) if len(end) else 0.0
     # An inference costs at least one dispatch and one kernel, even when every node is a view or a constant.
     seconds = call + max(last, h + c.gpu_kernel_floor_s)
-    kernel_seconds = np.diff(end, prepend=0.0) if len(end) else end
+    kernel_seconds = end.copy()  # each kernel's slot: its end minus the previous one's
+    kernel_seconds[1:] -= end[:-1]
     in_first = call if call > 0 and launched.any() else 0.0
     if in_first:
         # The per-call host time comes before the first dispatch: the GPU waits through it in the first
         # kernel's slot, so the kernels' times and joules add up to the inference's (the per-layer view shows
         # it as its own row: PriorResult.call_joules).
-        kernel_seconds = kernel_seconds.copy()
         kernel_seconds[int(np.argmax(launched))] += call
     wait = np.maximum(kernel_seconds - g, 0.0)
     # A kernel's slot is host-bound when the GPU waited for the dispatch longer than the kernel ran.
-    host_led = launched & (wait > g)
-    bound = np.where(host_led | (device_bound == "launch"), "launch", device_bound)
+    bound_code[launched & (wait > g)] = 2
+    bound = BOUND_NAMES[bound_code]
     idle_time = max(seconds - busy, 0.0)
     kernel_j = dynamic + p_busy * g + p_wait * wait
     notes = ()

@@ -70,6 +70,7 @@ def build_features(
     graph_row: bool = True,
     distinct: bool = False,
     static: np.ndarray | None = None,
+    fixed: np.ndarray | None = None,
 ) -> FeatureRows:
     """Feature rows of a fused network on ``hw`` with ``runtime`` (see the module docstring).
 
@@ -78,14 +79,16 @@ def build_features(
     ``graph_row=False`` skips the network's row (``graph`` is then empty), for kernel-level ones.
     ``distinct=True`` builds one row per distinct kernel (networks repeat their blocks: equal kernels placed
     alike have equal rows), with :attr:`FeatureRows.kernel_row` mapping kernels to rows.
-    ``static`` is :func:`static_additive` of the same kernels, when the caller keeps it.
+    ``static`` is :func:`static_additive` of the same kernels, when the caller keeps it; ``fixed`` is
+    :func:`fixed_columns` of the same profile, runtime, threads, batch and dtype, when the caller keeps it.
     """
     if prior is None:
         prior = energy_prior(kernels, hw, dtype=dtype, runtime=runtime, threads=threads)
     launched = launched_kernels(kernels)
     add = _additive(kernels, prior, static)[launched]  # K x A raw additive quantities
     batch = kernels.costs.graph.batch
-    fixed = _fixed(hw, runtime, prior.threads, batch, dtype or kernels.dominant_dtype)
+    if fixed is None:
+        fixed = fixed_columns(hw, runtime, prior.threads, batch, dtype or kernels.dominant_dtype)
     graph = np.zeros(0)
     if graph_row:
         graph = _rows(
@@ -117,19 +120,18 @@ def build_features(
     return FeatureRows(graph, kernel_matrix, prior.kernel_joules[launched], prior, kernel_row)
 
 
-def _distinct(rows: np.ndarray) -> tuple[list[int], np.ndarray]:
-    """(index of the first of each distinct row, in order of appearance; each row's distinct-row number)."""
-    slot: dict[bytes, int] = {}
-    firsts: list[int] = []
-    row_of = []
-    for i, row in enumerate(rows):
-        key = row.tobytes()
-        j = slot.get(key)
-        if j is None:
-            j = slot[key] = len(firsts)
-            firsts.append(i)
-        row_of.append(j)
-    return firsts, np.array(row_of, dtype=np.intp)
+def _distinct(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index of the first of each distinct row, in order of appearance; each row's distinct-row number).
+    Rows are equal when their bytes are (as ``row.tobytes()`` keys would say)."""
+    if not len(rows):
+        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
+    rows = np.ascontiguousarray(rows)
+    as_bytes = rows.view(np.dtype((np.void, rows.itemsize * rows.shape[1]))).ravel()
+    _, first, row_of = np.unique(as_bytes, return_index=True, return_inverse=True)
+    order = np.argsort(first)  # distinct rows by first appearance
+    number = np.empty(len(order), dtype=np.intp)
+    number[order] = np.arange(len(order))
+    return first[order], number[row_of.ravel()]
 
 
 def launched_kernels(kernels: KernelReport) -> np.ndarray:
@@ -168,7 +170,7 @@ def _rows(
     flops, launches = a[:, _A["flops"]], a[:, _A["launches"]]
     total_bytes = a[:, _A["weight_bytes"]] + a[:, _A["act_bytes"]] + a[:, _A["write_bytes"]]
     # Ratios num / den where den > 0, else 0 (the order of _RATIO_OUT).
-    num = np.column_stack(
+    num = _columns(
         [
             a[:, _RATIO_NUM],
             flops,
@@ -177,12 +179,12 @@ def _rows(
             by_level[:, -1],
         ]
     )
-    den = np.column_stack([a[:, _RATIO_DEN], total_bytes, moved, moved, moved])
+    den = _columns([a[:, _RATIO_DEN], total_bytes, moved, moved, moved])
     ratio = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
     r[:, _RATIO_OUT] = ratio[:, _RATIO_PLAIN]
     # Everything that enters as log1p, one call (the order of _LOG1P_OUT).
     r[:, _LOG1P_OUT] = np.log1p(
-        np.column_stack(
+        _columns(
             [
                 input_elements / batch,
                 a[:, _LOG1P_SRC],
@@ -201,7 +203,7 @@ def _rows(
     level0 = sizes[0] if sizes else llc
     level1 = sizes[1] if len(sizes) > 1 else llc
     r[:, _LOG_OUT] = np.log(
-        np.column_stack(
+        _columns(
             [
                 (model_weights + 1) / level0,
                 (model_weights + 1) / level1,
@@ -215,6 +217,21 @@ def _rows(
     r[:, _INDEX["model_level"]] = model_level
     r += fixed
     return r
+
+
+def _columns(parts: list[np.ndarray]) -> np.ndarray:
+    """``np.column_stack(parts)`` for 1-D (n) and 2-D (n x m) float arrays, copied into one new n x M array."""
+    n = len(parts[0])
+    widths = [1 if p.ndim == 1 else p.shape[1] for p in parts]
+    out = np.empty((n, sum(widths)))
+    at = 0
+    for p, w in zip(parts, widths, strict=True):
+        if p.ndim == 1:
+            out[:, at] = p
+        else:
+            out[:, at : at + w] = p
+        at += w
+    return out
 
 
 # Columns of the additive matrix that count what the kernels compute and move (hardware-free).
@@ -408,7 +425,10 @@ def _graph_input_elements(kernels: KernelReport) -> float:
     return float(sum(t.numel for t in (graph.tensor(n) for n in graph.inputs) if t is not None and t.numel))
 
 
-def _fixed(hw: HardwareProfile, runtime: Runtime, threads: int, batch: int, dtype: str) -> np.ndarray:
+def fixed_columns(hw: HardwareProfile, runtime: Runtime, threads: int, batch: int, dtype: str) -> np.ndarray:
+    """The feature columns that depend on the profile, runtime, threads, batch and dtype alone (the others 0),
+    added to every row; a caller estimating many networks alike (an :class:`~estimator.api.Estimator`) keeps
+    them. ``dtype``: the element type the network runs in (its dominant one when not re-typed)."""
     r = np.zeros(len(FEATURE_NAMES))
     r[_INDEX["log_batch"]] = np.log(batch)
     r[_INDEX["dtype_bits"]] = dtype_bits(dtype) or 32
