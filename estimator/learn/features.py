@@ -17,6 +17,7 @@ are computed in one numpy call).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -337,47 +338,76 @@ _LOG_OUT = np.array(
 #: Columns of the additive matrix that depend on the kernels alone (not on hardware, dtype or the prior).
 _STATIC_COLUMNS = (*_COUNT_COLUMNS, "model_weight_bytes", "act_elements")
 _CATEGORY_OF: dict[str, str] = {op: c for c, ops in OP_CATEGORIES.items() for op in ops}
+# static_additive: the additive columns read from the kernels' int64 columns, each kernel kind's one-hot
+# column.
+_KERNEL_FIELDS = (
+    ("flops", "flops"),
+    ("weight_bytes", "weight_bytes"),
+    ("act_bytes", "activation_read_bytes"),
+    ("write_bytes", "write_bytes"),
+    ("launches", "launches"),
+    ("model_weight_bytes", "weight_bytes"),
+)
+_KIND_COLUMN = {k: _A[f"kind_{k}"] for k in _KINDS}
 
 
 def static_additive(kernels: KernelReport) -> np.ndarray:
     """The hardware-free columns of the per-kernel additive matrix (K x A, the other columns 0).
 
     They depend on the kernels alone, so a caller estimating the same kernels on several profiles or dtypes
-    computes them once and passes them to :func:`build_features` as ``static``.
+    computes them once and passes them to :func:`build_features` as ``static``. Per-node quantities are summed
+    per kernel in node order (``np.add.at``), as a loop over each kernel's nodes would add them.
     """
+    ks = kernels.kernels
+    out = np.zeros((len(ks), len(_A_NAMES)))
+    if not ks:
+        return out
     nodes = kernels.costs.nodes
     graph = kernels.costs.graph
-    dead = dead_nodes(graph).tolist()
-    rows = []
-    for k in kernels.kernels:
-        a = [0.0] * len(_A_NAMES)  # a Python row, then one array: numpy item assignment is slower
-        a[_A["flops"]] = k.flops
-        a[_A["weight_bytes"]] = k.weight_bytes
-        a[_A["act_bytes"]] = k.activation_read_bytes
-        a[_A["write_bytes"]] = k.write_bytes
-        a[_A["launches"]] = k.launches
-        a[_A[f"kind_{k.kind if k.kind in _KINDS[:-1] else 'other'}"]] = 1
-        if k.kind in ("contraction", "attention"):
-            a[_A["matrix_flops"]] = k.flops
-        a[_A["dead_flops"]] = sum(nodes[i].flops for i in k.nodes if dead[i])
-        a[_A["dead_launches"]] = k.launches if all(dead[i] for i in k.nodes) else 0
-        for i in k.nodes:
-            n = nodes[i]
-            c = _CATEGORY_OF.get(n.op_type)
-            if c is None:
-                continue
-            a[_A[f"{c}_nodes"]] += 1
-            a[_A[f"{c}_flops"]] += n.flops
-            if c == "conv" and n.flops:
-                w = graph.tensor(graph.nodes[i].inputs[1]) if len(graph.nodes[i].inputs) > 1 else None
-                kelems = (
-                    float(np.prod(w.shape[2:])) if w is not None and w.shape and len(w.shape) > 2 else 1.0
-                )
-                a[_A["conv_kelems_x_flops"]] += kelems * n.flops
-        a[_A["model_weight_bytes"]] = k.weight_bytes
-        a[_A["act_elements"]] = k.activation_read_bytes * 8 / (dtype_bits(k.dtype) or 32)
-        rows.append(a)
-    return np.array(rows, dtype=float).reshape(len(rows), len(_A_NAMES))
+    columns = kernels.arrays
+    for name, field in _KERNEL_FIELDS:
+        out[:, _A[name]] = columns[field]
+    rows = np.arange(len(ks))
+    out[rows, [_KIND_COLUMN.get(k.kind, _KIND_COLUMN["other"]) for k in ks]] = 1
+    matrix = np.array([k.kind in ("contraction", "attention") for k in ks], dtype=bool)
+    out[matrix, _A["matrix_flops"]] = columns["flops"][matrix]
+    out[:, _A["act_elements"]] = [k.activation_read_bytes * 8 / (dtype_bits(k.dtype) or 32) for k in ks]
+
+    # The kernels' nodes, kernel after kernel, each in its kernel's order.
+    member = [i for k in ks for i in k.nodes]
+    owner = np.repeat(rows, [len(k.nodes) for k in ks])
+    node_flops = [nodes[i].flops for i in member]
+    dead = dead_nodes(graph)[np.array(member, dtype=np.intp)] if member else np.zeros(0, dtype=bool)
+    dead_flops = np.zeros(len(ks), dtype=np.int64)  # integer sums, as Python's sum of ints
+    np.add.at(dead_flops, owner[dead], np.array(node_flops, dtype=np.int64)[dead])
+    out[:, _A["dead_flops"]] = dead_flops
+    live = np.bincount(owner[~dead], minlength=len(ks))
+    out[:, _A["dead_launches"]] = np.where(live == 0, columns["launches"], 0)
+
+    # Op categories: per node of a category, its count and FLOPs (float sums, in node order); convolutions
+    # also their kernel elements x FLOPs.
+    at, count_col, flops_col, flops, conv_at, conv_value = [], [], [], [], [], []
+    for j, i in enumerate(member):
+        c = _CATEGORY_OF.get(nodes[i].op_type)
+        if c is None:
+            continue
+        at.append(owner[j])
+        count_col.append(_A[f"{c}_nodes"])
+        flops_col.append(_A[f"{c}_flops"])
+        flops.append(node_flops[j])
+        if c == "conv" and node_flops[j]:
+            inputs = graph.nodes[i].inputs
+            w = graph.tensor(inputs[1]) if len(inputs) > 1 else None
+            kelems = float(math.prod(w.shape[2:])) if w is not None and w.shape and len(w.shape) > 2 else 1.0
+            conv_at.append(owner[j])
+            conv_value.append(kelems * node_flops[j])
+    if at:
+        at_rows = np.array(at, dtype=np.intp)
+        np.add.at(out, (at_rows, np.array(count_col, dtype=np.intp)), 1.0)
+        np.add.at(out, (at_rows, np.array(flops_col, dtype=np.intp)), np.array(flops, dtype=float))
+    if conv_at:
+        np.add.at(out[:, _A["conv_kelems_x_flops"]], np.array(conv_at, dtype=np.intp), np.array(conv_value))
+    return out
 
 
 def _additive(kernels: KernelReport, prior: PriorResult, static: np.ndarray | None = None) -> np.ndarray:
