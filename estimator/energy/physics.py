@@ -258,15 +258,20 @@ def _peak_live_activation_bytes(kernels: KernelReport) -> int:
     report = kernels.costs
     graph = report.graph
     kernel_of = kernels.kernel_of_node
+    views = kernels.views
+    constant = graph.constant_roots
     steps = max(len(kernels.kernels), 1)
     last_use: dict[str, int] = {}
     for n, gn in zip(report.nodes, graph.nodes, strict=True):
         if n.status == "folded":
             continue
+        step = kernel_of.get(n.index, 0)
         for name in gn.inputs:
-            if name and not graph.is_constant(name):
-                r = kernels.root(name)  # a tensor read through a view stays alive until the view's reader
-                last_use[r] = max(last_use.get(r, 0), kernel_of.get(n.index, 0))
+            if name and name not in constant:
+                while name in views:  # a tensor read through a view stays alive until the view's reader
+                    name = views[name]
+                if last_use.get(name, -1) < step:
+                    last_use[name] = step
     sizes, born, dies = [], [], []
     for name in graph.inputs:
         info = graph.tensor(name)
@@ -278,9 +283,9 @@ def _peak_live_activation_bytes(kernels: KernelReport) -> int:
     for n in report.nodes:
         if n.status != "costed":
             continue
+        start = kernel_of.get(n.index, 0)
         for tensor, nbytes in n.writes:
             sizes.append(nbytes)
-            start = kernel_of.get(n.index, 0)
             born.append(start)
             dies.append(steps - 1 if tensor in outputs else max(last_use.get(tensor, start), start))
     return peak_live_bytes(sizes, born, dies, steps)
