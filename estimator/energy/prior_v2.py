@@ -46,19 +46,12 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from estimator.cost.kernels import KernelReport
-from estimator.energy.gpu_efficiency import (
-    BANDWIDTH_RAMP_S,
-    bandwidth_fraction,
-    gemm_shape,
-    library_tile_efficiency,
-    runs_as_gemm,
-    uses_tf32,
-)
+from estimator.energy.gpu_efficiency import BANDWIDTH_RAMP_S, bandwidth_fraction
+from estimator.energy.gpu_paths import compute_paths
 from estimator.energy.hardware import HardwareProfile
 from estimator.energy.physics import (
     BOUND_NAMES,
     PRIOR_NAME,
-    KernelArrays,
     PriorResult,
     energy_prior,
     kernel_arrays,
@@ -66,7 +59,6 @@ from estimator.energy.physics import (
     static_power_w,
 )
 from estimator.energy.placement import Placement
-from estimator.energy.profile import compute_dtype_class
 from estimator.energy.runtimes import Runtime, get_runtime
 from estimator.errors import ProfileError
 
@@ -144,101 +136,6 @@ def run_prior(
     if canonical_prior_name(name) == PRIOR_NAME:
         return energy_prior(kernels, hw, dtype=dtype, runtime=runtime, threads=threads)
     return energy_prior_v2(kernels, hw, dtype=dtype, runtime=runtime, threads=threads, constants=constants)
-
-
-@dataclass(frozen=True)
-class _Compute:
-    peak: np.ndarray  # FLOP/s each kernel's arithmetic runs at, before efficiency
-    efficiency: np.ndarray  # tile and wave quantisation, (0, 1]
-    e_flop: np.ndarray  # J/FLOP
-    gemm: np.ndarray  # whether the kernel runs as a tiled GEMM (known shape, at least one MMA wide)
-    unshaped: int  # contraction kernels without a known GEMM shape (timed at efficiency 1)
-
-
-@dataclass(frozen=True)
-class _GemmPaths:
-    """How each kernel's arithmetic can run, from the report alone (kept with it, read-only bool masks).
-
-    ``candidate``: a launched contraction or attention kernel (the matrix path, tiled when its GEMM runs as
-    one); ``unshaped``: a candidate without a known GEMM shape (timed as a matmul at efficiency 1);
-    ``vector``: a candidate whose GEMM is too narrow to tile (the vector path); ``gemm``: a candidate that
-    runs as a tiled GEMM; ``conv``: a candidate whose op class is ``conv`` (TF32 policy per class).
-    """
-
-    candidate: np.ndarray
-    unshaped: np.ndarray
-    vector: np.ndarray
-    gemm: np.ndarray
-    conv: np.ndarray
-    shapes: dict  # kernel index -> GemmShape, for the kernels in ``gemm``
-
-
-def _gemm_paths(kernels: KernelReport, matrix: np.ndarray) -> _GemmPaths:
-    """:class:`_GemmPaths` of a report (``matrix``: its contraction and attention kernels)."""
-
-    def compute() -> _GemmPaths:
-        n = len(kernels.kernels)
-        masks = {
-            name: np.zeros(n, dtype=bool) for name in ("candidate", "unshaped", "vector", "gemm", "conv")
-        }
-        shapes = {}
-        for i, k in enumerate(kernels.kernels):
-            if not (matrix[i] and k.launches):
-                continue
-            masks["candidate"][i] = True
-            shape = gemm_shape(kernels, k)
-            if shape is None:
-                masks["unshaped"][i] = True
-                continue
-            masks["conv"][i] = shape.op_class == "conv"
-            if runs_as_gemm(shape):
-                masks["gemm"][i] = True
-                shapes[i] = shape
-            else:
-                masks["vector"][i] = True
-        for mask in masks.values():
-            mask.setflags(write=False)
-        return _GemmPaths(**masks, shapes=shapes)
-
-    return kernels.derived("gemm_paths", compute)
-
-
-def _tile_efficiency(kernels: KernelReport, paths: _GemmPaths, sms: int) -> np.ndarray:
-    """Per-kernel tile and wave efficiency on ``sms`` SMs (1 for kernels that do not run as a tiled GEMM);
-    a function of the report and the SM count, kept with the report (read-only)."""
-
-    def compute() -> np.ndarray:
-        eff = np.ones(len(kernels.kernels))
-        for i, shape in paths.shapes.items():
-            eff[i] = library_tile_efficiency(shape, sms)
-        eff.setflags(write=False)
-        return eff
-
-    return kernels.derived(("tile_efficiency", sms), compute)
-
-
-def _compute_paths(
-    kernels: KernelReport, hw: HardwareProfile, runtime: Runtime, ka: KernelArrays
-) -> _Compute:
-    """Peak rate, tile efficiency and J/FLOP of every kernel on ``hw`` with ``runtime``, as arrays: the
-    report's GEMM shapes and tile efficiencies are kept with it; per call only a few masks per dtype."""
-    n = len(kernels.kernels)
-    paths = _gemm_paths(kernels, ka.matrix)
-    # The matrix path, unless the GEMM is too narrow to tile; float32 contractions then take it only where
-    # the runtime runs their op class in TF32.
-    on_matrix = ka.matrix & ~paths.vector
-    peak, e_flop = np.empty(n), np.empty(n)
-    for dt, of_matrix, of_vector in ka.dtype_paths:
-        of_dtype = of_matrix | of_vector
-        if compute_dtype_class(dt) == "fp32" and of_matrix.any():
-            fp32 = of_dtype & paths.candidate & ~paths.vector
-            on_matrix[fp32 & paths.conv] = uses_tf32(runtime.name, "conv")
-            on_matrix[fp32 & ~paths.conv] = uses_tf32(runtime.name, "matmul")
-        peak[of_dtype & on_matrix] = hw.peak_flops_per_s(dt, matrix=True)
-        peak[of_dtype & ~on_matrix] = hw.peak_flops_per_s(dt, matrix=False)
-        e_flop[of_dtype] = hw.energy_per_flop_j(dt)
-    eff = _tile_efficiency(kernels, paths, hw.compute_units)
-    return _Compute(peak, eff, e_flop, paths.gemm, int(paths.unshaped.sum()))
 
 
 def pipeline_end_times(gpu_s: np.ndarray, issue_s: np.ndarray) -> np.ndarray:
@@ -327,7 +224,7 @@ def device_terms(
     ``memory_power_fraction`` is :data:`MEMORY_POWER_FRACTION` unless a fit tries another."""
     ka = kernel_arrays(kernels, dtype)
     levels, placement = place_kernels(kernels, ka, hw, hw.compute_units)
-    paths = _compute_paths(kernels, hw, runtime, ka)
+    paths = compute_paths(kernels, hw, runtime, ka, dtype)
     t_compute = ka.flops / (paths.peak * hw.achievable_compute_fraction * paths.efficiency)
     beyond_l1 = (
         placement.bytes_by_level[:, 1:].sum(axis=1) if levels else placement.bytes_by_level.sum(axis=1)
@@ -338,10 +235,10 @@ def device_terms(
     # A GEMM draws the board's power limit at the achievable rate (GPU Boost raises the clocks until it does):
     # its dynamic energy is at least the TDP headroom over its full-efficiency time.
     limit_j = gemm_power_limit_joules(ka.flops, paths.peak * hw.achievable_compute_fraction, hw)
-    compute_j = np.where(paths.gemm, np.maximum(compute_j, limit_j - memory_j.sum(axis=1)), compute_j)
+    moved_j = memory_j.sum(axis=1)
+    compute_j = np.where(paths.gemm, np.maximum(compute_j, limit_j - moved_j), compute_j)
     # Every other kernel draws at least the streaming power over its bytes (memory_stream_joules); the raise
     # counts as data movement, on the DRAM level.
-    moved_j = memory_j.sum(axis=1)
     stream_j = memory_stream_joules(beyond_l1, hw, memory_power_fraction)
     extra = np.where(paths.gemm, 0.0, np.maximum(stream_j - compute_j - moved_j, 0.0))
     memory_j[:, -1] += extra
