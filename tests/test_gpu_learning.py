@@ -401,3 +401,21 @@ def test_the_cross_device_answer_at_the_board_is_the_fitted_prior_with_its_own_i
     assert iv["high_log"] > math.log(1.3)
     unseen = Estimator("h100", "tensorrt", models_dir=store).estimate(graph, batch=8)
     assert not unseen.extrapolated and "no measurements of runtime tensorrt" in unseen.bounds[0]
+
+
+def test_predictive_bias_interval_is_the_t_prediction_interval_of_a_normal_sample():
+    from scipy.stats import t as student_t
+
+    from estimator.learn.gpu_interval import calibrate
+
+    # four units with no spread inside them: biases 0.0, 0.2, 0.3, 0.9 (mean 0.35, sd 0.387 with k-1)
+    biases = np.array([0.0, 0.2, 0.3, 0.9])
+    resid = np.repeat(biases, 5)
+    labels = np.repeat(np.arange(4), 5)
+    half = student_t.ppf(0.95, 3) * np.std(biases, ddof=1) * math.sqrt(1 + 1 / 4)
+    iv = calibrate(resid, labels, predictive=True)
+    assert iv.low == pytest.approx(0.35 - half, abs=2e-3) and iv.high == pytest.approx(0.35 + half, abs=2e-3)
+    assert "t with 3 degrees of freedom" in iv.basis
+    # the empirical form cannot leave the units' range; the predictive one is wider than it on both sides
+    plain = calibrate(resid, labels)
+    assert plain.low >= 0.0 and plain.high <= 0.9 and iv.low < plain.low and iv.high > plain.high

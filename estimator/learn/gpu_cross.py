@@ -8,10 +8,12 @@ those GPUs; the prior's physics (peaks, bandwidths, idle power of the profile) i
 another boundary (the whole machine, CodeCarbon's total) the prior says nothing about what lies outside the board,
 and the residual, which has the boundary as a feature, converts it.
 
-The interval of the prior's answer is calibrated like the model's (:mod:`estimator.learn.gpu_interval`): log
-residuals of the prior on each device with that device out of the constant fit, as a device's bias plus the
-spread inside a device, each device weighing the same; the spread inside a device from the rows that timed one
-forward pass (the product answers one).
+The interval of the prior's answer comes from log residuals of the prior on each device with that device out of
+the constant fit (:mod:`estimator.learn.gpu_interval`): a new device's bias plus the spread inside a device, each
+device weighing the same, the spread from the rows that timed one forward pass (the product answers one). With
+four GPUs at the board, the empirical quantiles of their biases covered 79.7% of the held-out rows pooled (GTX
+1080 Ti 66%, A100 63%), so the bias of a new GPU is read through a normal model of the GPUs' biases
+(``predictive=True``: Student's t with k-1 degrees of freedom), which is wide with k = 3 or 4 GPUs, as it should be.
 """
 
 from __future__ import annotations
@@ -66,7 +68,9 @@ def cross_device_split(gs: GpuSet, train: np.ndarray, test: np.ndarray, inner: n
     point = np.where(board, np.maximum(np.log(out["prior_v2_fitted"]), floor), np.log(out["model"]))
     lo_m, hi_m = out["interval"]
     resid = prior_residuals(gs, train, inner)
-    lo_p, hi_p = mondrian(resid, inner, input_pipeline(gs), train & at_prior_boundary(gs), test)
+    lo_p, hi_p = mondrian(
+        resid, inner, input_pipeline(gs), train & at_prior_boundary(gs), test, predictive=True
+    )
     lo = np.where(board, np.maximum(point + lo_p, floor) - point, lo_m)
     hi = np.where(board, np.maximum(point + hi_p, floor) - point, hi_m)
     floored = np.where(board, np.log(out["prior_v2_fitted"]) < floor, out["floored"])
@@ -79,7 +83,7 @@ def prior_interval(gs: GpuSet, rows: np.ndarray, devices: np.ndarray) -> Interva
     resid = prior_residuals(gs, rows, devices)
     board = rows & at_prior_boundary(gs)
     forward = ~input_pipeline(gs)[board]
-    return calibrate(resid[board], devices[board], forward if forward.sum() >= 10 else None)
+    return calibrate(resid[board], devices[board], forward if forward.sum() >= 10 else None, predictive=True)
 
 
 __all__ = [

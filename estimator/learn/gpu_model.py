@@ -122,6 +122,7 @@ def describe(model: TrainedModel, kind: str, hw: HardwareProfile, runtime: Runti
     devices = ", ".join(sc.get("devices", []))
     if prior_answers(model, kind, hw):
         fitted = sc.get("v2_constants", {}).get(runtime.name, {}).get("fitted_on") or "shipped host constants"
+        devices = ", ".join(sc["prior_answer"].get("devices", sc.get("devices", [])))
         return (
             f"cross-device: no measurements of {hw.name}/{runtime.name} at {hw.measurement_boundary}; "
             f"energy-roofline v2 ({fitted}), no learned correction (it did worse on GPUs held out); interval "

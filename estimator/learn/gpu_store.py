@@ -148,6 +148,7 @@ def prior_answer(gs: GpuSet, rows: np.ndarray, devices: np.ndarray) -> dict:
     return {
         "boundary": PRIOR_BOUNDARY,
         "system": "energy-roofline v2 with host constants fitted on every GPU's rows at this boundary",
+        "devices": sorted(set(devices[board])),
         "interval": {
             "level": INTERVAL_LEVEL,
             "low_log": iv.low,
