@@ -123,16 +123,13 @@ def build_features(
 
 def _distinct(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(index of the first of each distinct row, in order of appearance; each row's distinct-row number).
-    Rows are equal when their bytes are (as ``row.tobytes()`` keys would say)."""
-    if not len(rows):
-        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
-    rows = np.ascontiguousarray(rows)
-    as_bytes = rows.view(np.dtype((np.void, rows.itemsize * rows.shape[1]))).ravel()
-    _, first, row_of = np.unique(as_bytes, return_index=True, return_inverse=True)
-    order = np.argsort(first)  # distinct rows by first appearance
-    number = np.empty(len(order), dtype=np.intp)
-    number[order] = np.arange(len(order))
-    return first[order], number[row_of.ravel()]
+    Rows are equal when their bytes are."""
+    seen: dict[bytes, int] = {}
+    row_of = np.array([seen.setdefault(row.tobytes(), len(seen)) for row in rows], dtype=np.intp)
+    # Numbers go up by one at each first appearance: there the running maximum rises.
+    rising = np.maximum.accumulate(row_of)
+    firsts = np.flatnonzero(np.diff(rising, prepend=-1)) if len(rows) else np.zeros(0, dtype=np.intp)
+    return firsts, row_of
 
 
 def launched_kernels(kernels: KernelReport) -> np.ndarray:
@@ -221,18 +218,8 @@ def _rows(
 
 
 def _columns(parts: list[np.ndarray]) -> np.ndarray:
-    """``np.column_stack(parts)`` for 1-D (n) and 2-D (n x m) float arrays, copied into one new n x M array."""
-    n = len(parts[0])
-    widths = [1 if p.ndim == 1 else p.shape[1] for p in parts]
-    out = np.empty((n, sum(widths)))
-    at = 0
-    for p, w in zip(parts, widths, strict=True):
-        if p.ndim == 1:
-            out[:, at] = p
-        else:
-            out[:, at : at + w] = p
-        at += w
-    return out
+    """``np.column_stack(parts)`` for 1-D (n) and 2-D (n x m) float arrays: one new n x M array."""
+    return np.concatenate([p[:, None] if p.ndim == 1 else p for p in parts], axis=1)
 
 
 # Columns of the additive matrix that count what the kernels compute and move (hardware-free).
