@@ -24,9 +24,10 @@ Energy: ``E = P_static * B + P_ctx * (T - B) + sum(E_dynamic)`` with ``B = sum(g
 ``P_static`` the profile's busy static power, ``P_ctx`` its idle-with-context power (a CUDA context resident,
 the board waiting for the host), ``E_dynamic`` per kernel as in v1 (FLOPs x J/FLOP + bytes per level x J/B),
 except that a GEMM draws the power limit: its ``E_dynamic`` is at least ``(TDP - P_static) x flops / (peak x
-achievable_compute_fraction)`` (:func:`gemm_power_limit_joules`), and every other kernel draws at least the
-streaming power: ``E_dynamic >= phi x (TDP - P_static) x bytes / (f_b x BW)`` (:func:`memory_stream_joules`,
-``phi`` = :data:`MEMORY_POWER_FRACTION`, fitted).
+achievable_compute_fraction)`` (:func:`gemm_power_limit_joules`), and every kernel, a memory-bound GEMM too (a
+decode step's weight reads), draws at least the streaming power: ``E_dynamic >= phi x (TDP - P_static) x bytes /
+(f_b x BW)`` (:func:`memory_stream_joules`, ``phi`` = :data:`MEMORY_POWER_FRACTION`, fitted). A compute-bound GEMM
+is above it already (its power limit over a time longer than its streaming time).
 TDP clamp: if ``(P_static * B + sum(E_dynamic)) / B`` would exceed TDP, every ``g_k`` stretches by the same
 factor so that busy power equals TDP, before the pipeline runs.
 
@@ -237,10 +238,11 @@ def device_terms(
     limit_j = gemm_power_limit_joules(ka.flops, paths.peak * hw.achievable_compute_fraction, hw)
     moved_j = memory_j.sum(axis=1)
     compute_j = np.where(paths.gemm, np.maximum(compute_j, limit_j - moved_j), compute_j)
-    # Every other kernel draws at least the streaming power over its bytes (memory_stream_joules); the raise
-    # counts as data movement, on the DRAM level.
+    # Every kernel draws at least the streaming power over its bytes (memory_stream_joules): a memory-bound GEMM
+    # (decode's GEMV-like weight reads) too, whose power-limit rule over its short compute time falls below it
+    # (docs/llm.md, "vLLM decode power"). The raise counts as data movement, on the DRAM level.
     stream_j = memory_stream_joules(beyond_l1, hw, memory_power_fraction)
-    extra = np.where(paths.gemm, 0.0, np.maximum(stream_j - compute_j - moved_j, 0.0))
+    extra = np.maximum(stream_j - compute_j - moved_j, 0.0)
     memory_j[:, -1] += extra
     moved_j = moved_j + extra
     return DeviceTerms(
