@@ -61,11 +61,16 @@ def _gemm_paths(kernels: KernelReport, matrix: np.ndarray) -> _GemmPaths:
             name: np.zeros(n, dtype=bool) for name in ("candidate", "unshaped", "vector", "gemm", "conv")
         }
         shapes = {}
+        # GEMM shapes are read through the report's "gemm_shapes" (filled as asked): a caller may have put
+        # shapes there that the report's graph does not give (an LLM step interpolated between two lengths).
+        known = kernels.derived("gemm_shapes", dict)
         for i, k in enumerate(kernels.kernels):
             if not (matrix[i] and k.launches):
                 continue
             masks["candidate"][i] = True
-            shape = gemm_shape(kernels, k)
+            if i not in known:
+                known[i] = gemm_shape(kernels, k)
+            shape = known[i]
             if shape is None:
                 masks["unshaped"][i] = True
                 continue
