@@ -15,7 +15,13 @@ from estimator.errors import InvalidDimensionError
 from estimator.graph.binding import _fmt_dims
 from estimator.graph.folding import _SMALL_CONSTANT_ELEMENTS, _propagate
 from estimator.graph.inference import Types, _collect_types
-from estimator.graph.reading import NodeView, _is_external, _numel, _topological_order, to_array_fast
+from estimator.graph.reading import (
+    NodeView,
+    _topological_order,
+    stored_tensor,
+    stored_tensors,
+    to_array_fast,
+)
 from estimator.graph.structure import MAX_TENSOR_ELEMENTS, ONNX_DOMAIN, Graph, Node, TensorInfo
 from estimator.graph.validate import SMALL_TENSOR_BYTES, _has_data
 
@@ -72,13 +78,15 @@ def _decode_attributes(node: onnx.NodeProto | NodeView) -> dict[str, Any]:
 def _decode_tensor(attr: onnx.AttributeProto) -> np.ndarray | None:
     t = attr.t
     if t.ByteSize() > SMALL_TENSOR_BYTES:
-        return to_array_fast(t) if not _is_external(t) and _has_data(t) else None
+        view = stored_tensor(t)
+        return to_array_fast(view) if not view.external and _has_data(view) else None
     # Small tensor attributes (a ConstantOfShape fill, a Constant shape) repeat across the nodes and the
     # candidates of a NAS loop: decoded once per content (the serialized tensor: name, type, dims and values).
     key = t.SerializeToString()
     value = _SMALL_TENSORS.get(key, _MISSING)
     if value is _MISSING:
-        value = to_array_fast(t) if not _is_external(t) and _has_data(t) else None
+        view = stored_tensor(t)
+        value = to_array_fast(view) if not view.external and _has_data(view) else None
         if value is not None:
             value.setflags(write=False)  # shared by every node with this content
         if len(_SMALL_TENSORS) >= _SMALL_TENSORS_LIMIT:
@@ -254,15 +262,15 @@ def _freeze_subgraph(
     outer_constants: Mapping[str, np.ndarray],
     symbols: Mapping[str, int],
 ) -> Graph:
-    initializer_names = {t.name for t in g.initializer}
+    stored = stored_tensors(g)
+    initializer_names = {t.name for t in stored}
     available = {vi.name for vi in g.input} | initializer_names
     order = _topological_order(g, available=available, outer=set(outer_tensors))
     types = _collect_types(g)
-    for t in g.initializer:
-        types[t.name] = (tuple(int(d) for d in t.dims), dtype_name(t.data_type))
     constants = dict(outer_constants)
-    for t in g.initializer:
-        if _numel(t.dims) <= _SMALL_CONSTANT_ELEMENTS and not _is_external(t) and _has_data(t):
+    for t in stored:
+        types[t.name] = (t.dims, dtype_name(t.data_type))
+        if t.numel <= _SMALL_CONSTANT_ELEMENTS and not t.external and _has_data(t):
             constants[t.name] = to_array_fast(t)
     attributes = {i: _decode_attributes(g.node[i]) for i in order}
     _propagate([g.node[i] for i in order], [attributes[i] for i in order], types, constants)

@@ -14,7 +14,7 @@ from estimator.dtypes import DTYPE_CODES as _ONNX_CODE
 from estimator.dtypes import dtype_name
 from estimator.errors import ModelFormatError
 from estimator.graph.binding import _dims_of_type
-from estimator.graph.reading import _is_external, _numel
+from estimator.graph.reading import StoredTensor, stored_tensors
 
 #: Initializers at most this large stay initializers for ONNX's data propagation; larger ones become typed inputs.
 _INFERENCE_INITIALIZER_ELEMENTS = 4096
@@ -30,8 +30,10 @@ def _light_model(
     extra_types: Mapping[str, tuple[tuple[int, ...] | None, str]] | None = None,
     extra_constants: Mapping[str, np.ndarray] | None = None,
     order: Sequence[int] | None = None,
+    stored: Sequence[StoredTensor] | None = None,
 ) -> onnx.ModelProto:
-    """A copy of the model for shape inference: bound input shapes, large initializers as typed inputs."""
+    """A copy of the model for shape inference: bound input shapes, large initializers as typed inputs.
+    ``stored``: the graph's :func:`~estimator.graph.reading.stored_tensors`, when the caller has them."""
     src = model.graph
     g = onnx.GraphProto(name=src.name)
     # ONNX's inference visits nodes in stored order: give it the topological one (some tools break the order).
@@ -43,12 +45,12 @@ def _light_model(
         elem = vi.type.tensor_type.elem_type
         _add_typed(g.input, vi.name, elem, bindings[vi.name])
     small = []
-    for t in src.initializer:
-        if _numel(t.dims) <= _INFERENCE_INITIALIZER_ELEMENTS and not _is_external(t):
-            small.append(t)
+    for t in stored if stored is not None else stored_tensors(src):
+        if t.numel <= _INFERENCE_INITIALIZER_ELEMENTS and not t.external:
+            small.append(t.proto)
             known_constants.pop(t.name, None)
         else:
-            dims: list[int | str] = [int(d) for d in t.dims]
+            dims: list[int | str] = list(t.dims)
             if len(dims) == 1 and t.data_type not in _SHAPE_DTYPES:
                 # ONNX's data propagation keeps ~70 B per element of a 1-D input of known length (a 65B LLM's
                 # biases: ~400 MB). Its length is restored from the initializer after inference.
@@ -120,11 +122,12 @@ def _infer(model: onnx.ModelProto) -> onnx.ModelProto:
             raise ModelFormatError(f"ONNX shape inference rejected the model: {first}") from None
 
 
-def symbolic_lengths(graph: onnx.GraphProto) -> dict[str, int]:
-    """The symbolic length :func:`_light_model` gives each large or external 1-D initializer -> its length."""
+def symbolic_lengths(graph: onnx.GraphProto, stored: Sequence[StoredTensor] | None = None) -> dict[str, int]:
+    """The symbolic length :func:`_light_model` gives each large or external 1-D initializer -> its length.
+    ``stored``: the graph's :func:`~estimator.graph.reading.stored_tensors`, when the caller has them."""
     return {
-        f"__len_{t.name}": int(t.dims[0])
-        for t in graph.initializer
+        f"__len_{t.name}": t.dims[0]
+        for t in (stored if stored is not None else stored_tensors(graph))
         if len(t.dims) == 1 and t.data_type not in _SHAPE_DTYPES
     }
 

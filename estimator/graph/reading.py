@@ -241,22 +241,64 @@ _RAW_NUMPY_DTYPES = {
 }
 
 
-def to_array_fast(t: onnx.TensorProto) -> np.ndarray:
+def to_array_fast(t: onnx.TensorProto | StoredTensor) -> np.ndarray:
     """``onnx.numpy_helper.to_array(t)`` (the same array), reading raw bytes of native numpy types directly:
     the library's general path looks up the type tables and external-data fields on every call."""
-    code = t.data_type
+    view = t if isinstance(t, StoredTensor) else stored_tensor(t)
+    code = view.data_type
     dtype = _RAW_NUMPY_DTYPES.get(code)
-    if dtype is not None and not _is_special(t):
-        if t.HasField("raw_data"):
+    fields = view.fields
+    if dtype is not None and not view.external and "segment" not in fields:
+        raw = fields.get("raw_data")
+        if raw is not None:
             if sys.byteorder == "little":
-                return np.frombuffer(t.raw_data, dtype=dtype).reshape(t.dims)
+                return np.frombuffer(raw, dtype=dtype).reshape(view.dims)
         elif code == onnx.TensorProto.INT64:
-            return np.array(t.int64_data, dtype=np.int64).reshape(t.dims)
+            # A list first: numpy reads a protobuf container element by element, several times slower.
+            return np.array(list(fields.get("int64_data", ())), dtype=np.int64).reshape(view.dims)
         elif code == onnx.TensorProto.FLOAT:
-            return np.array(t.float_data, dtype=np.float32).reshape(t.dims)
-    return onnx.numpy_helper.to_array(t)
+            return np.array(list(fields.get("float_data", ())), dtype=np.float32).reshape(view.dims)
+    return onnx.numpy_helper.to_array(view.proto)
 
 
-def _is_special(t: onnx.TensorProto) -> bool:
-    """A segment or external data: left to ONNX's own reader."""
-    return t.HasField("segment") or t.data_location == onnx.TensorProto.EXTERNAL
+class StoredTensor(NamedTuple):
+    """The fields of one stored ``TensorProto`` (an initializer, a tensor attribute) read into Python once, by
+    one ``ListFields`` call: validation, typing, folding and the light model each read them otherwise.
+
+    Attributes:
+        name: the proto's name (bytes where the file holds invalid UTF-8).
+        dims: its dimensions. data_type: its ONNX element type code.
+        external: whether its data lives in an external file.
+        fields: every field that is set, by name (repeated fields only when not empty).
+        proto: the proto itself.
+    """
+
+    name: str
+    dims: tuple[int, ...]
+    data_type: int
+    external: bool
+    fields: dict[str, object]
+    proto: onnx.TensorProto
+
+    @property
+    def numel(self) -> int:
+        """Element count its dims declare."""
+        return math.prod(self.dims)
+
+
+def stored_tensor(t: onnx.TensorProto) -> StoredTensor:
+    """The :class:`StoredTensor` of ``t``."""
+    fields = {fd.name: value for fd, value in t.ListFields()}
+    return StoredTensor(
+        fields.get("name", ""),
+        tuple(fields.get("dims", ())),
+        fields.get("data_type", 0),
+        fields.get("data_location", 0) == onnx.TensorProto.EXTERNAL,
+        fields,
+        t,
+    )
+
+
+def stored_tensors(graph: onnx.GraphProto) -> list[StoredTensor]:
+    """One :class:`StoredTensor` per initializer of ``graph`` (not of its subgraphs), in stored order."""
+    return [stored_tensor(t) for t in graph.initializer]
