@@ -30,6 +30,7 @@ import numpy as np
 
 from estimator.cost.nodes import COST_FIELDS, CostReport, NodeCost, int_columns
 from estimator.cost.ops.elementwise import FLOPS_PER_ELEMENT
+from estimator.graph.structure import frozen_record
 
 T = TypeVar("T")
 
@@ -373,18 +374,21 @@ def _make_kernel(
             if r in graph_outputs or not consumers or any(c not in inside for c in consumers):
                 write += nbytes
     launches = 1 if names else 0
-    return Kernel(
-        index=k,
-        name="+".join(names) or member_nodes[0].op_type,
-        kind="view" if launches == 0 else kind,
-        nodes=tuple(idxs),
-        macs=macs,
-        flops=flops,
-        params=params,
-        param_bytes=param_bytes,
-        weight_bytes=weight,
-        activation_read_bytes=activation,
-        write_bytes=write,
-        launches=launches,
-        dtype=(anchor or member_nodes[0]).dtype,
+    return frozen_record(
+        Kernel,
+        {
+            "index": k,
+            "name": "+".join(names) or member_nodes[0].op_type,
+            "kind": "view" if launches == 0 else kind,
+            "nodes": tuple(idxs),
+            "macs": macs,
+            "flops": flops,
+            "params": params,
+            "param_bytes": param_bytes,
+            "weight_bytes": weight,
+            "activation_read_bytes": activation,
+            "write_bytes": write,
+            "launches": launches,
+            "dtype": (anchor or member_nodes[0]).dtype,
+        },
     )

@@ -22,7 +22,14 @@ from estimator.graph.reading import (
     stored_tensors,
     to_array_fast,
 )
-from estimator.graph.structure import MAX_TENSOR_ELEMENTS, ONNX_DOMAIN, Graph, Node, TensorInfo
+from estimator.graph.structure import (
+    MAX_TENSOR_ELEMENTS,
+    ONNX_DOMAIN,
+    Graph,
+    Node,
+    TensorInfo,
+    frozen_record,
+)
 from estimator.graph.validate import SMALL_TENSOR_BYTES, _has_data
 
 #: Ops that forward a stored constant unchanged in content (a view, a copy or a re-encoding of the same
@@ -137,7 +144,7 @@ def _freeze(
     used_names: set[str] = set()
     tensors: dict[str, TensorInfo] = dict(outer_tensors or {})
     for name, (shape, dtype) in types.items():
-        tensors[name] = TensorInfo(name, shape, dtype)
+        tensors[name] = frozen_record(TensorInfo, {"name": name, "shape": shape, "dtype": dtype})
 
     for position, i in enumerate(order):
         proto = views[position] if views is not None else graph.node[i]
@@ -176,19 +183,22 @@ def _freeze(
             if o:
                 producers[o] = position
                 if o not in tensors:
-                    tensors[o] = TensorInfo(o, None, "undefined")
+                    tensors[o] = frozen_record(TensorInfo, {"name": o, "shape": None, "dtype": "undefined"})
         domain = proto.domain
         nodes.append(
-            Node(
-                index=position,
-                name=name,
-                op_type=op_type,
-                domain=domain or ONNX_DOMAIN,  # canonical_domain(domain), inlined
-                inputs=inputs,
-                outputs=outputs,
-                attributes=attrs,
-                subgraphs=subgraphs,
-                constant_folded=bool(folded),
+            frozen_record(
+                Node,
+                {
+                    "index": position,
+                    "name": name,
+                    "op_type": op_type,
+                    "domain": domain or ONNX_DOMAIN,  # canonical_domain(domain), inlined
+                    "inputs": inputs,
+                    "outputs": outputs,
+                    "attributes": attrs,
+                    "subgraphs": subgraphs,
+                    "constant_folded": bool(folded),
+                },
             )
         )
 
