@@ -35,6 +35,13 @@ def _light_model(
     """A copy of the model for shape inference: bound input shapes, large initializers as typed inputs.
     ``stored``: the graph's :func:`~estimator.graph.reading.stored_tensors`, when the caller has them."""
     src = model.graph
+    initializers = stored if stored is not None else stored_tensors(src)
+    if (
+        extra_types is None
+        and extra_constants is None
+        and _light_already(model, real_inputs, bindings, order, initializers)
+    ):
+        return model
     g = onnx.GraphProto(name=src.name)
     # ONNX's inference visits nodes in stored order: give it the topological one (some tools break the order).
     in_order = order is None or all(i == k for k, i in enumerate(order))
@@ -45,7 +52,7 @@ def _light_model(
         elem = vi.type.tensor_type.elem_type
         _add_typed(g.input, vi.name, elem, bindings[vi.name])
     small = []
-    for t in stored if stored is not None else stored_tensors(src):
+    for t in initializers:
         if t.numel <= _INFERENCE_INITIALIZER_ELEMENTS and not t.external:
             small.append(t.proto)
             known_constants.pop(t.name, None)
@@ -81,6 +88,30 @@ def _light_model(
     out.opset_import.extend(model.opset_import)
     out.functions.extend(model.functions)
     return out
+
+
+def _light_already(
+    model: onnx.ModelProto,
+    real_inputs: Sequence[onnx.ValueInfoProto],
+    bindings: Mapping[str, tuple[int, ...]],
+    order: Sequence[int] | None,
+    initializers: Sequence[StoredTensor],
+) -> bool:
+    """Whether the model is its own light copy: the copy would hold the same nodes in the same order, the same
+    initializers (all small and stored in the file), the same inputs with the same concrete shapes, and no symbol
+    to substitute - so ONNX's inference is run on the model itself rather than on a copy of it."""
+    return (
+        model.ir_version >= 4
+        and (order is None or all(i == k for k, i in enumerate(order)))
+        and len(model.graph.input) == len(real_inputs)
+        and len(bindings) == len(real_inputs)
+        and all(t.numel <= _INFERENCE_INITIALIZER_ELEMENTS and not t.external for t in initializers)
+        and all(
+            vi.type.tensor_type.HasField("shape")
+            and tuple(_dims_of_type(vi.type) or ()) == bindings.get(vi.name)
+            for vi in real_inputs
+        )
+    )
 
 
 def _add_typed(field: Any, name: str, elem_type: int, dims: Sequence[int | str]) -> None:
