@@ -112,8 +112,9 @@ _DECODERS = {
     onnx.AttributeProto.INT: lambda a: int(a.i),
     onnx.AttributeProto.FLOAT: lambda a: float(a.f),
     onnx.AttributeProto.STRING: lambda a: a.s.decode("utf-8", errors="replace"),
-    onnx.AttributeProto.INTS: lambda a: [int(v) for v in a.ints],
-    onnx.AttributeProto.FLOATS: lambda a: [float(v) for v in a.floats],
+    # ``field[:]``: a new list of Python ints / floats in one call (the protobuf holds them as such).
+    onnx.AttributeProto.INTS: lambda a: a.ints[:],
+    onnx.AttributeProto.FLOATS: lambda a: a.floats[:],
     onnx.AttributeProto.STRINGS: lambda a: [v.decode("utf-8", errors="replace") for v in a.strings],
     onnx.AttributeProto.TENSOR: _decode_tensor,
 }

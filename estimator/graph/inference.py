@@ -169,7 +169,7 @@ def _collect_types(
     """Shape and dtype name of every typed value; ``lengths`` resolves the symbolic lengths of 1-D weights
     (and so of every tensor ONNX derived from one: through Identity, Cast, Unsqueeze, Reshape...)."""
     types: dict[str, tuple[tuple[int, ...] | None, str]] = {}
-    for vi in (*graph.input, *graph.value_info, *graph.output):
+    for vi in graph.input[:] + graph.value_info[:] + graph.output[:]:
         read = _read_type(vi.type)
         if read is None:
             continue
