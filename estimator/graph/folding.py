@@ -173,8 +173,12 @@ def _fold_constant_of_shape(args: list, attrs: dict) -> list[np.ndarray]:
     if math.prod(shape) > _SMALL_CONSTANT_ELEMENTS:
         raise ValueError("too large to fold")
     value = attrs.get("value")
-    fill = value.reshape(-1)[0] if isinstance(value, np.ndarray) else np.float32(0)
-    return [np.full(shape, fill, dtype=np.asarray(fill).dtype)]
+    fill = np.asarray(value.reshape(-1)[0] if isinstance(value, np.ndarray) else np.float32(0))
+    if fill.dtype.kind in "biufc" and not any(fill.tobytes()):
+        return [
+            np.zeros(shape, dtype=fill.dtype)
+        ]  # the same bits as np.full with a +0 fill, several times faster
+    return [np.full(shape, fill, dtype=fill.dtype)]
 
 
 def _fold_clip(args: list, attrs: dict) -> np.ndarray:

@@ -133,7 +133,7 @@ def _freeze(
     symbols: Mapping[str, int],
     ir_version: int,
     outer_tensors: Mapping[str, TensorInfo] | None = None,
-    attributes: Mapping[int, dict[str, Any]] | None = None,
+    attributes: Mapping[int, dict[str, Any]] | Sequence[dict[str, Any]] | None = None,
     views: Sequence[NodeView] | None = None,
 ) -> Graph:
     """The :class:`Graph` of ``graph``'s nodes taken in ``order``. ``views``: their :class:`NodeView` in that

@@ -103,7 +103,12 @@ def _build(
 ) -> Graph:
     opsets = {canonical_domain(o.domain): int(o.version) for o in model.opset_import}
     graph = model.graph
-    for node in _all_nodes(views):
+    nested = any(v.has_subgraphs for v in views)
+    for node in (
+        _all_nodes(views)
+        if nested or any(canonical_domain(d) not in opsets for d in {v.domain for v in views})
+        else ()
+    ):
         if canonical_domain(node.domain) not in opsets:
             raise ModelFormatError(
                 f"node '{node.name or node.op_type}' ({node.op_type}) uses domain '{node.domain}', which the "
@@ -135,12 +140,11 @@ def _build(
 
     # The project's own propagation where ONNX's falls short: fold small shape arithmetic, shape contrib ops,
     # then let ONNX's inference continue from what was learned, until nothing new is learned.
-    ordered = [views[i] for i in order]
-    attributes = {i: _decode_attributes(views[i]) for i in order}
-    ordered_attrs = [attributes[i] for i in order]
+    ordered = views if all(i == k for k, i in enumerate(order)) else [views[i] for i in order]
+    ordered_attrs = [_decode_attributes(v) for v in ordered]
     # A round per chain of contrib ops at most (an int4 decoder has 4 MatMulNBits in a row per block, each
     # waiting for ONNX to shape its input), and at least MAX_PROPAGATION_ROUNDS.
-    contrib_nodes = sum(canonical_domain(n.domain) != ONNX_DOMAIN for n in ordered)
+    contrib_nodes = sum(1 for n in ordered if n.domain not in ("", ONNX_DOMAIN))
     for _ in range(max(MAX_PROPAGATION_ROUNDS, 4 + contrib_nodes)):
         learned = _propagate(ordered, ordered_attrs, types, constants)
         if not learned or all(
@@ -173,7 +177,7 @@ def _build(
         outer_roots={},
         symbols=symbols,
         ir_version=model.ir_version,
-        attributes={position: attributes[i] for position, i in enumerate(order)},
+        attributes=ordered_attrs,
         views=ordered,
     )
 
