@@ -237,7 +237,8 @@ _NODE_COST_DEFAULTS = {
 
 
 def _cost_node(graph: Graph, node: Node, counted_roots: set[str], memo: NodeCostMemo | None) -> NodeCost:
-    outputs = tuple(graph.tensor(o) for o in node.outputs)
+    get = graph.tensors.get  # Graph.tensor without a call per name
+    outputs = tuple([get(o) if o else None for o in node.outputs])
     base = {"index": node.index, "name": node.name, "op_type": node.op_type, "domain": node.domain}
     if node.constant_folded:
         return frozen_record(
@@ -252,7 +253,7 @@ def _cost_node(graph: Graph, node: Node, counted_roots: set[str], memo: NodeCost
             output_shapes=_shapes(outputs),
             message=f"no cost rule for {node.domain}::{node.op_type}",
         )
-    inputs = tuple(graph.tensor(i) for i in node.inputs)
+    inputs = tuple([get(i) if i else None for i in node.inputs])
     key = None if memo is None else signature(rule, node, opset, graph, inputs, outputs)
     if key is not None:
         template = memo.get(key, graph, node, inputs)
