@@ -17,6 +17,7 @@ import estimator.graph.inference as inference
 from estimator.cost.kernels import Kernel, fuse_kernels
 from estimator.cost.nodes import NodeCost, TensorRead, count_costs
 from estimator.graph.folding import _fold_constant_of_shape
+from estimator.graph.freeze import _decode_attributes
 from estimator.graph.liveness import _is_zero_constant, dead_nodes
 from estimator.graph.load import load_graph
 from estimator.graph.reading import node_views, stored_tensor, stored_tensors, to_array_fast
@@ -137,6 +138,17 @@ def test_stored_tensors_and_node_views_follow_the_graph():
     assert [t.name for t in stored_tensors(model.graph)] == [t.name for t in model.graph.initializer]
     for view, node in zip(node_views(model.graph), model.graph.node, strict=True):
         assert view.attribute == tuple(node.attribute)
+        assert view.attribute_names == tuple(a.name for a in node.attribute)
+        assert view.attribute_types == tuple(a.type for a in node.attribute)
+        from_view, from_proto = _decode_attributes(view), _decode_attributes(node)
+        assert list(from_view) == list(from_proto)  # same names, same order
+        for name, value in from_proto.items():
+            assert type(from_view[name]) is type(value)
+            assert (
+                np.array_equal(from_view[name], value)
+                if isinstance(value, np.ndarray)
+                else from_view[name] == value
+            )
 
 
 @pytest.mark.parametrize(

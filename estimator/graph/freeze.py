@@ -75,6 +75,12 @@ _UNKNOWN = TensorInfo("", None, "")
 def _decode_attributes(node: onnx.NodeProto | NodeView) -> dict[str, Any]:
     """Node attributes as Python values: ints, floats, str, lists, numpy arrays for tensors; graphs skipped."""
     out: dict[str, Any] = {}
+    if isinstance(node, NodeView):  # names and types read once already
+        for attr, name, kind in zip(node.attribute, node.attribute_names, node.attribute_types, strict=True):
+            decode = _DECODERS.get(kind)
+            if decode is not None:
+                out[name] = decode(attr)
+        return out
     for attr in node.attribute:
         decode = _DECODERS.get(attr.type)
         if decode is not None:

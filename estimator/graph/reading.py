@@ -73,6 +73,7 @@ class NodeView(NamedTuple):
         input, output: tensor names; ``""`` for an omitted optional one.
         attribute: the proto's ``AttributeProto`` objects.
         has_subgraphs: whether an attribute holds a graph (Loop, If, Scan bodies).
+        attribute_names, attribute_types: each attribute's name and ``AttributeProto`` type, in order.
     """
 
     name: str
@@ -82,6 +83,8 @@ class NodeView(NamedTuple):
     output: tuple[str, ...]
     attribute: tuple[onnx.AttributeProto, ...]
     has_subgraphs: bool
+    attribute_names: tuple[str, ...] = ()
+    attribute_types: tuple[int, ...] = ()
 
 
 _GRAPH_TYPES = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
@@ -94,6 +97,13 @@ def node_views(graph: onnx.GraphProto) -> list[NodeView]:
     # element through the sequence protocol, 2-3x slower.
     for node in graph.node:
         attrs = tuple(node.attribute[:])
+        if attrs:
+            names = tuple([a.name for a in attrs])
+            kinds = tuple([a.type for a in attrs])
+            nested = any(k in _GRAPH_TYPES for k in kinds)
+        else:
+            names = kinds = ()
+            nested = False
         out.append(
             NodeView(
                 node.name,
@@ -102,7 +112,9 @@ def node_views(graph: onnx.GraphProto) -> list[NodeView]:
                 tuple(node.input[:]),
                 tuple(node.output[:]),
                 attrs,
-                any(a.type in _GRAPH_TYPES for a in attrs) if attrs else False,
+                nested,
+                names,
+                kinds,
             )
         )
     return out

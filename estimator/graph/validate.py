@@ -144,10 +144,11 @@ def _check_names(
         fields += (node.name, node.op_type, node.domain)
         fields += node.input
         fields += node.output
-        for attr in node.attribute:
-            fields.append(attr.name)
-            if attr.type == onnx.AttributeProto.TENSOR:
-                tensor_attributes.append((node, attr))
+        if node.attribute:
+            fields += node.attribute_names
+            for attr, kind in zip(node.attribute, node.attribute_types, strict=True):
+                if kind == onnx.AttributeProto.TENSOR:
+                    tensor_attributes.append((node, attr))
         if node.has_subgraphs:
             for attr in node.attribute:
                 for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
