@@ -29,11 +29,15 @@ def _propagate(
 
     learned = False
     for node, attrs in zip(nodes, node_attrs, strict=True):
-        outputs = [o for o in node.output if o]
+        outputs = list(filter(None, node.output))  # the present ones (C-level filter: no frame per name)
         if not outputs:
             continue
         domain = canonical_domain(node.domain)
-        if domain == ONNX_DOMAIN and node.op_type in _FOLDERS and any(o not in constants for o in outputs):
+        if (
+            domain == ONNX_DOMAIN
+            and node.op_type in _FOLDERS
+            and not all(map(constants.__contains__, outputs))
+        ):
             values = _fold(node, attrs, types, constants)
             if values is not None:
                 for name, value in zip(node.output, values, strict=False):

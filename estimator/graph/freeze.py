@@ -164,7 +164,7 @@ def _freeze(
         inputs = tuple(proto.input)
         outputs = tuple(proto.output)
         folded = op_type not in _NEVER_FOLDED and (
-            all(x in roots for x in inputs if x)
+            all(map(roots.__contains__, filter(None, inputs)))  # every present input is a constant
             or (op_type in ("Shape", "Size") and tensors.get(next(x for x in inputs if x), _UNKNOWN).shape)
         )
         if folded:

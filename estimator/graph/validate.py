@@ -81,8 +81,12 @@ def _check_arity(nodes: Sequence[NodeView], opsets: Mapping[str, int]) -> None:
     """Each node of a standard domain must give as many inputs and outputs as its schema allows at the imported
     opset (ModelFormatError otherwise): a rule reading a missing input would otherwise answer from half a node.
     Ops the installed onnx has no schema for (contrib domains, local functions) are left to the costing rules."""
+    seen: dict[tuple[str, str], tuple[int, int, int, int] | None] = {}  # this graph's look-ups
     for node in nodes:
-        schema = _schema(node.op_type, canonical_domain(node.domain), opsets)
+        key = (node.op_type, node.domain)
+        schema = seen.get(key, _MISSING)
+        if schema is _MISSING:
+            schema = seen[key] = _schema(node.op_type, canonical_domain(node.domain), opsets)
         if schema is None:
             continue
         n_in, n_out = len(node.input), len(node.output)
@@ -101,6 +105,7 @@ def _check_arity(nodes: Sequence[NodeView], opsets: Mapping[str, int]) -> None:
         )
 
 
+_MISSING = object()
 #: What onnx reports as the upper bound of a variadic input or output list.
 _VARIADIC = 2**31 - 1
 #: (op, domain, opset) -> (min inputs, max inputs, min outputs, max outputs), or None without a schema; keyed
