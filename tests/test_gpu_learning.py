@@ -305,7 +305,7 @@ def test_leave_one_source_out_never_trains_on_the_held_out_source(synthetic, mon
         seen.extend(folds)
         n = len(gs.table)
         nan = np.full(n, np.nan)
-        return {"pred": dict.fromkeys(gpu_evaluation.SYSTEMS, nan), "lo": nan, "hi": nan, "floored": nan}
+        return {"pred": dict.fromkeys(gpu_evaluation.SYSTEMS, nan), "bounds": {}, "answer": "model"}
 
     monkeypatch.setattr(gpu_evaluation, "_collect", spy)
     out = gpu_evaluation._leave_one_source_out(synthetic, lambda _line: None)
@@ -314,3 +314,108 @@ def test_leave_one_source_out_never_trains_on_the_held_out_source(synthetic, mon
     for train, test, _inner in seen:
         held = set(sources[test])
         assert len(held) == 1 and not held & set(sources[train]) and not np.any(train & test)
+
+
+def test_prior_residuals_hold_each_device_out_of_the_constant_fit_and_match_the_closed_form(
+    synthetic, monkeypatch
+):
+    from estimator.learn import gpu_cross
+
+    devices = synthetic.table["hardware"].to_numpy()
+    everything = np.ones(len(devices), bool)
+    fitted_on = []
+    real_fit = gpu_training.fit_runtime_constants
+
+    def spy(gs, train):
+        fitted_on.append(set(devices[train]))
+        return real_fit(gs, train)
+
+    monkeypatch.setattr(gpu_cross, "fit_runtime_constants", spy)
+    resid = gpu_cross.prior_residuals(synthetic, everything, devices)
+    assert sorted(map(sorted, fitted_on)) == sorted(sorted(set(DEVICES) - {d}) for d in DEVICES)
+    y = np.log(synthetic.measured_j)
+    for device in DEVICES:
+        own = devices == device
+        log_prior, _ = gpu_training.prior_and_features(synthetic, real_fit(synthetic, ~own))
+        np.testing.assert_allclose(resid[own], y[own] - log_prior[own])
+    # with the shipped constants the residual is the synthetic table's own factor x wobble, in closed form
+    monkeypatch.setattr(gpu_cross, "fit_runtime_constants", lambda gs, train: {})
+    resid = gpu_cross.prior_residuals(synthetic, everything, devices)
+    t = synthetic.table
+    for i in range(len(t)):
+        k, m = SIZES[t["group"].iat[i]]
+        wobble = 1 + 0.1 * math.sin(k + m + int(t["batch"].iat[i]))
+        assert resid[i] == pytest.approx(math.log(FACTOR[devices[i]] * wobble), rel=1e-9)
+    # rows at another boundary get no prior residual (the prior does not predict them)
+    t.loc[devices == "a100", "boundary"] = "machine-total"
+    resid = gpu_cross.prior_residuals(synthetic, everything, devices)
+    assert np.isnan(resid[devices == "a100"]).all() and not np.isnan(resid[devices != "a100"]).any()
+
+
+def test_cross_device_answer_is_the_fitted_prior_at_its_boundary_and_the_model_elsewhere(synthetic):
+    from estimator.learn.gpu_cross import cross_device_split
+
+    t = synthetic.table
+    t.loc[t["batch"] == 32, "boundary"] = "machine-total"
+    devices = t["hardware"].to_numpy()
+    train, test = gpu_training.held_out_split(devices, "a100")
+    out = gpu_training.predict_split(synthetic, train, test, devices)
+    cd = cross_device_split(synthetic, train, test, devices, out)
+    board = (t["boundary"] == "gpu-board-nvml").to_numpy()[test]
+    np.testing.assert_allclose(
+        cd["pred"][board], np.maximum(out["prior_v2_fitted"], np.exp(out["floor"]))[board]
+    )
+    np.testing.assert_allclose(cd["pred"][~board], out["model"][~board])
+    lo, hi = cd["interval"]
+    np.testing.assert_array_equal(lo[~board], out["interval"][0][~board])
+    np.testing.assert_array_equal(hi[~board], out["interval"][1][~board])
+    assert np.all(np.isfinite(lo[board])) and np.all(lo[board] < hi[board])
+
+
+def test_the_cross_device_answer_at_the_board_is_the_fitted_prior_with_its_own_interval(synthetic, tmp_path):
+    from estimator.api import Estimator
+    from estimator.learn.gpu_model import CROSS_DEVICE, sidecar_constants
+    from estimator.learn.gpu_store import prior_answer, train_one
+    from estimator.learn.regressor import save_model
+
+    devices = synthetic.table["hardware"].to_numpy()
+    everything = np.ones(len(devices), bool)
+    model = train_one(synthetic, everything, devices, CROSS_DEVICE, "lodo")
+    model.sidecar["prior_answer"] = prior_answer(synthetic, everything, devices)
+    store = tmp_path / "models"
+    save_model(model, store)
+    graph = _mlp(256, 128)
+    e = Estimator("h100", "pytorch-cuda", models_dir=store).estimate(graph, batch=8)
+    hw, rt = load_profile("h100"), get_runtime("pytorch-cuda")
+    kernels = fuse_kernels(count_costs(load_graph(graph, batch=8)), fuse=rt.fuses)
+    prior = energy_prior_v2(kernels, hw, runtime=rt, constants=sidecar_constants(model.sidecar, rt.name))
+    iv = model.sidecar["prior_answer"]["interval"]
+    assert e.correction == "cross-device" and "no learned correction" in e.method
+    assert e.joules == pytest.approx(prior.joules, rel=1e-12)
+    assert e.interval[0] == pytest.approx(
+        max(prior.joules * math.exp(iv["low_log"]), hw.idle_with_context_w * prior.seconds)
+    )
+    assert e.interval[1] == pytest.approx(prior.joules * math.exp(iv["high_log"]))
+    # every device's own factor (1.3, 1.6, 2.2 x the prior) puts the prior below the measurement: the interval
+    # of an unseen GPU lies above the prior's answer
+    assert iv["high_log"] > math.log(1.3)
+    unseen = Estimator("h100", "tensorrt", models_dir=store).estimate(graph, batch=8)
+    assert not unseen.extrapolated and "no measurements of runtime tensorrt" in unseen.bounds[0]
+
+
+def test_predictive_bias_interval_is_the_t_prediction_interval_of_a_normal_sample():
+    from scipy.stats import t as student_t
+
+    from estimator.learn.gpu_interval import calibrate
+
+    # four units with no spread inside them: biases 0.0, 0.2, 0.3, 0.9 (mean 0.35, sd 0.387 with k-1)
+    biases = np.array([0.0, 0.2, 0.3, 0.9])
+    resid = np.repeat(biases, 5)
+    labels = np.repeat(np.arange(4), 5)
+    half = student_t.ppf(0.95, 3) * np.std(biases, ddof=1) * math.sqrt(1 + 1 / 4)
+    iv = calibrate(resid, labels, predictive=True)
+    assert iv.low == pytest.approx(0.35 - half, abs=2e-3) and iv.high == pytest.approx(0.35 + half, abs=2e-3)
+    assert "t with 3 degrees of freedom" in iv.basis
+    # the empirical form cannot leave the units' range; the predictive one is wider than it on both sides
+    plain = calibrate(resid, labels)
+    assert plain.low >= 0.0 and plain.high <= 0.9 and iv.low < plain.low and iv.high > plain.high

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from estimator.learn.gpu_evaluation import _median_ratio, _targets
+from estimator.learn.gpu_evaluation import _targets
+from estimator.learn.gpu_priors import median_ratio
 
 
 def _report(medians: dict) -> dict:
@@ -16,8 +17,8 @@ def test_median_ratio_uses_only_rows_with_a_prediction():
     predicted = np.array([2.0, np.nan, 6.0, 4.0])
     measured = np.array([1.0, 100.0, 3.0, 2.0])
     # rows 0, 2, 3: median 4 / median 2
-    assert _median_ratio(predicted, measured) == 2.0
-    assert _median_ratio(np.full(2, np.nan), np.ones(2)) is None
+    assert median_ratio(predicted, measured) == 2.0
+    assert median_ratio(np.full(2, np.nan), np.ones(2)) is None
 
 
 def test_v2_alone_lines_shipped_and_fitted_each_against_x1_5():

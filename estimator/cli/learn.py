@@ -140,7 +140,8 @@ def evaluate(
 
 def _evaluate_gpu(root: Path, out: Path, with_sources: list[str]) -> None:
     """``estimate evaluate --gpu``: the GPU report, and the v2 prior's physics-only GPU interval."""
-    from estimator.learn.gpu_evaluation import run_gpu_evaluation, write_gpu_report, write_prior_interval
+    from estimator.learn.gpu_evaluation import run_gpu_evaluation, write_gpu_report
+    from estimator.learn.gpu_priors import write_prior_interval
     from estimator.learn.gpu_training import build_gpu_set, load_gpu_table
 
     say = lambda line: typer.echo(line, err=True)  # noqa: E731

@@ -201,14 +201,16 @@ TF32_BY_RUNTIME: dict[str, Tf32Policy] = {
     "onnxruntime-cuda": Tf32Policy(
         matmul=True,
         conv=True,
-        source="ONNX Runtime CUDA EP: cuBLAS/cuDNN default math mode allows TF32 on Ampere+ (use_tf32 "
-        "provider option, default on) [recalled, verify against the ORT CUDA EP docs]",
+        source="ONNX Runtime CUDA EP: provider option use_tf32 defaults to true, 'By default, enable TF32 to speed "
+        "up float GEMM/MatMul or cuDNN convolution of float matrices' (github.com/microsoft/onnxruntime, "
+        "onnxruntime/core/providers/cuda/cuda_execution_provider_info.h)",
     ),
     "tensorrt": Tf32Policy(
         matmul=True,
         conv=True,
-        source="TensorRT builder: the TF32 flag is set by default for FP32 layers on Ampere+ "
-        "(TensorRT developer guide, 'Reduced Precision') [recalled]",
+        source="TensorRT Python API, tensorrt.BuilderFlag.TF32: 'Allow (but not require) computations on tensors "
+        "of type DataType.FLOAT to use TF32 ... Enabled by default' (docs.nvidia.com/deeplearning/tensorrt, "
+        "api/python_api/infer/Core/NetworkConfig.html)",
     ),
 }
 

@@ -32,23 +32,33 @@ from pathlib import Path
 import numpy as np
 
 from estimator.fileio import atomic_write_bytes
+from estimator.learn.gpu_cross import CROSS_DEVICE_ANSWER, cross_device_split
 from estimator.learn.gpu_modules import module_markdown, module_target_lines, run_module_evaluation
+from estimator.learn.gpu_priors import physics_only_interval, prior_medians
 from estimator.learn.gpu_training import (
     OPTIONAL_GPU_TABLES,
-    PRIOR_BOUNDARY,
     GpuSet,
     baselines,
     build_gpu_set,
     flops_of,
     held_out_split,
-    input_pipeline,
     load_gpu_table,
     predict_split,
 )
-from estimator.learn.training import INTERVAL_LEVEL, conformal_quantiles, metrics, metrics_table
+from estimator.learn.training import INTERVAL_LEVEL, metrics, metrics_table
 from estimator.learn.training import pct as _pct
 
-SYSTEMS = ("model", "prior_v2_fitted", "prior_v2_shipped", "prior_v1", "flops_linear", "desislavov")
+#: ``cross_device`` (the product's answer on a GPU without data, :mod:`estimator.learn.gpu_cross`) exists in
+#: leave-one-device-out and leave-one-source-out only.
+SYSTEMS = (
+    "cross_device",
+    "model",
+    "prior_v2_fitted",
+    "prior_v2_shipped",
+    "prior_v1",
+    "flops_linear",
+    "desislavov",
+)
 #: Grouping column per source for leave-one-group-out (IrEne by model, the CNN sets by family).
 GROUP_COLUMN = {
     "irene": "group",
@@ -77,52 +87,68 @@ def _flops_linear(gs: GpuSet, train: np.ndarray, test: np.ndarray, same_device: 
 
 
 def _collect(gs: GpuSet, folds: list[tuple[np.ndarray, np.ndarray, np.ndarray]], same_device: bool) -> dict:
+    """Every system's held-out predictions over ``folds`` (train, test, inner labels); with ``same_device``
+    False (devices held out) also the cross-device answer, which is then the one whose interval is judged."""
     n = len(gs.table)
-    pred = {s: np.full(n, np.nan) for s in SYSTEMS}
-    lo, hi = np.full(n, np.nan), np.full(n, np.nan)
-    floored = np.zeros(n, bool)
+    answers = ("model",) if same_device else ("cross_device", "model")
+    pred = {s: np.full(n, np.nan) for s in SYSTEMS if s != "cross_device" or not same_device}
+    bounds = {s: (np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, bool)) for s in answers}
     base = baselines(gs)
     constants = []
     for train, test, inner in folds:
         out = predict_split(gs, train, test, inner)
-        pred["model"][test] = out["model"]
+        results = {"model": {"pred": out["model"], "interval": out["interval"], "floored": out["floored"]}}
+        if not same_device:
+            results["cross_device"] = cross_device_split(gs, train, test, inner, out)
+        for system, r in results.items():
+            pred[system][test] = r["pred"]
+            lo, hi, floored = bounds[system]
+            lo[test], hi[test] = r["interval"]
+            floored[test] = r["floored"]
         pred["prior_v2_fitted"][test] = out["prior_v2_fitted"]
         pred["flops_linear"][test] = _flops_linear(gs, train, test, same_device)
-        lo[test], hi[test] = out["interval"]
-        floored[test] = out["floored"]
         constants.append(out["constants"])
     for name in ("prior_v1", "prior_v2_shipped", "desislavov"):
         pred[name] = base[name]
-    return {"pred": pred, "lo": lo, "hi": hi, "floored": floored, "constants": constants}
+    return {"pred": pred, "bounds": bounds, "answer": answers[0], "constants": constants}
+
+
+def _interval_entry(res: dict, system: str, done: np.ndarray, measured: np.ndarray) -> dict:
+    lo, hi, _ = res["bounds"][system]
+    lo, hi = lo[done], hi[done]
+    has = ~np.isnan(lo)
+    y, pl = np.log(measured), np.log(res["pred"][system][done])
+    covered = (y >= pl + lo) & (y <= pl + hi)
+    return {
+        "system": system,
+        "level": INTERVAL_LEVEL,
+        "rows": int(has.sum()),
+        "coverage": float(covered[has].mean()) if has.any() else float("nan"),
+        "mean_width_factor": float(np.exp(hi[has] - lo[has]).mean()) if has.any() else float("nan"),
+    }
 
 
 def _report(gs: GpuSet, mask: np.ndarray, res: dict) -> dict:
-    """Metrics of every system on the rows of ``mask``, per boundary, with interval coverage."""
+    """Metrics of every system on the rows of ``mask``, per boundary, with interval coverage: ``interval`` of
+    the answer (``res['answer']``: the calibrated model, or the cross-device answer), ``intervals`` of each."""
     t = gs.table
     out = {}
+    answer = res["answer"]
     for boundary in sorted(set(t["boundary"][mask])):
         m = mask & (t["boundary"].to_numpy() == boundary)
-        done = m & ~np.isnan(res["pred"]["model"])
+        done = m & ~np.isnan(res["pred"][answer])
         if not done.any():
             continue
         measured = gs.measured_j[done]
         tasks = (t["hardware"].astype(str) + "/" + t["task"].astype(str)).to_numpy()[done]
         entry = {}
-        for system in SYSTEMS:
+        for system in (s for s in SYSTEMS if s in res["pred"]):
             p = res["pred"][system][done]
             ok = ~np.isnan(p)
             entry[system] = metrics(measured[ok], p[ok], tasks[ok]) if ok.sum() > 1 else None
-        lo, hi = res["lo"][done], res["hi"][done]
-        has = ~np.isnan(lo)
-        y, pl = np.log(measured), np.log(res["pred"]["model"][done])
-        covered = (y >= pl + lo) & (y <= pl + hi)
-        entry["interval"] = {
-            "level": INTERVAL_LEVEL,
-            "rows": int(has.sum()),
-            "coverage": float(covered[has].mean()) if has.any() else float("nan"),
-            "mean_width_factor": float(np.exp(hi[has] - lo[has]).mean()) if has.any() else float("nan"),
-        }
-        entry["power_floor_binds"] = int(res["floored"][done].sum())
+        entry["intervals"] = {s: _interval_entry(res, s, done, measured) for s in res["bounds"]}
+        entry["interval"] = entry["intervals"][answer]
+        entry["power_floor_binds"] = int(res["bounds"][answer][2][done].sum())
         out[boundary] = entry
     return out
 
@@ -205,73 +231,9 @@ def run_gpu_evaluation(
                 "by_boundary": _report(gs, devices == device, res),
             }
         report["leave_one_device_out_pooled"] = _report(gs, np.ones(len(t), bool), res)
-    report["prior_medians"] = _prior_medians(gs, fitted)
+    report["prior_medians"] = prior_medians(gs, fitted)
     report["module_level"] = run_module_evaluation(say) if modules else None
     return report
-
-
-def _median_ratio(predicted: np.ndarray, measured: np.ndarray) -> float | None:
-    """Median predicted / median measured over the rows with a prediction (None when there is none)."""
-    ok = ~np.isnan(predicted)
-    return float(np.median(predicted[ok]) / np.median(measured[ok])) if ok.any() else None
-
-
-def _prior_medians(gs: GpuSet, fitted: dict[str, np.ndarray] | None = None) -> dict:
-    """Per source and boundary: median predicted / median measured joules of the v1 and v2 priors (shipped),
-    and of v2 with constants fitted per fold (``fitted``: per row, its held-out prediction in a split)."""
-    base = baselines(gs)
-    t = gs.table
-    out = {}
-    for (source, boundary), idx in t.groupby(["source", "boundary"]).indices.items():
-        measured = float(np.median(gs.measured_j[idx]))
-        out[f"{source}/{boundary}"] = {
-            "rows": len(idx),
-            "v2_over_measured": float(np.median(base["prior_v2_shipped"][idx])) / measured,
-            "v1_over_measured": float(np.median(base["prior_v1"][idx])) / measured,
-            **{
-                f"v2_fitted_{split}_over_measured": _median_ratio(pred[idx], gs.measured_j[idx])
-                for split, pred in (fitted or {}).items()
-            },
-            "prior_boundary": boundary == PRIOR_BOUNDARY,
-            "input_pipeline_timed": bool(input_pipeline(gs)[idx].any()),
-        }
-    return out
-
-
-def physics_only_interval(gs: GpuSet) -> dict:
-    """The v2 prior's own 90% interval on GPUs: split-conformal quantiles of measured / predicted (shipped
-    constants, nothing fitted, so every row is held out) over the rows at the prior's boundary that time one
-    forward pass (not a source's input pipeline), each source weighted equally (a source with many rows does not
-    set the interval alone)."""
-    at = (gs.table["boundary"] == PRIOR_BOUNDARY).to_numpy() & ~input_pipeline(gs)
-    if not at.any():
-        return {}
-    ratio = np.log(gs.measured_j[at] / baselines(gs)["prior_v2_shipped"][at])
-    sources = gs.table["source"].astype(str).to_numpy()[at]
-    per_source = [np.sort(ratio[sources == s]) for s in sorted(set(sources))]
-    # equal weight: resample every source to the size of the largest by quantiles of its own ratios
-    n = max(len(r) for r in per_source)
-    pooled = np.concatenate([np.quantile(r, (np.arange(n) + 0.5) / n) for r in per_source])
-    lo, hi = conformal_quantiles(pooled, INTERVAL_LEVEL)
-    names = ", ".join(f"{s} ({(sources == s).sum()} rows)" for s in sorted(set(sources)))
-    return {
-        "level": INTERVAL_LEVEL,
-        "low_factor": float(np.exp(lo)),
-        "high_factor": float(np.exp(hi)),
-        "basis": f"spread of measured/predicted of the v2 prior (shipped constants) on {PRIOR_BOUNDARY} rows of "
-        f"{names}, sources weighted equally (docs/evaluation_gpu.md)",
-    }
-
-
-def write_prior_interval(report: dict, path: Path) -> Path | None:
-    """Store the GPU physics-only interval under the key ``gpu`` of the shipped ``prior_interval.json``."""
-    iv = report.get("physics_only_interval_gpu")
-    if not iv:
-        return None
-    shipped = json.loads(path.read_text())
-    shipped["gpu"] = iv
-    atomic_write_bytes(path, (json.dumps(shipped, indent=2) + "\n").encode())
-    return path
 
 
 def write_gpu_report(report: dict, out_dir: Path) -> list[Path]:
@@ -293,13 +255,19 @@ def _table(by_boundary: dict) -> list[str]:
     lines = []
     for boundary, entry in by_boundary.items():
         iv = entry["interval"]
+        others = [
+            f"`{name}`'s: {_pct(o['coverage'])}, mean width x{o['mean_width_factor']:.2f}"
+            for name, o in entry.get("intervals", {}).items()
+            if name != iv.get("system", "model")
+        ]
         lines += [
-            f"Boundary `{boundary}`: 90% interval coverage {_pct(iv['coverage'])} over {iv['rows']} rows, "
-            f"mean width x{iv['mean_width_factor']:.2f}; the power floor raised {entry.get('power_floor_binds', 0)} "
-            "predictions.",
+            f"Boundary `{boundary}`: 90% interval of `{iv.get('system', 'model')}` covers {_pct(iv['coverage'])} "
+            f"of {iv['rows']} rows, mean width x{iv['mean_width_factor']:.2f}"
+            + (f" ({'; '.join(others)})" if others else "")
+            + f"; the power floor raised {entry.get('power_floor_binds', 0)} of its predictions.",
             "",
         ]
-        lines += metrics_table(entry, SYSTEMS, "tasks")
+        lines += metrics_table(entry, [s for s in SYSTEMS if s in entry], "tasks")
         lines.append("")
     return lines
 
@@ -324,11 +292,13 @@ def _targets(report: dict) -> list[str]:
     lines += module_target_lines(report.get("module_level"))
     for device, entry in report["leave_one_device_out"].items():
         for boundary, e in entry["by_boundary"].items():
-            m, iv = e["model"], e["interval"]
+            iv = e["interval"]
+            m = e[iv.get("system", "model")]
             ok = m["median_ape"] <= 0.2 and m["p90_ape"] <= 0.5 and 0.85 <= iv["coverage"] <= 0.95
             lines.append(
-                f"| leave-one-device-out {device} {boundary}: median APE <= 20%, P90 <= 50%, 90% interval covers "
-                f"85-95% | {_pct(m['median_ape'])}, {_pct(m['p90_ape'])}, {_pct(iv['coverage'])} | {_met(ok)} |"
+                f"| leave-one-device-out {device} {boundary} (`{iv.get('system', 'model')}`): median APE <= 20%, "
+                f"P90 <= 50%, 90% interval covers 85-95% | {_pct(m['median_ape'])}, {_pct(m['p90_ape'])}, "
+                f"{_pct(iv['coverage'])} | {_met(ok)} |"
             )
     how = {
         "": "shipped constants",
@@ -363,7 +333,7 @@ def _sources_line(report: dict) -> str:
 def render_markdown(report: dict) -> str:
     """The Markdown report (regenerated by ``estimate evaluate --gpu``)."""
     lines = [
-        "# GPU evaluation (issue 8): v2 prior and the cross-device residual",
+        "# GPU evaluation (issue 8): v2 prior, the calibrated residual and the cross-device answer",
         "",
         "Regenerate with `estimate evaluate --gpu` (written by `estimator.learn.gpu_evaluation`). "
         f"Run {report['date']}; {report['rows']} whole-network rows with a buildable graph.",
@@ -372,7 +342,9 @@ def render_markdown(report: dict) -> str:
         + ".",
         _sources_line(report),
         "",
-        "Systems: `model` = xgboost residual over the v2 prior (GPU feature schema, boundary and runtime as "
+        f"Systems: `cross_device` = what `estimate --hw` answers on a GPU without data: {CROSS_DEVICE_ANSWER} "
+        "(`estimator/learn/gpu_cross.py`; leave-one-device-out and leave-one-source-out only); "
+        "`model` = xgboost residual over the v2 prior (GPU feature schema, boundary and runtime as "
         "features); `prior_v2_fitted` = v2 alone with host constants fitted on the fold's training rows; "
         "`prior_v2_shipped` = v2 with its shipped constants; `prior_v1` = energy-roofline v1; `flops_linear` = "
         "a * FLOPs + b fitted on the fold's training rows; `desislavov` = FLOPs x TDP / peak. The priors "
@@ -387,7 +359,9 @@ def render_markdown(report: dict) -> str:
         "held-out GPU (100%, intervals up to x2,860 wide), so it is not used. Forward-pass rows come from two GPUs "
         "of one source (IrEne): the spread between GPUs is learned mostly from the three input-pipeline GPUs, "
         "which makes forward-pass intervals on an unseen GPU wide; 85-95% on every GPU is not reachable with "
-        "these five GPUs.",
+        "these five GPUs. The `cross_device` answer's interval at the prior's boundary reads a new GPU's bias "
+        "through a normal model of the training GPUs' biases (Student's t prediction interval, k-1 degrees of "
+        "freedom; `estimator/learn/gpu_cross.py`), since three or four GPUs' empirical quantiles cannot reach 90%.",
         "",
         "Power floor: the prediction of a row that times one forward pass, and its interval's ends, are raised to "
         "the board's idle-with-context power x the prior's latency (x boards summed), as the product answer is; "
@@ -407,9 +381,11 @@ def render_markdown(report: dict) -> str:
             "",
         ]
     lines += [
-        "## Leave-one-device-out (the cross-device model on a GPU without data)",
+        "## Leave-one-device-out (the cross-device answer on a GPU without data)",
         "",
-        "Every row of the held-out GPU is out of training, and so is every constant fitted from it.",
+        "Every row of the held-out GPU is out of training, and so is every constant fitted from it. The interval "
+        "judged is `cross_device`'s: at the prior's boundary from the fitted prior's residuals on the training "
+        "GPUs, each held out of the constant fit in turn; elsewhere the model's.",
         "",
     ]
     for device, entry in report["leave_one_device_out"].items():

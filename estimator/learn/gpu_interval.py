@@ -15,6 +15,13 @@ Intervals are Mondrian by category (a source that timed its host input pipeline 
 spread of forward-pass intervals), while the unit biases come from every unit: with forward-pass rows from
 two GPUs only, the spread of biases between GPUs is learned from all of them.
 
+With a handful of units the empirical quantiles of their biases cannot reach a 90% level (k units leave a new one
+outside their range with probability 2/(k+1)). ``predictive=True`` replaces them by the prediction interval of a
+new draw from a normal sample of k biases, mean +- t(k-1) x sd x sqrt(1 + 1/k) (the classical predictive
+distribution of one more observation of a normal sample; the random-effects prediction interval of Higgins,
+Thompson and Spiegelhalter, J. R. Stat. Soc. A 172(1), 2009, in its k-1 degrees-of-freedom form); the cross-device
+answer uses it (:mod:`estimator.learn.gpu_cross`).
+
 A widening factor learned by nested leave-one-device-out (each training device held out in turn, the factor
 that brings their mean coverage to 90%) was tried on the same data and over-covered every held-out GPU
 (100% with intervals up to x2,860 wide), so it is not used (docs/evaluation_gpu.md).
@@ -53,18 +60,39 @@ def weighted_quantiles(values: np.ndarray, weights: np.ndarray, qs: tuple[float,
     return np.interp(qs, cdf, v)
 
 
+#: Points of the t predictive distribution of a new unit's bias (``predictive=True``), as mid-point quantiles.
+PREDICTIVE_POINTS = 1000
+
+
+def predictive_biases(biases: np.ndarray, points: int = PREDICTIVE_POINTS) -> np.ndarray:
+    """Equally weighted quantile points of a new unit's bias given the ``biases`` of k >= 2 units: the
+    prediction distribution mean + t(k-1) x sd x sqrt(1 + 1/k) of a normal sample (sd with k-1 divisor)."""
+    from scipy.stats import t as student_t
+
+    k = len(biases)
+    if k < 2:
+        raise ValueError("a predictive bias needs at least two units")
+    grid = (np.arange(points) + 0.5) / points
+    scale = float(np.std(biases, ddof=1)) * np.sqrt(1 + 1 / k)
+    return float(np.mean(biases)) + scale * student_t.ppf(grid, k - 1)
+
+
 def unit_effects_quantiles(
     resid: np.ndarray,
     labels: np.ndarray,
     within: np.ndarray | None = None,
     level: float = INTERVAL_LEVEL,
+    predictive: bool = False,
 ) -> tuple[float, float]:
     """(low, high) quantiles at ``level`` of (a unit's median residual) + (a centred residual of the rows
-    ``within``, all rows when None), every unit weighing the same in both terms."""
+    ``within``, all rows when None), every unit weighing the same in both terms; with ``predictive`` the first
+    term is a new unit's bias under a normal model of the units' biases (:func:`predictive_biases`)."""
     within = np.ones(len(resid), bool) if within is None else within
     units = np.unique(labels)
     bias = {u: float(np.median(resid[labels == u])) for u in units}
     biases = np.array(list(bias.values()))
+    if predictive and len(biases) >= 2:
+        biases = predictive_biases(biases)
     centred, weights = [], []
     for u in units:
         own = (labels == u) & within
@@ -80,18 +108,28 @@ def unit_effects_quantiles(
 
 
 def calibrate(
-    resid: np.ndarray, labels: np.ndarray, within: np.ndarray | None = None, level: float = INTERVAL_LEVEL
+    resid: np.ndarray,
+    labels: np.ndarray,
+    within: np.ndarray | None = None,
+    level: float = INTERVAL_LEVEL,
+    predictive: bool = False,
 ) -> Interval:
     """The interval of a held-out unit from residuals ``resid`` of units ``labels``, its within-unit spread
-    from the rows ``within`` (see the module)."""
+    from the rows ``within``; ``predictive``: the units' biases read through a normal model (see the module)."""
     keep = ~np.isnan(resid)
     within = np.ones(len(resid), bool) if within is None else within
     resid, labels, within = resid[keep], labels[keep], within[keep]
     if not within.any():
         return Interval(float("nan"), float("nan"), 0, "no calibration residuals")
-    lo, hi = unit_effects_quantiles(resid, labels, within, level)
+    lo, hi = unit_effects_quantiles(resid, labels, within, level, predictive)
     n = len(np.unique(labels))
-    return Interval(lo, hi, n, f"bias of {n} held-out units + spread inside them, each unit weighted equally")
+    how = (
+        f"a new unit's bias predicted from {n} held-out units' biases (normal model, Student's t with {n - 1} "
+        "degrees of freedom)"
+        if predictive and n >= 2
+        else f"bias of {n} held-out units"
+    )
+    return Interval(lo, hi, n, f"{how} + spread inside them, each unit weighted equally")
 
 
 def mondrian(
@@ -101,6 +139,7 @@ def mondrian(
     calibration: np.ndarray,
     test: np.ndarray,
     min_rows: int = 10,
+    predictive: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per ``test`` row, the (low, high) log quantiles calibrated on the ``calibration`` rows: unit biases
     from all of them, the within-unit spread from those of the row's own ``category`` (all of them where the
@@ -111,10 +150,19 @@ def mondrian(
         return lo, hi
     for value in np.unique(category[test]):
         own = category[have] == value
-        iv = calibrate(resid[have], labels[have], own if own.sum() >= min_rows else None)
+        iv = calibrate(
+            resid[have], labels[have], own if own.sum() >= min_rows else None, predictive=predictive
+        )
         rows = category[test] == value
         lo[rows], hi[rows] = iv.low, iv.high
     return lo, hi
 
 
-__all__ = ["Interval", "calibrate", "mondrian", "unit_effects_quantiles", "weighted_quantiles"]
+__all__ = [
+    "Interval",
+    "calibrate",
+    "mondrian",
+    "predictive_biases",
+    "unit_effects_quantiles",
+    "weighted_quantiles",
+]

@@ -6,7 +6,10 @@ v2 prior on :data:`~estimator.learn.gpu_features.GPU_FEATURE_NAMES`:
 * **calibrated** ``<profile>__<runtime>``: trained on measurements of that device and runtime (and the
   device's other runtimes) - used when the (device, runtime) has data at the answer's boundary;
 * **cross-device** ``any-gpu__any``: trained on every GPU with data (each GPU weighing the same), its interval
-  from leave-one-device-out residuals - used for every other GPU profile and runtime.
+  from leave-one-device-out residuals - used for every other GPU profile and runtime. Where its sidecar holds a
+  ``prior_answer`` and the profile answers at that boundary (the v2 prior's own, ``gpu-board-nvml``), the answer
+  is the v2 prior with the sidecar's fitted host constants, uncorrected, with the prior's own leave-one-device-out
+  interval: on GPUs held out it beat the learned residual there (:mod:`estimator.learn.gpu_cross`).
 
 The answer and its interval are floored at the board's idle-with-context power over the latency reported
 (:func:`bounded`): a correction learned from other GPUs can say "less energy" but never a power no board draws.
@@ -106,10 +109,25 @@ def trained_runtimes(domain: dict) -> frozenset[str]:
     )
 
 
+def prior_answers(model: TrainedModel, kind: str, hw: HardwareProfile) -> bool:
+    """Whether the answer is the fitted v2 prior itself, uncorrected: a cross-device model whose sidecar holds a
+    ``prior_answer`` at the profile's boundary."""
+    answer = model.sidecar.get("prior_answer")
+    return kind == "cross-device" and answer is not None and hw.measurement_boundary == answer["boundary"]
+
+
 def describe(model: TrainedModel, kind: str, hw: HardwareProfile, runtime: Runtime) -> str:
     """One line saying which GPU model answered and what it was trained on."""
     sc = model.sidecar
     devices = ", ".join(sc.get("devices", []))
+    if prior_answers(model, kind, hw):
+        fitted = sc.get("v2_constants", {}).get(runtime.name, {}).get("fitted_on") or "shipped host constants"
+        devices = ", ".join(sc["prior_answer"].get("devices", sc.get("devices", [])))
+        return (
+            f"cross-device: no measurements of {hw.name}/{runtime.name} at {hw.measurement_boundary}; "
+            f"energy-roofline v2 ({fitted}), no learned correction (it did worse on GPUs held out); interval "
+            f"from that prior's errors on GPUs held out ({devices})"
+        )
     if kind == "calibrated":
         return (
             f"calibrated: xgboost residual over energy-roofline v2 trained on {sc['training_rows']} "
@@ -186,9 +204,21 @@ def gpu_answer(
 ) -> GpuAnswer:
     """The corrected answer of a GPU ``model`` (``kind``: calibrated or cross-device), its interval, and the
     power floor over the prior's latency applied to both (never a power below idle-with-context)."""
-    joules, _, outside = corrected_joules(model, kernels, prior, hw, runtime, dtype)
-    joules, low, high, notes = bounded(joules, *interval_factors(model), prior.seconds, hw)
-    sc = model.sidecar["interval"]
+    if prior_answers(model, kind, hw):
+        sc = model.sidecar["prior_answer"]["interval"]
+        outside: tuple[str, ...] = ()
+        factors = math.exp(sc["low_log"]), math.exp(sc["high_log"])
+        joules, low, high, notes = bounded(prior.joules, *factors, prior.seconds, hw)
+        if runtime.name not in trained_runtimes(model.sidecar.get("domain", {})):
+            notes = (
+                f"no measurements of runtime {runtime.name} on any GPU: the prior runs with its shipped host "
+                "constants, and the interval was learned on other runtimes",
+                *notes,
+            )
+    else:
+        joules, _, outside = corrected_joules(model, kernels, prior, hw, runtime, dtype)
+        joules, low, high, notes = bounded(joules, *interval_factors(model), prior.seconds, hw)
+        sc = model.sidecar["interval"]
     return GpuAnswer(
         joules,
         low,

@@ -7,6 +7,8 @@ one cross-device model, written through :func:`estimator.learn.regressor.save_mo
 * cross-device ``any-gpu__any``: trained on every GPU row, each GPU weighing the same; its interval from
   leave-one-device-out residuals (each fold fits its constants without the held-out device) as a GPU's bias
   plus the spread inside one (:mod:`estimator.learn.gpu_interval`), so it says how far to trust an unseen GPU.
+  Its sidecar's ``prior_answer`` holds the interval of the fitted v2 prior alone, which is what answers at the
+  prior's boundary (:mod:`estimator.learn.gpu_cross`).
 
 The v2 constants each model was trained over are fitted on all of its training rows and stored in its sidecar.
 """
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from estimator.learn.gpu_cross import at_prior_boundary, prior_interval, prior_residuals
 from estimator.learn.gpu_features import GPU_FEATURE_NAMES
 from estimator.learn.gpu_interval import calibrate
 from estimator.learn.gpu_model import CROSS_DEVICE
@@ -129,19 +132,48 @@ def train_gpu_models(gs: GpuSet, directory: Path, progress: Callable[[str], None
         say(f"training the cross-device model on {len(t)} rows of {len(set(devices))} GPUs")
         rows = np.ones(len(t), bool)
         model = train_one(gs, rows, devices, CROSS_DEVICE, "leave-one-device-out residuals")
+        model.sidecar["prior_answer"] = prior_answer(gs, rows, devices)
         save_model(model, directory)
         lines.append(_summary(model))
     return lines
 
 
+def prior_answer(gs: GpuSet, rows: np.ndarray, devices: np.ndarray) -> dict:
+    """The sidecar entry of the cross-device answer at the prior's boundary: the fitted v2 prior alone, its
+    interval and held-out metrics from every device held out of the constant fit in turn."""
+    iv = prior_interval(gs, rows, devices)
+    resid = prior_residuals(gs, rows, devices)
+    board = rows & at_prior_boundary(gs) & ~np.isnan(resid)
+    measured = gs.measured_j[board]
+    return {
+        "boundary": PRIOR_BOUNDARY,
+        "system": "energy-roofline v2 with host constants fitted on every GPU's rows at this boundary",
+        "devices": sorted(set(devices[board])),
+        "interval": {
+            "level": INTERVAL_LEVEL,
+            "low_log": iv.low,
+            "high_log": iv.high,
+            "basis": f"leave-one-device-out residuals of the fitted v2 prior: {iv.basis}",
+        },
+        "metrics": {"held_out": metrics(measured, measured / np.exp(resid[board]))},
+    }
+
+
 def _summary(model: TrainedModel) -> str:
     sc = model.sidecar
     m = sc["metrics"]["held_out"]
-    return (
+    line = (
         f"{sc['hardware']}/{sc['runtime']}: {sc['training_rows']} rows ({', '.join(sc['devices'])}); held-out "
         f"MAPE {m['mape']:.1%}, median APE {m['median_ape']:.1%}; 90% interval x{np.exp(sc['interval']['low_log']):.2f}"
         f"..x{np.exp(sc['interval']['high_log']):.2f}"
     )
+    if pa := sc.get("prior_answer"):
+        p, iv = pa["metrics"]["held_out"], pa["interval"]
+        line += (
+            f"; at {pa['boundary']} the fitted v2 prior answers: held-out median APE {p['median_ape']:.1%}, "
+            f"90% interval x{np.exp(iv['low_log']):.2f}..x{np.exp(iv['high_log']):.2f}"
+        )
+    return line
 
 
-__all__ = ["GPU_PARAMS", "oof_log_residuals", "train_gpu_models", "train_one"]
+__all__ = ["GPU_PARAMS", "oof_log_residuals", "prior_answer", "train_gpu_models", "train_one"]

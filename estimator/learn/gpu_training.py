@@ -434,6 +434,7 @@ def predict_split(gs: GpuSet, train: np.ndarray, test: np.ndarray, inner: np.nda
         # per test row, log offsets of the interval's ends from the (floored) prediction, both ends floored
         "interval": (np.maximum(point + lo, floor) - point, np.maximum(point + hi, floor) - point),
         "floored": pred_log[test] < floor,
+        "floor": floor,  # log J per test row (-inf where no floor applies)
         "constants": {rt: c.fitted_on + _constants_text(c) for rt, c in constants.items()},
     }
 

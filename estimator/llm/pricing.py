@@ -38,7 +38,7 @@ from estimator.energy.physics import cache_levels, kernel_arrays, runs_on_gpu
 from estimator.energy.placement import place
 from estimator.energy.prior_v2 import PRIOR_V2_NAME, DeviceTerms, V2Constants, assemble, device_terms
 from estimator.learn.gpu_features import gpu_feature_row, graph_aggregates
-from estimator.learn.gpu_model import describe, power_floor_joules, sidecar_constants
+from estimator.learn.gpu_model import describe, power_floor_joules, prior_answers, sidecar_constants
 from estimator.llm.serving import ServingHost
 from estimator.llm.steps import GraphFacts, block_order
 
@@ -181,7 +181,7 @@ class StepPricer:
         if self.serving:
             return self._serving_step(prior, order, decode)
         joules, factor = prior.joules, 1.0
-        if self._gpu_model:
+        if self._gpu_model and not prior_answers(self.estimator.model, self.estimator.correction, hw):
             row = gpu_feature_row(
                 self._aggregates(report, ka, order, facts),
                 prior,

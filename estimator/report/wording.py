@@ -57,8 +57,8 @@ def interval_sentence(
     lo, hi = interval
     if correction == "cross-device":
         source = (
-            f"a {level:.0%} range from the cross-device model's errors on GPUs it had not seen (leave-one-device-"
-            "out: one GPU's bias plus the spread inside a GPU, every GPU weighted equally); it has no "
+            f"a {level:.0%} range from the cross-device answer's errors on GPUs it had not seen (leave-one-device-"
+            "out: one GPU's bias plus the spread inside a GPU, every GPU weighted equally); there are no "
             "measurements of this device, and on the GPUs with data its coverage ranged widely "
             "(docs/evaluation_gpu.md)"
         )
