@@ -105,6 +105,7 @@ def _check_arity(nodes: Sequence[NodeView], opsets: Mapping[str, int]) -> None:
         )
 
 
+#: Marks a look-up not made yet (None is a valid answer: no schema).
 _MISSING = object()
 #: What onnx reports as the upper bound of a variadic input or output list.
 _VARIADIC = 2**31 - 1
