@@ -16,13 +16,14 @@ from onnx import parser
 import estimator.graph.inference as inference
 from estimator.cost.kernels import Kernel, fuse_kernels
 from estimator.cost.nodes import NodeCost, TensorRead, count_costs
+from estimator.errors import ModelFormatError
 from estimator.graph.folding import _fold_constant_of_shape
 from estimator.graph.freeze import _decode_attributes
 from estimator.graph.liveness import _is_zero_constant, dead_nodes
 from estimator.graph.load import load_graph
-from estimator.graph.reading import node_views, stored_tensor, stored_tensors, to_array_fast
+from estimator.graph.reading import RawSize, node_views, stored_tensor, stored_tensors, to_array_fast
 from estimator.graph.structure import Node, TensorInfo
-from estimator.graph.validate import _has_data
+from estimator.graph.validate import _check_stored, _has_data
 from estimator.zoo.nasbench201 import nasbench201
 from estimator.zoo.transformers import bert_encoder
 
@@ -118,6 +119,7 @@ def test_nasbench201_cells_are_inferred_in_place_and_load_as_from_a_copy(monkeyp
         onnx.helper.make_tensor("floats", onnx.TensorProto.FLOAT, [2], [0.5, -1.0]),
         onnx.helper.make_tensor("empty", onnx.TensorProto.FLOAT, [0, 3], []),
         onnx.TensorProto(name="stripped", data_type=onnx.TensorProto.FLOAT, dims=[2, 2]),
+        onnx.numpy_helper.from_array(np.arange(20000, dtype=np.float32).reshape(100, 200), "large"),
     ],
     ids=lambda t: t.name,
 )
@@ -127,7 +129,10 @@ def test_a_stored_tensor_reads_as_its_proto(tensor):
     assert view.numel == int(np.prod(tensor.dims)) and not view.external
     stored = bool(len(tensor.raw_data) or len(tensor.int64_data) or len(tensor.float_data))
     assert _has_data(view) is _has_data(tensor) is (stored or view.numel == 0)
+    # A weight's bytes are not copied into the view (only their length), yet read as the proto's.
+    assert isinstance(view.fields.get("raw_data"), RawSize) is (len(tensor.raw_data) > 65536)
     if _has_data(tensor):
+        _check_stored(view, "t")
         got, expected = to_array_fast(view), onnx.numpy_helper.to_array(tensor)
         assert got.dtype == expected.dtype and got.shape == expected.shape
         np.testing.assert_array_equal(got, expected)
@@ -200,3 +205,10 @@ def test_dead_nodes_follow_the_definition(cell, any_dead):
     dead = dead_nodes(graph)
     assert dead.dtype == np.bool_ and dead.tolist() == _dead_reference(graph)
     assert bool(dead.any()) is any_dead
+
+
+def test_a_large_weight_that_does_not_fill_its_dims_is_still_refused():
+    tensor = onnx.TensorProto(name="w", data_type=onnx.TensorProto.FLOAT, dims=[100, 200])
+    tensor.raw_data = bytes(70000)  # 17,500 floats for 20,000 declared
+    with pytest.raises(ModelFormatError, match="stores 70,000 bytes"):
+        _check_stored(stored_tensor(tensor), "initializer 'w'")

@@ -266,7 +266,8 @@ def to_array_fast(t: onnx.TensorProto | StoredTensor) -> np.ndarray:
         raw = fields.get("raw_data")
         if raw is not None:
             if sys.byteorder == "little":
-                return np.frombuffer(raw, dtype=dtype).reshape(view.dims)
+                data = view.proto.raw_data if isinstance(raw, RawSize) else raw
+                return np.frombuffer(data, dtype=dtype).reshape(view.dims)
         elif code == onnx.TensorProto.INT64:
             # A list first: numpy reads a protobuf container element by element, several times slower.
             return np.array(list(fields.get("int64_data", ())), dtype=np.int64).reshape(view.dims)
@@ -283,7 +284,8 @@ class StoredTensor(NamedTuple):
         name: the proto's name (bytes where the file holds invalid UTF-8).
         dims: its dimensions. data_type: its ONNX element type code.
         external: whether its data lives in an external file.
-        fields: every field that is set, by name (repeated fields only when not empty).
+        fields: every field that is set, by name (repeated fields only when not empty; a ``raw_data`` larger
+            than 64 KiB as its :class:`RawSize`).
         proto: the proto itself.
     """
 
@@ -300,9 +302,25 @@ class StoredTensor(NamedTuple):
         return math.prod(self.dims)
 
 
+class RawSize(int):
+    """Stands for a large ``raw_data`` in :attr:`StoredTensor.fields`: its length in bytes (``len()`` and truth as
+    the bytes'), without keeping a copy of a weight's bytes while the graph loads."""
+
+    def __len__(self) -> int:
+        return int(self)
+
+
+#: ``raw_data`` up to this many bytes is kept in :attr:`StoredTensor.fields` (every constant whose values loading
+#: reads is at most 4096 elements of at most 16 bytes); larger ones are read again from the proto when needed.
+_KEPT_RAW_BYTES = 4096 * 16
+
+
 def stored_tensor(t: onnx.TensorProto) -> StoredTensor:
     """The :class:`StoredTensor` of ``t``."""
     fields = {fd.name: value for fd, value in t.ListFields()}
+    raw = fields.get("raw_data")
+    if raw is not None and len(raw) > _KEPT_RAW_BYTES:
+        fields["raw_data"] = RawSize(len(raw))
     return StoredTensor(
         fields.get("name", ""),
         tuple(fields["dims"][:]) if "dims" in fields else (),
