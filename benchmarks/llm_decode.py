@@ -1,6 +1,6 @@
 """Benchmarks of `estimate llm` (results in docs/benchmarks.md and docs/llm.md), one command:
 
-    python benchmarks/llm_decode.py [--steps 1000]
+    python benchmarks/llm_decode.py [--steps 1000] [--only integral|70b] [--runtime onnxruntime-cuda]
 
 1. **Decode integral vs step by step**, 1,000 generated tokens of a 2-block Llama-3.1-8B decoder at batch 8
    on an H100: the request's decode joules and seconds against (a) the Estimator run on the graph bound at
@@ -29,9 +29,10 @@ from estimator.zoo.decoders import parse_decoder_spec
 SPEC = "zoo:llama-3.1-8b;layers=2"
 
 
-def integral_vs_steps(steps: int, prompt: int = 128, batch: int = 8) -> dict:
-    """Errors and time ratios of the decode integral against the two step-by-step references."""
-    est = Estimator("h100", calibrated=False)
+def integral_vs_steps(steps: int, prompt: int = 128, batch: int = 8, runtime: str | None = None) -> dict:
+    """Errors and time ratios of the decode integral against the two step-by-step references (``runtime``:
+    the profile's default, or e.g. ``onnxruntime-cuda`` for a fused graph runtime)."""
+    est = Estimator("h100", runtime=runtime, calibrated=False)
     t0 = time.perf_counter()
     r = estimate_request(est, SPEC, prompt=prompt, generate=steps + 1, batch=batch)
     t_integral = time.perf_counter() - t0
@@ -64,6 +65,7 @@ def integral_vs_steps(steps: int, prompt: int = 128, batch: int = 8) -> dict:
     t_priced = time.perf_counter() - t0
     exact_j = sum(e.joules for e in full)
     return {
+        "runtime": est.runtime.name,
         "steps": steps,
         "integral_joules": r.decode_joules,
         "step_by_step_joules": exact_j,
@@ -115,12 +117,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--only", choices=["integral", "70b"], help="run one of the two")
+    parser.add_argument("--runtime", help="runtime of the integral benchmark (default: the profile's)")
     args = parser.parse_args()
     result = {}
     if args.only != "integral":
         result["70b"] = {how: seventy_b(how) for how in _SEVENTY_B}
     if args.only != "70b":
-        result["integral"] = integral_vs_steps(args.steps)
+        result["integral"] = integral_vs_steps(args.steps, runtime=args.runtime)
     print(json.dumps(result, indent=1))
     return 0
 

@@ -41,7 +41,13 @@ from estimator.energy.runtimes import Runtime, get_runtime
 from estimator.errors import GraphStructureError, ProfileError
 from estimator.graph.load import load_graph
 from estimator.layers import LayerEnergy, LayerRows
-from estimator.learn.features import FEATURE_NAMES, build_features, launched_kernels, static_additive
+from estimator.learn.features import (
+    FEATURE_NAMES,
+    build_features,
+    fixed_columns,
+    launched_kernels,
+    static_additive,
+)
 from estimator.learn.gpu_model import gpu_answer, is_gpu_sidecar, load_gpu_model, sidecar_constants
 from estimator.learn.regressor import TrainedModel, default_models_dir, load_model
 
@@ -246,6 +252,7 @@ class Estimator:
             # A GPU model corrects v2 only; another prior asked for by name answers alone (for comparison).
             self.model, self.correction = None, "none"
         self.prior_name: str = self._choose_prior(prior)
+        self._fixed_memo: dict[tuple[int, int, str], np.ndarray] = {}
 
     def _choose_prior(self, prior: str | None) -> str:
         """The prior's full name: asked for, or the trained model's, or the profile's default."""
@@ -406,6 +413,9 @@ class Estimator:
             distinct=True,
             # Hardware-free columns: computed once per KernelReport, whatever the profiles that use it.
             static=kernels.derived("static_additive", lambda: static_additive(kernels)),
+            fixed=self._fixed_columns(
+                prior.threads, kernels.costs.graph.batch, element or kernels.dominant_dtype
+            ),
         )
         check = self.model.domain_check  # the sidecar's training ranges, as arrays
         reg = self.model.regressor
@@ -423,6 +433,19 @@ class Estimator:
             prior.kernel_joules * factor,
             tuple(check.outside(rows.graph)),
         )
+
+    def _fixed_columns(self, threads: int, batch: int, dtype: str) -> np.ndarray:
+        """:func:`~estimator.learn.features.fixed_columns` of this estimator's profile and runtime, kept per
+        (threads, batch, dtype): the same for every network estimated alike (read-only)."""
+        memo = self._fixed_memo
+        key = (threads, batch, dtype)
+        row = memo.get(key)
+        if row is None:
+            if len(memo) >= 64:
+                memo.clear()
+            row = memo[key] = fixed_columns(self.profile, self.runtime, threads, batch, dtype)
+            row.setflags(write=False)
+        return row
 
 
 @contextmanager

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,6 +91,55 @@ def _reference_rows(a, peak_live, model_level, input_elements, hw, batch, fixed)
     return r + fixed
 
 
+def _reference_static_additive(kernels) -> np.ndarray:
+    """The hardware-free additive columns the slow way: a Python row per kernel, its nodes one by one."""
+    from estimator.dtypes import dtype_bits
+    from estimator.graph.liveness import dead_nodes
+
+    nodes, graph = kernels.costs.nodes, kernels.costs.graph
+    dead = dead_nodes(graph).tolist()
+    rows = []
+    for k in kernels.kernels:
+        a = [0.0] * len(F._A_NAMES)
+        a[F._A["flops"]], a[F._A["weight_bytes"]] = k.flops, k.weight_bytes
+        a[F._A["act_bytes"]], a[F._A["write_bytes"]] = k.activation_read_bytes, k.write_bytes
+        a[F._A["launches"]] = k.launches
+        a[F._A[f"kind_{k.kind if k.kind in F._KINDS[:-1] else 'other'}"]] = 1
+        if k.kind in ("contraction", "attention"):
+            a[F._A["matrix_flops"]] = k.flops
+        a[F._A["dead_flops"]] = sum(nodes[i].flops for i in k.nodes if dead[i])
+        a[F._A["dead_launches"]] = k.launches if all(dead[i] for i in k.nodes) else 0
+        for i in k.nodes:
+            c = F._CATEGORY_OF.get(nodes[i].op_type)
+            if c is None:
+                continue
+            a[F._A[f"{c}_nodes"]] += 1
+            a[F._A[f"{c}_flops"]] += nodes[i].flops
+            if c == "conv" and nodes[i].flops:
+                inputs = graph.nodes[i].inputs
+                w = graph.tensor(inputs[1]) if len(inputs) > 1 else None
+                kelems = (
+                    float(np.prod(w.shape[2:])) if w is not None and w.shape and len(w.shape) > 2 else 1.0
+                )
+                a[F._A["conv_kelems_x_flops"]] += kelems * nodes[i].flops
+        a[F._A["model_weight_bytes"]] = k.weight_bytes
+        a[F._A["act_elements"]] = k.activation_read_bytes * 8 / (dtype_bits(k.dtype) or 32)
+        rows.append(a)
+    return np.array(rows, dtype=float).reshape(len(rows), len(F._A_NAMES))
+
+
+def test_static_columns_equal_the_kernel_by_kernel_reference(graphs):
+    dead = nasbench201("|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|nor_conv_1x1~2|")  # dead branches
+    resnet = Path(__file__).resolve().parents[1] / "examples" / "resnet50.onnx"
+    fusing, eager = Estimator("rpi5", runtime="tflite"), Estimator("xeon-gold-5120", runtime="pytorch-cpu")
+    for model in (*graphs, dead, resnet):
+        for kernels in (fusing.kernels(model), eager.kernels(model)):  # kernels of one node and of several
+            fast = F.static_additive(kernels)
+            assert fast.tobytes() == _reference_static_additive(kernels).tobytes()
+            if model is dead:
+                assert fast[:, F._A["dead_flops"]].any() and fast[:, F._A["dead_launches"]].any()
+
+
 def _outside_reference(row, domain, names, tolerance=0.05):
     """The training-range rule feature by feature."""
     out = []
@@ -109,7 +159,7 @@ def test_feature_rows_equal_the_column_by_column_reference(graphs, hardware, run
         rows = F.build_features(kernels, est.profile, est.runtime, threads=2)
         add = F._additive(kernels, rows.prior)[F.launched_kernels(kernels)]
         batch = kernels.costs.graph.batch
-        fixed = F._fixed(est.profile, est.runtime, rows.prior.threads, batch, kernels.dominant_dtype)
+        fixed = F.fixed_columns(est.profile, est.runtime, rows.prior.threads, batch, kernels.dominant_dtype)
         inputs = float(sum(t.numel for t in map(kernels.costs.graph.tensor, kernels.costs.graph.inputs)))
         graph = _reference_rows(
             add.sum(axis=0)[None, :],

@@ -83,6 +83,22 @@ def test_decode_integral_equals_costing_every_step(h100):
     assert len(r.decode_step_blocks) == 4 and r.decode_step_blocks[1].block == "block 0"
 
 
+def test_interpolated_steps_price_as_their_own_binding_under_a_fused_runtime():
+    """Interpolated kernels carry the GEMM shapes of their own length (the attention products grow with the
+    cache), so a fused runtime, whose steps are device-bound and tiled by shape, prices an interpolated step
+    as the graph bound at that length: at every cache length, not only at the fitted ones."""
+    est = Estimator("h100", runtime="onnxruntime-cuda", calibrated=False)
+    # Llama-3.1-8B's block (32 query heads on 8 KV heads of 128: device-bound steps), a small vocabulary
+    model = decoder(DecoderConfig("llama", 2, 4096, 32, 8, 14336, 1000))
+    kernels, fresh = StepKernels(model, 8, fuse=True), StepKernels(model, 8, fuse=True)
+    poly = kernels.polynomial(lambda p: kernels.exact(1, p), (128, 1127), 627)
+    assert poly is not None
+    for p in (129, 700, 1000):
+        got, want = est.estimate_kernels(poly(p)), est.estimate_kernels(fresh.exact(1, p))
+        assert got.joules == pytest.approx(want.joules, rel=1e-12)
+        assert got.seconds == pytest.approx(want.seconds, rel=1e-12)
+
+
 def test_prefill_extrapolated_to_an_empty_cache_matches_the_plain_graph(h100):
     """Prefill of the cached graph (past 0, extrapolated) costs what the plain graph costs for the prompt,
     apart from the cache it writes (the present outputs)."""

@@ -105,3 +105,50 @@ def test_the_fit_recovers_known_constants():
     assert fit.gpu_time_factor == pytest.approx(k, rel=1e-6)
     assert fit.step_s == pytest.approx(step_s, rel=1e-6)
     assert fit.per_sequence_s == pytest.approx(per_sequence_s, rel=1e-6)
+
+
+def test_memory_bound_gemms_of_a_decode_step_draw_the_streaming_power():
+    """Every kernel of the v2 prior draws at least the streaming power over its bytes beyond L1:
+    phi x (TDP - P_static) x bytes / (BW x f), closed form from the profile; a decode step's GEMMs (weight reads
+    at batch 16 are memory-bound) are raised to exactly it, and the serving model prices that energy."""
+    import numpy as np
+
+    from estimator.energy.prior_v2 import MEMORY_POWER_FRACTION, device_terms
+    from estimator.llm.pricing import StepPricer
+    from estimator.llm.steps import StepKernels
+
+    est = Estimator("h100", runtime="vllm", calibrated=False)
+    hw = est.profile
+    spec = parse_decoder_spec("zoo:llama-3.2-1b;layers=2;cache=paged;dtype=bfloat16")
+    report = StepKernels(spec.build(spec.config), 16, fuse=True).exact(1, 64)
+    terms = device_terms(report, hw, est.runtime, "bfloat16")
+    plain = device_terms(report, hw, est.runtime, "bfloat16", memory_power_fraction=0.0)
+    rate = hw.dram_bandwidth_bytes_per_s * hw.achievable_bandwidth_fraction
+    stream = MEMORY_POWER_FRACTION * (hw.tdp_w - hw.static_w) * terms.beyond_l1_bytes / rate
+    assert np.all(terms.dynamic_joules >= stream * (1 - 1e-12))
+    np.testing.assert_allclose(terms.dynamic_joules, np.maximum(plain.dynamic_joules, stream), rtol=1e-12)
+    shortfall = np.maximum(stream - plain.dynamic_joules, 0.0).sum()
+    assert shortfall > 0.3 * stream.sum()  # the GEMMs of a batch-16 decode step are memory-bound
+    host = ServingHost(0.0, 0.0, "none")
+    step = StepPricer(est, "bfloat16", None, serving=host, batch=16).price(report)
+    assert step.joules > float(terms.dynamic_joules.sum())
+    assert step.joules / step.seconds < hw.tdp_w
+
+
+def test_the_offset_fit_recovers_a_known_offset_and_power():
+    """``scripts/validate_llm.py``'s ``offset_fit`` (benchlab's boundary check) gives back the offset and power
+    of energies made as ``a + b x t``, R^2 = 1."""
+    import importlib.util
+    from pathlib import Path
+
+    import numpy as np
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "validate_llm.py"
+    spec = importlib.util.spec_from_file_location("validate_llm", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    seconds = np.array([0.12, 0.3, 0.45, 0.61, 0.9])
+    offset, power, r2 = module.offset_fit(84.0 + 654.0 * seconds, seconds)
+    assert offset == pytest.approx(84.0, rel=1e-9)
+    assert power == pytest.approx(654.0, rel=1e-9)
+    assert r2 == pytest.approx(1.0, abs=1e-12)

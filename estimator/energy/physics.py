@@ -43,6 +43,9 @@ PRIOR_NAME = "energy-roofline v1"
 IDLE_SUBTRACTED_BOUNDARIES = frozenset({"soc-core-rail-dynamic"})
 _FLOAT_DTYPES = frozenset({"float32", "float16", "bfloat16", "float64"})
 _MATRIX_KINDS = frozenset({"contraction", "attention"})
+#: What limits a kernel, by the index of the largest of its (compute, memory, launch) times.
+BOUND_NAMES = np.array(["compute", "memory", "launch"])
+BOUND_NAMES.setflags(write=False)
 #: --dtype choices and the element type each means.
 DTYPE_CHOICES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "int8"}
 
@@ -126,6 +129,10 @@ class KernelArrays:
     matrix: np.ndarray
     #: Per dtype, the kernels of that dtype on the matrix path and on the vector path (bool masks).
     dtype_paths: tuple[tuple[str, np.ndarray, np.ndarray], ...] = ()
+    #: The (dtype, matrix path?) pairs the kernels have (per dtype in ``dtype_paths`` order, matrix first) and
+    #: each kernel's pair as an index into them: per-kernel rates are one look-up into a table of a few.
+    path_keys: tuple[tuple[str, bool], ...] = ()
+    path_index: np.ndarray | None = None
 
 
 def kernel_arrays(kernels: KernelReport, dtype: str | None = None) -> KernelArrays:
@@ -150,9 +157,15 @@ def _kernel_arrays(kernels: KernelReport, dtype: str | None) -> KernelArrays:
             dtypes.append(k.dtype if k.dtype != "undefined" else "float32")
     matrix = np.array([k.kind in _MATRIX_KINDS for k in ks], dtype=bool)
     paths = []
+    keys: list[tuple[str, bool]] = []
+    path_index = np.zeros(len(ks), dtype=np.intp)
     for dt in dict.fromkeys(dtypes):
         of_dtype = np.array([d == dt for d in dtypes], dtype=bool)
         paths.append((dt, of_dtype & matrix, of_dtype & ~matrix))
+        for on_matrix, mask in ((True, paths[-1][1]), (False, paths[-1][2])):
+            if mask.any():
+                path_index[mask] = len(keys)
+                keys.append((dt, on_matrix))
     out = KernelArrays(
         flops=a["flops"].astype(np.float64),
         weight_bytes=a["weight_bytes"] * scale,
@@ -162,14 +175,33 @@ def _kernel_arrays(kernels: KernelReport, dtype: str | None) -> KernelArrays:
         dtypes=tuple(dtypes),
         matrix=matrix,
         dtype_paths=tuple(paths),
+        path_keys=tuple(keys),
+        path_index=path_index,
     )
-    for array in (out.flops, out.weight_bytes, out.activation_bytes, out.write_bytes, out.launches):
+    for array in (
+        out.flops,
+        out.weight_bytes,
+        out.activation_bytes,
+        out.write_bytes,
+        out.launches,
+        path_index,
+    ):
         array.setflags(write=False)  # kept with the report (KernelReport.derived) and shared
     out.matrix.setflags(write=False)
     for _, on_matrix, on_vector in paths:
         on_matrix.setflags(write=False)
         on_vector.setflags(write=False)
     return out
+
+
+def _path_rates(ka: KernelArrays, hw: HardwareProfile, share: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Per kernel, the peak FLOP/s of its (dtype, path) times ``share`` and the J/FLOP of its dtype: a table
+    per (dtype, path) pair the kernels have, read at :attr:`KernelArrays.path_index`."""
+    peaks, energies = [], []
+    for dt, on_matrix in ka.path_keys:
+        peaks.append(hw.peak_flops_per_s(dt, matrix=on_matrix) * share)
+        energies.append(hw.energy_per_flop_j(dt))
+    return np.array(peaks, dtype=float)[ka.path_index], np.array(energies, dtype=float)[ka.path_index]
 
 
 def runs_on_gpu(hw: HardwareProfile) -> bool:
@@ -226,15 +258,20 @@ def _peak_live_activation_bytes(kernels: KernelReport) -> int:
     report = kernels.costs
     graph = report.graph
     kernel_of = kernels.kernel_of_node
+    views = kernels.views
+    constant = graph.constant_roots
     steps = max(len(kernels.kernels), 1)
     last_use: dict[str, int] = {}
     for n, gn in zip(report.nodes, graph.nodes, strict=True):
         if n.status == "folded":
             continue
+        step = kernel_of.get(n.index, 0)
         for name in gn.inputs:
-            if name and not graph.is_constant(name):
-                r = kernels.root(name)  # a tensor read through a view stays alive until the view's reader
-                last_use[r] = max(last_use.get(r, 0), kernel_of.get(n.index, 0))
+            if name and name not in constant:
+                while name in views:  # a tensor read through a view stays alive until the view's reader
+                    name = views[name]
+                if last_use.get(name, -1) < step:
+                    last_use[name] = step
     sizes, born, dies = [], [], []
     for name in graph.inputs:
         info = graph.tensor(name)
@@ -246,9 +283,9 @@ def _peak_live_activation_bytes(kernels: KernelReport) -> int:
     for n in report.nodes:
         if n.status != "costed":
             continue
+        start = kernel_of.get(n.index, 0)
         for tensor, nbytes in n.writes:
             sizes.append(nbytes)
-            start = kernel_of.get(n.index, 0)
             born.append(start)
             dies.append(steps - 1 if tensor in outputs else max(last_use.get(tensor, start), start))
     return peak_live_bytes(sizes, born, dies, steps)
@@ -276,17 +313,7 @@ def energy_prior(
     units = units_used(hw, runtime, threads)
     share = 1.0 if runs_on_gpu(hw) else units / hw.compute_units
     levels, placement = place_kernels(kernels, ka, hw, units)
-    n = len(ka.flops)
-    peak = np.empty(n)
-    e_flop = np.empty(n)
-    for dt, on_matrix, on_vector in ka.dtype_paths:
-        if on_matrix.any():
-            peak[on_matrix] = hw.peak_flops_per_s(dt, matrix=True) * share
-        if on_vector.any():
-            peak[on_vector] = hw.peak_flops_per_s(dt, matrix=False) * share
-        energy = hw.energy_per_flop_j(dt)
-        e_flop[on_matrix] = energy
-        e_flop[on_vector] = energy
+    peak, e_flop = _path_rates(ka, hw, share)
 
     t_compute = ka.flops / (peak * hw.achievable_compute_fraction)
     beyond_l1 = (
@@ -296,7 +323,7 @@ def energy_prior(
     t_launch = ka.launches * hw.launch_overhead_s
     stacked = np.stack([t_compute, t_memory, t_launch])
     t = stacked.max(axis=0)
-    bound = np.array(["compute", "memory", "launch"])[stacked.argmax(axis=0)]
+    bound = BOUND_NAMES[stacked.argmax(axis=0)]
 
     level_energy = np.array([c.energy_per_byte_j for c in hw.caches] + [hw.dram_energy_per_byte_j])
     memory_j = placement.bytes_by_level * level_energy  # [kernels, levels]

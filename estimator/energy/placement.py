@@ -58,12 +58,31 @@ def fits(
     replicated = np.asarray(replicated, dtype=np.float64)
     split = np.asarray(split, dtype=np.float64)
     level = np.full(replicated.shape, len(levels), dtype=np.int64)
+    whole = None  # replicated + split: the need at every level held by one unit (split / 1 == split)
     for i in range(len(levels) - 1, -1, -1):
         lv = levels[i]
-        u = max(1, min(units_used, lv.units)) if lv.per_unit else 1
-        need = replicated + split / u
-        level = np.where(need <= lv.size_bytes, i, level)
+        u = _sharing(lv, units_used)
+        if u == 1:
+            if whole is None:
+                whole = replicated + split
+            need = whole
+        else:
+            need = replicated + split / u
+        level[need <= lv.size_bytes] = i
     return level
+
+
+def _sharing(level: CacheLevel, units_used: int) -> int:
+    """Units that divide the split part of a working set at ``level`` (1 for a shared level)."""
+    return max(1, min(units_used, level.units)) if level.per_unit else 1
+
+
+def _fits_one(levels: Sequence[CacheLevel], replicated: float, split: float, units_used: int) -> int:
+    """:func:`fits` of one working set, in Python floats (the same IEEE double arithmetic)."""
+    for i, lv in enumerate(levels):
+        if replicated + split / _sharing(lv, units_used) <= lv.size_bytes:
+            return i
+    return len(levels)
 
 
 @dataclass(frozen=True)
@@ -102,18 +121,15 @@ def place(
     All byte arguments are per kernel (arrays of equal length) except the two model-level totals.
     """
     weight_bytes = np.asarray(weight_bytes, dtype=np.float64)
-    activation_bytes = np.asarray(activation_bytes, dtype=np.float64)
-    write_bytes = np.asarray(write_bytes, dtype=np.float64)
-    kernel_level = fits(levels, weight_bytes, activation_bytes + write_bytes, units_used)
-    model_level = int(
-        fits(levels, np.array([model_weight_bytes]), np.array([peak_live_activation_bytes]), units_used)[0]
-    )
+    moved = np.asarray(activation_bytes, dtype=np.float64) + np.asarray(write_bytes, dtype=np.float64)
+    kernel_level = fits(levels, weight_bytes, moved, units_used)
+    model_level = _fits_one(levels, float(model_weight_bytes), float(peak_live_activation_bytes), units_used)
     weight_level = np.maximum(kernel_level, model_level)
     n_levels = len(levels) + 1
     out = np.zeros((len(weight_bytes), n_levels))
     rows = np.arange(len(weight_bytes))
     # Each (row, level) pair once per statement: plain fancy indexing adds as np.add.at would.
-    out[rows, kernel_level] = activation_bytes + write_bytes
+    out[rows, kernel_level] = moved
     out[rows, weight_level] += weight_bytes
     return Placement(
         level_names=(*(lv.name for lv in levels), "DRAM"),

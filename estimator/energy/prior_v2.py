@@ -24,9 +24,10 @@ Energy: ``E = P_static * B + P_ctx * (T - B) + sum(E_dynamic)`` with ``B = sum(g
 ``P_static`` the profile's busy static power, ``P_ctx`` its idle-with-context power (a CUDA context resident,
 the board waiting for the host), ``E_dynamic`` per kernel as in v1 (FLOPs x J/FLOP + bytes per level x J/B),
 except that a GEMM draws the power limit: its ``E_dynamic`` is at least ``(TDP - P_static) x flops / (peak x
-achievable_compute_fraction)`` (:func:`gemm_power_limit_joules`), and every other kernel draws at least the
-streaming power: ``E_dynamic >= phi x (TDP - P_static) x bytes / (f_b x BW)`` (:func:`memory_stream_joules`,
-``phi`` = :data:`MEMORY_POWER_FRACTION`, fitted).
+achievable_compute_fraction)`` (:func:`gemm_power_limit_joules`), and every kernel, a memory-bound GEMM too (a
+decode step's weight reads), draws at least the streaming power: ``E_dynamic >= phi x (TDP - P_static) x bytes /
+(f_b x BW)`` (:func:`memory_stream_joules`, ``phi`` = :data:`MEMORY_POWER_FRACTION`, fitted). A compute-bound GEMM
+is above it already (its power limit over a time longer than its streaming time).
 TDP clamp: if ``(P_static * B + sum(E_dynamic)) / B`` would exceed TDP, every ``g_k`` stretches by the same
 factor so that busy power equals TDP, before the pipeline runs.
 
@@ -46,16 +47,11 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from estimator.cost.kernels import KernelReport
-from estimator.energy.gpu_efficiency import (
-    BANDWIDTH_RAMP_S,
-    bandwidth_fraction,
-    gemm_shape,
-    library_tile_efficiency,
-    runs_as_gemm,
-    uses_tf32,
-)
+from estimator.energy.gpu_efficiency import BANDWIDTH_RAMP_S, bandwidth_fraction
+from estimator.energy.gpu_paths import compute_paths
 from estimator.energy.hardware import HardwareProfile
 from estimator.energy.physics import (
+    BOUND_NAMES,
     PRIOR_NAME,
     PriorResult,
     energy_prior,
@@ -64,7 +60,6 @@ from estimator.energy.physics import (
     static_power_w,
 )
 from estimator.energy.placement import Placement
-from estimator.energy.profile import compute_dtype_class
 from estimator.energy.runtimes import Runtime, get_runtime
 from estimator.errors import ProfileError
 
@@ -142,50 +137,6 @@ def run_prior(
     if canonical_prior_name(name) == PRIOR_NAME:
         return energy_prior(kernels, hw, dtype=dtype, runtime=runtime, threads=threads)
     return energy_prior_v2(kernels, hw, dtype=dtype, runtime=runtime, threads=threads, constants=constants)
-
-
-@dataclass(frozen=True)
-class _Compute:
-    peak: np.ndarray  # FLOP/s each kernel's arithmetic runs at, before efficiency
-    efficiency: np.ndarray  # tile and wave quantisation, (0, 1]
-    e_flop: np.ndarray  # J/FLOP
-    gemm: np.ndarray  # whether the kernel runs as a tiled GEMM (known shape, at least one MMA wide)
-    unshaped: int  # contraction kernels without a known GEMM shape (timed at efficiency 1)
-
-
-def _compute_paths(kernels: KernelReport, hw: HardwareProfile, runtime: Runtime, dtypes, matrix) -> _Compute:
-    n = len(kernels.kernels)
-    peak, eff, e_flop = np.empty(n), np.ones(n), np.empty(n)
-    gemm = np.zeros(n, dtype=bool)
-    unshaped = 0
-    # GEMM shapes are a function of the report, tile efficiencies of the report and the SM count: kept with the
-    # report (filled as asked), so several devices, runtimes and constants reuse them.
-    shapes = kernels.derived("gemm_shapes", dict)
-    tiles = kernels.derived(("library_tile_efficiency", hw.compute_units), dict)
-    for i, k in enumerate(kernels.kernels):
-        dt = dtypes[i]
-        on_matrix = bool(matrix[i])
-        if on_matrix and k.launches:
-            if i not in shapes:
-                shapes[i] = gemm_shape(kernels, k)
-            shape = shapes[i]
-            if shape is None:
-                unshaped += 1
-                op_class = "matmul"
-            elif not runs_as_gemm(shape):
-                on_matrix = False
-                op_class = shape.op_class
-            else:
-                op_class = shape.op_class
-                if i not in tiles:
-                    tiles[i] = library_tile_efficiency(shape, hw.compute_units)
-                eff[i] = tiles[i]
-                gemm[i] = True
-            if on_matrix and compute_dtype_class(dt) == "fp32":
-                on_matrix = uses_tf32(runtime.name, op_class)
-        peak[i] = hw.peak_flops_per_s(dt, matrix=on_matrix)
-        e_flop[i] = hw.energy_per_flop_j(dt)
-    return _Compute(peak, eff, e_flop, gemm, unshaped)
 
 
 def pipeline_end_times(gpu_s: np.ndarray, issue_s: np.ndarray) -> np.ndarray:
@@ -274,7 +225,7 @@ def device_terms(
     ``memory_power_fraction`` is :data:`MEMORY_POWER_FRACTION` unless a fit tries another."""
     ka = kernel_arrays(kernels, dtype)
     levels, placement = place_kernels(kernels, ka, hw, hw.compute_units)
-    paths = _compute_paths(kernels, hw, runtime, ka.dtypes, ka.matrix)
+    paths = compute_paths(kernels, hw, runtime, ka, dtype)
     t_compute = ka.flops / (paths.peak * hw.achievable_compute_fraction * paths.efficiency)
     beyond_l1 = (
         placement.bytes_by_level[:, 1:].sum(axis=1) if levels else placement.bytes_by_level.sum(axis=1)
@@ -285,12 +236,13 @@ def device_terms(
     # A GEMM draws the board's power limit at the achievable rate (GPU Boost raises the clocks until it does):
     # its dynamic energy is at least the TDP headroom over its full-efficiency time.
     limit_j = gemm_power_limit_joules(ka.flops, paths.peak * hw.achievable_compute_fraction, hw)
-    compute_j = np.where(paths.gemm, np.maximum(compute_j, limit_j - memory_j.sum(axis=1)), compute_j)
-    # Every other kernel draws at least the streaming power over its bytes (memory_stream_joules); the raise
-    # counts as data movement, on the DRAM level.
     moved_j = memory_j.sum(axis=1)
+    compute_j = np.where(paths.gemm, np.maximum(compute_j, limit_j - moved_j), compute_j)
+    # Every kernel draws at least the streaming power over its bytes (memory_stream_joules): a memory-bound GEMM
+    # (decode's GEMV-like weight reads) too, whose power-limit rule over its short compute time falls below it
+    # (docs/llm.md, "vLLM decode power"). The raise counts as data movement, on the DRAM level.
     stream_j = memory_stream_joules(beyond_l1, hw, memory_power_fraction)
-    extra = np.where(paths.gemm, 0.0, np.maximum(stream_j - compute_j - moved_j, 0.0))
+    extra = np.maximum(stream_j - compute_j - moved_j, 0.0)
     memory_j[:, -1] += extra
     moved_j = moved_j + extra
     return DeviceTerms(
@@ -366,12 +318,16 @@ def assemble(
     fraction = bandwidth_fraction(
         beyond_l1, hw.dram_bandwidth_bytes_per_s, hw.achievable_bandwidth_fraction, c.bandwidth_ramp_s
     )
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t_memory = np.where(beyond_l1 > 0, beyond_l1 / (hw.dram_bandwidth_bytes_per_s * fraction), 0.0)
+    t_memory = np.divide(
+        beyond_l1,
+        hw.dram_bandwidth_bytes_per_s * fraction,
+        out=np.zeros(len(beyond_l1)),
+        where=beyond_l1 > 0,
+    )
     t_floor = np.where(launched, c.gpu_kernel_floor_s, 0.0)
     stacked = np.stack([terms.t_compute, t_memory, t_floor])
     g = np.where(launched, stacked.max(axis=0), 0.0)
-    device_bound = np.array(["compute", "memory", "launch"])[stacked.argmax(axis=0)]
+    bound_code = stacked.argmax(axis=0)  # index into BOUND_NAMES: compute, memory, launch
     dynamic = terms.dynamic_joules
     total_dynamic = float(dynamic.sum())
 
@@ -390,18 +346,18 @@ def assemble(
     last = float(end[-1]) if len(end) else 0.0
     # An inference costs at least one dispatch and one kernel, even when every node is a view or a constant.
     seconds = call + max(last, h + c.gpu_kernel_floor_s)
-    kernel_seconds = np.diff(end, prepend=0.0) if len(end) else end
+    kernel_seconds = end.copy()  # each kernel's slot: its end minus the previous one's
+    kernel_seconds[1:] -= end[:-1]
     in_first = call if call > 0 and launched.any() else 0.0
     if in_first:
         # The per-call host time comes before the first dispatch: the GPU waits through it in the first
         # kernel's slot, so the kernels' times and joules add up to the inference's (the per-layer view shows
         # it as its own row: PriorResult.call_joules).
-        kernel_seconds = kernel_seconds.copy()
         kernel_seconds[int(np.argmax(launched))] += call
     wait = np.maximum(kernel_seconds - g, 0.0)
     # A kernel's slot is host-bound when the GPU waited for the dispatch longer than the kernel ran.
-    host_led = launched & (wait > g)
-    bound = np.where(host_led | (device_bound == "launch"), "launch", device_bound)
+    bound_code[launched & (wait > g)] = 2
+    bound = BOUND_NAMES[bound_code]
     idle_time = max(seconds - busy, 0.0)
     kernel_j = dynamic + p_busy * g + p_wait * wait
     notes = ()

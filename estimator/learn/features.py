@@ -17,6 +17,7 @@ are computed in one numpy call).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,6 +71,7 @@ def build_features(
     graph_row: bool = True,
     distinct: bool = False,
     static: np.ndarray | None = None,
+    fixed: np.ndarray | None = None,
 ) -> FeatureRows:
     """Feature rows of a fused network on ``hw`` with ``runtime`` (see the module docstring).
 
@@ -78,14 +80,16 @@ def build_features(
     ``graph_row=False`` skips the network's row (``graph`` is then empty), for kernel-level ones.
     ``distinct=True`` builds one row per distinct kernel (networks repeat their blocks: equal kernels placed
     alike have equal rows), with :attr:`FeatureRows.kernel_row` mapping kernels to rows.
-    ``static`` is :func:`static_additive` of the same kernels, when the caller keeps it.
+    ``static`` is :func:`static_additive` of the same kernels, when the caller keeps it; ``fixed`` is
+    :func:`fixed_columns` of the same profile, runtime, threads, batch and dtype, when the caller keeps it.
     """
     if prior is None:
         prior = energy_prior(kernels, hw, dtype=dtype, runtime=runtime, threads=threads)
     launched = launched_kernels(kernels)
     add = _additive(kernels, prior, static)[launched]  # K x A raw additive quantities
     batch = kernels.costs.graph.batch
-    fixed = _fixed(hw, runtime, prior.threads, batch, dtype or kernels.dominant_dtype)
+    if fixed is None:
+        fixed = fixed_columns(hw, runtime, prior.threads, batch, dtype or kernels.dominant_dtype)
     graph = np.zeros(0)
     if graph_row:
         graph = _rows(
@@ -117,19 +121,15 @@ def build_features(
     return FeatureRows(graph, kernel_matrix, prior.kernel_joules[launched], prior, kernel_row)
 
 
-def _distinct(rows: np.ndarray) -> tuple[list[int], np.ndarray]:
-    """(index of the first of each distinct row, in order of appearance; each row's distinct-row number)."""
-    slot: dict[bytes, int] = {}
-    firsts: list[int] = []
-    row_of = []
-    for i, row in enumerate(rows):
-        key = row.tobytes()
-        j = slot.get(key)
-        if j is None:
-            j = slot[key] = len(firsts)
-            firsts.append(i)
-        row_of.append(j)
-    return firsts, np.array(row_of, dtype=np.intp)
+def _distinct(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index of the first of each distinct row, in order of appearance; each row's distinct-row number).
+    Rows are equal when their bytes are."""
+    seen: dict[bytes, int] = {}
+    row_of = np.array([seen.setdefault(row.tobytes(), len(seen)) for row in rows], dtype=np.intp)
+    # Numbers go up by one at each first appearance: there the running maximum rises.
+    rising = np.maximum.accumulate(row_of)
+    firsts = np.flatnonzero(np.diff(rising, prepend=-1)) if len(rows) else np.zeros(0, dtype=np.intp)
+    return firsts, row_of
 
 
 def launched_kernels(kernels: KernelReport) -> np.ndarray:
@@ -168,7 +168,7 @@ def _rows(
     flops, launches = a[:, _A["flops"]], a[:, _A["launches"]]
     total_bytes = a[:, _A["weight_bytes"]] + a[:, _A["act_bytes"]] + a[:, _A["write_bytes"]]
     # Ratios num / den where den > 0, else 0 (the order of _RATIO_OUT).
-    num = np.column_stack(
+    num = _columns(
         [
             a[:, _RATIO_NUM],
             flops,
@@ -177,12 +177,12 @@ def _rows(
             by_level[:, -1],
         ]
     )
-    den = np.column_stack([a[:, _RATIO_DEN], total_bytes, moved, moved, moved])
+    den = _columns([a[:, _RATIO_DEN], total_bytes, moved, moved, moved])
     ratio = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
     r[:, _RATIO_OUT] = ratio[:, _RATIO_PLAIN]
     # Everything that enters as log1p, one call (the order of _LOG1P_OUT).
     r[:, _LOG1P_OUT] = np.log1p(
-        np.column_stack(
+        _columns(
             [
                 input_elements / batch,
                 a[:, _LOG1P_SRC],
@@ -201,7 +201,7 @@ def _rows(
     level0 = sizes[0] if sizes else llc
     level1 = sizes[1] if len(sizes) > 1 else llc
     r[:, _LOG_OUT] = np.log(
-        np.column_stack(
+        _columns(
             [
                 (model_weights + 1) / level0,
                 (model_weights + 1) / level1,
@@ -215,6 +215,11 @@ def _rows(
     r[:, _INDEX["model_level"]] = model_level
     r += fixed
     return r
+
+
+def _columns(parts: list[np.ndarray]) -> np.ndarray:
+    """``np.column_stack(parts)`` for 1-D (n) and 2-D (n x m) float arrays: one new n x M array."""
+    return np.concatenate([p[:, None] if p.ndim == 1 else p for p in parts], axis=1)
 
 
 # Columns of the additive matrix that count what the kernels compute and move (hardware-free).
@@ -320,47 +325,76 @@ _LOG_OUT = np.array(
 #: Columns of the additive matrix that depend on the kernels alone (not on hardware, dtype or the prior).
 _STATIC_COLUMNS = (*_COUNT_COLUMNS, "model_weight_bytes", "act_elements")
 _CATEGORY_OF: dict[str, str] = {op: c for c, ops in OP_CATEGORIES.items() for op in ops}
+# static_additive: the additive columns read from the kernels' int64 columns, each kernel kind's one-hot
+# column.
+_KERNEL_FIELDS = (
+    ("flops", "flops"),
+    ("weight_bytes", "weight_bytes"),
+    ("act_bytes", "activation_read_bytes"),
+    ("write_bytes", "write_bytes"),
+    ("launches", "launches"),
+    ("model_weight_bytes", "weight_bytes"),
+)
+_KIND_COLUMN = {k: _A[f"kind_{k}"] for k in _KINDS}
 
 
 def static_additive(kernels: KernelReport) -> np.ndarray:
     """The hardware-free columns of the per-kernel additive matrix (K x A, the other columns 0).
 
     They depend on the kernels alone, so a caller estimating the same kernels on several profiles or dtypes
-    computes them once and passes them to :func:`build_features` as ``static``.
+    computes them once and passes them to :func:`build_features` as ``static``. Per-node quantities are summed
+    per kernel in node order (``np.add.at``), as a loop over each kernel's nodes would add them.
     """
+    ks = kernels.kernels
+    out = np.zeros((len(ks), len(_A_NAMES)))
+    if not ks:
+        return out
     nodes = kernels.costs.nodes
     graph = kernels.costs.graph
-    dead = dead_nodes(graph).tolist()
-    rows = []
-    for k in kernels.kernels:
-        a = [0.0] * len(_A_NAMES)  # a Python row, then one array: numpy item assignment is slower
-        a[_A["flops"]] = k.flops
-        a[_A["weight_bytes"]] = k.weight_bytes
-        a[_A["act_bytes"]] = k.activation_read_bytes
-        a[_A["write_bytes"]] = k.write_bytes
-        a[_A["launches"]] = k.launches
-        a[_A[f"kind_{k.kind if k.kind in _KINDS[:-1] else 'other'}"]] = 1
-        if k.kind in ("contraction", "attention"):
-            a[_A["matrix_flops"]] = k.flops
-        a[_A["dead_flops"]] = sum(nodes[i].flops for i in k.nodes if dead[i])
-        a[_A["dead_launches"]] = k.launches if all(dead[i] for i in k.nodes) else 0
-        for i in k.nodes:
-            n = nodes[i]
-            c = _CATEGORY_OF.get(n.op_type)
-            if c is None:
-                continue
-            a[_A[f"{c}_nodes"]] += 1
-            a[_A[f"{c}_flops"]] += n.flops
-            if c == "conv" and n.flops:
-                w = graph.tensor(graph.nodes[i].inputs[1]) if len(graph.nodes[i].inputs) > 1 else None
-                kelems = (
-                    float(np.prod(w.shape[2:])) if w is not None and w.shape and len(w.shape) > 2 else 1.0
-                )
-                a[_A["conv_kelems_x_flops"]] += kelems * n.flops
-        a[_A["model_weight_bytes"]] = k.weight_bytes
-        a[_A["act_elements"]] = k.activation_read_bytes * 8 / (dtype_bits(k.dtype) or 32)
-        rows.append(a)
-    return np.array(rows, dtype=float).reshape(len(rows), len(_A_NAMES))
+    columns = kernels.arrays
+    for name, field in _KERNEL_FIELDS:
+        out[:, _A[name]] = columns[field]
+    rows = np.arange(len(ks))
+    out[rows, [_KIND_COLUMN.get(k.kind, _KIND_COLUMN["other"]) for k in ks]] = 1
+    matrix = np.array([k.kind in ("contraction", "attention") for k in ks], dtype=bool)
+    out[matrix, _A["matrix_flops"]] = columns["flops"][matrix]
+    out[:, _A["act_elements"]] = [k.activation_read_bytes * 8 / (dtype_bits(k.dtype) or 32) for k in ks]
+
+    # The kernels' nodes, kernel after kernel, each in its kernel's order.
+    member = [i for k in ks for i in k.nodes]
+    owner = np.repeat(rows, [len(k.nodes) for k in ks])
+    node_flops = [nodes[i].flops for i in member]
+    dead = dead_nodes(graph)[np.array(member, dtype=np.intp)] if member else np.zeros(0, dtype=bool)
+    dead_flops = np.zeros(len(ks), dtype=np.int64)  # integer sums, as Python's sum of ints
+    np.add.at(dead_flops, owner[dead], np.array(node_flops, dtype=np.int64)[dead])
+    out[:, _A["dead_flops"]] = dead_flops
+    live = np.bincount(owner[~dead], minlength=len(ks))
+    out[:, _A["dead_launches"]] = np.where(live == 0, columns["launches"], 0)
+
+    # Op categories: per node of a category, its count and FLOPs (float sums, in node order); convolutions
+    # also their kernel elements x FLOPs.
+    at, count_col, flops_col, flops, conv_at, conv_value = [], [], [], [], [], []
+    for j, i in enumerate(member):
+        c = _CATEGORY_OF.get(nodes[i].op_type)
+        if c is None:
+            continue
+        at.append(owner[j])
+        count_col.append(_A[f"{c}_nodes"])
+        flops_col.append(_A[f"{c}_flops"])
+        flops.append(node_flops[j])
+        if c == "conv" and node_flops[j]:
+            inputs = graph.nodes[i].inputs
+            w = graph.tensor(inputs[1]) if len(inputs) > 1 else None
+            kelems = float(math.prod(w.shape[2:])) if w is not None and w.shape and len(w.shape) > 2 else 1.0
+            conv_at.append(owner[j])
+            conv_value.append(kelems * node_flops[j])
+    if at:
+        at_rows = np.array(at, dtype=np.intp)
+        np.add.at(out, (at_rows, np.array(count_col, dtype=np.intp)), 1.0)
+        np.add.at(out, (at_rows, np.array(flops_col, dtype=np.intp)), np.array(flops, dtype=float))
+    if conv_at:
+        np.add.at(out[:, _A["conv_kelems_x_flops"]], np.array(conv_at, dtype=np.intp), np.array(conv_value))
+    return out
 
 
 def _additive(kernels: KernelReport, prior: PriorResult, static: np.ndarray | None = None) -> np.ndarray:
@@ -408,7 +442,10 @@ def _graph_input_elements(kernels: KernelReport) -> float:
     return float(sum(t.numel for t in (graph.tensor(n) for n in graph.inputs) if t is not None and t.numel))
 
 
-def _fixed(hw: HardwareProfile, runtime: Runtime, threads: int, batch: int, dtype: str) -> np.ndarray:
+def fixed_columns(hw: HardwareProfile, runtime: Runtime, threads: int, batch: int, dtype: str) -> np.ndarray:
+    """The feature columns that depend on the profile, runtime, threads, batch and dtype alone (the others 0),
+    added to every row; a caller estimating many networks alike (an :class:`~estimator.api.Estimator`) keeps
+    them. ``dtype``: the element type the network runs in (its dominant one when not re-typed)."""
     r = np.zeros(len(FEATURE_NAMES))
     r[_INDEX["log_batch"]] = np.log(batch)
     r[_INDEX["dtype_bits"]] = dtype_bits(dtype) or 32

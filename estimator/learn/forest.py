@@ -92,40 +92,62 @@ class Forest:
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predictions (float32) for rows ``X`` (rows x features, float32)."""
         n_rows, n_features = X.shape
-        n_trees, width = self.feature.shape
         # A walker's state is twice its flat node id (tree * width + node): its left child's slot in the
-        # interleaved ``children``, the right one's next to it; the per-node arrays are read at half of it.
-        at = np.broadcast_to(np.arange(n_trees, dtype=np.intp) * (2 * width), (n_rows, n_trees)).copy()
+        # interleaved ``children``, the right one's next to it; the per-node arrays are read at the state.
+        walk = self._walk
+        at = np.broadcast_to(walk.roots, (n_rows, len(walk.roots))).copy()
         flat_x = X.ravel()
-        feature, threshold = self.feature.ravel(), self.threshold.ravel()
-        children2 = self._children2
         missing = bool(np.isnan(flat_x).any())
         row_offset = (np.arange(n_rows, dtype=np.intp) * n_features)[:, None] if n_rows > 1 else None
         for _ in range(self.depth):
-            node = at >> 1
-            column = feature.take(node)
+            column = walk.feature.take(at)
             if row_offset is not None:
                 column += row_offset
             x = flat_x.take(column)
             if missing:
-                go_right = ~(x < threshold.take(node))
-                go_right = np.where(np.isnan(x), ~self.default_left.ravel().take(node), go_right)
+                go_right = ~(x < walk.threshold.take(at))
+                go_right = np.where(np.isnan(x), ~walk.default_left.take(at), go_right)
             else:
-                go_right = x >= threshold.take(node)  # ~(x < threshold) when x is a number
+                go_right = x >= walk.threshold.take(at)  # ~(x < threshold) when x is a number
             at += go_right
-            at = children2.take(at)
-        leaves = self.value.ravel().take(at >> 1)
+            at = walk.children.take(at)
+        leaves = walk.value.take(at)
         # xgboost adds the trees' leaves one after another to the base score, in float32: cumsum does the same.
         margin = np.concatenate([np.full((n_rows, 1), self.base_score, dtype=np.float32), leaves], axis=1)
         return np.cumsum(margin, axis=1, dtype=np.float32)[:, -1]
 
     @cached_property
-    def _children2(self) -> np.ndarray:
-        """``children`` as walker states (twice the child's flat id), intp: built on the first prediction."""
-        return self.children.astype(np.intp) * 2
+    def _walk(self) -> _Walk:
+        """The arrays a walk reads, indexed by walker state: built on the first prediction (never pickled)."""
+        n_trees, width = self.feature.shape
+
+        def per_state(a: np.ndarray) -> np.ndarray:
+            return np.repeat(a.ravel(), 2)  # state 2 * id (and its right slot) reads node id
+
+        return _Walk(
+            roots=np.arange(n_trees, dtype=np.intp) * (2 * width),
+            feature=per_state(self.feature),
+            threshold=per_state(self.threshold),
+            default_left=per_state(self.default_left),
+            value=per_state(self.value),
+            children=self.children.astype(np.intp) * 2,
+        )
 
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "_children2"}
+        return {k: v for k, v in self.__dict__.items() if k != "_walk"}
+
+
+@dataclass(frozen=True)
+class _Walk:
+    """A forest's arrays by walker state (twice the flat node id): the roots' states, each state's split
+    feature, threshold, default direction and leaf value, and ``children`` (state + go-right -> child state)."""
+
+    roots: np.ndarray
+    feature: np.ndarray
+    threshold: np.ndarray
+    default_left: np.ndarray
+    value: np.ndarray
+    children: np.ndarray
 
 
 def _depth(left: np.ndarray, right: np.ndarray) -> int:

@@ -32,6 +32,7 @@ import onnx
 
 from estimator.cost.kernels import Kernel, KernelReport, fuse_kernels
 from estimator.cost.nodes import count_costs
+from estimator.energy.gpu_efficiency import GemmShape, gemm_shape
 from estimator.energy.physics import peak_live_activation_bytes
 from estimator.errors import GraphStructureError
 from estimator.graph.load import load_graph
@@ -173,6 +174,8 @@ class StepKernels:
             np.array_equal(got.arrays[f], expected.arrays[f]) for f in _FIELDS if f in expected.arrays
         ):
             return None
+        if gemm_shapes(got) != gemm_shapes(expected):
+            return None
         return poly
 
 
@@ -216,14 +219,34 @@ class GraphFacts:
         return [self.peak_live_bytes, self.input_elements, self.block_cache_bytes, self.block_past_elements]
 
 
-class _Polynomial:
-    """Per-kernel cost fields as polynomials (degree ``len(xs) - 1``) of one length, exact at integers."""
+def gemm_shapes(report: KernelReport) -> dict[int, GemmShape | None]:
+    """The GEMM of every kernel that multiplies (:func:`~estimator.energy.gpu_efficiency.gemm_shape`), by
+    kernel index, kept with the report under the key the v2 prior reads (``"gemm_shapes"``). Interpolated
+    reports carry another binding's graph, so :class:`_Polynomial` fills theirs with interpolated shapes."""
+    shapes = report.derived("gemm_shapes", dict)
+    for i, k in enumerate(report.kernels):
+        if k.macs > 0 and i not in shapes:
+            shapes[i] = gemm_shape(report, k)
+    return {i: s for i, s in shapes.items() if report.kernels[i].macs > 0}
 
-    def __init__(self, base: KernelReport, xs: np.ndarray, values: dict[str, np.ndarray], facts) -> None:
+
+class _Polynomial:
+    """Per-kernel cost fields and GEMM shapes as polynomials (degree ``len(xs) - 1``) of one length, exact at
+    integers."""
+
+    def __init__(
+        self,
+        base: KernelReport,
+        xs: np.ndarray,
+        values: dict[str, np.ndarray],
+        facts,
+        shapes: tuple[list[int], list[str], np.ndarray],
+    ) -> None:
         self.base = base
         self.xs = xs
         self.values = values  # field -> [len(xs), kernels]
         self._facts = facts  # [len(xs), 4]: GraphFacts of the fitted bindings
+        self._shapes = shapes  # kernel indices, op classes, [len(xs), kernels, (m, n, k, groups)]
 
     @classmethod
     def fit(cls, reports: Sequence[KernelReport], xs: Sequence[int]) -> _Polynomial | None:
@@ -232,7 +255,14 @@ class _Polynomial:
             return None
         values = {f: np.array([[getattr(k, f) for k in r.kernels] for r in reports], float) for f in _FIELDS}
         facts = np.array([GraphFacts.of(r).as_row() for r in reports])
-        return cls(reports[0], np.asarray(xs, float), values, facts)
+        # The prior tiles each GEMM by its shape (M, N, K): those of attention grow with the length too.
+        gemms = [gemm_shapes(r) for r in reports]
+        known = sorted(i for i, s in gemms[0].items() if s is not None)
+        if any(sorted(i for i, s in g.items() if s is not None) != known for g in gemms[1:]):
+            return None
+        classes = [gemms[0][i].op_class for i in known]
+        dims = np.array([[[g[i].m, g[i].n, g[i].k, g[i].groups] for i in known] for g in gemms], float)
+        return cls(reports[0], np.asarray(xs, float), values, facts, (known, classes, dims))
 
     def _weights(self, x: int) -> np.ndarray:
         weights = np.ones(len(self.xs))
@@ -253,7 +283,16 @@ class _Polynomial:
         weights = self._weights(x)
         fields = {f: np.rint(weights @ v).astype(np.int64).tolist() for f, v in self.values.items()}
         kernels = tuple(_with(k, {f: fields[f][i] for f in _FIELDS}) for i, k in enumerate(self.base.kernels))
-        return replace(self.base, kernels=kernels)
+        report = replace(self.base, kernels=kernels)
+        known, classes, dims = self._shapes
+        if known:
+            at = np.rint(np.tensordot(weights, dims, axes=1)).astype(np.int64).tolist()
+            shapes = {i: GemmShape(*d, op_class=c) for i, d, c in zip(known, at, classes, strict=True)}
+            for i, k in enumerate(kernels):
+                if k.macs > 0 and i not in shapes:
+                    shapes[i] = None  # no known shape at the fitted lengths either
+            report.derived("gemm_shapes", lambda: shapes)
+        return report
 
 
 def _with(kernel: Kernel, changes: dict) -> Kernel:
