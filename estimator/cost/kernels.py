@@ -30,6 +30,7 @@ import numpy as np
 
 from estimator.cost.nodes import COST_FIELDS, CostReport, NodeCost, int_columns
 from estimator.cost.ops.elementwise import FLOPS_PER_ELEMENT
+from estimator.graph.structure import frozen_record
 
 T = TypeVar("T")
 
@@ -235,18 +236,22 @@ def fuse_kernels(report: CostReport, *, fuse: bool = True) -> KernelReport:
                 if out:
                     view_of[out] = gn.inputs[0]
 
-    def root(t: str) -> str:
+    # Each view output resolved once to the tensor it finally aliases: a root is then one dict look-up.
+    root_of: dict[str, str] = {}
+    for out in view_of:
+        t = out
         while t in view_of:
             t = view_of[t]
-        return t
+        root_of[out] = t
+    root_get = root_of.get
 
     # Consumers of each root tensor, through views, excluding the views themselves.
     real_consumers: dict[str, list[int]] = {}
     for t, cs in consumers.items():
         for c in cs:
             if by_index[c].status != "zero-cost":
-                real_consumers.setdefault(root(t), []).append(c)
-    graph_outputs = {root(o) for o in graph.outputs}
+                real_consumers.setdefault(root_get(t, t), []).append(c)
+    graph_outputs = {root_get(o, o) for o in graph.outputs}
 
     group: dict[int, int] = {}
     members: list[list[int]] = []
@@ -257,11 +262,11 @@ def fuse_kernels(report: CostReport, *, fuse: bool = True) -> KernelReport:
     producers = graph.producers
 
     def producer_group(t: str) -> int | None:
-        p = producers.get(root(t))
+        p = producers.get(root_get(t, t))
         return group.get(nodes[p].index) if p is not None and nodes[p].status != "folded" else None
 
     def single_use(t: str) -> bool:
-        r = root(t)
+        r = root_get(t, t)
         return len(real_consumers.get(r, ())) == 1 and r not in graph_outputs
 
     def new_group(idx: int, kind: str) -> None:
@@ -321,7 +326,7 @@ def fuse_kernels(report: CostReport, *, fuse: bool = True) -> KernelReport:
     kernels = []
     for k, idxs in enumerate(members):
         kernels.append(
-            _make_kernel(k, idxs, kinds[k], by_index, graph.producers, root, real_consumers, graph_outputs)
+            _make_kernel(k, idxs, kinds[k], by_index, graph.producers, root_of, real_consumers, graph_outputs)
         )
     return KernelReport(report, tuple(kernels), dict(group), dict(view_of))
 
@@ -332,12 +337,13 @@ def _make_kernel(
     kind: str,
     by_index: Mapping[int, NodeCost],
     producers: Mapping[str, int],
-    root,
+    root_of: Mapping[str, str],
     real_consumers: Mapping[str, list[int]],
     graph_outputs: set[str],
 ) -> Kernel:
     member_nodes = [by_index[i] for i in idxs]
     inside = set(idxs)
+    root_get = root_of.get  # a view's output -> the tensor it aliases; any other tensor is its own root
     if kind == "attention-scores":
         kind = "contraction"
     elif kind == "attention-softmax":
@@ -356,7 +362,7 @@ def _make_kernel(
             if anchor is None and n.status == "costed":
                 anchor = n
         for r in n.reads:
-            src = root(r.tensor)
+            src = root_get(r.tensor, r.tensor)
             if src in seen:
                 continue
             seen.add(src)
@@ -368,23 +374,26 @@ def _make_kernel(
             else:
                 activation += r.nbytes
         for tensor, nbytes in n.writes:
-            r = root(tensor)
+            r = root_get(tensor, tensor)
             consumers = real_consumers.get(r, ())
             if r in graph_outputs or not consumers or any(c not in inside for c in consumers):
                 write += nbytes
     launches = 1 if names else 0
-    return Kernel(
-        index=k,
-        name="+".join(names) or member_nodes[0].op_type,
-        kind="view" if launches == 0 else kind,
-        nodes=tuple(idxs),
-        macs=macs,
-        flops=flops,
-        params=params,
-        param_bytes=param_bytes,
-        weight_bytes=weight,
-        activation_read_bytes=activation,
-        write_bytes=write,
-        launches=launches,
-        dtype=(anchor or member_nodes[0]).dtype,
+    return frozen_record(
+        Kernel,
+        {
+            "index": k,
+            "name": "+".join(names) or member_nodes[0].op_type,
+            "kind": "view" if launches == 0 else kind,
+            "nodes": tuple(idxs),
+            "macs": macs,
+            "flops": flops,
+            "params": params,
+            "param_bytes": param_bytes,
+            "weight_bytes": weight,
+            "activation_read_bytes": activation,
+            "write_bytes": write,
+            "launches": launches,
+            "dtype": (anchor or member_nodes[0]).dtype,
+        },
     )

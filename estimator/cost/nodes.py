@@ -19,6 +19,7 @@ root's dtype; a weight shared by two nodes (tied embeddings) is counted once.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from estimator.cost.memo import NODE_COST_MEMO, CostTemplate, NodeCostMemo, cost
 from estimator.cost.ops.base import REGISTRY, NodeContext, SubgraphCost
 from estimator.errors import EstimatorError, InvalidDimensionError, ShapeError, UnsupportedOpError
 from estimator.graph.load import Graph, Node, TensorInfo
+from estimator.graph.structure import frozen_record
 
 #: Statuses whose arithmetic and traffic are known (counted, free or folded).
 KNOWN_STATUSES = frozenset({"costed", "zero-cost", "folded"})
@@ -228,11 +230,20 @@ def count_costs(graph: Graph, *, strict: bool = False) -> CostReport:
     return report
 
 
+#: NodeCost's fields that have defaults, with them: the start of every record built by frozen_record.
+_NODE_COST_DEFAULTS = {
+    f.name: f.default for f in dataclasses.fields(NodeCost) if f.default is not dataclasses.MISSING
+}
+
+
 def _cost_node(graph: Graph, node: Node, counted_roots: set[str], memo: NodeCostMemo | None) -> NodeCost:
-    outputs = tuple(graph.tensor(o) for o in node.outputs)
+    get = graph.tensors.get  # Graph.tensor without a call per name
+    outputs = tuple([get(o) if o else None for o in node.outputs])
     base = {"index": node.index, "name": node.name, "op_type": node.op_type, "domain": node.domain}
     if node.constant_folded:
-        return NodeCost(**base, status="folded", output_shapes=_shapes(outputs))
+        return frozen_record(
+            NodeCost, {**_NODE_COST_DEFAULTS, **base, "status": "folded", "output_shapes": _shapes(outputs)}
+        )
     opset = graph.opset(node.domain)
     rule = REGISTRY.lookup(node.domain, node.op_type, opset)
     if rule is None:
@@ -242,7 +253,7 @@ def _cost_node(graph: Graph, node: Node, counted_roots: set[str], memo: NodeCost
             output_shapes=_shapes(outputs),
             message=f"no cost rule for {node.domain}::{node.op_type}",
         )
-    inputs = tuple(graph.tensor(i) for i in node.inputs)
+    inputs = tuple([get(i) if i else None for i in node.inputs])
     key = None if memo is None else signature(rule, node, opset, graph, inputs, outputs)
     if key is not None:
         template = memo.get(key, graph, node, inputs)
@@ -290,8 +301,16 @@ def _node_cost(
 ) -> NodeCost:
     """The NodeCost of ``node`` from its template: names filled in, parameters counted at the first reader."""
     if t.status == "zero-cost":
-        return NodeCost(
-            **base, status="zero-cost", dtype=t.dtype, output_shapes=t.output_shapes, flags=t.flags
+        return frozen_record(
+            NodeCost,
+            {
+                **_NODE_COST_DEFAULTS,
+                **base,
+                "status": "zero-cost",
+                "dtype": t.dtype,
+                "output_shapes": t.output_shapes,
+                "flags": t.flags,
+            },
         )
     params = param_bytes = 0
     # Roots are marked counted only once the whole node is costed: a later input of unknown shape must not
@@ -306,21 +325,28 @@ def _node_cost(
                 param_bytes += nbytes
     counted_roots |= newly_counted
     names = node.inputs
-    return NodeCost(
-        **base,
-        status="costed",
-        macs=t.macs,
-        flops=t.flops,
-        params=int(params),
-        param_bytes=int(param_bytes),
-        weight_bytes=t.weight_bytes,
-        activation_read_bytes=t.activation_read_bytes,
-        write_bytes=t.write_bytes,
-        dtype=t.dtype,
-        output_shapes=t.output_shapes,
-        reads=tuple(TensorRead(names[i], nbytes, weight) for i, nbytes, weight in t.reads),
-        writes=tuple((outputs[k].name, nbytes) for k, nbytes in t.writes),
-        flags=t.flags,
+    return frozen_record(
+        NodeCost,
+        {
+            **base,
+            "status": "costed",
+            "macs": t.macs,
+            "flops": t.flops,
+            "params": int(params),
+            "param_bytes": int(param_bytes),
+            "weight_bytes": t.weight_bytes,
+            "activation_read_bytes": t.activation_read_bytes,
+            "write_bytes": t.write_bytes,
+            "dtype": t.dtype,
+            "output_shapes": t.output_shapes,
+            "reads": tuple(
+                frozen_record(TensorRead, {"tensor": names[i], "nbytes": nbytes, "weight": weight})
+                for i, nbytes, weight in t.reads
+            ),
+            "writes": tuple((outputs[k].name, nbytes) for k, nbytes in t.writes),
+            "flags": t.flags,
+            "message": "",
+        },
     )
 
 

@@ -29,11 +29,15 @@ def _propagate(
 
     learned = False
     for node, attrs in zip(nodes, node_attrs, strict=True):
-        outputs = [o for o in node.output if o]
+        outputs = list(filter(None, node.output))  # the present ones (C-level filter: no frame per name)
         if not outputs:
             continue
         domain = canonical_domain(node.domain)
-        if domain == ONNX_DOMAIN and node.op_type in _FOLDERS and any(o not in constants for o in outputs):
+        if (
+            domain == ONNX_DOMAIN
+            and node.op_type in _FOLDERS
+            and not all(map(constants.__contains__, outputs))
+        ):
             values = _fold(node, attrs, types, constants)
             if values is not None:
                 for name, value in zip(node.output, values, strict=False):
@@ -173,8 +177,12 @@ def _fold_constant_of_shape(args: list, attrs: dict) -> list[np.ndarray]:
     if math.prod(shape) > _SMALL_CONSTANT_ELEMENTS:
         raise ValueError("too large to fold")
     value = attrs.get("value")
-    fill = value.reshape(-1)[0] if isinstance(value, np.ndarray) else np.float32(0)
-    return [np.full(shape, fill, dtype=np.asarray(fill).dtype)]
+    fill = np.asarray(value.reshape(-1)[0] if isinstance(value, np.ndarray) else np.float32(0))
+    if fill.dtype.kind in "biufc" and not any(fill.tobytes()):
+        return [
+            np.zeros(shape, dtype=fill.dtype)
+        ]  # the same bits as np.full with a +0 fill, several times faster
+    return [np.full(shape, fill, dtype=fill.dtype)]
 
 
 def _fold_clip(args: list, attrs: dict) -> np.ndarray:

@@ -15,8 +15,21 @@ from estimator.errors import InvalidDimensionError
 from estimator.graph.binding import _fmt_dims
 from estimator.graph.folding import _SMALL_CONSTANT_ELEMENTS, _propagate
 from estimator.graph.inference import Types, _collect_types
-from estimator.graph.reading import NodeView, _is_external, _numel, _topological_order, to_array_fast
-from estimator.graph.structure import MAX_TENSOR_ELEMENTS, ONNX_DOMAIN, Graph, Node, TensorInfo
+from estimator.graph.reading import (
+    NodeView,
+    _topological_order,
+    stored_tensor,
+    stored_tensors,
+    to_array_fast,
+)
+from estimator.graph.structure import (
+    MAX_TENSOR_ELEMENTS,
+    ONNX_DOMAIN,
+    Graph,
+    Node,
+    TensorInfo,
+    frozen_record,
+)
 from estimator.graph.validate import SMALL_TENSOR_BYTES, _has_data
 
 #: Ops that forward a stored constant unchanged in content (a view, a copy or a re-encoding of the same
@@ -62,6 +75,12 @@ _UNKNOWN = TensorInfo("", None, "")
 def _decode_attributes(node: onnx.NodeProto | NodeView) -> dict[str, Any]:
     """Node attributes as Python values: ints, floats, str, lists, numpy arrays for tensors; graphs skipped."""
     out: dict[str, Any] = {}
+    if isinstance(node, NodeView):  # names and types read once already
+        for attr, name, kind in zip(node.attribute, node.attribute_names, node.attribute_types, strict=True):
+            decode = _DECODERS.get(kind)
+            if decode is not None:
+                out[name] = decode(attr)
+        return out
     for attr in node.attribute:
         decode = _DECODERS.get(attr.type)
         if decode is not None:
@@ -72,13 +91,15 @@ def _decode_attributes(node: onnx.NodeProto | NodeView) -> dict[str, Any]:
 def _decode_tensor(attr: onnx.AttributeProto) -> np.ndarray | None:
     t = attr.t
     if t.ByteSize() > SMALL_TENSOR_BYTES:
-        return to_array_fast(t) if not _is_external(t) and _has_data(t) else None
+        view = stored_tensor(t)
+        return to_array_fast(view) if not view.external and _has_data(view) else None
     # Small tensor attributes (a ConstantOfShape fill, a Constant shape) repeat across the nodes and the
     # candidates of a NAS loop: decoded once per content (the serialized tensor: name, type, dims and values).
     key = t.SerializeToString()
     value = _SMALL_TENSORS.get(key, _MISSING)
     if value is _MISSING:
-        value = to_array_fast(t) if not _is_external(t) and _has_data(t) else None
+        view = stored_tensor(t)
+        value = to_array_fast(view) if not view.external and _has_data(view) else None
         if value is not None:
             value.setflags(write=False)  # shared by every node with this content
         if len(_SMALL_TENSORS) >= _SMALL_TENSORS_LIMIT:
@@ -97,8 +118,9 @@ _DECODERS = {
     onnx.AttributeProto.INT: lambda a: int(a.i),
     onnx.AttributeProto.FLOAT: lambda a: float(a.f),
     onnx.AttributeProto.STRING: lambda a: a.s.decode("utf-8", errors="replace"),
-    onnx.AttributeProto.INTS: lambda a: [int(v) for v in a.ints],
-    onnx.AttributeProto.FLOATS: lambda a: [float(v) for v in a.floats],
+    # ``field[:]``: a new list of Python ints / floats in one call (the protobuf holds them as such).
+    onnx.AttributeProto.INTS: lambda a: a.ints[:],
+    onnx.AttributeProto.FLOATS: lambda a: a.floats[:],
     onnx.AttributeProto.STRINGS: lambda a: [v.decode("utf-8", errors="replace") for v in a.strings],
     onnx.AttributeProto.TENSOR: _decode_tensor,
 }
@@ -117,7 +139,7 @@ def _freeze(
     symbols: Mapping[str, int],
     ir_version: int,
     outer_tensors: Mapping[str, TensorInfo] | None = None,
-    attributes: Mapping[int, dict[str, Any]] | None = None,
+    attributes: Mapping[int, dict[str, Any]] | Sequence[dict[str, Any]] | None = None,
     views: Sequence[NodeView] | None = None,
 ) -> Graph:
     """The :class:`Graph` of ``graph``'s nodes taken in ``order``. ``views``: their :class:`NodeView` in that
@@ -129,7 +151,7 @@ def _freeze(
     used_names: set[str] = set()
     tensors: dict[str, TensorInfo] = dict(outer_tensors or {})
     for name, (shape, dtype) in types.items():
-        tensors[name] = TensorInfo(name, shape, dtype)
+        tensors[name] = frozen_record(TensorInfo, {"name": name, "shape": shape, "dtype": dtype})
 
     for position, i in enumerate(order):
         proto = views[position] if views is not None else graph.node[i]
@@ -142,7 +164,7 @@ def _freeze(
         inputs = tuple(proto.input)
         outputs = tuple(proto.output)
         folded = op_type not in _NEVER_FOLDED and (
-            all(x in roots for x in inputs if x)
+            all(map(roots.__contains__, filter(None, inputs)))  # every present input is a constant
             or (op_type in ("Shape", "Size") and tensors.get(next(x for x in inputs if x), _UNKNOWN).shape)
         )
         if folded:
@@ -168,19 +190,22 @@ def _freeze(
             if o:
                 producers[o] = position
                 if o not in tensors:
-                    tensors[o] = TensorInfo(o, None, "undefined")
+                    tensors[o] = frozen_record(TensorInfo, {"name": o, "shape": None, "dtype": "undefined"})
         domain = proto.domain
         nodes.append(
-            Node(
-                index=position,
-                name=name,
-                op_type=op_type,
-                domain=domain or ONNX_DOMAIN,  # canonical_domain(domain), inlined
-                inputs=inputs,
-                outputs=outputs,
-                attributes=attrs,
-                subgraphs=subgraphs,
-                constant_folded=bool(folded),
+            frozen_record(
+                Node,
+                {
+                    "index": position,
+                    "name": name,
+                    "op_type": op_type,
+                    "domain": domain or ONNX_DOMAIN,  # canonical_domain(domain), inlined
+                    "inputs": inputs,
+                    "outputs": outputs,
+                    "attributes": attrs,
+                    "subgraphs": subgraphs,
+                    "constant_folded": bool(folded),
+                },
             )
         )
 
@@ -254,15 +279,15 @@ def _freeze_subgraph(
     outer_constants: Mapping[str, np.ndarray],
     symbols: Mapping[str, int],
 ) -> Graph:
-    initializer_names = {t.name for t in g.initializer}
+    stored = stored_tensors(g)
+    initializer_names = {t.name for t in stored}
     available = {vi.name for vi in g.input} | initializer_names
     order = _topological_order(g, available=available, outer=set(outer_tensors))
     types = _collect_types(g)
-    for t in g.initializer:
-        types[t.name] = (tuple(int(d) for d in t.dims), dtype_name(t.data_type))
     constants = dict(outer_constants)
-    for t in g.initializer:
-        if _numel(t.dims) <= _SMALL_CONSTANT_ELEMENTS and not _is_external(t) and _has_data(t):
+    for t in stored:
+        types[t.name] = (t.dims, dtype_name(t.data_type))
+        if t.numel <= _SMALL_CONSTANT_ELEMENTS and not t.external and _has_data(t):
             constants[t.name] = to_array_fast(t)
     attributes = {i: _decode_attributes(g.node[i]) for i in order}
     _propagate([g.node[i] for i in order], [attributes[i] for i in order], types, constants)

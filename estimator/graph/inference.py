@@ -14,7 +14,7 @@ from estimator.dtypes import DTYPE_CODES as _ONNX_CODE
 from estimator.dtypes import dtype_name
 from estimator.errors import ModelFormatError
 from estimator.graph.binding import _dims_of_type
-from estimator.graph.reading import _is_external, _numel
+from estimator.graph.reading import StoredTensor, stored_tensors
 
 #: Initializers at most this large stay initializers for ONNX's data propagation; larger ones become typed inputs.
 _INFERENCE_INITIALIZER_ELEMENTS = 4096
@@ -30,9 +30,18 @@ def _light_model(
     extra_types: Mapping[str, tuple[tuple[int, ...] | None, str]] | None = None,
     extra_constants: Mapping[str, np.ndarray] | None = None,
     order: Sequence[int] | None = None,
+    stored: Sequence[StoredTensor] | None = None,
 ) -> onnx.ModelProto:
-    """A copy of the model for shape inference: bound input shapes, large initializers as typed inputs."""
+    """A copy of the model for shape inference: bound input shapes, large initializers as typed inputs.
+    ``stored``: the graph's :func:`~estimator.graph.reading.stored_tensors`, when the caller has them."""
     src = model.graph
+    initializers = stored if stored is not None else stored_tensors(src)
+    if (
+        extra_types is None
+        and extra_constants is None
+        and _light_already(model, real_inputs, bindings, order, initializers)
+    ):
+        return model
     g = onnx.GraphProto(name=src.name)
     # ONNX's inference visits nodes in stored order: give it the topological one (some tools break the order).
     in_order = order is None or all(i == k for k, i in enumerate(order))
@@ -43,12 +52,12 @@ def _light_model(
         elem = vi.type.tensor_type.elem_type
         _add_typed(g.input, vi.name, elem, bindings[vi.name])
     small = []
-    for t in src.initializer:
-        if _numel(t.dims) <= _INFERENCE_INITIALIZER_ELEMENTS and not _is_external(t):
-            small.append(t)
+    for t in initializers:
+        if t.numel <= _INFERENCE_INITIALIZER_ELEMENTS and not t.external:
+            small.append(t.proto)
             known_constants.pop(t.name, None)
         else:
-            dims: list[int | str] = [int(d) for d in t.dims]
+            dims: list[int | str] = list(t.dims)
             if len(dims) == 1 and t.data_type not in _SHAPE_DTYPES:
                 # ONNX's data propagation keeps ~70 B per element of a 1-D input of known length (a 65B LLM's
                 # biases: ~400 MB). Its length is restored from the initializer after inference.
@@ -79,6 +88,30 @@ def _light_model(
     out.opset_import.extend(model.opset_import)
     out.functions.extend(model.functions)
     return out
+
+
+def _light_already(
+    model: onnx.ModelProto,
+    real_inputs: Sequence[onnx.ValueInfoProto],
+    bindings: Mapping[str, tuple[int, ...]],
+    order: Sequence[int] | None,
+    initializers: Sequence[StoredTensor],
+) -> bool:
+    """Whether the model is its own light copy: the copy would hold the same nodes in the same order, the same
+    initializers (all small and stored in the file), the same inputs with the same concrete shapes, and no symbol
+    to substitute - so ONNX's inference is run on the model itself rather than on a copy of it."""
+    return (
+        model.ir_version >= 4
+        and (order is None or all(i == k for k, i in enumerate(order)))
+        and len(model.graph.input) == len(real_inputs)
+        and len(bindings) == len(real_inputs)
+        and all(t.numel <= _INFERENCE_INITIALIZER_ELEMENTS and not t.external for t in initializers)
+        and all(
+            vi.type.tensor_type.HasField("shape")
+            and tuple(_dims_of_type(vi.type) or ()) == bindings.get(vi.name)
+            for vi in real_inputs
+        )
+    )
 
 
 def _add_typed(field: Any, name: str, elem_type: int, dims: Sequence[int | str]) -> None:
@@ -120,11 +153,12 @@ def _infer(model: onnx.ModelProto) -> onnx.ModelProto:
             raise ModelFormatError(f"ONNX shape inference rejected the model: {first}") from None
 
 
-def symbolic_lengths(graph: onnx.GraphProto) -> dict[str, int]:
-    """The symbolic length :func:`_light_model` gives each large or external 1-D initializer -> its length."""
+def symbolic_lengths(graph: onnx.GraphProto, stored: Sequence[StoredTensor] | None = None) -> dict[str, int]:
+    """The symbolic length :func:`_light_model` gives each large or external 1-D initializer -> its length.
+    ``stored``: the graph's :func:`~estimator.graph.reading.stored_tensors`, when the caller has them."""
     return {
-        f"__len_{t.name}": int(t.dims[0])
-        for t in graph.initializer
+        f"__len_{t.name}": t.dims[0]
+        for t in (stored if stored is not None else stored_tensors(graph))
         if len(t.dims) == 1 and t.data_type not in _SHAPE_DTYPES
     }
 
@@ -135,7 +169,7 @@ def _collect_types(
     """Shape and dtype name of every typed value; ``lengths`` resolves the symbolic lengths of 1-D weights
     (and so of every tensor ONNX derived from one: through Identity, Cast, Unsqueeze, Reshape...)."""
     types: dict[str, tuple[tuple[int, ...] | None, str]] = {}
-    for vi in (*graph.input, *graph.value_info, *graph.output):
+    for vi in graph.input[:] + graph.value_info[:] + graph.output[:]:
         read = _read_type(vi.type)
         if read is None:
             continue

@@ -20,15 +20,18 @@ def _is_zero_constant(graph: Graph, name: str) -> bool:
 def dead_nodes(graph: Graph) -> np.ndarray:
     """Boolean array over ``graph.nodes``: True where no graph output needs the node once ``x * 0`` is folded."""
     needed = set(graph.outputs)
-    dead = np.zeros(len(graph.nodes), dtype=bool)
+    needed.discard("")  # an omitted name is never needed (set.isdisjoint below relies on it)
+    dead = [False] * len(graph.nodes)
     for node in reversed(graph.nodes):
-        if not any(o in needed for o in node.outputs if o):
+        if needed.isdisjoint(node.outputs):
             dead[node.index] = True
             continue
-        zero_mul = node.op_type == "Mul" and any(_is_zero_constant(graph, i) for i in node.inputs)
-        for name in node.inputs:
-            if name and not (zero_mul and not _is_zero_constant(graph, name)):
-                needed.add(name)
+        if node.op_type == "Mul" and any(_is_zero_constant(graph, i) for i in node.inputs):
+            needed.update(name for name in node.inputs if name and _is_zero_constant(graph, name))
+        else:
+            needed.update(node.inputs)
+            needed.discard("")
         for sub in node.subgraphs.values():
             needed.update(name for name in sub.tensors if name not in sub.producers)
-    return dead
+            needed.discard("")
+    return np.array(dead, dtype=bool)

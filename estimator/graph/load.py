@@ -31,12 +31,12 @@ from estimator.graph.freeze import CONSTANT_FORWARDING_OPS, _decode_attributes, 
 from estimator.graph.inference import _collect_types, _infer, _light_model, symbolic_lengths
 from estimator.graph.reading import (
     NodeView,
-    _is_external,
+    StoredTensor,
     _iter_all_nodes,
-    _numel,
     _read_model,
     _topological_order,
     node_views,
+    stored_tensors,
     to_array_fast,
 )
 from estimator.graph.rebatch import rebatch_model
@@ -88,22 +88,33 @@ def load_graph(
     batch, shapes = _checked_arguments(batch, shapes)
     model = _read_model(source)
     views = node_views(model.graph)
-    _check_model_fields(model, views)
-    return _build(model, views, batch=batch, shapes=shapes)
+    stored = stored_tensors(model.graph)
+    _check_model_fields(model, views, stored)
+    return _build(model, views, stored, batch=batch, shapes=shapes)
 
 
 def _build(
-    model: onnx.ModelProto, views: list[NodeView], *, batch: int | None, shapes: dict[str, Sequence[int]]
+    model: onnx.ModelProto,
+    views: list[NodeView],
+    stored: list[StoredTensor],
+    *,
+    batch: int | None,
+    shapes: dict[str, Sequence[int]],
 ) -> Graph:
     opsets = {canonical_domain(o.domain): int(o.version) for o in model.opset_import}
     graph = model.graph
-    for node in _all_nodes(views):
+    nested = any(v.has_subgraphs for v in views)
+    for node in (
+        _all_nodes(views)
+        if nested or any(canonical_domain(d) not in opsets for d in {v.domain for v in views})
+        else ()
+    ):
         if canonical_domain(node.domain) not in opsets:
             raise ModelFormatError(
                 f"node '{node.name or node.op_type}' ({node.op_type}) uses domain '{node.domain}', which the "
                 f"model does not import; the file is malformed: re-export it"
             )
-    initializer_names = {t.name for t in graph.initializer} | {t.name for t in graph.sparse_initializer}
+    initializer_names = {t.name for t in stored} | {t.name for t in graph.sparse_initializer}
     real_inputs = [vi for vi in graph.input if vi.name not in initializer_names]
     order = _topological_order(
         graph, available={vi.name for vi in graph.input} | initializer_names, outer=set(), views=views
@@ -114,27 +125,26 @@ def _build(
         model = rebatch_model(model, order, [vi.name for vi in real_inputs], exported, new_batch)
         graph = model.graph
         views = node_views(graph)
-        initializer_names = {t.name for t in graph.initializer} | {t.name for t in graph.sparse_initializer}
+        stored = stored_tensors(graph)
+        initializer_names = {t.name for t in stored} | {t.name for t in graph.sparse_initializer}
         real_inputs = [vi for vi in graph.input if vi.name not in initializer_names]
 
-    inferred = _infer(_light_model(model, real_inputs, bindings, order=order))
-    lengths = symbolic_lengths(graph)
+    inferred = _infer(_light_model(model, real_inputs, bindings, order=order, stored=stored))
+    lengths = symbolic_lengths(graph, stored)
     types = _collect_types(inferred.graph, lengths)
-    for t in graph.initializer:
-        types[t.name] = (tuple(int(d) for d in t.dims), dtype_name(t.data_type))
     constants: dict[str, np.ndarray] = {}
-    for t in graph.initializer:
-        if _numel(t.dims) <= _SMALL_CONSTANT_ELEMENTS and not _is_external(t) and _has_data(t):
+    for t in stored:
+        types[t.name] = (t.dims, dtype_name(t.data_type))
+        if t.numel <= _SMALL_CONSTANT_ELEMENTS and not t.external and _has_data(t):
             constants[t.name] = to_array_fast(t)
 
     # The project's own propagation where ONNX's falls short: fold small shape arithmetic, shape contrib ops,
     # then let ONNX's inference continue from what was learned, until nothing new is learned.
-    ordered = [views[i] for i in order]
-    attributes = {i: _decode_attributes(views[i]) for i in order}
-    ordered_attrs = [attributes[i] for i in order]
+    ordered = views if all(i == k for k, i in enumerate(order)) else [views[i] for i in order]
+    ordered_attrs = [_decode_attributes(v) for v in ordered]
     # A round per chain of contrib ops at most (an int4 decoder has 4 MatMulNBits in a row per block, each
     # waiting for ONNX to shape its input), and at least MAX_PROPAGATION_ROUNDS.
-    contrib_nodes = sum(canonical_domain(n.domain) != ONNX_DOMAIN for n in ordered)
+    contrib_nodes = sum(1 for n in ordered if n.domain not in ("", ONNX_DOMAIN))
     for _ in range(max(MAX_PROPAGATION_ROUNDS, 4 + contrib_nodes)):
         learned = _propagate(ordered, ordered_attrs, types, constants)
         if not learned or all(
@@ -143,7 +153,13 @@ def _build(
             break
         inferred = _infer(
             _light_model(
-                model, real_inputs, bindings, extra_types=types, extra_constants=constants, order=order
+                model,
+                real_inputs,
+                bindings,
+                extra_types=types,
+                extra_constants=constants,
+                order=order,
+                stored=stored,
             )
         )
         types.update({k: v for k, v in _collect_types(inferred.graph, lengths).items() if v[0] is not None})
@@ -161,7 +177,7 @@ def _build(
         outer_roots={},
         symbols=symbols,
         ir_version=model.ir_version,
-        attributes={position: attributes[i] for position, i in enumerate(order)},
+        attributes=ordered_attrs,
         views=ordered,
     )
 

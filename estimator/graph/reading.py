@@ -73,6 +73,7 @@ class NodeView(NamedTuple):
         input, output: tensor names; ``""`` for an omitted optional one.
         attribute: the proto's ``AttributeProto`` objects.
         has_subgraphs: whether an attribute holds a graph (Loop, If, Scan bodies).
+        attribute_names, attribute_types: each attribute's name and ``AttributeProto`` type, in order.
     """
 
     name: str
@@ -82,6 +83,8 @@ class NodeView(NamedTuple):
     output: tuple[str, ...]
     attribute: tuple[onnx.AttributeProto, ...]
     has_subgraphs: bool
+    attribute_names: tuple[str, ...] = ()
+    attribute_types: tuple[int, ...] = ()
 
 
 _GRAPH_TYPES = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
@@ -90,17 +93,28 @@ _GRAPH_TYPES = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
 def node_views(graph: onnx.GraphProto) -> list[NodeView]:
     """One :class:`NodeView` per node of ``graph`` (not of its subgraphs), in stored order."""
     out = []
+    # ``field[:]`` copies a repeated field into a list in one call; ``tuple(field)`` iterates it element by
+    # element through the sequence protocol, 2-3x slower.
     for node in graph.node:
-        attrs = tuple(node.attribute)
+        attrs = tuple(node.attribute[:])
+        if attrs:
+            names = tuple([a.name for a in attrs])
+            kinds = tuple([a.type for a in attrs])
+            nested = any(k in _GRAPH_TYPES for k in kinds)
+        else:
+            names = kinds = ()
+            nested = False
         out.append(
             NodeView(
                 node.name,
                 node.op_type,
                 node.domain,
-                tuple(node.input),
-                tuple(node.output),
+                tuple(node.input[:]),
+                tuple(node.output[:]),
                 attrs,
-                any(a.type in _GRAPH_TYPES for a in attrs) if attrs else False,
+                nested,
+                names,
+                kinds,
             )
         )
     return out
@@ -241,22 +255,82 @@ _RAW_NUMPY_DTYPES = {
 }
 
 
-def to_array_fast(t: onnx.TensorProto) -> np.ndarray:
+def to_array_fast(t: onnx.TensorProto | StoredTensor) -> np.ndarray:
     """``onnx.numpy_helper.to_array(t)`` (the same array), reading raw bytes of native numpy types directly:
     the library's general path looks up the type tables and external-data fields on every call."""
-    code = t.data_type
+    view = t if isinstance(t, StoredTensor) else stored_tensor(t)
+    code = view.data_type
     dtype = _RAW_NUMPY_DTYPES.get(code)
-    if dtype is not None and not _is_special(t):
-        if t.HasField("raw_data"):
+    fields = view.fields
+    if dtype is not None and not view.external and "segment" not in fields:
+        raw = fields.get("raw_data")
+        if raw is not None:
             if sys.byteorder == "little":
-                return np.frombuffer(t.raw_data, dtype=dtype).reshape(t.dims)
+                data = view.proto.raw_data if isinstance(raw, RawSize) else raw
+                return np.frombuffer(data, dtype=dtype).reshape(view.dims)
         elif code == onnx.TensorProto.INT64:
-            return np.array(t.int64_data, dtype=np.int64).reshape(t.dims)
+            # A list first: numpy reads a protobuf container element by element, several times slower.
+            return np.array(list(fields.get("int64_data", ())), dtype=np.int64).reshape(view.dims)
         elif code == onnx.TensorProto.FLOAT:
-            return np.array(t.float_data, dtype=np.float32).reshape(t.dims)
-    return onnx.numpy_helper.to_array(t)
+            return np.array(list(fields.get("float_data", ())), dtype=np.float32).reshape(view.dims)
+    return onnx.numpy_helper.to_array(view.proto)
 
 
-def _is_special(t: onnx.TensorProto) -> bool:
-    """A segment or external data: left to ONNX's own reader."""
-    return t.HasField("segment") or t.data_location == onnx.TensorProto.EXTERNAL
+class StoredTensor(NamedTuple):
+    """The fields of one stored ``TensorProto`` (an initializer, a tensor attribute) read into Python once, by
+    one ``ListFields`` call: validation, typing, folding and the light model each read them otherwise.
+
+    Attributes:
+        name: the proto's name (bytes where the file holds invalid UTF-8).
+        dims: its dimensions. data_type: its ONNX element type code.
+        external: whether its data lives in an external file.
+        fields: every field that is set, by name (repeated fields only when not empty; a ``raw_data`` larger
+            than 64 KiB as its :class:`RawSize`).
+        proto: the proto itself.
+    """
+
+    name: str
+    dims: tuple[int, ...]
+    data_type: int
+    external: bool
+    fields: dict[str, object]
+    proto: onnx.TensorProto
+
+    @property
+    def numel(self) -> int:
+        """Element count its dims declare."""
+        return math.prod(self.dims)
+
+
+class RawSize(int):
+    """Stands for a large ``raw_data`` in :attr:`StoredTensor.fields`: its length in bytes (``len()`` and truth as
+    the bytes'), without keeping a copy of a weight's bytes while the graph loads."""
+
+    def __len__(self) -> int:
+        return int(self)
+
+
+#: ``raw_data`` up to this many bytes is kept in :attr:`StoredTensor.fields` (every constant whose values loading
+#: reads is at most 4096 elements of at most 16 bytes); larger ones are read again from the proto when needed.
+_KEPT_RAW_BYTES = 4096 * 16
+
+
+def stored_tensor(t: onnx.TensorProto) -> StoredTensor:
+    """The :class:`StoredTensor` of ``t``."""
+    fields = {fd.name: value for fd, value in t.ListFields()}
+    raw = fields.get("raw_data")
+    if raw is not None and len(raw) > _KEPT_RAW_BYTES:
+        fields["raw_data"] = RawSize(len(raw))
+    return StoredTensor(
+        fields.get("name", ""),
+        tuple(fields["dims"][:]) if "dims" in fields else (),
+        fields.get("data_type", 0),
+        fields.get("data_location", 0) == onnx.TensorProto.EXTERNAL,
+        fields,
+        t,
+    )
+
+
+def stored_tensors(graph: onnx.GraphProto) -> list[StoredTensor]:
+    """One :class:`StoredTensor` per initializer of ``graph`` (not of its subgraphs), in stored order."""
+    return [stored_tensor(t) for t in graph.initializer]

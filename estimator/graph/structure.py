@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -33,6 +33,22 @@ class computed_once:
             return self
         value = instance.__dict__[self.name] = self.compute(instance)
         return value
+
+
+R = TypeVar("R")
+_new = object.__new__
+_set = object.__setattr__
+
+
+def frozen_record(cls: type[R], fields: dict[str, Any]) -> R:
+    """``cls(**fields)`` for a frozen dataclass ``cls`` when ``fields`` names every field (defaults included) and
+    nothing else: an equal object (same fields, hash and repr), built without the generated ``__init__``, which
+    sets each field through ``object.__setattr__`` - most of the time of the thousands of small records a load,
+    a costing and a fusion make. ``fields`` becomes the instance's ``__dict__``: the caller must not keep it.
+    Only for classes without ``__post_init__`` or slots (Node, TensorInfo, NodeCost, Kernel)."""
+    obj = _new(cls)
+    _set(obj, "__dict__", fields)
+    return obj
 
 
 @dataclass(frozen=True)

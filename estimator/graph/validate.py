@@ -11,7 +11,7 @@ import onnx
 
 from estimator.dtypes import dtype_name, storage_bytes
 from estimator.errors import InvalidDimensionError, ModelFormatError
-from estimator.graph.reading import NodeView, _is_external, _numel, node_views
+from estimator.graph.reading import NodeView, StoredTensor, _numel, node_views, stored_tensor
 from estimator.graph.structure import ONNX_DOMAIN, canonical_domain
 
 #: Newest opset of the domains whose versions the installed onnx package knows.
@@ -52,9 +52,14 @@ def _as_dim(value: object, what: str) -> int:
     return int(value)
 
 
-def _check_model_fields(model: onnx.ModelProto, views: Sequence[NodeView] | None = None) -> None:
+def _check_model_fields(
+    model: onnx.ModelProto,
+    views: Sequence[NodeView] | None = None,
+    stored: Sequence[StoredTensor] | None = None,
+) -> None:
     """Refuse names that are not valid UTF-8 and opset versions no ONNX release defines (ModelFormatError).
-    ``views``: the main graph's :func:`~estimator.graph.reading.node_views`, when the caller has them."""
+    ``views``, ``stored``: the main graph's :func:`~estimator.graph.reading.node_views` and
+    :func:`~estimator.graph.reading.stored_tensors`, when the caller has them."""
     for entry in model.opset_import:
         domain, version = entry.domain, int(entry.version)
         if not isinstance(domain, str):
@@ -67,7 +72,7 @@ def _check_model_fields(model: onnx.ModelProto, views: Sequence[NodeView] | None
                 f"the model imports opset {version} of domain '{canonical_domain(domain)}', which does not exist "
                 f"(valid: 1..{newest}); re-export the model with a released opset"
             )
-    _check_names(model.graph, "the main graph", views)
+    _check_names(model.graph, "the main graph", views, stored)
     opsets = {canonical_domain(e.domain): int(e.version) for e in model.opset_import}
     _check_arity(views if views is not None else node_views(model.graph), opsets)
 
@@ -76,8 +81,12 @@ def _check_arity(nodes: Sequence[NodeView], opsets: Mapping[str, int]) -> None:
     """Each node of a standard domain must give as many inputs and outputs as its schema allows at the imported
     opset (ModelFormatError otherwise): a rule reading a missing input would otherwise answer from half a node.
     Ops the installed onnx has no schema for (contrib domains, local functions) are left to the costing rules."""
+    seen: dict[tuple[str, str], tuple[int, int, int, int] | None] = {}  # this graph's look-ups
     for node in nodes:
-        schema = _schema(node.op_type, canonical_domain(node.domain), opsets)
+        key = (node.op_type, node.domain)
+        schema = seen.get(key, _MISSING)
+        if schema is _MISSING:
+            schema = seen[key] = _schema(node.op_type, canonical_domain(node.domain), opsets)
         if schema is None:
             continue
         n_in, n_out = len(node.input), len(node.output)
@@ -96,6 +105,8 @@ def _check_arity(nodes: Sequence[NodeView], opsets: Mapping[str, int]) -> None:
         )
 
 
+#: Marks a look-up not made yet (None is a valid answer: no schema).
+_MISSING = object()
 #: What onnx reports as the upper bound of a variadic input or output list.
 _VARIADIC = 2**31 - 1
 #: (op, domain, opset) -> (min inputs, max inputs, min outputs, max outputs), or None without a schema; keyed
@@ -123,20 +134,27 @@ def _schema(op_type: str, domain: str, opsets: Mapping[str, int]) -> tuple[int, 
     return _ARITY[key]
 
 
-def _check_names(graph: onnx.GraphProto, where: str, views: Sequence[NodeView] | None = None) -> None:
+def _check_names(
+    graph: onnx.GraphProto,
+    where: str,
+    views: Sequence[NodeView] | None = None,
+    stored: Sequence[StoredTensor] | None = None,
+) -> None:
     """Every name of ``graph`` (recursively) must be text: protobuf hands back bytes for invalid UTF-8."""
     nodes = views if views is not None else node_views(graph)
-    fields = [graph.name, *(t.name for t in graph.initializer)]
+    initializers = stored if stored is not None else [stored_tensor(t) for t in graph.initializer]
+    fields = [graph.name, *(t.name for t in initializers)]
     fields += [vi.name for vi in (*graph.input, *graph.output, *graph.value_info)]
     tensor_attributes = []
     for node in nodes:
         fields += (node.name, node.op_type, node.domain)
         fields += node.input
         fields += node.output
-        for attr in node.attribute:
-            fields.append(attr.name)
-            if attr.type == onnx.AttributeProto.TENSOR:
-                tensor_attributes.append((node, attr))
+        if node.attribute:
+            fields += node.attribute_names
+            for attr, kind in zip(node.attribute, node.attribute_types, strict=True):
+                if kind == onnx.AttributeProto.TENSOR:
+                    tensor_attributes.append((node, attr))
         if node.has_subgraphs:
             for attr in node.attribute:
                 for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
@@ -149,7 +167,7 @@ def _check_names(graph: onnx.GraphProto, where: str, views: Sequence[NodeView] |
             f"{where} has a name that is not valid UTF-8 ({bytes(bad)[:40]!r}); the file is corrupted or was "
             f"written by a broken exporter: re-export it"
         ) from None
-    for t in graph.initializer:
+    for t in initializers:
         _check_stored(t, f"initializer '{t.name}'")
     for node, attr in tensor_attributes:
         t = attr.t
@@ -184,22 +202,23 @@ _DATA_FIELD = {
 }
 
 
-def _check_stored(t: onnx.TensorProto, what: str) -> None:
+def _check_stored(t: onnx.TensorProto | StoredTensor, what: str) -> None:
     """A stored tensor's type must be defined, its dims non-negative, and data it carries must fill its dims."""
-    dtype = dtype_name(t.data_type)
+    view = t if isinstance(t, StoredTensor) else stored_tensor(t)
+    dtype = dtype_name(view.data_type)
     if dtype == "undefined":
         raise ModelFormatError(
-            f"{what} has element type {t.data_type} (undefined); the file is corrupted: re-export it"
+            f"{what} has element type {view.data_type} (undefined); the file is corrupted: re-export it"
         )
-    dims = t.dims
-    if any(d < 0 for d in dims):
+    dims = view.dims
+    if dims and min(dims) < 0:
         raise ModelFormatError(
             f"{what} has negative dimensions {list(dims)}; the file is corrupted: re-export it"
         )
-    if _is_external(t):
+    if view.external:
         return
-    # ListFields names only the fields that are set (a repeated field when it is not empty): one call.
-    present = {fd.name: value for fd, value in t.ListFields() if fd.name in _VALUE_FIELDS_AND_RAW}
+    # The fields that are set (a repeated field only when it is not empty), read once by stored_tensor.
+    present = view.fields
     own = _DATA_FIELD.get(dtype, "int32_data")  # ONNX stores small ints, bool and 16/8/4-bit floats as int32
     stray = next((name for name in _VALUE_FIELDS if name != own and name in present), None)
     if stray is not None:
@@ -232,15 +251,10 @@ _VALUE_FIELDS = ("float_data", "int32_data", "int64_data", "double_data", "uint6
 _VALUE_FIELDS_AND_RAW = frozenset({*_VALUE_FIELDS, "raw_data"})
 
 
-def _has_data(t: onnx.TensorProto) -> bool:
+def _has_data(t: onnx.TensorProto | StoredTensor) -> bool:
     """Whether a tensor stores its values (an empty tensor counts: it has all of its zero values)."""
-    stored = (
-        t.raw_data,
-        t.float_data,
-        t.int32_data,
-        t.int64_data,
-        t.double_data,
-        t.uint64_data,
-        t.string_data,
-    )
-    return _numel(t.dims) == 0 or any(len(field) for field in stored)
+    view = t if isinstance(t, StoredTensor) else stored_tensor(t)
+    if not view.dims or 0 not in view.dims:
+        fields = view.fields
+        return any(len(fields[name]) for name in _VALUE_FIELDS_AND_RAW if name in fields)
+    return True

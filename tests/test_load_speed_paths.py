@@ -1,0 +1,214 @@
+"""The shortcuts of loading, costing and fusion give what the plain code gives: records built by frozen_record equal
+their dataclass's own, ONNX's inference run on the model itself only when a light copy would be the same, stored
+tensors read once, zero fills, dead nodes found with set operations."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import onnx
+import onnx.helper
+import onnx.numpy_helper
+import pytest
+from onnx import parser
+
+import estimator.graph.inference as inference
+from estimator.cost.kernels import Kernel, fuse_kernels
+from estimator.cost.nodes import NodeCost, TensorRead, count_costs
+from estimator.errors import ModelFormatError
+from estimator.graph.folding import _fold_constant_of_shape
+from estimator.graph.freeze import _decode_attributes
+from estimator.graph.liveness import _is_zero_constant, dead_nodes
+from estimator.graph.load import load_graph
+from estimator.graph.reading import RawSize, node_views, stored_tensor, stored_tensors, to_array_fast
+from estimator.graph.structure import Node, TensorInfo
+from estimator.graph.validate import _check_stored, _has_data
+from estimator.zoo.nasbench201 import nasbench201
+from estimator.zoo.transformers import bert_encoder
+
+HEADER = '<ir_version: 10, opset_import: ["" : 20]>\n'
+CELL = "|nor_conv_3x3~0|+|none~0|avg_pool_3x3~1|+|skip_connect~0|none~1|nor_conv_1x1~2|"
+
+
+def _same_record(record: object) -> bool:
+    """``record`` has exactly its dataclass's fields and equals the object its ``__init__`` builds from them."""
+    cls = type(record)
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    computed = ("numel", "nbytes") if cls is TensorInfo else ()  # TensorInfo's computed_once values
+    kept = {k for k in vars(record) if k not in computed}
+    return kept == set(names) and cls(**{k: getattr(record, k) for k in names}) == record
+
+
+@pytest.mark.parametrize(
+    "model",
+    [nasbench201(CELL), bert_encoder(layers=1, hidden=32, heads=2, ffn=64, batch=1, seq=8)],
+    ids=["nb201", "bert"],
+)
+def test_records_built_by_frozen_record_equal_their_dataclass_init(model):
+    graph = load_graph(model)
+    report = count_costs(graph)
+    kernels = fuse_kernels(report)
+    records = [*graph.nodes, *graph.tensors.values(), *report.nodes, *kernels.kernels]
+    records += [r for n in report.nodes for r in n.reads]
+    kinds = {type(r) for r in records}
+    assert kinds == {Node, TensorInfo, NodeCost, TensorRead, Kernel}
+    assert all(_same_record(r) for r in records if type(r) is not Node)
+    # Node holds numpy attribute values (no == between whole records): compare field by field.
+    for node in graph.nodes:
+        names = [f.name for f in dataclasses.fields(Node)]
+        assert set(vars(node)) == set(names)
+
+
+def _parts(graph) -> tuple:
+    return (
+        [(n.name, n.op_type, n.inputs, n.outputs, n.constant_folded) for n in graph.nodes],
+        dict(graph.tensors),
+        dict(graph.constant_roots),
+        {k: (v.dtype.str, v.shape, v.tobytes()) for k, v in graph.constants.items()},
+    )
+
+
+@pytest.mark.parametrize(
+    "text, batch, reused",
+    [
+        ("g (float[1,4] x) => (float[1,4] y) { y = Relu (x) }", None, True),
+        ("g (float[N,4] x) => (float[N,4] y) { y = Relu (x) }", 3, False),  # a symbol to bind
+        ("g (float[2,4] x) => (float[2,4] y) { y = Relu (x) }", 5, False),  # re-batched
+        (  # a large initializer becomes a typed input in the light copy
+            "g (float[1,4] x) => (float[1,5000] y) { y = MatMul (x, w) }",
+            None,
+            False,
+        ),
+    ],
+)
+def test_inference_runs_on_the_model_itself_only_when_a_light_copy_would_be_the_same(
+    text, batch, reused, monkeypatch
+):
+    model = parser.parse_model(HEADER + text)
+    if "MatMul" in text:
+        model.graph.initializer.append(onnx.numpy_helper.from_array(np.zeros((4, 5000), np.float32), "w"))
+    seen = []
+    infer = inference._infer
+
+    def spy(m):
+        seen.append(m)
+        return infer(m)
+
+    monkeypatch.setattr("estimator.graph.load._infer", spy)
+    fast = load_graph(model, batch=batch)
+    assert (seen[0] is model) is reused
+    monkeypatch.setattr(inference, "_light_already", lambda *args: False)
+    plain = load_graph(model, batch=batch)
+    assert seen[-1] is not model
+    assert _parts(fast) == _parts(plain)
+
+
+def test_nasbench201_cells_are_inferred_in_place_and_load_as_from_a_copy(monkeypatch):
+    model = nasbench201(CELL)
+    fast = load_graph(model)
+    monkeypatch.setattr(inference, "_light_already", lambda *args: False)
+    assert _parts(fast) == _parts(load_graph(model))
+
+
+@pytest.mark.parametrize(
+    "tensor",
+    [
+        onnx.numpy_helper.from_array(np.arange(6, dtype=np.int64).reshape(2, 3), "raw"),
+        onnx.helper.make_tensor("typed", onnx.TensorProto.INT64, [3], [4, 5, 6]),
+        onnx.helper.make_tensor("floats", onnx.TensorProto.FLOAT, [2], [0.5, -1.0]),
+        onnx.helper.make_tensor("empty", onnx.TensorProto.FLOAT, [0, 3], []),
+        onnx.TensorProto(name="stripped", data_type=onnx.TensorProto.FLOAT, dims=[2, 2]),
+        onnx.numpy_helper.from_array(np.arange(20000, dtype=np.float32).reshape(100, 200), "large"),
+    ],
+    ids=lambda t: t.name,
+)
+def test_a_stored_tensor_reads_as_its_proto(tensor):
+    view = stored_tensor(tensor)
+    assert (view.name, view.dims, view.data_type) == (tensor.name, tuple(tensor.dims), tensor.data_type)
+    assert view.numel == int(np.prod(tensor.dims)) and not view.external
+    stored = bool(len(tensor.raw_data) or len(tensor.int64_data) or len(tensor.float_data))
+    assert _has_data(view) is _has_data(tensor) is (stored or view.numel == 0)
+    # A weight's bytes are not copied into the view (only their length), yet read as the proto's.
+    assert isinstance(view.fields.get("raw_data"), RawSize) is (len(tensor.raw_data) > 65536)
+    if _has_data(tensor):
+        _check_stored(view, "t")
+        got, expected = to_array_fast(view), onnx.numpy_helper.to_array(tensor)
+        assert got.dtype == expected.dtype and got.shape == expected.shape
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_stored_tensors_and_node_views_follow_the_graph():
+    model = nasbench201(CELL)
+    assert [t.name for t in stored_tensors(model.graph)] == [t.name for t in model.graph.initializer]
+    for view, node in zip(node_views(model.graph), model.graph.node, strict=True):
+        assert view.attribute == tuple(node.attribute)
+        assert view.attribute_names == tuple(a.name for a in node.attribute)
+        assert view.attribute_types == tuple(a.type for a in node.attribute)
+        from_view, from_proto = _decode_attributes(view), _decode_attributes(node)
+        assert list(from_view) == list(from_proto)  # same names, same order
+        for name, value in from_proto.items():
+            assert type(from_view[name]) is type(value)
+            assert (
+                np.array_equal(from_view[name], value)
+                if isinstance(value, np.ndarray)
+                else from_view[name] == value
+            )
+
+
+@pytest.mark.parametrize(
+    "fill, dtype",
+    [
+        (0.0, np.float32),
+        (-0.0, np.float32),
+        (1.5, np.float32),
+        (0, np.int64),
+        (7, np.int64),
+        (False, np.bool_),
+    ],
+)
+def test_constant_of_shape_fills_keep_every_bit(fill, dtype):
+    value = np.array([fill], dtype=dtype)
+    (out,) = _fold_constant_of_shape([np.array([2, 3], np.int64)], {"value": value})
+    expected = np.full((2, 3), value[0], dtype=dtype)
+    assert out.dtype == expected.dtype and out.shape == expected.shape
+    assert out.tobytes() == expected.tobytes()  # -0.0 keeps its sign bit
+    (default,) = _fold_constant_of_shape([np.array([4], np.int64)], {})
+    assert default.dtype == np.float32 and default.tobytes() == bytes(16)
+
+
+def _dead_reference(graph) -> list[bool]:
+    """Dead nodes by the definition: walk back from the outputs; ``Mul(x, 0)`` needs only its zero."""
+    needed = set(graph.outputs)
+    dead = [False] * len(graph.nodes)
+    for node in reversed(graph.nodes):
+        if not any(o in needed for o in node.outputs if o):
+            dead[node.index] = True
+            continue
+        zeros = [i for i in node.inputs if _is_zero_constant(graph, i)]
+        for name in node.inputs:
+            if name and (node.op_type != "Mul" or not zeros or name in zeros):
+                needed.add(name)
+    return dead
+
+
+@pytest.mark.parametrize(
+    "cell, any_dead",
+    [
+        (CELL, False),  # every 'none' edge reads a tensor that another edge also reads
+        ("|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|", True),  # node 1 feeds only x * 0
+        ("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", True),
+    ],
+)
+def test_dead_nodes_follow_the_definition(cell, any_dead):
+    graph = load_graph(nasbench201(cell))
+    dead = dead_nodes(graph)
+    assert dead.dtype == np.bool_ and dead.tolist() == _dead_reference(graph)
+    assert bool(dead.any()) is any_dead
+
+
+def test_a_large_weight_that_does_not_fill_its_dims_is_still_refused():
+    tensor = onnx.TensorProto(name="w", data_type=onnx.TensorProto.FLOAT, dims=[100, 200])
+    tensor.raw_data = bytes(70000)  # 17,500 floats for 20,000 declared
+    with pytest.raises(ModelFormatError, match="stores 70,000 bytes"):
+        _check_stored(stored_tensor(tensor), "initializer 'w'")
