@@ -77,10 +77,13 @@ def cross_device_split(gs: GpuSet, train: np.ndarray, test: np.ndarray, inner: n
     return {"pred": np.exp(point), "interval": (lo, hi), "floored": floored}
 
 
-def prior_interval(gs: GpuSet, rows: np.ndarray, devices: np.ndarray) -> Interval:
-    """The interval of the prior's cross-device answer from every device in ``rows`` held out in turn; the
-    spread inside a device from forward-pass rows (all rows at the prior's boundary when fewer than 10)."""
-    resid = prior_residuals(gs, rows, devices)
+def prior_interval(
+    gs: GpuSet, rows: np.ndarray, devices: np.ndarray, resid: np.ndarray | None = None
+) -> Interval:
+    """The interval of the prior's cross-device answer from every device in ``rows`` held out in turn (``resid``:
+    their :func:`prior_residuals` when already computed); the spread inside a device from forward-pass rows (all
+    rows at the prior's boundary when fewer than 10)."""
+    resid = prior_residuals(gs, rows, devices) if resid is None else resid
     board = rows & at_prior_boundary(gs)
     forward = ~input_pipeline(gs)[board]
     return calibrate(resid[board], devices[board], forward if forward.sum() >= 10 else None, predictive=True)

@@ -141,8 +141,8 @@ def train_gpu_models(gs: GpuSet, directory: Path, progress: Callable[[str], None
 def prior_answer(gs: GpuSet, rows: np.ndarray, devices: np.ndarray) -> dict:
     """The sidecar entry of the cross-device answer at the prior's boundary: the fitted v2 prior alone, its
     interval and held-out metrics from every device held out of the constant fit in turn."""
-    iv = prior_interval(gs, rows, devices)
     resid = prior_residuals(gs, rows, devices)
+    iv = prior_interval(gs, rows, devices, resid)
     board = rows & at_prior_boundary(gs) & ~np.isnan(resid)
     measured = gs.measured_j[board]
     return {
