@@ -108,6 +108,8 @@ class StepPricer:
         if self.serving:
             self._gpu_model = False
             self._constants = replace(self._constants or V2Constants(), host_call_s=0.0)
+        # whether a learned correction scales each step (not where the cross-device answer is the prior itself)
+        self._corrects = self._gpu_model and not prior_answers(model, estimator.correction, hw)
 
     @property
     def applies_serving(self) -> bool:
@@ -181,7 +183,7 @@ class StepPricer:
         if self.serving:
             return self._serving_step(prior, order, decode)
         joules, factor = prior.joules, 1.0
-        if self._gpu_model and not prior_answers(self.estimator.model, self.estimator.correction, hw):
+        if self._corrects:
             row = gpu_feature_row(
                 self._aggregates(report, ka, order, facts),
                 prior,
