@@ -215,7 +215,7 @@ def measure_energy(
     windows = []
     for _ in range(settings.repeats):
         synchronize()
-        e0, t0 = counter.read_joules(), clock()
+        e0, t0 = read_stamped(counter, clock)
         n = 0
         while True:
             run_once()
@@ -223,8 +223,8 @@ def measure_energy(
             if clock() - t0 >= settings.window_s:
                 break
         synchronize()
-        t1 = clock()
-        joules = _increase(counter.read_joules() - e0, t1 - t0, "an inference window", counter)
+        e1, t1 = read_stamped(counter, clock)
+        joules = _increase(e1 - e0, t1 - t0, "an inference window", counter)
         windows.append(Window(inferences=n, seconds=t1 - t0, joules=joules, idle_power_w=idle_power_w))
     return EnergyMeasurement(
         windows=tuple(windows),
@@ -248,10 +248,23 @@ def measure_idle_power(
         MeasurementError: the counter did not increase, went backwards, or the clock did not advance.
     """
     synchronize()
-    e0, t0 = counter.read_joules(), clock()
+    e0, t0 = read_stamped(counter, clock)
     sleep(seconds)
-    t1 = clock()
-    return _increase(counter.read_joules() - e0, t1 - t0, "the idle window", counter) / (t1 - t0)
+    e1, t1 = read_stamped(counter, clock)
+    return _increase(e1 - e0, t1 - t0, "the idle window", counter) / (t1 - t0)
+
+
+def read_stamped(counter: EnergyCounter, clock: Clock) -> tuple[float, float]:
+    """One counter reading (J) and the time it stands for (s): the midpoint of clock readings taken just before
+    and just after it.
+
+    A counter read is not instantaneous (an NVML call takes tens to hundreds of microseconds, a sysfs read can be
+    preempted); stamping it with a clock reading taken on one side only biases every power by the read's length
+    divided by the window's.
+    """
+    before = clock()
+    joules = counter.read_joules()
+    return joules, 0.5 * (before + clock())
 
 
 def _increase(joules: float, seconds: float, what: str, counter: EnergyCounter) -> float:
