@@ -304,7 +304,7 @@ class Estimator:
         """
         with _gc_paused():
             kernels = self.kernels(model, batch=batch, shapes=shapes, strict=strict)
-            return self.estimate_kernels(kernels, dtype=dtype, threads=threads)
+            return self._estimate_kernels(kernels, dtype, threads)
 
     def estimate_many(
         self, models: Sequence | Mapping, *, n_jobs: int | None = None, **options
@@ -321,6 +321,10 @@ class Estimator:
         self, kernels: KernelReport, *, dtype: str | None = None, threads: int | None = None
     ) -> Estimate:
         """Estimate from already fused kernels (skips loading; for callers that cost once)."""
+        with _gc_paused():
+            return self._estimate_kernels(kernels, dtype, threads)
+
+    def _estimate_kernels(self, kernels: KernelReport, dtype: str | None, threads: int | None) -> Estimate:
         element = DTYPE_CHOICES.get(dtype, dtype) if dtype else None
         hw = self.profile
         if not kernels.costs.nodes:
