@@ -9,29 +9,32 @@ float32 (no dtype passed; the notebook's ``nvidia-smi`` shows the process holdin
 measures" cell of ``thank_you/playground.ipynb`` in the same commit: it writes ``OUT_CSV =
 "ultrachat_energy_measurements.csv"`` with exactly this table's columns in this order, generates at most 128
 tokens (the table's largest ``response_tokens`` is 129) and printed the table's first row (683 prompt
-tokens). It measures **one** run per phase, without a warm-up loop, and reads CodeCarbon's accumulated totals
-(``tracker._total_gpu_energy``) after ``tracker.stop()``:
+tokens). The saved cell decodes without special tokens and for one conversation, where the table's responses
+keep them: the table came from an earlier state of the same cell. It measures **one** run per phase, without
+a warm-up loop, and reads CodeCarbon's accumulated totals (``tracker._total_gpu_energy``) after each
+``tracker.stop()``:
 
 * prefill: ``tracker.start()``, timer, ``generate(max_new_tokens=1)``, timer, ``tracker.stop()``;
 * generate: ``tracker.start()`` again on the same tracker, timer, ``generate(max_new_tokens=128)``, timer,
   ``tracker.stop()``; the CSV's ``energy_gpu_decode`` is the generate total minus the prefill total.
 
 What CodeCarbon 3.0.2 (the version the blog post of the same study names) does with that
-(github.com/mlco2/codecarbon @ v3.0.2, ``codecarbon/emissions_tracker.py``): ``start()`` returns at once
-("Already started tracking") when the tracker has been started before - ``stop()`` does not clear its start
-time - and ``stop()`` resets none of the totals. So the second window runs from the prefill's last counter
-read to the generate's, and ``energy_gpu_decode`` is the energy of the **whole** ``generate`` call, its own
+(github.com/mlco2/codecarbon @ v3.0.2, ``codecarbon/emissions_tracker.py``): ``start()`` (line 416) returns
+at once ("Already started tracking", line 437) when the tracker has been started before - ``stop()`` (line
+560) does not clear its start time - and ``stop()`` resets none of the totals. So the second window runs from
+the prefill's last counter read to the generate's, and ``energy_gpu_decode`` is the energy of the **whole** ``generate`` call, its own
 prefill pass included, while ``duration_decode`` (generate time minus prefill time) excludes that pass. The
 data show it: regressed on ``duration_decode`` alone the recorded decode energy has an intercept of 284 J
 (R^2 0.71); on the prefill energy and ``duration_decode``, -80 J + 1.2 x prefill + 357 W x s (R^2 0.994).
 
 Each window also runs past its timer: ``stop()`` measures RAM, then the CPU, then reads the GPU counter
-(``_do_measurements``, hardware in the order ``set_CPU_GPU_ram_tracking`` adds them), and the CPU in
-load mode (``codecarbon/external/hardware.py``, ``_get_power_from_cpu_load``) calls
-``psutil.cpu_percent(interval=0.5)``, which waits 0.5 s. The CPU columns confirm load mode: the CPU
-energy is 45.0 W x its window in every row (load mode's floor, 10% of the TDP it assumed; R^2 1.000), and the prefill's CPU
-window is the timer plus 0.505 s (``CPU.start()`` waits the same 0.5 s inside ``start()``, before the GPU's
-first read). The GPU counter therefore holds ``POST_TIMER_S`` = 0.5 s of the board after each timed call.
+(``_do_measurements``, line 727, over the hardware in the order ``core/resource_tracker.py`` adds them,
+lines 220-222), and the CPU in load mode (``external/hardware.py``, ``_get_power_from_cpu_load``, line 213)
+calls ``psutil.cpu_percent(interval=0.5)``, which waits 0.5 s (the 2.x releases have no such wait; 3.0.0
+added it). The CPU columns confirm load mode and the wait: the CPU energy is 45.0 W x its window in every row
+(load mode's floor, 10% of the TDP it assumed; R^2 1.000), and the prefill's CPU window is the timer plus
+0.505 s (``CPU.start``, line 299, waits the same 0.5 s inside ``start()``, before the GPU's first read). The
+GPU counter therefore holds ``POST_TIMER_S`` = 0.5 s of the board after each timed call.
 
 Rows (``task``):
 
