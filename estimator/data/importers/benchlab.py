@@ -22,8 +22,8 @@ What CodeCarbon 3.0.2 (the version the blog post of the same study names) does w
 (github.com/mlco2/codecarbon @ v3.0.2, ``codecarbon/emissions_tracker.py``): ``start()`` (line 416) returns
 at once ("Already started tracking", line 437) when the tracker has been started before - ``stop()`` (line
 560) does not clear its start time - and ``stop()`` resets none of the totals. So the second window runs from
-the prefill's last counter read to the generate's, and ``energy_gpu_decode`` is the energy of the **whole** ``generate`` call, its own
-prefill pass included, while ``duration_decode`` (generate time minus prefill time) excludes that pass. The
+the prefill's last counter read to the generate's, and ``energy_gpu_decode`` is the energy of the **whole**
+``generate`` call, its own prefill pass included, while ``duration_decode`` (generate time minus prefill time) excludes that pass. The
 data show it: regressed on ``duration_decode`` alone the recorded decode energy has an intercept of 284 J
 (R^2 0.71); on the prefill energy and ``duration_decode``, -80 J + 1.2 x prefill + 357 W x s (R^2 0.994).
 
@@ -142,10 +142,11 @@ def import_benchlab(path: Path) -> pd.DataFrame:
                     "notes": (
                         "prefill = generate(max_new_tokens=1); the energy window runs 0.5 s past the call"
                         if phase == "llm-prefill"
-                        else "decode steps = recorded decode (the whole generate call) minus the prefill window"
-                        " (response_tokens - 2 steps, KV cache)"
+                        else "decode steps = recorded decode (the whole generate call) minus the prefill"
+                        " window (response_tokens - 2 steps, KV cache)"
                     )
-                    + "; HF transformers, float32, batch 1, one run; CodeCarbon 3.0.2 GPU energy (NVML, GPU 0)",
+                    + "; HF transformers, float32, batch 1, one run;"
+                    " CodeCarbon 3.0.2 GPU energy (NVML, GPU 0)",
                     "device_name": "NVIDIA H100 80GB HBM3",
                     "accelerators": 1,
                     "submission": f"ultrachat:{i}",
