@@ -19,13 +19,14 @@ a warm-up loop, and reads CodeCarbon's accumulated totals (``tracker._total_gpu_
   ``tracker.stop()``; the CSV's ``energy_gpu_decode`` is the generate total minus the prefill total.
 
 What CodeCarbon 3.0.2 (the version the blog post of the same study names) does with that
-(github.com/mlco2/codecarbon @ v3.0.2, ``codecarbon/emissions_tracker.py``): ``start()`` (line 416) returns
-at once ("Already started tracking", line 437) when the tracker has been started before - ``stop()`` (line
-560) does not clear its start time - and ``stop()`` resets none of the totals. So the second window runs from
-the prefill's last counter read to the generate's, and ``energy_gpu_decode`` is the energy of the **whole**
+(github.com/mlco2/codecarbon @ v3.0.2, ``codecarbon/emissions_tracker.py``): ``start()`` (line 416) returns at
+once ("Already started tracking", line 437) when the tracker has been started before - ``stop()`` (line 560)
+does not clear its start time - and ``stop()`` resets none of the totals. So the second window runs from the
+prefill's last counter read to the generate's, and ``energy_gpu_decode`` is the energy of the **whole**
 ``generate`` call, its own prefill pass included, while ``duration_decode`` (generate time minus prefill time)
-excludes that pass. The data show it: regressed on ``duration_decode`` alone the recorded decode energy has an intercept of 284 J
-(R^2 0.71); on the prefill energy and ``duration_decode``, -80 J + 1.2 x prefill + 357 W x s (R^2 0.994).
+excludes that pass. The data show it: regressed on ``duration_decode`` alone the recorded decode energy has an
+intercept of 284 J (R^2 0.71); on the prefill energy and ``duration_decode``, -80 J + 1.2 x prefill + 357 W x
+s (R^2 0.994).
 
 Each window also runs past its timer: ``stop()`` measures RAM, then the CPU, then reads the GPU counter
 (``_do_measurements``, line 727, over the hardware in the order ``core/resource_tracker.py`` adds them,
