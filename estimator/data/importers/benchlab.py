@@ -2,7 +2,8 @@
 
 Source: github.com/JulienDelavande/benchlab @ 4ca20a9, ``thank_you/ultrachat_energy_measurements.csv`` (no
 licence file: figures only, no text). 100 UltraChat conversations, Hugging Face ``generate`` at batch 1 in
-float32 (no dtype passed; the notebook's ``nvidia-smi`` shows the process holding 31.7 GB, 8.03 B x 4 bytes).
+float32 (no dtype passed; the notebook's ``nvidia-smi`` shows the process holding 31,722 MiB: 8.03 B
+parameters x 4 bytes are 29.9 GiB, plus the CUDA context).
 
 **Which code wrote the table.** Not ``thank_you/measure_energy.py`` (its columns are named
 ``energy_decode_gpu``, it writes RAM energies, and its default is 256 new tokens), but the "code carbon
