@@ -152,6 +152,7 @@ def mlenergy(path: Path, prompt: int, cache: str, hosts: dict[str, ServingHost] 
                 "predicted_tpot_s": got.tpot_s,
                 "predicted_prefill_s": got.prefill_seconds,
                 "host_step_s": got.host_step_seconds,
+                "all_reduce_tpot_s": got.decode_all_reduce_seconds / max(1, got.decode_steps),
                 "host_fitted_on": hosts[hw].fitted_on,
                 "batch": batch,
                 "generate": generate,
@@ -234,15 +235,17 @@ def mlenergy_v3(path: Path, prompt: int) -> list[dict]:
 def fit_host(rows: list[dict]) -> ServingHost:
     """``gpu_time_factor``, ``step_s`` and ``per_sequence_s`` of the step-time model from rows priced without
     host time and with a factor of 1: non-negative least squares on the relative TPOT error of
-    ``k x t_gpu + step_s + per_sequence_s x B``."""
+    ``k x t_gpu + t_comm + step_s + per_sequence_s x B``, where ``t_comm`` is the step's all-reduce time,
+    which the step-time model adds outside ``k`` (:mod:`estimator.llm.serving`)."""
     import numpy as np
     from scipy.optimize import nnls
 
     measured = np.array([r["measured_tpot_s"] for r in rows])
-    gpu = np.array([r["predicted_tpot_s"] for r in rows])
+    comm = np.array([r.get("all_reduce_tpot_s", 0.0) for r in rows])
+    gpu = np.array([r["predicted_tpot_s"] for r in rows]) - comm
     batch = np.array([r["batch"] for r in rows], float)
     design = np.c_[gpu, np.ones_like(batch), batch] / measured[:, None]
-    (k, step_s, per_sequence_s), _ = nnls(design, np.ones_like(measured))
+    (k, step_s, per_sequence_s), _ = nnls(design, 1.0 - comm / measured)
     gpus = sorted({r["hardware"] for r in rows})
     return ServingHost(
         float(step_s),

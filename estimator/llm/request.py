@@ -77,6 +77,7 @@ class LLMEstimate:
     not_costed: Mapping[str, int] = field(default_factory=dict)
     host_step_seconds: float = 0.0
     all_reduce_seconds: float = 0.0
+    decode_all_reduce_seconds: float = 0.0
 
     @property
     def joules_per_output_token(self) -> float:
@@ -131,6 +132,7 @@ class LLMEstimate:
             "weight_bytes_per_device": self.weight_bytes_per_device,
             "all_reduce_joules": self.all_reduce_joules,
             "all_reduce_seconds": self.all_reduce_seconds,
+            "decode_all_reduce_seconds": self.decode_all_reduce_seconds,
             "decode_step_blocks": [
                 {"block": b.block, "joules": b.joules, "seconds": b.seconds, "kernels": b.kernels}
                 for b in self.decode_step_blocks
@@ -336,6 +338,7 @@ def estimate_request(
         weight_bytes_per_device=weights,
         all_reduce_joules=n * (prefill_comm.joules + n_steps * decode_comm.joules),
         all_reduce_seconds=prefill_comm.seconds + n_steps * decode_comm.seconds,
+        decode_all_reduce_seconds=n_steps * decode_comm.seconds,
         decode_step_blocks=block_view(first_report, first) if first_report else (),
         notes=tuple(notes),
         not_costed=dict(prefill_report.costs.not_costed),
