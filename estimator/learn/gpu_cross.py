@@ -24,9 +24,8 @@ from estimator.learn.gpu_interval import Interval, calibrate, mondrian
 from estimator.learn.gpu_training import (
     PRIOR_BOUNDARY,
     GpuSet,
-    fit_runtime_constants,
+    fitted_prior,
     input_pipeline,
-    prior_and_features,
 )
 
 #: What the cross-device answer is, in one line (reports and the estimate's method say it).
@@ -49,7 +48,7 @@ def prior_residuals(gs: GpuSet, rows: np.ndarray, labels: np.ndarray) -> np.ndar
     y = np.log(gs.measured_j)
     for label in np.unique(labels[board]):
         own = board & (labels == label)
-        log_prior, _ = prior_and_features(gs, fit_runtime_constants(gs, rows & (labels != label)))
+        log_prior = fitted_prior(gs, rows & (labels != label))[0]
         out[own] = y[own] - log_prior[own]
     return out
 
