@@ -22,7 +22,6 @@ from estimator.energy.physics import KernelArrays
 from estimator.energy.profile import compute_dtype_class
 from estimator.energy.runtimes import Runtime
 
-
 #: :func:`library_tile_efficiency` remembered per (GEMM shape, SM count): a pure function of both, and the
 #: contractions of a search's candidates (or a network's repeated blocks) repeat a few shapes.
 _library_tile_efficiency = lru_cache(maxsize=4096)(library_tile_efficiency)

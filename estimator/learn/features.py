@@ -388,9 +388,7 @@ def static_additive(kernels: KernelReport) -> np.ndarray:
 
     # Op categories: per node of a category, its count and FLOPs (float sums, in node order); convolutions
     # also their kernel elements x FLOPs.
-    code = np.fromiter(
-        (_CATEGORY_CODE.get(n.op_type, -1) for n in member_nodes), np.intp, len(member_nodes)
-    )
+    code = np.fromiter((_CATEGORY_CODE.get(n.op_type, -1) for n in member_nodes), np.intp, len(member_nodes))
     counted = np.flatnonzero(code >= 0)
     if len(counted):
         at_rows, codes = owner[counted], code[counted]
