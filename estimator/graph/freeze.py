@@ -70,6 +70,8 @@ _NEVER_FOLDED = frozenset(
 
 
 _UNKNOWN = TensorInfo("", None, "")
+#: Ops through which a folded node's output keeps its first input's root.
+_FORWARDING = CONSTANT_FORWARDING_OPS | CONSTANT_SELECTING_OPS
 
 
 def _decode_attributes(node: onnx.NodeProto | NodeView) -> dict[str, Any]:
@@ -150,8 +152,14 @@ def _freeze(
     producers: dict[str, int] = {}
     used_names: set[str] = set()
     tensors: dict[str, TensorInfo] = dict(outer_tensors or {})
-    for name, (shape, dtype) in types.items():
-        tensors[name] = frozen_record(TensorInfo, {"name": name, "shape": shape, "dtype": dtype})
+    tensors.update(
+        {
+            name: frozen_record(TensorInfo, {"name": name, "shape": shape, "dtype": dtype})
+            for name, (shape, dtype) in types.items()
+        }
+    )
+    is_root = roots.__contains__
+    tensors_get = tensors.get
 
     for position, i in enumerate(order):
         proto = views[position] if views is not None else graph.node[i]
@@ -164,16 +172,16 @@ def _freeze(
         inputs = tuple(proto.input)
         outputs = tuple(proto.output)
         folded = op_type not in _NEVER_FOLDED and (
-            all(map(roots.__contains__, filter(None, inputs)))  # every present input is a constant
-            or (op_type in ("Shape", "Size") and tensors.get(next(x for x in inputs if x), _UNKNOWN).shape)
+            all(map(is_root, filter(None, inputs)))  # every present input is a constant
+            or (op_type in ("Shape", "Size") and tensors_get(next(x for x in inputs if x), _UNKNOWN).shape)
         )
         if folded:
             reads = [x for x in inputs if x]
-            forwarding = op_type in CONSTANT_FORWARDING_OPS or op_type in CONSTANT_SELECTING_OPS
-            if forwarding and reads and reads[0] in roots:
+            if op_type in _FORWARDING and reads and reads[0] in roots:
                 roots[outputs[0]] = roots[reads[0]]
             else:
-                source = _derived_from(proto, reads, roots, tensors)
+                # A fill is a new constant: _derived_from answers None for it without a look.
+                source = None if op_type == "ConstantOfShape" else _derived_from(proto, reads, roots, tensors)
                 roots.update({o: source or o for o in outputs if o})
         subgraphs: dict[str, Graph] = {}
         # ONNX's shapes inside subgraphs are in the inferred graph's protos.
@@ -211,8 +219,9 @@ def _freeze(
 
     _check_reshapes(nodes, tensors)
     for info in tensors.values():
-        if info.shape is None:
-            continue
+        shape = info.shape
+        if shape is None or (len(shape) <= 1 and (not shape or 0 <= shape[0] <= MAX_TENSOR_ELEMENTS)):
+            continue  # a scalar or a vector of sane length (most shape arithmetic): nothing to check
         if info.numel > MAX_TENSOR_ELEMENTS:
             raise InvalidDimensionError(
                 f"tensor '{info.name}' would have shape {_fmt_dims(info.shape)} ({info.numel:.3g} elements), "
