@@ -87,12 +87,14 @@ class NodeView(NamedTuple):
     attribute_types: tuple[int, ...] = ()
 
 
-_GRAPH_TYPES = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+_GRAPH_TYPES = frozenset({onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS})
 
 
 def node_views(graph: onnx.GraphProto) -> list[NodeView]:
     """One :class:`NodeView` per node of ``graph`` (not of its subgraphs), in stored order."""
     out = []
+    append = out.append
+    new_view = tuple.__new__  # NodeView's own __new__ is a Python function; the tuple is the same
     # ``field[:]`` copies a repeated field into a list in one call; ``tuple(field)`` iterates it element by
     # element through the sequence protocol, 2-3x slower.
     for node in graph.node:
@@ -100,21 +102,24 @@ def node_views(graph: onnx.GraphProto) -> list[NodeView]:
         if attrs:
             names = tuple([a.name for a in attrs])
             kinds = tuple([a.type for a in attrs])
-            nested = any(k in _GRAPH_TYPES for k in kinds)
+            nested = not _GRAPH_TYPES.isdisjoint(kinds)
         else:
             names = kinds = ()
             nested = False
-        out.append(
-            NodeView(
-                node.name,
-                node.op_type,
-                node.domain,
-                tuple(node.input[:]),
-                tuple(node.output[:]),
-                attrs,
-                nested,
-                names,
-                kinds,
+        append(
+            new_view(
+                NodeView,
+                (
+                    node.name,
+                    node.op_type,
+                    node.domain,
+                    tuple(node.input[:]),
+                    tuple(node.output[:]),
+                    attrs,
+                    nested,
+                    names,
+                    kinds,
+                ),
             )
         )
     return out
