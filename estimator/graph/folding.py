@@ -133,7 +133,8 @@ def _fold_fill(shape: np.ndarray | None, attrs: Mapping[str, Any]) -> Sequence[n
         value is not None
         and (not isinstance(value, np.ndarray) or value.dtype.hasobject or value.nbytes > _FILL_KEY_BYTES)
     ):
-        return _fold_fill_now(shape, attrs)  # no exact image by bytes, or too large to keep: folded every time
+        # No exact image by bytes, or too large to keep: folded every time.
+        return _fold_fill_now(shape, attrs)
     key = (
         shape.dtype.str,
         shape.shape,
