@@ -292,3 +292,36 @@ def test_raw_only_tensors_are_checked_as_the_full_check_does(dims, raw_bytes, ex
     else:
         with pytest.raises(ModelFormatError):
             _check_stored(stored_tensor(tensor), "initializer 'w'")
+
+
+def _shape_tensor(name: str, values: list[int], data_type: int = onnx.TensorProto.INT64) -> onnx.TensorProto:
+    tensor = onnx.TensorProto(name=name, data_type=data_type, dims=[len(values)])
+    (tensor.int64_data if data_type == onnx.TensorProto.INT64 else tensor.int32_data).extend(values)
+    return tensor
+
+
+def test_remembered_stored_tensors_read_as_their_own_proto():
+    tensors = [
+        _shape_tensor("s", [16, 3, 3, 3]),
+        _shape_tensor("s", [16, 3, 3, 4]),  # one value differs
+        _shape_tensor("t", [16, 3, 3, 3]),  # the name differs
+        _shape_tensor("s", [16, 3, 3, 3], onnx.TensorProto.INT32),  # the element type differs
+    ]
+    for _ in range(2):  # the second round is answered from what the first remembered
+        for tensor in tensors:
+            view = stored_tensor(tensor)
+            assert view.proto is tensor and view.name == tensor.name and view.dims == tuple(tensor.dims)
+            assert view.data_type == tensor.data_type and not view.external
+            expected = onnx.numpy_helper.to_array(tensor)
+            got = to_array_fast(view)
+            assert got.dtype == expected.dtype and got.tolist() == expected.tolist()
+
+
+def test_a_remembered_stored_tensor_holds_nothing_of_the_proto_it_was_read_from():
+    first = _shape_tensor("s", [1, 2, 3])
+    stored_tensor(first)
+    first.int64_data[0] = 99  # the caller changes its model after loading it
+    again = stored_tensor(_shape_tensor("s", [1, 2, 3]))
+    assert list(again.fields["int64_data"]) == [1, 2, 3]
+    assert to_array_fast(again).tolist() == [1, 2, 3]
+    _check_stored(again, "initializer 's'")

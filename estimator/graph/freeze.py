@@ -3,6 +3,7 @@ constant is a view of), load-time folding, subgraphs, and the final sanity check
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,6 +30,7 @@ from estimator.graph.structure import (
     Node,
     TensorInfo,
     frozen_record,
+    tensor_infos,
 )
 from estimator.graph.validate import SMALL_TENSOR_BYTES, _has_data
 
@@ -79,9 +81,14 @@ def _decode_attributes(node: onnx.NodeProto | NodeView) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if isinstance(node, NodeView):  # names and types read once already
         for attr, name, kind in zip(node.attribute, node.attribute_names, node.attribute_types, strict=True):
-            decode = _DECODERS.get(kind)
-            if decode is not None:
-                out[name] = decode(attr)
+            if kind == _INTS:  # the most common kinds decoded here, without a call
+                out[name] = attr.ints[:]
+            elif kind == _INT:
+                out[name] = int(attr.i)
+            else:
+                decode = _DECODERS.get(kind)
+                if decode is not None:
+                    out[name] = decode(attr)
         return out
     for attr in node.attribute:
         decode = _DECODERS.get(attr.type)
@@ -116,6 +123,7 @@ _SMALL_TENSORS: dict[bytes, np.ndarray | None] = {}
 _MISSING = object()
 
 
+_INT, _INTS = onnx.AttributeProto.INT, onnx.AttributeProto.INTS
 _DECODERS = {
     onnx.AttributeProto.INT: lambda a: int(a.i),
     onnx.AttributeProto.FLOAT: lambda a: float(a.f),
@@ -152,12 +160,7 @@ def _freeze(
     producers: dict[str, int] = {}
     used_names: set[str] = set()
     tensors: dict[str, TensorInfo] = dict(outer_tensors or {})
-    tensors.update(
-        {
-            name: frozen_record(TensorInfo, {"name": name, "shape": shape, "dtype": dtype})
-            for name, (shape, dtype) in types.items()
-        }
-    )
+    tensors.update(tensor_infos(types))
     is_root = roots.__contains__
     tensors_get = tensors.get
 
@@ -218,19 +221,7 @@ def _freeze(
         )
 
     _check_reshapes(nodes, tensors)
-    for info in tensors.values():
-        shape = info.shape
-        if shape is None or (len(shape) <= 1 and (not shape or 0 <= shape[0] <= MAX_TENSOR_ELEMENTS)):
-            continue  # a scalar or a vector of sane length (most shape arithmetic): nothing to check
-        if info.numel > MAX_TENSOR_ELEMENTS:
-            raise InvalidDimensionError(
-                f"tensor '{info.name}' would have shape {_fmt_dims(info.shape)} ({info.numel:.3g} elements), "
-                f"which is absurdly large; check --batch / --shape and the model"
-            )
-        if info.shape and min(info.shape) < 0:
-            raise InvalidDimensionError(
-                f"tensor '{info.name}' has a negative dimension {_fmt_dims(info.shape)}"
-            )
+    _check_shapes(tensors)
     return Graph(
         name=graph.name,
         nodes=tuple(nodes),
@@ -244,6 +235,29 @@ def _freeze(
         symbolic_bindings=dict(symbols),
         ir_version=ir_version,
     )
+
+
+def _check_shapes(tensors: Mapping[str, TensorInfo]) -> None:
+    """No tensor may have an absurd element count or a negative dimension (InvalidDimensionError naming the first,
+    in ``tensors``' order)."""
+    # A graph holds a few dozen distinct shapes over hundreds of tensors: each shape is checked once, and the
+    # tensors are walked in order (for the first one to report) only when a shape fails.
+    shapes = {info.shape for info in tensors.values()}
+    shapes.discard(None)
+    if all(math.prod(shape) <= MAX_TENSOR_ELEMENTS and min(shape, default=0) >= 0 for shape in shapes):
+        return
+    for info in tensors.values():
+        if info.shape is None:
+            continue
+        if info.numel > MAX_TENSOR_ELEMENTS:
+            raise InvalidDimensionError(
+                f"tensor '{info.name}' would have shape {_fmt_dims(info.shape)} ({info.numel:.3g} elements), "
+                f"which is absurdly large; check --batch / --shape and the model"
+            )
+        if info.shape and min(info.shape) < 0:
+            raise InvalidDimensionError(
+                f"tensor '{info.name}' has a negative dimension {_fmt_dims(info.shape)}"
+            )
 
 
 def _check_reshapes(nodes: Sequence[Node], tensors: Mapping[str, TensorInfo]) -> None:

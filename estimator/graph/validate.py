@@ -219,9 +219,17 @@ def _check_stored(t: onnx.TensorProto | StoredTensor, what: str) -> None:
         )
     if view.external:
         return
-    raw = view.fields.get("raw_data")
-    if raw and view.fields.keys() <= _RAW_ONLY and len(raw) == storage_bytes(_numel(dims), dtype):
-        return  # values in raw_data alone, as many bytes as the dims need: what the checks below pass
+    fields = view.fields
+    raw = fields.get("raw_data")
+    if raw:
+        if fields.keys() <= _RAW_ONLY and len(raw) == storage_bytes(_numel(dims), dtype):
+            return  # values in raw_data alone, as many bytes as the dims need: what the checks below pass
+    else:
+        own, allowed = _TYPED_ONLY.get(dtype, _NOT_TYPED)
+        if own and fields.keys() <= allowed:
+            typed = len(fields.get(own, ()))
+            if typed == 0 or typed == _numel(dims):
+                return  # values in the type's own field alone, one per element (or none): what passes below
     # The fields that are set (a repeated field only when it is not empty), read once by stored_tensor.
     present = view.fields
     own = _DATA_FIELD.get(dtype, "int32_data")  # ONNX stores small ints, bool and 16/8/4-bit floats as int32
@@ -256,6 +264,17 @@ _VALUE_FIELDS = ("float_data", "int32_data", "int64_data", "double_data", "uint6
 _VALUE_FIELDS_AND_RAW = frozenset({*_VALUE_FIELDS, "raw_data"})
 #: The fields a tensor whose values are all in ``raw_data`` may set (any other field goes through every check).
 _RAW_ONLY = frozenset({"name", "dims", "data_type", "raw_data", "doc_string"})
+
+
+#: Element types stored one value per element in their own field, with the fields such a tensor may set (the
+#: others, ``_NOT_TYPED``, go through every check).
+_TYPED_ONLY = {
+    dtype: (field, frozenset({"name", "dims", "data_type", "doc_string", field}))
+    for dtype, field in (
+        (d, _DATA_FIELD.get(d, "int32_data")) for d in ("int64", "float32", "int32", "float64")
+    )
+}
+_NOT_TYPED = ("", frozenset())
 
 
 def _has_data(t: onnx.TensorProto | StoredTensor) -> bool:
