@@ -35,7 +35,13 @@ def _propagate(
         if not outputs:
             continue
         default_domain = node.domain in _DEFAULT_DOMAINS  # canonical_domain(node.domain) == ONNX_DOMAIN
-        if default_domain and node.op_type in _FOLDERS and not all(map(has_constant, outputs)):
+        if (
+            default_domain
+            and node.op_type in _FOLDERS
+            and not all(map(has_constant, outputs))
+            # every present input known (what _fold asks of every op but the ones that read no input values)
+            and (node.op_type in _NO_INPUT_VALUES or all(map(has_constant, filter(None, node.input))))
+        ):
             values = _fold(node, attrs, types, constants)
             if values is not None:
                 for name, value in zip(node.output, values, strict=False):
@@ -74,6 +80,8 @@ def _propagate(
 
 #: The names of ONNX's default domain (see :func:`~estimator.graph.structure.canonical_domain`).
 _DEFAULT_DOMAINS = frozenset({"", ONNX_DOMAIN})
+#: Folded ops that read no input values (their inputs' shapes, or their attributes).
+_NO_INPUT_VALUES = frozenset({"Shape", "Size", "Constant"})
 #: What ``types.get`` answers for a tensor it does not know.
 _NO_TYPE = (None, "")
 
