@@ -123,3 +123,13 @@ def test_data_import_command_matches_the_committed_table(tmp_path, capsys):
         pd.read_csv(out, low_memory=False), pd.read_csv(root / "data" / "getzner.csv.gz", low_memory=False)
     )
     assert run(["data", "import", "no-such-source", str(raw)]) == 2
+
+
+def test_data_import_help_names_every_importer():
+    import typing
+
+    from estimator.cli.data import data_import
+    from estimator.data.importers import IMPORTERS
+
+    listed = typing.get_type_hints(data_import, include_extras=True)["source"].__metadata__[0].help
+    assert sorted(name.strip() for name in listed.split("|")) == sorted(IMPORTERS)

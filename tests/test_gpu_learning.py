@@ -352,7 +352,7 @@ def test_prior_residuals_hold_each_device_out_of_the_constant_fit_and_match_the_
         fitted_on.append(set(devices[train]))
         return real_fit(gs, train)
 
-    monkeypatch.setattr(gpu_cross, "fit_runtime_constants", spy)
+    monkeypatch.setattr(gpu_training, "fit_runtime_constants", spy)
     resid = gpu_cross.prior_residuals(synthetic, everything, devices)
     assert sorted(map(sorted, fitted_on)) == sorted(sorted(set(DEVICES) - {d}) for d in DEVICES)
     y = np.log(synthetic.measured_j)
@@ -361,7 +361,7 @@ def test_prior_residuals_hold_each_device_out_of_the_constant_fit_and_match_the_
         log_prior, _ = gpu_training.prior_and_features(synthetic, real_fit(synthetic, ~own))
         np.testing.assert_allclose(resid[own], y[own] - log_prior[own])
     # with the shipped constants the residual is the synthetic table's own factor x wobble, in closed form
-    monkeypatch.setattr(gpu_cross, "fit_runtime_constants", lambda gs, train: {})
+    monkeypatch.setattr(gpu_training, "fit_runtime_constants", lambda gs, train: {})
     resid = gpu_cross.prior_residuals(synthetic, everything, devices)
     t = synthetic.table
     for i in range(len(t)):
@@ -441,3 +441,26 @@ def test_predictive_bias_interval_is_the_t_prediction_interval_of_a_normal_sampl
     # the empirical form cannot leave the units' range; the predictive one is wider than it on both sides
     plain = calibrate(resid, labels)
     assert plain.low >= 0.0 and plain.high <= 0.9 and iv.low < plain.low and iv.high > plain.high
+
+
+def test_pipeline_term_per_sample_is_fitted_per_machine_off_the_board_and_never_carried(synthetic):
+    """measured = v2 prior + c x batch at CodeCarbon's total on one machine: the fit finds c, adds exactly
+    c x batch there, fits nothing at the board nor from rows outside ``train``, and no other device gets it."""
+    t = synthetic.table
+    devices = t["hardware"].to_numpy()
+    log_prior, _ = gpu_training.prior_and_features(synthetic, None)
+    c = 0.05  # J per sample
+    a100 = devices == "a100"
+    t["source"] = np.where(devices == "gtx1070", "synthetic", "fischer_rtx4090")  # timed an input pipeline
+    t.loc[a100, "boundary"] = "codecarbon-total"
+    t.loc[a100, "joules_per_inference"] = np.exp(log_prior[a100]) + c * t.loc[a100, "batch"]
+    everything = np.ones(len(t), bool)
+    terms = gpu_training.fit_pipeline_terms(synthetic, everything, log_prior)
+    # the gtx1080ti's pipeline rows are at the board, where the host constants carry the pipeline
+    assert set(terms) == {("pytorch-cuda+input-pipeline", "codecarbon-total", "a100")}
+    assert terms["pytorch-cuda+input-pipeline", "codecarbon-total", "a100"] == pytest.approx(c, rel=1e-4)
+    out = gpu_training.with_pipeline(synthetic, log_prior, terms)
+    np.testing.assert_allclose(np.exp(out[a100]), t.loc[a100, "joules_per_inference"], rtol=1e-4)
+    np.testing.assert_array_equal(out[~a100], log_prior[~a100])
+    # the a100 held out: no term is fitted from other machines, so its rows keep the forward pass alone
+    assert gpu_training.fit_pipeline_terms(synthetic, ~a100, log_prior) == {}

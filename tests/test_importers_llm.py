@@ -24,23 +24,31 @@ def test_registered_as_validation_sources():
 def test_benchlab_kwh_to_joules_two_phases(tmp_path):
     raw = pd.DataFrame(
         {
-            "prompt": ["a,\nb", "c"],
-            "response": ["x", "y"],
-            "prompt_tokens": [900, 1200],
-            "response_tokens": [40, 55],
-            "duration_prefill": [0.3, 0.4],
-            "duration_decode": [1.0, 1.3],
-            "energy_prefill_gpu": [1e-4, 2e-4],
-            "energy_gpu_decode": [2e-4, 0.0],
+            "prompt": ["a,\nb", "c", "d"],
+            "response": ["x", "y", "z"],
+            "prompt_tokens": [900, 1200, 700],
+            "response_tokens": [40, 55, 30],
+            "duration_prefill": [0.3, 0.4, 0.2],
+            "duration_decode": [1.0, 1.3, 0.7],
+            "energy_prefill_gpu": [1e-4, 2e-4, float("nan")],
+            "energy_gpu_decode": [3e-4, 0.0, 3e-4],
         }
     )
     raw.to_csv(tmp_path / "ultrachat_energy_measurements.csv", index=False)
     frame = import_benchlab(tmp_path)
-    assert len(frame) == 3  # the zero decode energy is dropped
-    assert frame.attrs["import_log"]["dropped: no llm-decode energy"] == 1
+    # decode of row 1 (0 - prefill) and both phases of row 2 (no prefill to subtract) are dropped
+    assert len(frame) == 3
+    assert frame.attrs["import_log"]["dropped: no llm-decode energy"] == 2
     prefill = frame[frame["task"] == "llm-prefill"].set_index("submission")
     assert prefill.loc["ultrachat:1", "joules_per_sample"] == pytest.approx(2e-4 * J_PER_KWH)
     assert prefill.loc["ultrachat:1", "prompt_tokens"] == 1200
+    assert prefill.loc["ultrachat:1", "counter_after_s"] == 0.5
+    # the recorded decode window holds the whole generate call: the prefill window is subtracted
+    decode = frame[frame["task"] == "llm-decode"].set_index("submission")
+    assert decode.loc["ultrachat:0", "joules_per_sample"] == pytest.approx((3e-4 - 1e-4) * J_PER_KWH)
+    assert decode.loc["ultrachat:0", "recorded_joules"] == pytest.approx(3e-4 * J_PER_KWH)
+    assert decode.loc["ultrachat:0", "counter_after_s"] == 0.0
+    assert set(frame["repeats"]) == {1}
     assert set(frame["boundary"]) == {"gpu-board-nvml"}
     assert not check_frame(frame, table="validation")
     with pytest.raises(InputFileError):

@@ -125,12 +125,19 @@ def test_all_reduce_closed_form():
     c = all_reduce_cost(hw, 4, layers=80, tokens=16, hidden=8192, element_bytes=2, static_power_w=100.0)
     sent = 2 * 80 * 2 * 3 / 4 * 16 * 8192 * 2
     assert c.bytes_per_device == pytest.approx(sent)
-    assert c.seconds == pytest.approx(sent / (INTERCONNECT_BYTES_PER_S["h100"][0] / 2))
+    # NCCL's ring LL latency over NVLink, 4 GPUs: 6.6 us + 2 x 3 x 0.6 us = 10.2 us, 160 all-reduces
+    assert c.count == 160 and c.latency_s == pytest.approx(10.2e-6)
+    assert c.seconds == pytest.approx(160 * 10.2e-6 + sent / (INTERCONNECT_BYTES_PER_S["h100"][0] / 2))
     assert c.joules == pytest.approx(100.0 * c.seconds + 2 * sent * hw.dram_energy_per_byte_j)
     assert (
         all_reduce_cost(hw, 1, layers=80, tokens=16, hidden=8192, element_bytes=2, static_power_w=1).joules
         == 0
     )
+    # PCIe steps cost 1.0 us: 8 GPUs, 6.6 + 14 x 1.0 = 20.6 us
+    pcie = all_reduce_cost(
+        load_profile("l4"), 8, layers=1, tokens=1, hidden=8, element_bytes=2, static_power_w=0.0
+    )
+    assert pcie.latency_s == pytest.approx(20.6e-6)
 
 
 def test_tensor_parallel_splits_the_work(h100):
@@ -140,7 +147,15 @@ def test_tensor_parallel_splits_the_work(h100):
     )
     assert four.weight_bytes_per_device == pytest.approx(one.weight_bytes_per_device / 4, rel=0.02)
     assert four.devices == 4 and four.all_reduce_joules > 0
-    assert four.tpot_s < one.tpot_s
+    # 8 all-reduces (4 blocks) per pass of batch x tokens x 4096 activations, each NCCL's 10.2 us ring LL
+    # latency on 4 GPUs plus 2 x 3/4 of the message over 450 GB/s
+    element = 2 if four.dtype in ("float16", "bfloat16") else 4
+
+    def comm(tokens: int) -> float:
+        return 8 * (10.2e-6 + 2 * 3 / 4 * tokens * 4096 * element / 450e9)
+
+    assert four.all_reduce_seconds == pytest.approx(comm(8 * 64) + four.decode_steps * comm(8))
+    assert four.tpot_s - comm(8) < one.tpot_s  # the shard's own step is shorter
     with pytest.raises(DataError):
         estimate_request(h100, "zoo:gpt2;layers=2", prompt=8, generate=2, tensor_parallel=5)
 

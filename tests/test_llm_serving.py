@@ -152,3 +152,37 @@ def test_the_offset_fit_recovers_a_known_offset_and_power():
     assert offset == pytest.approx(84.0, rel=1e-9)
     assert power == pytest.approx(654.0, rel=1e-9)
     assert r2 == pytest.approx(1.0, abs=1e-12)
+
+
+def test_benchlab_summary_judges_each_phase_at_the_sources_boundary():
+    """Prefill is judged with the board waiting over the counter's extra seconds added to the prediction;
+    decode against the decode steps alone (the importer's figure), never the recorded generate call."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "validate_llm.py"
+    spec = importlib.util.spec_from_file_location("validate_llm", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rows = [
+        {
+            # prefill: 300 J predicted + 100 W x 0.5 s = 350 J against 350 J measured
+            "measured_prefill_j": 350.0 + i,
+            "predicted_prefill_j": 300.0 + i,
+            "predicted_prefill_window_j": 350.0 + i,
+            "measured_prefill_s": 0.3 + 0.01 * i,
+            "predicted_prefill_s": 0.3 + 0.01 * i,
+            # decode steps: 400 J predicted against 500 J measured; the recorded figure held a prefill too
+            "measured_decode_j": 500.0 + 2 * i,
+            "predicted_decode_j": 400.0 + 1.6 * i,
+            "recorded_decode_j": 850.0 + 3 * i,
+            "measured_decode_s": 1.0 + 0.02 * i,
+            "predicted_decode_s": 1.0 + 0.02 * i,
+        }
+        for i in range(5)
+    ]
+    summary = module.benchlab_summary(rows)
+    assert summary["benchlab prefill, prediction + 0.5 s at idle with context"]["median_ratio"] == 1.0
+    assert summary["benchlab decode steps"]["median_ratio"] == pytest.approx(0.8)
+    recorded = summary["benchlab decode, against the recorded figure (generate call)"]["median_ratio"]
+    assert recorded == pytest.approx((400.0 + 3.2) / (850.0 + 6))

@@ -21,7 +21,7 @@ def data_import(
         str,
         typer.Argument(
             help="hwnasbench360 | getzner | mlperf_power | mlenergy | irene | irene_modules | fischer_eff22 | "
-            "fischer_rtx4090 | fischer_validation | power_hungry | power_hungry_generative"
+            "fischer_rtx4090 | fischer_validation | power_hungry | power_hungry_generative | benchlab | wilkins"
         ),
     ],
     path: Annotated[Path, typer.Argument(help="The raw dataset file or folder.")],

@@ -14,6 +14,17 @@ device weighing the same, the spread from the rows that timed one forward pass (
 four GPUs at the board, the empirical quantiles of their biases covered 79.7% of the held-out rows pooled (GTX
 1080 Ti 66%, A100 63%), so the bias of a new GPU is read through a normal model of the GPUs' biases
 (``predictive=True``: Student's t with k-1 degrees of freedom), which is wide with k = 3 or 4 GPUs, as it should be.
+
+Why the interval is x8-x11 wide on IrEne's GPUs while their errors are 3-15% (2026-12-02, 825 rows): the spread
+inside a GPU is not counted twice (a GPU's bias is its median residual, the spread is each residual minus its own
+GPU's median). The width is the between-GPU term: with the GTX 1070 held out, the training GPUs' biases at the
+board are A100 +0.61, Quadro 0.00 (input-pipeline rows, host constants carried from the other machine) and GTX
+1080 Ti +0.01 (log), and t(2) over their spread gives x10; forward-pass biases alone would come from one GPU (the
+other IrEne GPU), which gives no between-GPU spread at all. Tried on the same folds and not used: (a) calibrating
+only on residuals whose inner fit had the same kind of host constants (fitted or shipped) as the answer removes
+the Quadro's x3,899 (the A100's residuals under shipped pipeline constants, bias +2.14) but leaves two GPUs for
+IrEne, t with one degree of freedom: x185-x199; (b) biases of a category's own GPUs where it has two or more:
+never the case here. A narrower forward-pass interval needs forward-pass rows of more GPUs.
 """
 
 from __future__ import annotations
@@ -24,9 +35,8 @@ from estimator.learn.gpu_interval import Interval, calibrate, mondrian
 from estimator.learn.gpu_training import (
     PRIOR_BOUNDARY,
     GpuSet,
-    fit_runtime_constants,
+    fitted_prior,
     input_pipeline,
-    prior_and_features,
 )
 
 #: What the cross-device answer is, in one line (reports and the estimate's method say it).
@@ -49,7 +59,7 @@ def prior_residuals(gs: GpuSet, rows: np.ndarray, labels: np.ndarray) -> np.ndar
     y = np.log(gs.measured_j)
     for label in np.unique(labels[board]):
         own = board & (labels == label)
-        log_prior, _ = prior_and_features(gs, fit_runtime_constants(gs, rows & (labels != label)))
+        log_prior = fitted_prior(gs, rows & (labels != label))[0]
         out[own] = y[own] - log_prior[own]
     return out
 

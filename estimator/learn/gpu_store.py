@@ -32,10 +32,9 @@ from estimator.learn.gpu_training import (
     GpuSet,
     device_weights,
     fit_gpu,
-    fit_runtime_constants,
+    fitted_prior,
     input_pipeline,
     predict_split,
-    prior_and_features,
 )
 from estimator.learn.regressor import SIDECAR_SCHEMA, TrainedModel, data_hash, library_versions, save_model
 from estimator.learn.training import INTERVAL_LEVEL, metrics
@@ -61,8 +60,9 @@ def train_one(
     # few), the biases between units from all of them, each unit weighing the same (gpu_interval)
     forward = ~input_pipeline(gs)[rows]
     iv = calibrate(resid, labels[rows], forward if forward.sum() >= 10 else None)
-    constants = fit_runtime_constants(gs, rows)
-    log_prior, X = prior_and_features(gs, constants)
+    # the same prior as the held-out residuals above: host constants and a machine's own input-pipeline terms
+    # fitted on ``rows`` (the terms touch only rows at boundaries the prior does not predict)
+    log_prior, X, constants, pipeline_terms = fitted_prior(gs, rows)
     y = np.log(gs.measured_j)
     devices = gs.table["hardware"].astype(str).to_numpy()[rows]
     reg = fit_gpu(X[rows], y[rows] - log_prior[rows], weights=device_weights(devices))
@@ -78,6 +78,7 @@ def train_one(
         "granularity": "graph",
         "prior": "energy-roofline v2",
         "v2_constants": {rt: asdict(c) for rt, c in constants.items()},
+        "input_pipeline_j_per_sample": [[*key, float(c)] for key, c in sorted(pipeline_terms.items())],
         "feature_names": list(GPU_FEATURE_NAMES),
         "hyperparameters": {k: v for k, v in vars(reg).items() if not k.endswith("_")},
         "library_versions": library_versions(),

@@ -1,62 +1,48 @@
 """GPU measurement rows -> the v2 prior with constants fitted on training rows only -> the cross-device residual.
 
-Pipeline: every row of the committed GPU tables whose graph can be built (a ``hf:`` zoo spec, or a committed
-``data/graphs/<name>.onnx``) is costed once per (network, batch, dtype, device, runtime) into the v2 prior's
-:class:`~estimator.energy.prior_v2.DeviceTerms` and the :class:`~estimator.learn.gpu_features.GraphAggregates`
-(cached on disk, keyed by this package's code; a new graph joins on the next run). Then, for any split:
+Every row of the committed GPU tables whose graph can be built is costed once (:mod:`estimator.learn.gpu_set`,
+whose names are re-exported here). Then, for any split:
 
 1. :func:`fit_runtime_constants` fits the v2 host constants per runtime on the split's *training* rows measured
    at the prior's own boundary (``gpu-board-nvml``), never on the held-out rows;
 2. :func:`prior_and_features` assembles the prior with those constants and the GPU feature rows;
+   :func:`fit_pipeline_terms` adds, at the other boundaries, a machine's input-pipeline energy per sample
+   fitted on that machine's training rows (:func:`fitted_prior` does both);
 3. :func:`fit_gpu` trains the xgboost residual ``log(measured) - log(prior v2)`` on the training rows, with the
    boundary a feature (one model learns several boundaries; each row's target is its own boundary).
 
 Rows whose graph is missing are counted and reported, never silently dropped from the figures' denominators.
-
-Why this module is long: costing, the per-fold constant fit, the features and the split that ties them together
-share one cached set of configurations; apart, every caller would have to thread the cache and the fold masks.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
-from estimator.cost.kernels import fuse_kernels
-from estimator.cost.nodes import count_costs
-from estimator.energy.hardware import HardwareProfile, load_profile
-from estimator.energy.physics import DTYPE_CHOICES, desislavov_joules, energy_prior
-from estimator.energy.prior_fit import BOUNDS, FitCase, fit_constants
-from estimator.energy.prior_v2 import DeviceTerms, V2Constants, assemble, device_terms
+from estimator.energy.prior_fit import BOUNDS, FitCase, fit_constants, golden_section_min
+from estimator.energy.prior_v2 import V2Constants, assemble
 from estimator.energy.runtimes import get_runtime
-from estimator.errors import EstimatorError
-from estimator.graph.load import load_graph
-from estimator.learn.featurize import REPO_ROOT, build_model
-from estimator.learn.gpu_cache import ConfigCache
-from estimator.learn.gpu_features import GPU_FEATURE_NAMES, GraphAggregates, gpu_feature_row, graph_aggregates
+from estimator.learn.gpu_features import GPU_FEATURE_NAMES, gpu_feature_row
 from estimator.learn.gpu_interval import mondrian
 from estimator.learn.gpu_model import power_floor_joules
+from estimator.learn.gpu_set import (  # noqa: F401 - re-exported: callers import them from here
+    GPU_TABLES,
+    OPTIONAL_GPU_TABLES,
+    Config,
+    GpuSet,
+    _kernels,
+    _profile,
+    build_gpu_set,
+    config_graph,
+    config_key,
+    graph_available,
+    load_gpu_table,
+)
 from estimator.learn.regressor import ResidualRegressor
 
-#: The committed GPU training tables (whole networks); module/op rows are reported apart.
-GPU_TABLES: tuple[tuple[str, str], ...] = (
-    ("irene", "data/irene.csv.gz"),
-    ("fischer_eff22", "data/fischer_eff22.csv.gz"),
-    ("fischer_rtx4090", "data/fischer_rtx4090.csv.gz"),
-)
-#: Committed GPU tables left out of training and evaluation unless asked for (``--with-source NAME``), and why.
-#: Power Hungry Processing (A100-SXM4-80GB, transformers pipelines at batch 1): trained on, it made every held-out
-#: GPU worse in leave-one-device-out on 2026-12-02 (RTX 4090 median APE 124% -> 381%, Quadro 43% -> 51%, GTX
-#: 1080 Ti board 16% -> 22%, A100-40GB 52% -> 56%), and inside its own source the learned model (median APE 65%)
-#: lost to the v2 prior alone (47%): its pipelines' CPU pre-processing (image decoding and resizing, 800 x 1066
-#: detection inputs) is most of a query and no graph feature sees it. docs/evaluation_gpu_power_hungry.md.
-OPTIONAL_GPU_TABLES: dict[str, str] = {"power_hungry": "data/power_hungry.csv.gz"}
 #: The boundary the v2 prior predicts and the host constants are fitted at.
 PRIOR_BOUNDARY = "gpu-board-nvml"
 #: Hyper-parameters of the GPU residual (small data: shallower trees than the CPU/SoC models; one thread:
@@ -89,169 +75,6 @@ FITTED = ("host_dispatch_s", "host_call_s")
 FIT_MAX_ROWS = 60
 #: Golden-section steps per constant in a fit (one coordinate-descent sweep).
 FIT_STEPS = 16
-
-
-@dataclass(frozen=True)
-class Config:
-    """A network on a device as a runtime runs it (prior-independent): the v2 device terms and aggregates.
-
-    Attributes:
-        terms: the v2 prior's device terms.
-        agg: the GPU feature aggregates.
-        v1_joules: the v1 prior's joules (a baseline), J.
-        desislavov_joules: Desislavov et al.'s baseline, J.
-    """
-
-    terms: DeviceTerms
-    agg: GraphAggregates
-    v1_joules: float
-    desislavov_joules: float
-
-
-@dataclass
-class GpuSet:
-    """Featurisable GPU rows and their configurations, rows aligned with ``table``.
-
-    Attributes:
-        table: the measurement rows kept (one boundary each), with a ``config`` key column.
-        configs: config key -> :class:`Config`.
-        missing: rows dropped, by "source: reason" (graph not committed, or not costed and why).
-    """
-
-    table: pd.DataFrame
-    configs: dict[tuple, Config]
-    missing: dict[str, int]
-
-    @property
-    def measured_j(self) -> np.ndarray:
-        """Measured joules per inference."""
-        return self.table["joules_per_inference"].to_numpy(dtype=float)
-
-
-def config_key(row: pd.Series | dict, root: Path = REPO_ROOT) -> tuple:
-    """The key of a row's configuration: (model_ref, batch, dtype, hardware, runtime, variant). The variant is
-    the graph file's digest (empty for zoo specs: a re-exported graph is never served from the cache) and, for
-    an ONNX graph with a symbolic sequence, ``;seq=N`` from the row's ``seq_len``."""
-    dtype = row.get("dtype")
-    dtype = "float32" if dtype is None or (isinstance(dtype, float) and math.isnan(dtype)) else str(dtype)
-    ref = str(row["model_ref"])
-    variant = _file_digest(root / ref) if ref.endswith(".onnx") else ""
-    seq = row.get("seq_len")
-    if ref.endswith(".onnx") and seq is not None and not pd.isna(seq):
-        variant += f";seq={int(seq)}"
-    return (ref, int(row["batch"]), dtype, str(row["hardware"]), str(row["runtime"]), variant)
-
-
-def _kernels(root: Path, model_ref: str, batch: int, dtype: str, variant: str, fuse: bool):
-    """Fused kernels of a configuration's graph (a zoo spec, or an ONNX file bound at ``batch`` and ``seq``)."""
-    return fuse_kernels(count_costs(config_graph(root, model_ref, batch, dtype, variant)), fuse=fuse)
-
-
-def config_graph(root: Path, model_ref: str, batch: int, dtype: str, variant: str):
-    """The shaped graph of a configuration: a zoo spec built at ``batch`` / ``dtype``, or an ONNX file bound at
-    ``batch`` and, when ``variant`` carries ``;seq=N``, its symbolic ``sequence`` dimension at N tokens."""
-    if model_ref.endswith(".onnx"):
-        # a symbolic dimension is bound by name with a 1-tuple (load_graph's ``{dim_param: (value,)}``)
-        shapes = {"sequence": (int(variant.split(";seq=")[1]),)} if ";seq=" in variant else None
-        return load_graph(root / model_ref, batch=batch, shapes=shapes)
-    return load_graph(build_model(model_ref, batch, dtype))
-
-
-_DIGESTS: dict[Path, str] = {}
-
-
-def _file_digest(path: Path) -> str:
-    if path not in _DIGESTS:
-        _DIGESTS[path] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    return _DIGESTS[path]
-
-
-def graph_available(model_ref: str, root: Path = REPO_ROOT) -> bool:
-    """Whether the graph a row names can be built here (a zoo ``hf:`` spec, or a committed ONNX file)."""
-    if model_ref.endswith(".onnx"):
-        return (root / model_ref).exists()
-    return model_ref.startswith("hf:")
-
-
-def load_gpu_table(
-    root: Path = REPO_ROOT,
-    tables: tuple[tuple[str, str], ...] = GPU_TABLES,
-    with_sources: Sequence[str] = (),
-) -> pd.DataFrame:
-    """The whole-network rows of the committed GPU tables (``level`` empty or ``model``), plus those of the
-    :data:`OPTIONAL_GPU_TABLES` named in ``with_sources`` (DataError for a name that is not one)."""
-    from estimator.data.measurements import read_measurements
-    from estimator.errors import DataError
-
-    unknown = sorted(set(with_sources) - set(OPTIONAL_GPU_TABLES))
-    if unknown:
-        raise DataError(
-            f"--with-source {unknown[0]!r} is not an optional GPU source; choose from "
-            f"{', '.join(sorted(OPTIONAL_GPU_TABLES))}"
-        )
-    tables = (*tables, *((name, OPTIONAL_GPU_TABLES[name]) for name in dict.fromkeys(with_sources)))
-    frames = []
-    for _name, path in tables:
-        t = read_measurements(root / path)
-        if "level" in t:
-            t = t[t["level"].isna() | (t["level"].astype(str) == "model")]
-        frames.append(t)
-    return pd.concat(frames, ignore_index=True)
-
-
-def build_gpu_set(
-    table: pd.DataFrame,
-    *,
-    root: Path = REPO_ROOT,
-    cache_dir: Path | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> GpuSet:
-    """Cost every configuration of ``table`` whose graph is available (cached on disk)."""
-    say = progress or (lambda _line: None)
-    table = table.reset_index(drop=True)
-    ok = np.array([graph_available(str(m), root) for m in table["model_ref"]], dtype=bool)
-    missing = {
-        f"{s}: graph not committed": n for s, n in table[~ok]["source"].astype(str).value_counts().items()
-    }
-    table = table[ok].reset_index(drop=True)
-    keys = [config_key(r, root) for r in table.to_dict("records")]
-    table = table.assign(config=keys)
-    cache = ConfigCache(cache_dir)
-    configs = cache.load()
-    todo = [k for k in dict.fromkeys(keys) if k not in configs]
-    by_graph: dict[tuple, object] = {}
-    failed: dict[tuple, str] = {}
-    for i, key in enumerate(todo):
-        model_ref, batch, dtype, hardware, runtime_name, variant = key
-        runtime = get_runtime(runtime_name)
-        gkey = (model_ref, batch, dtype, runtime.fuses, variant)
-        try:
-            if gkey not in by_graph:
-                if len(by_graph) > 64:
-                    by_graph.clear()
-                by_graph[gkey] = _kernels(root, model_ref, batch, dtype, variant, runtime.fuses)
-            kernels = by_graph[gkey]
-        except EstimatorError as exc:
-            failed[key] = type(exc).__name__
-            continue
-        hw = _profile(hardware)
-        element = DTYPE_CHOICES.get(dtype, dtype) if dtype != "float32" else None
-        configs[key] = Config(
-            terms=device_terms(kernels, hw, runtime, element),
-            agg=graph_aggregates(kernels, hw, element),
-            v1_joules=energy_prior(kernels, hw, dtype=element, runtime=runtime).joules,
-            desislavov_joules=desislavov_joules(kernels, hw, element),
-        )
-        if (i + 1) % 25 == 0 or i + 1 == len(todo):
-            say(f"costed {i + 1}/{len(todo)} GPU configurations")
-            cache.save(configs)
-    cache.save(configs)
-    bad = table["config"].isin(set(failed))
-    for (source, key), n in table[bad].groupby([table["source"].astype(str), table["config"]]).size().items():
-        reason = f"{source}: graph not costed ({failed[key]})"
-        missing[reason] = missing.get(reason, 0) + int(n)
-    table = table[~bad].reset_index(drop=True)
-    return GpuSet(table, configs, missing)
 
 
 def input_pipeline(gs: GpuSet) -> np.ndarray:
@@ -321,6 +144,71 @@ def _fit_identifiable(cases: list[FitCase], description: str) -> V2Constants:
     note = f"; {', '.join(kept)} at the edge of the search range, kept as shipped" if kept else ""
     unfitted = "" if "host_dispatch_s" in names else f"; host_dispatch_s not fitted (host share {share:.0%})"
     return replace(fitted, fitted_on=fitted.fitted_on + unfitted + note)
+
+
+#: Search range of a machine's input-pipeline energy per sample, J (log-uniform; the low end reads as none).
+PIPELINE_BOUNDS = (1e-6, 1e2)
+#: A pipeline term: (constants key, boundary, device) -> J per sample.
+PipelineTerms = dict[tuple[str, str, str], float]
+
+
+def fit_pipeline_terms(gs: GpuSet, train: np.ndarray, log_prior: np.ndarray) -> PipelineTerms:
+    """The energy of a source's host input pipeline per sample, J, per (constants key, boundary, device), at
+    the boundaries the prior does not predict (at ``gpu-board-nvml`` the fitted host constants carry it).
+
+    Why: at CodeCarbon's total (Fischer's RTX 4090) no host constant can be fitted (they are fitted at the
+    board only), and the timed loop decodes every image on the host CPU, which CodeCarbon counts: a cost per
+    sample, not per call. ``c`` minimises the mean squared log ratio of ``prior + c x batch`` to the measured
+    joules over the ``train`` rows of that machine (``log_prior``: the v2 prior of every row, log J). It belongs
+    to the machine's host, which no profile describes, so it is never carried to another device: a held-out
+    device gets the forward pass alone. Leave-one-family-out on the RTX 4090 (2026-12-02): the model's MAPE
+    21.8% -> 12.5%; trying a pooled term at the board too made the A100 and Quadro worse (docs/evaluation_gpu.md).
+    """
+    keys = np.array(_constants_keys(gs))
+    boundary = gs.table["boundary"].astype(str).to_numpy()
+    devices = gs.table["hardware"].astype(str).to_numpy()
+    batch = gs.table["batch"].to_numpy(dtype=float)
+    y = np.log(gs.measured_j)
+    rows = train & input_pipeline(gs) & (boundary != PRIOR_BOUNDARY)
+    out: dict[tuple[str, str, str], float] = {}
+    for key, b, d in sorted(set(zip(keys[rows], boundary[rows], devices[rows], strict=True))):
+        m = rows & (keys == key) & (boundary == b) & (devices == d)
+        p, n, target = np.exp(log_prior[m]), batch[m], y[m]
+
+        def f(x: float, p=p, n=n, target=target) -> float:
+            return float(np.mean((np.log(p + math.exp(x) * n) - target) ** 2))
+
+        lo, hi = (math.log(v) for v in PIPELINE_BOUNDS)
+        out[key, b, d] = math.exp(golden_section_min(f, lo, hi, 40))
+    return out
+
+
+def with_pipeline(gs: GpuSet, log_prior: np.ndarray, terms: PipelineTerms) -> np.ndarray:
+    """``log_prior`` (log J) with each input-pipeline row's fitted energy per sample x batch added
+    (:func:`fit_pipeline_terms`); rows without a term keep the forward pass alone."""
+    out = log_prior.copy()
+    if not terms:
+        return out
+    keys = _constants_keys(gs)
+    boundary = gs.table["boundary"].astype(str).to_numpy()
+    devices = gs.table["hardware"].astype(str).to_numpy()
+    batch = gs.table["batch"].to_numpy(dtype=float)
+    for i in np.flatnonzero(input_pipeline(gs)):
+        c = terms.get((keys[i], boundary[i], devices[i]))
+        if c is not None:
+            out[i] = math.log(math.exp(log_prior[i]) + c * batch[i])
+    return out
+
+
+def fitted_prior(
+    gs: GpuSet, train: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, dict[str, V2Constants], PipelineTerms]:
+    """(log v2 prior J with the input-pipeline terms, GPU features, host constants, pipeline terms), every
+    constant fitted on the ``train`` rows only (:func:`fit_runtime_constants`, :func:`fit_pipeline_terms`)."""
+    constants = fit_runtime_constants(gs, train)
+    log_prior, X = prior_and_features(gs, constants)
+    terms = fit_pipeline_terms(gs, train, log_prior)
+    return with_pipeline(gs, log_prior, terms), X, constants, terms
 
 
 def prior_and_features(
@@ -426,8 +314,7 @@ def predict_split(gs: GpuSet, train: np.ndarray, test: np.ndarray, inner: np.nda
     """
     if np.any(train & test):
         raise ValueError("a row is in both the training and the test rows")
-    constants = fit_runtime_constants(gs, train)
-    log_prior, X = prior_and_features(gs, constants)
+    log_prior, X, constants, terms = fitted_prior(gs, train)
     y = np.log(gs.measured_j)
     devices = gs.table["hardware"].astype(str).to_numpy()
     reg = fit_gpu(X[train], y[train] - log_prior[train], weights=device_weights(devices[train]))
@@ -451,7 +338,13 @@ def predict_split(gs: GpuSet, train: np.ndarray, test: np.ndarray, inner: np.nda
         "interval": (np.maximum(point + lo, floor) - point, np.maximum(point + hi, floor) - point),
         "floored": pred_log[test] < floor,
         "floor": floor,  # log J per test row (-inf where no floor applies)
-        "constants": {rt: c.fitted_on + _constants_text(c) for rt, c in constants.items()},
+        "constants": {
+            **{rt: c.fitted_on + _constants_text(c) for rt, c in constants.items()},
+            **{
+                f"{key} at {b} on {d}": f"input pipeline {c:.3g} J per sample fitted on the training rows"
+                for (key, b, d), c in terms.items()
+            },
+        },
     }
 
 
@@ -475,24 +368,19 @@ def _case(gs: GpuSet, row: dict) -> FitCase:
     )
 
 
-_PROFILES: dict[str, HardwareProfile] = {}
-
-
-def _profile(name: str) -> HardwareProfile:
-    if name not in _PROFILES:
-        _PROFILES[name] = load_profile(name)
-    return _PROFILES[name]
-
-
 __all__ = [
     "GPU_TABLES",
     "OPTIONAL_GPU_TABLES",
     "GpuSet",
+    "PipelineTerms",
     "baselines",
     "build_gpu_set",
     "device_weights",
     "fit_gpu",
+    "fit_pipeline_terms",
     "fit_runtime_constants",
+    "fitted_prior",
     "load_gpu_table",
     "prior_and_features",
+    "with_pipeline",
 ]

@@ -76,6 +76,8 @@ class LLMEstimate:
     notes: tuple[str, ...]
     not_costed: Mapping[str, int] = field(default_factory=dict)
     host_step_seconds: float = 0.0
+    all_reduce_seconds: float = 0.0
+    decode_all_reduce_seconds: float = 0.0
 
     @property
     def joules_per_output_token(self) -> float:
@@ -129,6 +131,8 @@ class LLMEstimate:
             "kv_cache_bytes": self.kv_cache_bytes,
             "weight_bytes_per_device": self.weight_bytes_per_device,
             "all_reduce_joules": self.all_reduce_joules,
+            "all_reduce_seconds": self.all_reduce_seconds,
+            "decode_all_reduce_seconds": self.decode_all_reduce_seconds,
             "decode_step_blocks": [
                 {"block": b.block, "joules": b.joules, "seconds": b.seconds, "kernels": b.kernels}
                 for b in self.decode_step_blocks
@@ -303,8 +307,9 @@ def estimate_request(
         )
     if n > 1:
         notes.append(
-            f"tensor parallel over {n} devices: one device's shard x {n}; all-reduces over "
-            f"{decode_comm.source} at {decode_comm.bandwidth_bytes_per_s / 1e9:.0f} GB/s per direction"
+            f"tensor parallel over {n} devices: one device's shard x {n}; {decode_comm.count} all-reduces "
+            f"per step over {decode_comm.source} at {decode_comm.bandwidth_bytes_per_s / 1e9:.0f} GB/s per "
+            f"direction and {decode_comm.latency_s * 1e6:.1f} us each (NCCL's ring LL latency)"
         )
     kv_bytes = kv_bytes_per_device(layers, kv_heads, head_dim, prompt + generate, batch, kv_type) * n
     if not has_cache:
@@ -332,6 +337,8 @@ def estimate_request(
         kv_cache_bytes=kv_bytes,
         weight_bytes_per_device=weights,
         all_reduce_joules=n * (prefill_comm.joules + n_steps * decode_comm.joules),
+        all_reduce_seconds=prefill_comm.seconds + n_steps * decode_comm.seconds,
+        decode_all_reduce_seconds=n_steps * decode_comm.seconds,
         decode_step_blocks=block_view(first_report, first) if first_report else (),
         notes=tuple(notes),
         not_costed=dict(prefill_report.costs.not_costed),
