@@ -212,3 +212,116 @@ def test_a_large_weight_that_does_not_fill_its_dims_is_still_refused():
     tensor.raw_data = bytes(70000)  # 17,500 floats for 20,000 declared
     with pytest.raises(ModelFormatError, match="stores 70,000 bytes"):
         _check_stored(stored_tensor(tensor), "initializer 'w'")
+
+
+def _fill_graph(shape: list[int], shape_type: str, fill: str) -> onnx.ModelProto:
+    """``y = x + ConstantOfShape(shape)`` with the shape a stored initializer and ``fill`` the value attribute."""
+    dims = ", ".join(str(d) for d in shape)
+    attribute = f"<value = {fill}>" if fill else ""
+    return parser.parse_model(
+        HEADER
+        + f"""g (float[{dims}] x) => (float[{dims}] y)
+        <{shape_type}[{len(shape)}] s = {{{dims}}}>
+        {{ c = ConstantOfShape {attribute} (s)
+           y = Add(x, c) }}"""
+    )
+
+
+@pytest.mark.parametrize(
+    "shape, shape_type, fill, expected",
+    [
+        ([2, 3], "int64", "float[1] {0.0}", np.zeros((2, 3), np.float32)),
+        ([3, 2], "int64", "float[1] {0.0}", np.zeros((3, 2), np.float32)),  # same bytes count, other shape
+        ([2, 3], "int64", "float[1] {1.0}", np.ones((2, 3), np.float32)),  # other value
+        ([2, 3], "int64", "float[1] {-0.0}", np.full((2, 3), -0.0, np.float32)),  # other sign bit
+        ([2, 3], "int64", "", np.zeros((2, 3), np.float32)),  # no value attribute: float32 zeros
+        ([6], "int64", "float[1] {0.0}", np.zeros(6, np.float32)),
+    ],
+)
+def test_remembered_fills_answer_each_content_with_its_own_value(shape, shape_type, fill, expected):
+    # Every case is loaded after all the others (the memo holds their fills): each still gets its own value.
+    for other in ([2, 3], [3, 2], [6]):
+        for other_fill in ("float[1] {0.0}", "float[1] {1.0}", "float[1] {-0.0}", ""):
+            load_graph(_fill_graph(other, "int64", other_fill))
+    value = load_graph(_fill_graph(shape, shape_type, fill)).constants["c"]
+    assert value.dtype == expected.dtype and value.shape == expected.shape
+    assert value.tobytes() == expected.tobytes()
+    assert not value.flags.writeable  # shared by every graph with this content: nobody may write to it
+
+
+def test_remembered_fills_keep_the_fill_dtype():
+    ints = parser.parse_model(
+        HEADER
+        + """g (int64[4] x) => (int64[4] y) <int64[1] s = {4}>
+        { c = ConstantOfShape <value = int64[1] {0}> (s)
+          y = Add(x, c) }"""
+    )
+    floats = parser.parse_model(
+        HEADER
+        + """g (float[4] x) => (float[4] y) <int64[1] s = {4}>
+        { c = ConstantOfShape <value = float[1] {0.0}> (s)
+          y = Add(x, c) }"""
+    )
+    for model, dtype in ((ints, np.int64), (floats, np.float32), (ints, np.int64)):
+        graph = load_graph(model)
+        assert graph.constants["c"].dtype == dtype and graph.tensors["c"].dtype == np.dtype(dtype).name
+        assert graph.constants["c"].tolist() == [0, 0, 0, 0]
+
+
+@pytest.mark.parametrize(
+    "dims, raw_bytes, extra, ok",
+    [
+        ([2, 3], 24, {}, True),
+        ([2, 3], 20, {}, False),  # too few bytes
+        ([2, 3], 24, {"int64_data": [1]}, False),  # values in a field of another type too
+        (
+            [2, 3],
+            24,
+            {"float_data": [1.0] * 6},
+            True,
+        ),  # its own typed field as well: the full check allows it
+        ([0], 0, {}, True),
+    ],
+)
+def test_raw_only_tensors_are_checked_as_the_full_check_does(dims, raw_bytes, extra, ok):
+    tensor = onnx.TensorProto(name="w", data_type=onnx.TensorProto.FLOAT, dims=dims, **extra)
+    if raw_bytes:
+        tensor.raw_data = bytes(raw_bytes)
+    if ok:
+        _check_stored(stored_tensor(tensor), "initializer 'w'")
+    else:
+        with pytest.raises(ModelFormatError):
+            _check_stored(stored_tensor(tensor), "initializer 'w'")
+
+
+def _shape_tensor(name: str, values: list[int], data_type: int = onnx.TensorProto.INT64) -> onnx.TensorProto:
+    tensor = onnx.TensorProto(name=name, data_type=data_type, dims=[len(values)])
+    (tensor.int64_data if data_type == onnx.TensorProto.INT64 else tensor.int32_data).extend(values)
+    return tensor
+
+
+def test_remembered_stored_tensors_read_as_their_own_proto():
+    tensors = [
+        _shape_tensor("s", [16, 3, 3, 3]),
+        _shape_tensor("s", [16, 3, 3, 4]),  # one value differs
+        _shape_tensor("t", [16, 3, 3, 3]),  # the name differs
+        _shape_tensor("s", [16, 3, 3, 3], onnx.TensorProto.INT32),  # the element type differs
+    ]
+    for _ in range(2):  # the second round is answered from what the first remembered
+        for tensor in tensors:
+            view = stored_tensor(tensor)
+            assert view.proto is tensor and view.name == tensor.name and view.dims == tuple(tensor.dims)
+            assert view.data_type == tensor.data_type and not view.external
+            expected = onnx.numpy_helper.to_array(tensor)
+            got = to_array_fast(view)
+            assert got.dtype == expected.dtype and got.tolist() == expected.tolist()
+
+
+def test_a_remembered_stored_tensor_holds_nothing_of_the_proto_it_was_read_from():
+    first = _shape_tensor("s", [1, 2, 3])
+    stored_tensor(first)
+    first.int64_data[0] = 99  # the caller changes its model after loading it
+    again = stored_tensor(_shape_tensor("s", [1, 2, 3]))
+    assert list(again.fields["int64_data"]) == [1, 2, 3]
+    assert to_array_fast(again).tolist() == [1, 2, 3]
+    _check_stored(again, "initializer 's'")

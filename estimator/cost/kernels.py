@@ -202,16 +202,13 @@ class KernelReport:
         return int(self.arrays["launches"].sum())
 
 
-def _category(node: NodeCost) -> str:
-    if node.status == "zero-cost":
-        return "view"
-    if node.op_type in CONTRACTION_OPS:
-        return "contraction"
-    if node.op_type in ELEMENTWISE_OPS:
-        return "elementwise"
-    if node.op_type in REDUCTION_OPS:
-        return "reduction"
-    return "other"
+#: The category of each op that has one (a zero-cost node is a view; any other op is "other"): a contraction
+#: before an elementwise op before a reduction, for an op in two sets.
+_CATEGORY_OF = {
+    **{op: "reduction" for op in REDUCTION_OPS},
+    **{op: "elementwise" for op in ELEMENTWISE_OPS},
+    **{op: "contraction" for op in CONTRACTION_OPS},
+}
 
 
 def fuse_kernels(report: CostReport, *, fuse: bool = True) -> KernelReport:
@@ -259,6 +256,7 @@ def fuse_kernels(report: CostReport, *, fuse: bool = True) -> KernelReport:
     open_for_epilogue: list[bool] = []
 
     constant_roots = graph.constant_roots  # Graph.is_constant, read without a call per input
+    category_of = _CATEGORY_OF.get
     producers = graph.producers
 
     def producer_group(t: str) -> int | None:
@@ -278,7 +276,7 @@ def fuse_kernels(report: CostReport, *, fuse: bool = True) -> KernelReport:
     for n, gn in zip(nodes, graph.nodes, strict=True):
         if n.status == "folded":
             continue
-        cat = _category(n)
+        cat = "view" if n.status == "zero-cost" else category_of(n.op_type, "other")
         runtime_inputs = [t for t in gn.inputs if t and t not in constant_roots]
         if cat == "view":
             g = producer_group(runtime_inputs[0]) if runtime_inputs else None
@@ -376,7 +374,7 @@ def _make_kernel(
         for tensor, nbytes in n.writes:
             r = root_get(tensor, tensor)
             consumers = real_consumers.get(r, ())
-            if r in graph_outputs or not consumers or any(c not in inside for c in consumers):
+            if r in graph_outputs or not consumers or not inside.issuperset(consumers):
                 write += nbytes
     launches = 1 if names else 0
     return frozen_record(

@@ -160,8 +160,10 @@ def signature(
             r = tensors.get(root)
             ins.append(("const", here, (r.shape, r.dtype) if r is not None else None))
     outs = tuple(
-        None if not name else (info.shape, info.dtype) if info is not None else "?"
-        for name, info in zip(node.outputs, outputs, strict=True)
+        [
+            None if not name else (info.shape, info.dtype) if info is not None else "?"
+            for name, info in zip(node.outputs, outputs, strict=True)
+        ]
     )
     return (rule, node.op_type, node.domain, opset, attrs, tuple(ins), outs)
 
@@ -192,7 +194,7 @@ def _attributes_key(attributes: Any) -> tuple | None:
 
 
 def _list_key(values: list) -> tuple | None:
-    kinds = {type(v) for v in values}
+    kinds = set(map(type, values))
     if not kinds or kinds == {int}:
         return ("ints", *values)
     if kinds == {str}:

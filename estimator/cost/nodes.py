@@ -206,7 +206,26 @@ def count_costs(graph: Graph, *, strict: bool = False) -> CostReport:
     """
     counted_roots: set[str] = set()
     memo = NODE_COST_MEMO if NODE_COST_MEMO.enabled else None
-    nodes = tuple(_cost_node(graph, node, counted_roots, memo) for node in graph.nodes)
+    get = graph.tensors.get
+    nodes = tuple(
+        [
+            # A folded node costs nothing and holds only its names and output shapes: built here, without a call.
+            frozen_record(
+                NodeCost,
+                {
+                    **_FOLDED,
+                    "index": node.index,
+                    "name": node.name,
+                    "op_type": node.op_type,
+                    "domain": node.domain,
+                    "output_shapes": tuple([_shape_of(get(o)) if o else None for o in node.outputs]),
+                },
+            )
+            if node.constant_folded
+            else _cost_node(graph, node, counted_roots, memo)
+            for node in graph.nodes
+        ]
+    )
     unsupported = Counter(n.qualified_op for n in nodes if n.status == "unsupported")
     not_costed = Counter(n.qualified_op for n in nodes if n.status not in KNOWN_STATUSES)
     for n in nodes:
@@ -234,6 +253,14 @@ def count_costs(graph: Graph, *, strict: bool = False) -> CostReport:
 _NODE_COST_DEFAULTS = {
     f.name: f.default for f in dataclasses.fields(NodeCost) if f.default is not dataclasses.MISSING
 }
+
+
+#: The fields of a folded node's NodeCost that do not depend on the node.
+_FOLDED = {**_NODE_COST_DEFAULTS, "status": "folded"}
+
+
+def _shape_of(info: TensorInfo | None) -> tuple[int, ...] | None:
+    return info.shape if info is not None else None
 
 
 def _cost_node(graph: Graph, node: Node, counted_roots: set[str], memo: NodeCostMemo | None) -> NodeCost:
@@ -340,10 +367,12 @@ def _node_cost(
             "dtype": t.dtype,
             "output_shapes": t.output_shapes,
             "reads": tuple(
-                frozen_record(TensorRead, {"tensor": names[i], "nbytes": nbytes, "weight": weight})
-                for i, nbytes, weight in t.reads
+                [
+                    frozen_record(TensorRead, {"tensor": names[i], "nbytes": nbytes, "weight": weight})
+                    for i, nbytes, weight in t.reads
+                ]
             ),
-            "writes": tuple((outputs[k].name, nbytes) for k, nbytes in t.writes),
+            "writes": tuple([(outputs[k].name, nbytes) for k, nbytes in t.writes]),
             "flags": t.flags,
             "message": "",
         },

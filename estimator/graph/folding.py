@@ -12,7 +12,7 @@ import onnx
 
 from estimator.dtypes import dtype_name
 from estimator.graph.inference import Types
-from estimator.graph.structure import ONNX_DOMAIN, canonical_domain
+from estimator.graph.structure import ONNX_DOMAIN
 
 #: Small constants (at most this many elements) keep their values for rules and shape folding.
 _SMALL_CONSTANT_ELEMENTS = 4096
@@ -28,15 +28,19 @@ def _propagate(
     from estimator.graph.contrib_shapes import infer_contrib_outputs
 
     learned = False
+    types_get = types.get
+    has_constant = constants.__contains__
     for node, attrs in zip(nodes, node_attrs, strict=True):
         outputs = list(filter(None, node.output))  # the present ones (C-level filter: no frame per name)
         if not outputs:
             continue
-        domain = canonical_domain(node.domain)
+        default_domain = node.domain in _DEFAULT_DOMAINS  # canonical_domain(node.domain) == ONNX_DOMAIN
         if (
-            domain == ONNX_DOMAIN
+            default_domain
             and node.op_type in _FOLDERS
-            and not all(map(constants.__contains__, outputs))
+            and not all(map(has_constant, outputs))
+            # every present input known (what _fold asks of every op but the ones that read no input values)
+            and (node.op_type in _NO_INPUT_VALUES or all(map(has_constant, filter(None, node.input))))
         ):
             values = _fold(node, attrs, types, constants)
             if values is not None:
@@ -45,23 +49,41 @@ def _propagate(
                         continue
                     constants[name] = value
                     learned = True
-                    if types.get(name, (None, ""))[0] is None:
+                    if types_get(name, _NO_TYPE)[0] is None:
                         types[name] = (tuple(int(d) for d in value.shape), _np_dtype_name(value.dtype))
-        if all(types.get(o, (None, ""))[0] is not None for o in outputs):
+        if (
+            types_get(outputs[0], _NO_TYPE)[0] is not None
+            if len(outputs) == 1
+            else all(types_get(o, _NO_TYPE)[0] is not None for o in outputs)
+        ):
             continue
-        in_shapes = [types.get(i, (None, ""))[0] if i else None for i in node.input]
-        in_dtypes = [types.get(i, (None, "undefined"))[1] if i else "undefined" for i in node.input]
+        in_shapes = [types_get(i, _NO_TYPE)[0] if i else None for i in node.input]
+        in_dtypes = [types_get(i, (None, "undefined"))[1] if i else "undefined" for i in node.input]
         in_values = [constants.get(i) if i else None for i in node.input]
         result = infer_contrib_outputs(
-            domain, node.op_type, attrs, in_shapes, in_dtypes, in_values, len(node.output)
+            ONNX_DOMAIN if default_domain else node.domain,
+            node.op_type,
+            attrs,
+            in_shapes,
+            in_dtypes,
+            in_values,
+            len(node.output),
         )
         if result is None:
             continue
         for name, (shape, dtype) in zip(node.output, result, strict=False):
-            if name and shape is not None and types.get(name, (None, ""))[0] is None:
+            if name and shape is not None and types_get(name, _NO_TYPE)[0] is None:
                 types[name] = (tuple(int(d) for d in shape), dtype)
                 learned = True
     return learned
+
+
+#: The names of ONNX's default domain (see :func:`~estimator.graph.structure.canonical_domain`).
+_DEFAULT_DOMAINS = frozenset({"", ONNX_DOMAIN})
+#: Folded ops that read no input values (their inputs' shapes, or their attributes).
+_NO_INPUT_VALUES = frozenset({"Shape", "Size", "Constant"})
+#: What ``types.get`` answers for a tensor it does not know.
+_NO_TYPE = (None, "")
 
 
 def _np_dtype_name(dtype: np.dtype) -> str:
@@ -94,6 +116,8 @@ def _fold(
             if key in ("value_float", "value_floats"):
                 return [np.array(value, dtype=np.float32)]
         return None
+    if op == "ConstantOfShape" and len(node.input) == 1 and node.input[0]:
+        return _fold_fill(constants.get(node.input[0]), attrs)
     args = [constants.get(i) if i else None for i in node.input]
     required = [a for i, a in zip(node.input, args, strict=True) if i]
     if any(a is None for a in required):
@@ -104,6 +128,55 @@ def _fold(
         return _FOLDERS[op](args, attrs)
     except Exception:  # a fold that fails simply teaches nothing; ONNX inference and cost rules decide later
         return None
+
+
+def _fold_fill(shape: np.ndarray | None, attrs: Mapping[str, Any]) -> Sequence[np.ndarray] | None:
+    """What :func:`_fold` gives for a ``ConstantOfShape`` whose shape input holds ``shape``: a function of the
+    shape's and the fill's contents alone, so remembered by them (NAS candidates and the layers of a network repeat
+    a few dozen fills). Remembered arrays are read-only, shared by every node with that content."""
+    if shape is None:
+        return None
+    value = attrs.get("value")
+    if shape.dtype.hasobject or (
+        value is not None
+        and (not isinstance(value, np.ndarray) or value.dtype.hasobject or value.nbytes > _FILL_KEY_BYTES)
+    ):
+        # No exact image by bytes, or too large to keep: folded every time.
+        return _fold_fill_now(shape, attrs)
+    key = (
+        shape.dtype.str,
+        shape.shape,
+        shape.tobytes(),
+        None if value is None else (value.dtype.str, value.shape, value.tobytes()),
+    )
+    out = _FILLS.get(key, _MISSING)
+    if out is _MISSING:
+        out = _fold_fill_now(shape, attrs)
+        if out is not None:
+            for array in out:
+                array.setflags(write=False)
+            out = tuple(out)
+        if len(_FILLS) >= _FILLS_LIMIT:
+            _FILLS.clear()
+        _FILLS[key] = out
+    return out
+
+
+def _fold_fill_now(shape: np.ndarray, attrs: Mapping[str, Any]) -> list[np.ndarray] | None:
+    if math.prod(_ints(shape.reshape(-1))) > _SMALL_CONSTANT_ELEMENTS:
+        return None  # a weight fill: its shape is known from its input, its value is not needed
+    try:
+        return _fold_constant_of_shape([shape], attrs)
+    except Exception:  # as in _fold: a fold that fails teaches nothing
+        return None
+
+
+#: Most ConstantOfShape results remembered by :func:`_fold_fill` (each at most 4096 elements: 32 MB at worst,
+#: a few hundred kB in practice), and the largest fill value (bytes) whose results are remembered.
+_FILLS_LIMIT = 512
+_FILL_KEY_BYTES = 64
+_FILLS: dict[tuple, tuple[np.ndarray, ...] | None] = {}
+_MISSING = object()
 
 
 def _fold_slice(args: list, attrs: dict) -> list[np.ndarray]:

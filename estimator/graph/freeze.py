@@ -3,6 +3,7 @@ constant is a view of), load-time folding, subgraphs, and the final sanity check
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,6 +30,7 @@ from estimator.graph.structure import (
     Node,
     TensorInfo,
     frozen_record,
+    tensor_infos,
 )
 from estimator.graph.validate import SMALL_TENSOR_BYTES, _has_data
 
@@ -70,6 +72,8 @@ _NEVER_FOLDED = frozenset(
 
 
 _UNKNOWN = TensorInfo("", None, "")
+#: Ops through which a folded node's output keeps its first input's root.
+_FORWARDING = CONSTANT_FORWARDING_OPS | CONSTANT_SELECTING_OPS
 
 
 def _decode_attributes(node: onnx.NodeProto | NodeView) -> dict[str, Any]:
@@ -77,9 +81,14 @@ def _decode_attributes(node: onnx.NodeProto | NodeView) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if isinstance(node, NodeView):  # names and types read once already
         for attr, name, kind in zip(node.attribute, node.attribute_names, node.attribute_types, strict=True):
-            decode = _DECODERS.get(kind)
-            if decode is not None:
-                out[name] = decode(attr)
+            if kind == _INTS:  # the most common kinds decoded here, without a call
+                out[name] = attr.ints[:]
+            elif kind == _INT:
+                out[name] = int(attr.i)
+            else:
+                decode = _DECODERS.get(kind)
+                if decode is not None:
+                    out[name] = decode(attr)
         return out
     for attr in node.attribute:
         decode = _DECODERS.get(attr.type)
@@ -114,6 +123,7 @@ _SMALL_TENSORS: dict[bytes, np.ndarray | None] = {}
 _MISSING = object()
 
 
+_INT, _INTS = onnx.AttributeProto.INT, onnx.AttributeProto.INTS
 _DECODERS = {
     onnx.AttributeProto.INT: lambda a: int(a.i),
     onnx.AttributeProto.FLOAT: lambda a: float(a.f),
@@ -150,8 +160,9 @@ def _freeze(
     producers: dict[str, int] = {}
     used_names: set[str] = set()
     tensors: dict[str, TensorInfo] = dict(outer_tensors or {})
-    for name, (shape, dtype) in types.items():
-        tensors[name] = frozen_record(TensorInfo, {"name": name, "shape": shape, "dtype": dtype})
+    tensors.update(tensor_infos(types))
+    is_root = roots.__contains__
+    tensors_get = tensors.get
 
     for position, i in enumerate(order):
         proto = views[position] if views is not None else graph.node[i]
@@ -164,16 +175,16 @@ def _freeze(
         inputs = tuple(proto.input)
         outputs = tuple(proto.output)
         folded = op_type not in _NEVER_FOLDED and (
-            all(map(roots.__contains__, filter(None, inputs)))  # every present input is a constant
-            or (op_type in ("Shape", "Size") and tensors.get(next(x for x in inputs if x), _UNKNOWN).shape)
+            all(map(is_root, filter(None, inputs)))  # every present input is a constant
+            or (op_type in ("Shape", "Size") and tensors_get(next(x for x in inputs if x), _UNKNOWN).shape)
         )
         if folded:
             reads = [x for x in inputs if x]
-            forwarding = op_type in CONSTANT_FORWARDING_OPS or op_type in CONSTANT_SELECTING_OPS
-            if forwarding and reads and reads[0] in roots:
+            if op_type in _FORWARDING and reads and reads[0] in roots:
                 roots[outputs[0]] = roots[reads[0]]
             else:
-                source = _derived_from(proto, reads, roots, tensors)
+                # A fill is a new constant: _derived_from answers None for it without a look.
+                source = None if op_type == "ConstantOfShape" else _derived_from(proto, reads, roots, tensors)
                 roots.update({o: source or o for o in outputs if o})
         subgraphs: dict[str, Graph] = {}
         # ONNX's shapes inside subgraphs are in the inferred graph's protos.
@@ -210,18 +221,7 @@ def _freeze(
         )
 
     _check_reshapes(nodes, tensors)
-    for info in tensors.values():
-        if info.shape is None:
-            continue
-        if info.numel > MAX_TENSOR_ELEMENTS:
-            raise InvalidDimensionError(
-                f"tensor '{info.name}' would have shape {_fmt_dims(info.shape)} ({info.numel:.3g} elements), "
-                f"which is absurdly large; check --batch / --shape and the model"
-            )
-        if info.shape and min(info.shape) < 0:
-            raise InvalidDimensionError(
-                f"tensor '{info.name}' has a negative dimension {_fmt_dims(info.shape)}"
-            )
+    _check_shapes(tensors)
     return Graph(
         name=graph.name,
         nodes=tuple(nodes),
@@ -235,6 +235,29 @@ def _freeze(
         symbolic_bindings=dict(symbols),
         ir_version=ir_version,
     )
+
+
+def _check_shapes(tensors: Mapping[str, TensorInfo]) -> None:
+    """No tensor may have an absurd element count or a negative dimension (InvalidDimensionError naming the first,
+    in ``tensors``' order)."""
+    # A graph holds a few dozen distinct shapes over hundreds of tensors: each shape is checked once, and the
+    # tensors are walked in order (for the first one to report) only when a shape fails.
+    shapes = {info.shape for info in tensors.values()}
+    shapes.discard(None)
+    if all(math.prod(shape) <= MAX_TENSOR_ELEMENTS and min(shape, default=0) >= 0 for shape in shapes):
+        return
+    for info in tensors.values():
+        if info.shape is None:
+            continue
+        if info.numel > MAX_TENSOR_ELEMENTS:
+            raise InvalidDimensionError(
+                f"tensor '{info.name}' would have shape {_fmt_dims(info.shape)} ({info.numel:.3g} elements), "
+                f"which is absurdly large; check --batch / --shape and the model"
+            )
+        if info.shape and min(info.shape) < 0:
+            raise InvalidDimensionError(
+                f"tensor '{info.name}' has a negative dimension {_fmt_dims(info.shape)}"
+            )
 
 
 def _check_reshapes(nodes: Sequence[Node], tensors: Mapping[str, TensorInfo]) -> None:

@@ -87,12 +87,14 @@ class NodeView(NamedTuple):
     attribute_types: tuple[int, ...] = ()
 
 
-_GRAPH_TYPES = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+_GRAPH_TYPES = frozenset({onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS})
 
 
 def node_views(graph: onnx.GraphProto) -> list[NodeView]:
     """One :class:`NodeView` per node of ``graph`` (not of its subgraphs), in stored order."""
     out = []
+    append = out.append
+    new_view = tuple.__new__  # NodeView's own __new__ is a Python function; the tuple is the same
     # ``field[:]`` copies a repeated field into a list in one call; ``tuple(field)`` iterates it element by
     # element through the sequence protocol, 2-3x slower.
     for node in graph.node:
@@ -100,21 +102,24 @@ def node_views(graph: onnx.GraphProto) -> list[NodeView]:
         if attrs:
             names = tuple([a.name for a in attrs])
             kinds = tuple([a.type for a in attrs])
-            nested = any(k in _GRAPH_TYPES for k in kinds)
+            nested = not _GRAPH_TYPES.isdisjoint(kinds)
         else:
             names = kinds = ()
             nested = False
-        out.append(
-            NodeView(
-                node.name,
-                node.op_type,
-                node.domain,
-                tuple(node.input[:]),
-                tuple(node.output[:]),
-                attrs,
-                nested,
-                names,
-                kinds,
+        append(
+            new_view(
+                NodeView,
+                (
+                    node.name,
+                    node.op_type,
+                    node.domain,
+                    tuple(node.input[:]),
+                    tuple(node.output[:]),
+                    attrs,
+                    nested,
+                    names,
+                    kinds,
+                ),
             )
         )
     return out
@@ -316,7 +321,42 @@ _KEPT_RAW_BYTES = 4096 * 16
 
 
 def stored_tensor(t: onnx.TensorProto) -> StoredTensor:
-    """The :class:`StoredTensor` of ``t``."""
+    """The :class:`StoredTensor` of ``t``.
+
+    Small tensors (shapes, axes, scales: the hundreds of shape initializers of a graph whose weights are fills)
+    repeat within a graph and across the candidates of a NAS loop; their fields are remembered by the serialized
+    tensor (name, type, dims and values), which is several times faster to read than the fields themselves. Only
+    tensors whose fields are all immutable values (strings, numbers, bytes, dims kept as a tuple) are remembered."""
+    dims = t.dims[:]
+    if len(dims) <= 1 and (not dims or dims[0] <= _REMEMBERED_ELEMENTS):
+        key = t.SerializeToString()
+        known = _STORED.get(key)
+        if known is not None:
+            return _new_stored(StoredTensor, (*known, t))
+        view = _read_stored(t)
+        if view.fields.keys() <= _REMEMBERED_FIELDS:
+            # Repeated fields as tuples: a remembered view holds nothing of the proto it was read from.
+            fields = {k: tuple(v) if k in _REPEATED_FIELDS else v for k, v in view.fields.items()}
+            if len(_STORED) >= _STORED_LIMIT:
+                _STORED.clear()
+            known = _STORED[key] = (view.name, view.dims, view.data_type, view.external, fields)
+            return _new_stored(StoredTensor, (*known, t))
+        return view
+    return _read_stored(t)
+
+
+#: Stored tensors remembered by :func:`stored_tensor`: scalars and vectors of at most this many elements...
+_REMEMBERED_ELEMENTS = 16
+#: ... whose set fields are only these (no external data, no segment)...
+_REPEATED_FIELDS = frozenset({"dims", "int64_data", "int32_data", "float_data", "double_data", "uint64_data"})
+_REMEMBERED_FIELDS = _REPEATED_FIELDS | {"name", "data_type", "raw_data", "doc_string"}
+#: ... at most this many (a few hundred bytes each).
+_STORED_LIMIT = 8192
+_STORED: dict[bytes, tuple] = {}
+_new_stored = tuple.__new__  # StoredTensor's own __new__ is a Python function; the tuple is the same
+
+
+def _read_stored(t: onnx.TensorProto) -> StoredTensor:
     fields = {fd.name: value for fd, value in t.ListFields()}
     raw = fields.get("raw_data")
     if raw is not None and len(raw) > _KEPT_RAW_BYTES:

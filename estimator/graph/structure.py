@@ -51,6 +51,17 @@ def frozen_record(cls: type[R], fields: dict[str, Any]) -> R:
     return obj
 
 
+def tensor_infos(types: Mapping[str, tuple[tuple[int, ...] | None, str]]) -> dict[str, TensorInfo]:
+    """``{name: TensorInfo(name, shape, dtype)}`` for every ``name: (shape, dtype)`` of ``types``, built as
+    :func:`frozen_record` builds them, without a call per tensor."""
+    out = {}
+    for name, (shape, dtype) in types.items():
+        info = _new(TensorInfo)
+        _set(info, "__dict__", {"name": name, "shape": shape, "dtype": dtype})
+        out[name] = info
+    return out
+
+
 @dataclass(frozen=True)
 class TensorInfo:
     """Shape and element type of one tensor.

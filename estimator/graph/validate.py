@@ -152,9 +152,10 @@ def _check_names(
         fields += node.output
         if node.attribute:
             fields += node.attribute_names
-            for attr, kind in zip(node.attribute, node.attribute_types, strict=True):
-                if kind == onnx.AttributeProto.TENSOR:
-                    tensor_attributes.append((node, attr))
+            if _TENSOR in node.attribute_types:
+                for attr, kind in zip(node.attribute, node.attribute_types, strict=True):
+                    if kind == _TENSOR:
+                        tensor_attributes.append((node, attr))
         if node.has_subgraphs:
             for attr in node.attribute:
                 for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
@@ -182,6 +183,7 @@ def _check_names(
             _PASSED.add(key)
 
 
+_TENSOR = onnx.AttributeProto.TENSOR
 #: Serialized size up to which a tensor attribute is remembered by content (its check, its value), bytes.
 SMALL_TENSOR_BYTES = 256
 #: Serialized small tensor attributes that passed :func:`_check_stored`, at most ``_PASSED_LIMIT`` (~1 MB).
@@ -217,6 +219,17 @@ def _check_stored(t: onnx.TensorProto | StoredTensor, what: str) -> None:
         )
     if view.external:
         return
+    fields = view.fields
+    raw = fields.get("raw_data")
+    if raw:
+        if fields.keys() <= _RAW_ONLY and len(raw) == storage_bytes(_numel(dims), dtype):
+            return  # values in raw_data alone, as many bytes as the dims need: what the checks below pass
+    else:
+        own, allowed = _TYPED_ONLY.get(dtype, _NOT_TYPED)
+        if own and fields.keys() <= allowed:
+            typed = len(fields.get(own, ()))
+            if typed == 0 or typed == _numel(dims):
+                return  # values in the type's own field alone, one per element (or none): what passes below
     # The fields that are set (a repeated field only when it is not empty), read once by stored_tensor.
     present = view.fields
     own = _DATA_FIELD.get(dtype, "int32_data")  # ONNX stores small ints, bool and 16/8/4-bit floats as int32
@@ -249,6 +262,19 @@ def _check_stored(t: onnx.TensorProto | StoredTensor, what: str) -> None:
 #: The TensorProto fields that hold values, in the order a stray one is reported, and raw_data.
 _VALUE_FIELDS = ("float_data", "int32_data", "int64_data", "double_data", "uint64_data", "string_data")
 _VALUE_FIELDS_AND_RAW = frozenset({*_VALUE_FIELDS, "raw_data"})
+#: The fields a tensor whose values are all in ``raw_data`` may set (any other field goes through every check).
+_RAW_ONLY = frozenset({"name", "dims", "data_type", "raw_data", "doc_string"})
+
+
+#: Element types stored one value per element in their own field, with the fields such a tensor may set (the
+#: others, ``_NOT_TYPED``, go through every check).
+_TYPED_ONLY = {
+    dtype: (field, frozenset({"name", "dims", "data_type", "doc_string", field}))
+    for dtype, field in (
+        (d, _DATA_FIELD.get(d, "int32_data")) for d in ("int64", "float32", "int32", "float64")
+    )
+}
+_NOT_TYPED = ("", frozenset())
 
 
 def _has_data(t: onnx.TensorProto | StoredTensor) -> bool:
@@ -256,5 +282,7 @@ def _has_data(t: onnx.TensorProto | StoredTensor) -> bool:
     view = t if isinstance(t, StoredTensor) else stored_tensor(t)
     if not view.dims or 0 not in view.dims:
         fields = view.fields
+        if fields.get("raw_data"):
+            return True
         return any(len(fields[name]) for name in _VALUE_FIELDS_AND_RAW if name in fields)
     return True
