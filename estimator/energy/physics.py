@@ -285,9 +285,8 @@ def _peak_live_activation_bytes(kernels: KernelReport) -> int:
             sizes.append(info.nbytes)
             born.append(0)
             dies.append(last_use.get(name, 0))
-    # What costed nodes write is born at their kernel's step and dies at its last reading step (never before
-    # it is born); graph outputs (seen through views) live to the last step. (Lists of what exists already, no
-    # new tuple per tensor: those would wake the garbage collector.)
+    # Costed nodes' writes: born at their kernel's step, dead after their last read (never before birth), graph
+    # outputs at the last step. Lists of what exists: a new tuple per tensor would wake the garbage collector.
     costed = [n for n in nodes if n.status == "costed"]
     writes = [w for n in costed for w in n.writes]
     if writes:
@@ -306,12 +305,10 @@ def _peak_live_activation_bytes(kernels: KernelReport) -> int:
 
 def _view_roots(views: Mapping[str, str]) -> dict[str, str]:
     """Each view output -> the tensor it finally aliases (through chains of views)."""
-    out = {}
-    for name in views:
-        t = name
+    out = dict(views)
+    for name, t in out.items():
         while t in views:
-            t = views[t]
-        out[name] = t
+            out[name] = t = views[t]
     return out
 
 
