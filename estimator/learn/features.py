@@ -35,7 +35,6 @@ from estimator.learn.feature_schema import (  # noqa: F401  (re-exported: the sc
     FEATURE_NAMES,
     OP_CATEGORIES,
 )
-from estimator.learn.regressor import row_bytes
 
 _INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
@@ -125,11 +124,8 @@ def build_features(
 def _distinct(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(index of the first of each distinct row, in order of appearance; each row's distinct-row number).
     Rows are equal when their bytes are."""
-    keys = row_bytes(rows)
-    number = dict.fromkeys(keys)  # distinct rows in order of first appearance
-    for j, key in enumerate(number):
-        number[key] = j
-    row_of = np.fromiter(map(number.__getitem__, keys), np.intp, len(keys))
+    seen: dict[bytes, int] = {}
+    row_of = np.array([seen.setdefault(row.tobytes(), len(seen)) for row in rows], dtype=np.intp)
     # Numbers go up by one at each first appearance: there the running maximum rises.
     rising = np.maximum.accumulate(row_of)
     firsts = np.flatnonzero(np.diff(rising, prepend=-1)) if len(rows) else np.zeros(0, dtype=np.intp)

@@ -128,7 +128,7 @@ class ResidualRegressor:
         :data:`MEMO_ROWS` rows' predictions for later calls; the same numbers (a row's prediction does not
         depend on the other rows)."""
         X = np.asarray(X, dtype=np.float32)
-        keys = row_bytes(X)
+        keys = [row.tobytes() for row in X]
         memo = self._memo_
         new = {key: i for i, key in enumerate(keys) if key not in memo}
         if not new:
@@ -140,15 +140,6 @@ class ResidualRegressor:
         if len(fresh) <= MEMO_ROWS:
             memo.update(fresh)
         return out
-
-
-def row_bytes(rows: np.ndarray) -> list[bytes]:
-    """Each row's bytes (``row.tobytes()`` of every row of a 2-D array), cut from one copy of the array."""
-    data = np.ascontiguousarray(rows).tobytes()
-    width = rows.shape[1] * rows.itemsize if rows.ndim == 2 else 0
-    if not width:
-        return [b""] * len(rows)
-    return [data[i : i + width] for i in range(0, len(data), width)]
 
 
 #: Rows whose predictions a regressor remembers (:meth:`ResidualRegressor.predict_distinct`): ~0.5 kB each.
