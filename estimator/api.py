@@ -304,7 +304,7 @@ class Estimator:
         """
         with _gc_paused():
             kernels = self.kernels(model, batch=batch, shapes=shapes, strict=strict)
-            return self.estimate_kernels(kernels, dtype=dtype, threads=threads)
+            return self._estimate_kernels(kernels, dtype, threads)
 
     def estimate_many(
         self, models: Sequence | Mapping, *, n_jobs: int | None = None, **options
@@ -321,6 +321,17 @@ class Estimator:
         self, kernels: KernelReport, *, dtype: str | None = None, threads: int | None = None
     ) -> Estimate:
         """Estimate from already fused kernels (skips loading; for callers that cost once)."""
+        # The garbage collector paused as in :meth:`estimate` (inline: a context manager costs more than the
+        # pause saves on a small report).
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._estimate_kernels(kernels, dtype, threads)
+        finally:
+            if was_enabled:
+                gc.enable()
+
+    def _estimate_kernels(self, kernels: KernelReport, dtype: str | None, threads: int | None) -> Estimate:
         element = DTYPE_CHOICES.get(dtype, dtype) if dtype else None
         hw = self.profile
         if not kernels.costs.nodes:

@@ -4,6 +4,7 @@ columns one by one, xgboost's own predictions on every kernel's row, the trainin
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import pickle
 from pathlib import Path
@@ -283,3 +284,67 @@ def test_profile_rates_are_remembered_and_unknown_dtypes_still_fail():
     assert hw == load_profile("v100") and hash(hw) == hash(load_profile("v100"))
     with pytest.raises(ProfileError):
         hw.peak_flops_per_s("complex64")
+
+
+def _reference_peak_live(kernels) -> int:
+    """Peak live activation bytes the slow way: nodes in topological order, each read resolved through views
+    one step at a time, each tensor's last reading step kept as the largest seen."""
+    from estimator.energy.placement import peak_live_bytes
+
+    report, graph = kernels.costs, kernels.costs.graph
+    kernel_of, views, constant = kernels.kernel_of_node, kernels.views, graph.constant_roots
+    steps = max(len(kernels.kernels), 1)
+    last_use: dict[str, int] = {}
+    for n, gn in zip(report.nodes, graph.nodes, strict=True):
+        if n.status == "folded":
+            continue
+        step = kernel_of.get(n.index, 0)
+        for name in gn.inputs:
+            if name and name not in constant:
+                while name in views:
+                    name = views[name]
+                last_use[name] = max(last_use.get(name, -1), step)
+    sizes, born, dies = [], [], []
+    for name in graph.inputs:
+        info = graph.tensor(name)
+        if info is not None and info.nbytes:
+            sizes.append(info.nbytes)
+            born.append(0)
+            dies.append(last_use.get(name, 0))
+    outputs = {kernels.root(o) for o in graph.outputs}
+    for n in report.nodes:
+        if n.status == "costed":
+            start = kernel_of.get(n.index, 0)
+            for tensor, nbytes in n.writes:
+                sizes.append(nbytes)
+                born.append(start)
+                dies.append(steps - 1 if tensor in outputs else max(last_use.get(tensor, start), start))
+    return peak_live_bytes(sizes, born, dies, steps)
+
+
+def test_peak_live_bytes_and_kernel_arrays_equal_the_node_by_node_reference(graphs):
+    from estimator.dtypes import dtype_bits
+    from estimator.energy import physics as P
+    from estimator.llm.steps import repeat_blocks
+    from estimator.zoo.decoder_configs import DECODERS
+    from estimator.zoo.decoders import decoder
+
+    dead = nasbench201("|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|nor_conv_1x1~2|")
+    resnet = Path(__file__).resolve().parents[1] / "examples" / "resnet50.onnx"
+    fusing, eager = Estimator("rpi5", runtime="tflite"), Estimator("xeon-gold-5120", runtime="pytorch-cpu")
+    reports = [k for m in (*graphs, dead, resnet) for k in (fusing.kernels(m), eager.kernels(m))]
+    llm = decoder(dataclasses.replace(DECODERS["gpt2"], layers=2))
+    symbolic = {d.dim_param for vi in llm.graph.input for d in vi.type.tensor_type.shape.dim if d.dim_param}
+    two_blocks = fusing.kernels(llm, batch=1, shapes={name: (8,) for name in symbolic})
+    reports.append(repeat_blocks(two_blocks, 5))  # kernels repeated: a node in several kernels
+    for kernels in reports:
+        assert P._peak_live_activation_bytes(kernels) == _reference_peak_live(kernels)
+        for dtype in (None, "float16", "int8"):
+            ka = P._kernel_arrays(kernels, dtype)
+            for i, k in enumerate(kernels.kernels):
+                retyped = dtype is not None and k.dtype in P._FLOAT_DTYPES and dtype != k.dtype
+                runs = dtype if retyped else (k.dtype if k.dtype != "undefined" else "float32")
+                scale = dtype_bits(dtype) / dtype_bits(k.dtype) if retyped else 1.0
+                assert ka.dtypes[i] == runs
+                assert ka.weight_bytes[i] == k.weight_bytes * scale
+                assert ka.path_keys[ka.path_index[i]] == (runs, k.kind in ("contraction", "attention"))

@@ -11,6 +11,7 @@ few table look-ups.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -20,6 +21,10 @@ from estimator.energy.hardware import HardwareProfile
 from estimator.energy.physics import KernelArrays
 from estimator.energy.profile import compute_dtype_class
 from estimator.energy.runtimes import Runtime
+
+#: :func:`library_tile_efficiency` remembered per (GEMM shape, SM count): a pure function of both, and the
+#: contractions of a search's candidates (or a network's repeated blocks) repeat a few shapes.
+_library_tile_efficiency = lru_cache(maxsize=4096)(library_tile_efficiency)
 
 
 @dataclass(frozen=True)
@@ -94,7 +99,7 @@ def _tile_efficiency(kernels: KernelReport, paths: _GemmPaths, sms: int) -> np.n
     def compute() -> np.ndarray:
         eff = np.ones(len(kernels.kernels))
         for i, shape in paths.shapes.items():
-            eff[i] = library_tile_efficiency(shape, sms)
+            eff[i] = _library_tile_efficiency(shape, sms)
         eff.setflags(write=False)
         return eff
 

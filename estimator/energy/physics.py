@@ -27,6 +27,7 @@ runtime table (:mod:`estimator.energy.runtimes`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -147,20 +148,25 @@ def kernel_arrays(kernels: KernelReport, dtype: str | None = None) -> KernelArra
 def _kernel_arrays(kernels: KernelReport, dtype: str | None) -> KernelArrays:
     a = kernels.arrays
     ks = kernels.kernels
-    scale = np.ones(len(ks))
-    dtypes = []
-    for i, k in enumerate(ks):
-        if dtype is not None and k.dtype in _FLOAT_DTYPES and dtype != k.dtype:
-            scale[i] = dtype_bits(dtype) / dtype_bits(k.dtype)
-            dtypes.append(dtype)
+    # Per distinct kernel dtype: what it runs in and the scale of its bytes (a table of a few, read per kernel).
+    own = [k.dtype for k in ks]
+    runs_in: dict[str, tuple[str, float]] = {}
+    for d in dict.fromkeys(own):
+        if dtype is not None and d in _FLOAT_DTYPES and dtype != d:
+            runs_in[d] = (dtype, dtype_bits(dtype) / dtype_bits(d))
         else:
-            dtypes.append(k.dtype if k.dtype != "undefined" else "float32")
+            runs_in[d] = (d if d != "undefined" else "float32", 1.0)
+    dtypes = [runs_in[d][0] for d in own]
+    scale = np.array([runs_in[d][1] for d in own], dtype=float)
     matrix = np.array([k.kind in _MATRIX_KINDS for k in ks], dtype=bool)
+    # Each kernel's dtype as a number (order of first appearance), then masks per dtype and path.
+    number: dict[str, int] = {}
+    code = np.array([number.setdefault(d, len(number)) for d in dtypes], dtype=np.intp)
     paths = []
     keys: list[tuple[str, bool]] = []
     path_index = np.zeros(len(ks), dtype=np.intp)
-    for dt in dict.fromkeys(dtypes):
-        of_dtype = np.array([d == dt for d in dtypes], dtype=bool)
+    for j, dt in enumerate(number):
+        of_dtype = code == j
         paths.append((dt, of_dtype & matrix, of_dtype & ~matrix))
         for on_matrix, mask in ((True, paths[-1][1]), (False, paths[-1][2])):
             if mask.any():
@@ -257,21 +263,21 @@ def peak_live_activation_bytes(kernels: KernelReport) -> int:
 def _peak_live_activation_bytes(kernels: KernelReport) -> int:
     report = kernels.costs
     graph = report.graph
-    kernel_of = kernels.kernel_of_node
-    views = kernels.views
+    nodes, graph_nodes = report.nodes, graph.nodes
     constant = graph.constant_roots
-    steps = max(len(kernels.kernels), 1)
-    last_use: dict[str, int] = {}
-    for n, gn in zip(report.nodes, graph.nodes, strict=True):
-        if n.status == "folded":
-            continue
-        step = kernel_of.get(n.index, 0)
-        for name in gn.inputs:
-            if name and name not in constant:
-                while name in views:  # a tensor read through a view stays alive until the view's reader
-                    name = views[name]
-                if last_use.get(name, -1) < step:
-                    last_use[name] = step
+    ks = kernels.kernels
+    steps = max(len(ks), 1)
+    # Every node that runs is in one kernel (folded ones in none): kernel after kernel, steps go up. A tensor
+    # read through a view stays alive until the view's reader: each read is of the view's root. Later (larger)
+    # steps overwrite earlier ones: each tensor's last reading step.
+    root = _view_roots(kernels.views).get
+    last_use = {
+        root(name, name): step
+        for step, k in enumerate(ks)
+        for i in k.nodes
+        for name in graph_nodes[i].inputs
+        if name and name not in constant
+    }
     sizes, born, dies = [], [], []
     for name in graph.inputs:
         info = graph.tensor(name)
@@ -279,16 +285,31 @@ def _peak_live_activation_bytes(kernels: KernelReport) -> int:
             sizes.append(info.nbytes)
             born.append(0)
             dies.append(last_use.get(name, 0))
-    outputs = {kernels.root(o) for o in graph.outputs}
-    for n in report.nodes:
-        if n.status != "costed":
-            continue
-        start = kernel_of.get(n.index, 0)
-        for tensor, nbytes in n.writes:
-            sizes.append(nbytes)
-            born.append(start)
-            dies.append(steps - 1 if tensor in outputs else max(last_use.get(tensor, start), start))
-    return peak_live_bytes(sizes, born, dies, steps)
+    # Costed nodes' writes: born at their kernel's step, dead after their last read (never before birth), graph
+    # outputs at the last step. Lists of what exists: a new tuple per tensor would wake the garbage collector.
+    costed = [n for n in nodes if n.status == "costed"]
+    writes = [w for n in costed for w in n.writes]
+    if writes:
+        tensors, nbytes = zip(*writes, strict=True)
+        step_of = kernels.kernel_of_node.get
+        starts = np.repeat(
+            np.array([step_of(n.index, 0) for n in costed], dtype=np.int64), [len(n.writes) for n in costed]
+        ).tolist()
+        last_use.update(dict.fromkeys((kernels.root(o) for o in graph.outputs), steps - 1))
+        sizes += nbytes
+        born += starts
+        dies += map(last_use.get, tensors, starts)
+    born_at = np.array(born, dtype=np.int64)
+    return peak_live_bytes(sizes, born_at, np.maximum(np.array(dies, dtype=np.int64), born_at), steps)
+
+
+def _view_roots(views: Mapping[str, str]) -> dict[str, str]:
+    """Each view output -> the tensor it finally aliases (through chains of views)."""
+    out = dict(views)
+    for name, t in out.items():
+        while t in views:
+            out[name] = t = views[t]
+    return out
 
 
 def energy_prior(

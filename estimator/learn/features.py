@@ -324,7 +324,13 @@ _LOG_OUT = np.array(
 
 #: Columns of the additive matrix that depend on the kernels alone (not on hardware, dtype or the prior).
 _STATIC_COLUMNS = (*_COUNT_COLUMNS, "model_weight_bytes", "act_elements")
+_CATEGORIES = tuple(OP_CATEGORIES)
 _CATEGORY_OF: dict[str, str] = {op: c for c, ops in OP_CATEGORIES.items() for op in ops}
+#: Op type -> its category's number (the order of OP_CATEGORIES, as the ``{c}_nodes`` / ``{c}_flops`` columns).
+_CATEGORY_CODE: dict[str, int] = {op: i for i, c in enumerate(_CATEGORIES) for op in OP_CATEGORIES[c]}
+_CONV_CODE = _CATEGORIES.index("conv")
+_NODES_COLUMNS = np.array([_A[f"{c}_nodes"] for c in _CATEGORIES])
+_FLOPS_COLUMNS = np.array([_A[f"{c}_flops"] for c in _CATEGORIES])
 # static_additive: the additive columns read from the kernels' int64 columns, each kernel kind's one-hot
 # column.
 _KERNEL_FIELDS = (
@@ -336,6 +342,9 @@ _KERNEL_FIELDS = (
     ("model_weight_bytes", "weight_bytes"),
 )
 _KIND_COLUMN = {k: _A[f"kind_{k}"] for k in _KINDS}
+_MATRIX_KINDS = frozenset({"contraction", "attention"})
+#: Integers below this convert to float64 exactly (2**53), so their float quotients are Python's int division.
+_EXACT_INT = 1 << 53
 
 
 def static_additive(kernels: KernelReport) -> np.ndarray:
@@ -355,46 +364,58 @@ def static_additive(kernels: KernelReport) -> np.ndarray:
     for name, field in _KERNEL_FIELDS:
         out[:, _A[name]] = columns[field]
     rows = np.arange(len(ks))
-    out[rows, [_KIND_COLUMN.get(k.kind, _KIND_COLUMN["other"]) for k in ks]] = 1
-    matrix = np.array([k.kind in ("contraction", "attention") for k in ks], dtype=bool)
+    kinds = [k.kind for k in ks]
+    other = _KIND_COLUMN["other"]
+    out[rows, [_KIND_COLUMN.get(k, other) for k in kinds]] = 1
+    matrix = np.array([k in _MATRIX_KINDS for k in kinds], dtype=bool)
     out[matrix, _A["matrix_flops"]] = columns["flops"][matrix]
-    out[:, _A["act_elements"]] = [k.activation_read_bytes * 8 / (dtype_bits(k.dtype) or 32) for k in ks]
+    out[:, _A["act_elements"]] = _activation_elements(ks, columns["activation_read_bytes"])
 
     # The kernels' nodes, kernel after kernel, each in its kernel's order.
-    member = [i for k in ks for i in k.nodes]
+    member_list = [i for k in ks for i in k.nodes]
+    if not member_list:
+        return out
+    member_nodes = [nodes[i] for i in member_list]
+    member = np.array(member_list, dtype=np.intp)
     owner = np.repeat(rows, [len(k.nodes) for k in ks])
-    node_flops = [nodes[i].flops for i in member]
-    dead = dead_nodes(graph)[np.array(member, dtype=np.intp)] if member else np.zeros(0, dtype=bool)
+    flops = np.fromiter((n.flops for n in member_nodes), np.int64, len(member_nodes))
+    dead = dead_nodes(graph)[member]
     dead_flops = np.zeros(len(ks), dtype=np.int64)  # integer sums, as Python's sum of ints
-    np.add.at(dead_flops, owner[dead], np.array(node_flops, dtype=np.int64)[dead])
+    np.add.at(dead_flops, owner[dead], flops[dead])
     out[:, _A["dead_flops"]] = dead_flops
     live = np.bincount(owner[~dead], minlength=len(ks))
     out[:, _A["dead_launches"]] = np.where(live == 0, columns["launches"], 0)
 
     # Op categories: per node of a category, its count and FLOPs (float sums, in node order); convolutions
     # also their kernel elements x FLOPs.
-    at, count_col, flops_col, flops, conv_at, conv_value = [], [], [], [], [], []
-    for j, i in enumerate(member):
-        c = _CATEGORY_OF.get(nodes[i].op_type)
-        if c is None:
-            continue
-        at.append(owner[j])
-        count_col.append(_A[f"{c}_nodes"])
-        flops_col.append(_A[f"{c}_flops"])
-        flops.append(node_flops[j])
-        if c == "conv" and node_flops[j]:
-            inputs = graph.nodes[i].inputs
+    code = np.fromiter((_CATEGORY_CODE.get(n.op_type, -1) for n in member_nodes), np.intp, len(member_nodes))
+    counted = np.flatnonzero(code >= 0)
+    if len(counted):
+        at_rows, codes = owner[counted], code[counted]
+        np.add.at(out, (at_rows, _NODES_COLUMNS[codes]), 1.0)
+        np.add.at(out, (at_rows, _FLOPS_COLUMNS[codes]), flops[counted].astype(float))
+        conv_at, conv_value = [], []
+        for j in counted[(codes == _CONV_CODE) & (flops[counted] != 0)].tolist():
+            inputs = graph.nodes[member[j]].inputs
             w = graph.tensor(inputs[1]) if len(inputs) > 1 else None
             kelems = float(math.prod(w.shape[2:])) if w is not None and w.shape and len(w.shape) > 2 else 1.0
             conv_at.append(owner[j])
-            conv_value.append(kelems * node_flops[j])
-    if at:
-        at_rows = np.array(at, dtype=np.intp)
-        np.add.at(out, (at_rows, np.array(count_col, dtype=np.intp)), 1.0)
-        np.add.at(out, (at_rows, np.array(flops_col, dtype=np.intp)), np.array(flops, dtype=float))
-    if conv_at:
-        np.add.at(out[:, _A["conv_kelems_x_flops"]], np.array(conv_at, dtype=np.intp), np.array(conv_value))
+            conv_value.append(kelems * member_nodes[j].flops)
+        if conv_at:
+            np.add.at(
+                out[:, _A["conv_kelems_x_flops"]], np.array(conv_at, dtype=np.intp), np.array(conv_value)
+            )
     return out
+
+
+def _activation_elements(ks: tuple, act_bytes: np.ndarray) -> np.ndarray | list[float]:
+    """Elements each kernel reads from run-time tensors: ``activation_read_bytes * 8 / bits`` of its dtype
+    (32 when unknown), as Python divides the integers (exactly when the products are below 2**53)."""
+    bits_of: dict[str, int] = {}
+    bits = [bits_of.get(k.dtype) or bits_of.setdefault(k.dtype, dtype_bits(k.dtype) or 32) for k in ks]
+    if len(act_bytes) and int(act_bytes.max()) >= _EXACT_INT // 8:
+        return [k.activation_read_bytes * 8 / b for k, b in zip(ks, bits, strict=True)]
+    return (act_bytes * 8) / np.array(bits, dtype=float)
 
 
 def _additive(kernels: KernelReport, prior: PriorResult, static: np.ndarray | None = None) -> np.ndarray:
