@@ -18,12 +18,12 @@ from estimator.cost.kernels import Kernel, fuse_kernels
 from estimator.cost.nodes import NodeCost, TensorRead, count_costs
 from estimator.errors import ModelFormatError
 from estimator.graph.folding import _fold_constant_of_shape
-from estimator.graph.freeze import _decode_attributes
+from estimator.graph.freeze import _decode_attributes, _decode_tensor
 from estimator.graph.liveness import _is_zero_constant, dead_nodes
 from estimator.graph.load import load_graph
 from estimator.graph.reading import RawSize, node_views, stored_tensor, stored_tensors, to_array_fast
 from estimator.graph.structure import Node, TensorInfo
-from estimator.graph.validate import _check_stored, _has_data
+from estimator.graph.validate import SMALL_TENSOR_BYTES, _check_stored, _has_data, is_small_tensor
 from estimator.zoo.nasbench201 import nasbench201
 from estimator.zoo.transformers import bert_encoder
 
@@ -325,3 +325,50 @@ def test_a_remembered_stored_tensor_holds_nothing_of_the_proto_it_was_read_from(
     assert list(again.fields["int64_data"]) == [1, 2, 3]
     assert to_array_fast(again).tolist() == [1, 2, 3]
     _check_stored(again, "initializer 's'")
+
+
+_SUB_BYTE_BITS = {onnx.TensorProto.INT4: 4, onnx.TensorProto.UINT4: 4, onnx.TensorProto.INT2: 2}
+
+
+def _tensor(dims: list[int], data_type: int, payload: str | None) -> onnx.TensorProto:
+    t = onnx.TensorProto(name="c", data_type=data_type, dims=dims)
+    count = int(np.prod(dims)) if dims else 1
+    if payload == "raw":
+        bits = _SUB_BYTE_BITS.get(data_type) or 8 * onnx.helper.tensor_dtype_to_np_dtype(data_type).itemsize
+        t.raw_data = bytes(-(-count * bits // 8))  # packed, as ONNX stores sub-byte types
+    elif payload == "typed":
+        t.int32_data.extend([1] * count)
+    elif payload == "external":
+        t.data_location = onnx.TensorProto.EXTERNAL
+        t.external_data.add(key="location", value="w.bin")
+    return t
+
+
+@pytest.mark.parametrize(
+    "dims, data_type, payload",
+    [
+        ([], onnx.TensorProto.FLOAT, "raw"),
+        ([64], onnx.TensorProto.FLOAT, "raw"),  # 256 bytes of data: just over with name, type and dims
+        ([60], onnx.TensorProto.FLOAT, "raw"),
+        ([512], onnx.TensorProto.UINT8, "raw"),
+        ([513], onnx.TensorProto.UINT8, "raw"),
+        ([100, 200], onnx.TensorProto.FLOAT, "raw"),
+        ([40], onnx.TensorProto.INT8, "typed"),
+        ([600], onnx.TensorProto.INT8, "typed"),
+        ([600], onnx.TensorProto.INT2, "raw"),  # 150 bytes of data: small, though 600 elements
+        ([1025], onnx.TensorProto.INT2, "raw"),
+        ([2, 3], onnx.TensorProto.FLOAT, None),
+    ],
+)
+def test_small_tensor_attributes_are_those_that_serialize_small(dims, data_type, payload):
+    # with its data present, the dims shortcut answers as ByteSize() itself does
+    tensor = _tensor(dims, data_type, payload)
+    assert is_small_tensor(tensor) is (tensor.ByteSize() <= SMALL_TENSOR_BYTES)
+
+
+def test_a_large_external_tensor_attribute_decodes_as_before():
+    # 20,000 elements declared, data outside the file: not remembered, and no value either way
+    tensor = _tensor([100, 200], onnx.TensorProto.FLOAT, "external")
+    assert tensor.ByteSize() <= SMALL_TENSOR_BYTES and not is_small_tensor(tensor)
+    attr = onnx.helper.make_attribute("value", tensor)
+    assert _decode_tensor(attr) is None

@@ -32,7 +32,7 @@ from estimator.graph.structure import (
     frozen_record,
     tensor_infos,
 )
-from estimator.graph.validate import SMALL_TENSOR_BYTES, _has_data
+from estimator.graph.validate import _has_data, is_small_tensor
 
 #: Ops that forward a stored constant unchanged in content (a view, a copy or a re-encoding of the same
 #: elements): a weight seen through them keeps the stored tensor as its parameter root.
@@ -99,7 +99,7 @@ def _decode_attributes(node: onnx.NodeProto | NodeView) -> dict[str, Any]:
 
 def _decode_tensor(attr: onnx.AttributeProto) -> np.ndarray | None:
     t = attr.t
-    if t.ByteSize() > SMALL_TENSOR_BYTES:
+    if not is_small_tensor(t):
         view = stored_tensor(t)
         return to_array_fast(view) if not view.external and _has_data(view) else None
     # Small tensor attributes (a ConstantOfShape fill, a Constant shape) repeat across the nodes and the
