@@ -7,6 +7,10 @@ The protocol (:func:`measure_energy`) is a pure function of a counter, a ``run_o
 3. ``repeats`` windows: inferences run back to back until ``window_s`` seconds have passed, the device is
    synchronised, and the counter's increase over the window is divided by the inferences counted.
 
+Each counter reading is stamped with the midpoint of clock readings taken just before and just after it
+(:func:`~estimator.data.measure.protocol.read_stamped`): a read takes time (an NVML call, a preempted sysfs read),
+and a one-sided stamp would bias every power by that time over the window's length.
+
 One *inference* is one call of ``run_once``: one forward pass of the network at the measured batch size.
 Per window: joules per inference with idle included (what the counter saw) and idle-subtracted
 (``(E - P_idle * T) / n``), latency ``T / n`` and average power ``E / T``. The result is the median of each
