@@ -12,7 +12,7 @@ import onnx
 
 from estimator.dtypes import dtype_name
 from estimator.graph.inference import Types
-from estimator.graph.structure import ONNX_DOMAIN
+from estimator.graph.structure import ONNX_DOMAIN, remember
 
 #: Small constants (at most this many elements) keep their values for rules and shape folding.
 _SMALL_CONSTANT_ELEMENTS = 4096
@@ -156,9 +156,7 @@ def _fold_fill(shape: np.ndarray | None, attrs: Mapping[str, Any]) -> Sequence[n
             for array in out:
                 array.setflags(write=False)
             out = tuple(out)
-        if len(_FILLS) >= _FILLS_LIMIT:
-            _FILLS.clear()
-        _FILLS[key] = out
+        remember(_FILLS, key, out, _FILLS_LIMIT)
     return out
 
 

@@ -30,6 +30,7 @@ from estimator.graph.structure import (
     Node,
     TensorInfo,
     frozen_record,
+    remember,
     tensor_infos,
 )
 from estimator.graph.validate import _has_data, is_small_tensor
@@ -111,9 +112,7 @@ def _decode_tensor(attr: onnx.AttributeProto) -> np.ndarray | None:
         value = to_array_fast(view) if not view.external and _has_data(view) else None
         if value is not None:
             value.setflags(write=False)  # shared by every node with this content
-        if len(_SMALL_TENSORS) >= _SMALL_TENSORS_LIMIT:
-            _SMALL_TENSORS.clear()
-        _SMALL_TENSORS[key] = value
+        remember(_SMALL_TENSORS, key, value, _SMALL_TENSORS_LIMIT)
     return value
 
 

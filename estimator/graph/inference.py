@@ -15,6 +15,7 @@ from estimator.dtypes import dtype_name
 from estimator.errors import ModelFormatError
 from estimator.graph.binding import _dims_of_type
 from estimator.graph.reading import StoredTensor, stored_tensors
+from estimator.graph.structure import remember
 
 #: Initializers at most this large stay initializers for ONNX's data propagation; larger ones become typed inputs.
 _INFERENCE_INITIALIZER_ELEMENTS = 4096
@@ -193,9 +194,7 @@ def _read_type(t: onnx.TypeProto) -> tuple[tuple | None, tuple[int, ...] | None,
         else:
             shape = tuple(dims) if dims is not None and all(isinstance(d, int) for d in dims) else None
             read = (None if dims is None else tuple(dims), shape, dtype_name(t.tensor_type.elem_type))
-        if len(_TYPES) >= _TYPES_LIMIT:
-            _TYPES.clear()
-        _TYPES[key] = read
+        remember(_TYPES, key, read, _TYPES_LIMIT)
     return read
 
 

@@ -15,6 +15,7 @@ import onnx.numpy_helper
 
 from estimator.errors import GraphStructureError, InputFileError, ModelFormatError
 from estimator.fileio import check_input_file
+from estimator.graph.structure import remember
 
 
 def _read_model(source: str | os.PathLike[str] | bytes | onnx.ModelProto) -> onnx.ModelProto:
@@ -337,9 +338,9 @@ def stored_tensor(t: onnx.TensorProto) -> StoredTensor:
         if view.fields.keys() <= _REMEMBERED_FIELDS:
             # Repeated fields as tuples: a remembered view holds nothing of the proto it was read from.
             fields = {k: tuple(v) if k in _REPEATED_FIELDS else v for k, v in view.fields.items()}
-            if len(_STORED) >= _STORED_LIMIT:
-                _STORED.clear()
-            known = _STORED[key] = (view.name, view.dims, view.data_type, view.external, fields)
+            known = remember(
+                _STORED, key, (view.name, view.dims, view.data_type, view.external, fields), _STORED_LIMIT
+            )
             return _new_stored(StoredTensor, (*known, t))
         return view
     return _read_stored(t)

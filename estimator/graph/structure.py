@@ -18,6 +18,19 @@ ONNX_DOMAIN = "ai.onnx"
 MAX_TENSOR_ELEMENTS = 1 << 40
 
 
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def remember(cache: dict[K, V], key: K, value: V, limit: int) -> V:
+    """Store ``value`` under ``key`` in a module-level memo and return it; a memo holding ``limit`` entries is
+    emptied first (a bound on memory: its keys come from the files read)."""
+    if len(cache) >= limit:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
 class computed_once:
     """A property computed on first read and kept in the instance (``functools.cached_property`` without the lock
     Python 3.11 takes on every first read: loading and costing read it for every tensor). Frozen dataclasses may

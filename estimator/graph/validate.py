@@ -12,7 +12,7 @@ import onnx
 from estimator.dtypes import dtype_name, storage_bytes
 from estimator.errors import InvalidDimensionError, ModelFormatError
 from estimator.graph.reading import NodeView, StoredTensor, _numel, node_views, stored_tensor
-from estimator.graph.structure import ONNX_DOMAIN, canonical_domain
+from estimator.graph.structure import ONNX_DOMAIN, canonical_domain, remember
 
 #: Newest opset of the domains whose versions the installed onnx package knows.
 _NEWEST_OPSET = {
@@ -122,16 +122,13 @@ def _schema(op_type: str, domain: str, opsets: Mapping[str, int]) -> tuple[int, 
     if version is None or domain not in _NEWEST_OPSET:
         return None
     key = (op_type, domain, version)
-    if key not in _ARITY:
-        if len(_ARITY) >= _ARITY_LIMIT:
-            _ARITY.clear()
-        try:
-            s = onnx.defs.get_schema(op_type, version, "" if domain == ONNX_DOMAIN else domain)
-        except onnx.defs.SchemaError:
-            _ARITY[key] = None
-        else:
-            _ARITY[key] = (s.min_input, s.max_input, s.min_output, s.max_output)
-    return _ARITY[key]
+    if key in _ARITY:
+        return _ARITY[key]
+    try:
+        s = onnx.defs.get_schema(op_type, version, "" if domain == ONNX_DOMAIN else domain)
+    except onnx.defs.SchemaError:
+        return remember(_ARITY, key, None, _ARITY_LIMIT)
+    return remember(_ARITY, key, (s.min_input, s.max_input, s.min_output, s.max_output), _ARITY_LIMIT)
 
 
 def _check_names(
@@ -178,9 +175,7 @@ def _check_names(
             continue  # the same content passed before: a check is a function of the content alone
         _check_stored(t, f"attribute '{attr.name}' of node '{node.name or node.op_type}'")
         if small:
-            if len(_PASSED) >= _PASSED_LIMIT:
-                _PASSED.clear()
-            _PASSED.add(key)
+            remember(_PASSED, key, None, _PASSED_LIMIT)
 
 
 _TENSOR = onnx.AttributeProto.TENSOR
@@ -206,7 +201,7 @@ def is_small_tensor(t: onnx.TensorProto) -> bool:
 
 
 #: Serialized small tensor attributes that passed :func:`_check_stored`, at most ``_PASSED_LIMIT`` (~1 MB).
-_PASSED: set[bytes] = set()
+_PASSED: dict[bytes, None] = {}
 _PASSED_LIMIT = 4096
 
 
