@@ -34,6 +34,8 @@ from estimator.graph.structure import frozen_record
 
 T = TypeVar("T")
 
+#: Kernel kinds whose work runs on the matrix units (tensor cores, AMX): their peak, not the vector one.
+MATRIX_KINDS = frozenset({"contraction", "attention"})
 #: Ops whose main work is a contraction (matrix multiply / convolution); they anchor epilogue fusion.
 CONTRACTION_OPS = frozenset(
     {

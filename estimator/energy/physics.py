@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from estimator.cost.kernels import KernelReport
+from estimator.cost.kernels import MATRIX_KINDS, KernelReport
 from estimator.dtypes import dtype_bits
 from estimator.energy.hardware import HardwareProfile
 from estimator.energy.placement import CacheLevel, Placement, peak_live_bytes, place
@@ -43,7 +43,6 @@ PRIOR_NAME = "energy-roofline v1"
 #: Boundaries whose measured energy excludes idle power.
 IDLE_SUBTRACTED_BOUNDARIES = frozenset({"soc-core-rail-dynamic"})
 _FLOAT_DTYPES = frozenset({"float32", "float16", "bfloat16", "float64"})
-_MATRIX_KINDS = frozenset({"contraction", "attention"})
 #: What limits a kernel, by the index of the largest of its (compute, memory, launch) times.
 BOUND_NAMES = np.array(["compute", "memory", "launch"])
 BOUND_NAMES.setflags(write=False)
@@ -158,7 +157,7 @@ def _kernel_arrays(kernels: KernelReport, dtype: str | None) -> KernelArrays:
             runs_in[d] = (d if d != "undefined" else "float32", 1.0)
     dtypes = [runs_in[d][0] for d in own]
     scale = np.array([runs_in[d][1] for d in own], dtype=float)
-    matrix = np.array([k.kind in _MATRIX_KINDS for k in ks], dtype=bool)
+    matrix = np.array([k.kind in MATRIX_KINDS for k in ks], dtype=bool)
     # Each kernel's dtype as a number (order of first appearance), then masks per dtype and path.
     number: dict[str, int] = {}
     code = np.array([number.setdefault(d, len(number)) for d in dtypes], dtype=np.intp)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from estimator.cost.kernels import KernelReport
+from estimator.cost.kernels import MATRIX_KINDS, KernelReport
 from estimator.dtypes import dtype_bits
 from estimator.energy.hardware import HardwareProfile
 from estimator.energy.physics import PriorResult, energy_prior, runs_on_gpu
@@ -342,7 +342,6 @@ _KERNEL_FIELDS = (
     ("model_weight_bytes", "weight_bytes"),
 )
 _KIND_COLUMN = {k: _A[f"kind_{k}"] for k in _KINDS}
-_MATRIX_KINDS = frozenset({"contraction", "attention"})
 #: Integers below this convert to float64 exactly (2**53), so their float quotients are Python's int division.
 _EXACT_INT = 1 << 53
 
@@ -367,7 +366,7 @@ def static_additive(kernels: KernelReport) -> np.ndarray:
     kinds = [k.kind for k in ks]
     other = _KIND_COLUMN["other"]
     out[rows, [_KIND_COLUMN.get(k, other) for k in kinds]] = 1
-    matrix = np.array([k in _MATRIX_KINDS for k in kinds], dtype=bool)
+    matrix = np.array([k in MATRIX_KINDS for k in kinds], dtype=bool)
     out[matrix, _A["matrix_flops"]] = columns["flops"][matrix]
     out[:, _A["act_elements"]] = _activation_elements(ks, columns["activation_read_bytes"])
 

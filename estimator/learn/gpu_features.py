@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from estimator.cost.kernels import KernelReport
+from estimator.cost.kernels import MATRIX_KINDS, KernelReport
 from estimator.dtypes import dtype_bits
 from estimator.energy.hardware import HardwareProfile
 from estimator.energy.physics import PriorResult, kernel_arrays, peak_live_activation_bytes
@@ -127,7 +127,7 @@ def graph_aggregates(kernels: KernelReport, hw: HardwareProfile, dtype: str | No
     moved = ka.weight_bytes + ka.activation_bytes + ka.write_bytes
     with np.errstate(divide="ignore", invalid="ignore"):
         intensity = np.where(moved > 0, ka.flops / np.maximum(moved, 1e-30), np.inf)
-    matrix = np.array([k.kind in ("contraction", "attention") for k in kernels.kernels], dtype=bool)
+    matrix = np.array([k.kind in MATRIX_KINDS for k in kernels.kernels], dtype=bool)
     graph = kernels.costs.graph
     inputs = sum(t.numel for t in (graph.tensor(n) for n in graph.inputs) if t is not None and t.numel)
     sizes = [c.size_bytes for c in hw.caches]

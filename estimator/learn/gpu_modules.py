@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from estimator.cost.kernels import MATRIX_KINDS
 from estimator.energy.hardware import HardwareProfile, load_profile
 from estimator.energy.physics import kernel_arrays
 from estimator.energy.prior_v2 import MEMORY_POWER_FRACTION, assemble, device_terms, subset_terms
@@ -127,7 +128,7 @@ def subset_aggregates(kernels, agg: GraphAggregates, mask: np.ndarray, dtype: st
     flops = ka.flops[mask]
     with np.errstate(divide="ignore", invalid="ignore"):
         intensity = np.where(moved > 0, flops / np.maximum(moved, 1e-30), np.inf)
-    matrix = np.array([k.kind in ("contraction", "attention") for k in kernels.kernels], dtype=bool)[mask]
+    matrix = np.array([k.kind in MATRIX_KINDS for k in kernels.kernels], dtype=bool)[mask]
     total_f, total_b = float(flops.sum()), float(moved.sum())
     scale_c = agg.ideal_compute_s / agg.flops if agg.flops > 0 else 0.0
     return GraphAggregates(

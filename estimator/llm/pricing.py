@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from estimator.api import Estimator
-from estimator.cost.kernels import KernelReport
+from estimator.cost.kernels import MATRIX_KINDS, KernelReport
 from estimator.dtypes import dtype_bits
 from estimator.energy.physics import cache_levels, kernel_arrays, runs_on_gpu
 from estimator.energy.placement import place
@@ -41,8 +41,6 @@ from estimator.learn.gpu_features import gpu_feature_row, graph_aggregates
 from estimator.learn.gpu_model import describe, power_floor_joules, prior_answers, sidecar_constants
 from estimator.llm.serving import ServingHost
 from estimator.llm.steps import GraphFacts, block_order
-
-_MATRIX = ("contraction", "attention")
 
 
 @dataclass(frozen=True)
@@ -227,7 +225,7 @@ class StepPricer:
         moved = (ka.weight_bytes + ka.activation_bytes + ka.write_bytes)[order]
         with np.errstate(divide="ignore", invalid="ignore"):
             intensity = np.where(moved > 0, flops / np.maximum(moved, 1e-30), np.inf)
-        matrix = np.array([k.kind in _MATRIX for k in report.kernels], dtype=bool)[order]
+        matrix = np.array([k.kind in MATRIX_KINDS for k in report.kernels], dtype=bool)[order]
         dt = self.dtype or report.dominant_dtype
         dt = dt if dtype_bits(dt) else "float32"
         total_flops, total_moved = float(flops.sum()), float(moved.sum())
