@@ -43,7 +43,9 @@ TEXT_TOKENS = 77  # CLIP tokenizer max length, padded to it by every SD / SDXL p
 #: 320, channel_mult [1,2,4,4], attention_resolutions [4,2,1], num_res_blocks 2, num_heads 8, context_dim 768).
 SD1_UNET: dict = {"cross_attention_dim": 768, "attention_head_dim": 8}
 #: SD 2.x: github.com/Stability-AI/stablediffusion @ cf1d67a configs/stable-diffusion/v2-inference-v.yaml (as SD 1.x
-#: but num_head_channels 64, use_linear_in_transformer, context_dim 1024).
+#: but num_head_channels 64, use_linear_in_transformer, context_dim 1024); the released diffusers config
+#: (huggingface.co/stabilityai/stable-diffusion-2-1 commit a1b4fa4, unet_config.json) has the same values and
+#: sample_size 96 (768 px).
 SD2_UNET: dict = {
     "cross_attention_dim": 1024,
     "attention_head_dim": [5, 10, 20, 20],
