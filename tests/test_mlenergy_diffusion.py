@@ -140,3 +140,15 @@ def test_committed_table_matches_a_fresh_import() -> None:
     assert stored["batch"].tolist() == fresh["batch"].tolist()
     assert np.allclose(stored["joules_per_inference"], fresh["joules_per_inference"], rtol=1e-9)
     assert set(stored["hardware"]) == {"a100-40gb", "h100"}
+
+
+def test_diffusion_rows_train_only_when_named() -> None:
+    """Trained on, the diffusion rows moved the residual on other GPUs (OPTIONAL_GPU_TABLES says why): out of the
+    default GPU table, all 48 in when named, each with a committed graph."""
+    from estimator.learn.gpu_set import graph_available, load_gpu_table
+
+    assert "mlenergy_diffusion" not in set(load_gpu_table()["source"])
+    table = load_gpu_table(with_sources=["mlenergy_diffusion"])
+    rows = table[table["source"] == "mlenergy_diffusion"]
+    assert len(rows) == len(pd.read_csv(REPO / "data" / "mlenergy_diffusion.csv.gz")) == 48
+    assert all(graph_available(ref, REPO) for ref in rows["model_ref"])
