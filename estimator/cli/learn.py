@@ -23,7 +23,7 @@ WithSource = Annotated[
     list[str] | None,
     typer.Option(
         "--with-source",
-        help="Also use this optional GPU source (power_hungry), left out by default; repeatable.",
+        help="Also use this optional GPU source (power_hungry, mlenergy_diffusion), left out by default; repeatable.",
         show_default=False,
     ),
 ]

@@ -59,12 +59,14 @@ SYSTEMS = (
     "flops_linear",
     "desislavov",
 )
-#: Grouping column per source for leave-one-group-out (IrEne by model, the CNN sets by family).
+#: Grouping column per source for leave-one-group-out (IrEne by model, the CNN sets by family; ML.ENERGY's
+#: diffusion rows by denoiser architecture, so that SDXL base and sdxl-turbo leave together).
 GROUP_COLUMN = {
     "irene": "group",
     "fischer_eff22": "family",
     "fischer_rtx4090": "family",
     "power_hungry": "family",
+    "mlenergy_diffusion": "family",
 }
 
 

@@ -41,7 +41,17 @@ GPU_TABLES: tuple[tuple[str, str], ...] = (
 #: 1080 Ti board 16% -> 22%, A100-40GB 52% -> 56%), and inside its own source the learned model (median APE 65%)
 #: lost to the v2 prior alone (47%): its pipelines' CPU pre-processing (image decoding and resizing, 800 x 1066
 #: detection inputs) is most of a query and no graph feature sees it. docs/evaluation_gpu_power_hungry.md.
-OPTIONAL_GPU_TABLES: dict[str, str] = {"power_hungry": "data/power_hungry.csv.gz"}
+#: ML.ENERGY v2 diffusion (one UNet forward pass per row, fp16, A100-40GB and H100): held out in
+#: leave-one-device-out, the cross-device answer reaches median APE 24.6% / P90 54.1% / coverage 86.4% on its 22
+#: A100 rows and 14.3% / 38.2% / 100% on its 26 H100 rows, and the v2 prior alone is x1.15 of the measured median;
+#: but trained on, it moved the learned residual on the other GPUs (2026-12-02, against the 825-row run without
+#: it): RTX 4090 codecarbon-total median APE 144.9% -> 204.6% (P90 337.8% -> 469.8%), GTX 1080 Ti machine-total
+#: 7.4% -> 11.8%, GTX 1070 machine-total 26.7% -> 23.1%; every gpu-board-nvml figure of the old GPUs unchanged
+#: (within 0.4 points). docs/evaluation_gpu.md with ``--with-source mlenergy_diffusion`` has both.
+OPTIONAL_GPU_TABLES: dict[str, str] = {
+    "power_hungry": "data/power_hungry.csv.gz",
+    "mlenergy_diffusion": "data/mlenergy_diffusion.csv.gz",
+}
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ Sources and what they become (data/PROVENANCE.md has the details):
   (validation table; boundary wall-system).
 - ``mlenergy``: ML.ENERGY leaderboard v1-v3, GPU energy of LLM and diffusion serving (validation table;
   boundary gpu-board-nvml).
+- ``mlenergy_diffusion``: ML.ENERGY text-to-image runs (A100-40GB, H100; v3 H100 / B200 where a graph table
+  lists the model) as one denoiser forward pass each (training table; boundary gpu-board-nvml).
 - ``irene`` / ``irene_modules``: Hugging Face transformers in PyTorch eager on two desktop GPUs, whole models /
   modules and primitive ops (training tables; boundaries gpu-board-nvml and machine-total, one row each).
 - ``fischer_eff22``: Keras / torchvision CNNs at batch 32 on 8x A100-40GB and a Quadro RTX 5000 (training
@@ -52,6 +54,7 @@ from estimator.data.importers.getzner import GETZNER_CITATION, LayerSpec, getzne
 from estimator.data.importers.hwnasbench360 import HWNAS_CITATION, import_hwnasbench360
 from estimator.data.importers.irene import import_irene, import_irene_modules
 from estimator.data.importers.mlenergy import MLENERGY_CITATION, import_mlenergy
+from estimator.data.importers.mlenergy_diffusion import import_mlenergy_diffusion
 from estimator.data.importers.mlperf_power import MLPERF_CITATION, import_mlperf_power
 from estimator.data.importers.power_hungry import import_power_hungry, import_power_hungry_generative
 from estimator.data.importers.wilkins import import_wilkins
@@ -72,6 +75,7 @@ __all__ = [
     "import_getzner",
     "import_hwnasbench360",
     "import_mlenergy",
+    "import_mlenergy_diffusion",
     "import_mlperf_power",
     "import_source",
     "main",
@@ -85,6 +89,7 @@ IMPORTERS: dict[str, Callable[[Path], pd.DataFrame]] = {
     "getzner": import_getzner,
     "mlperf_power": import_mlperf_power,
     "mlenergy": import_mlenergy,
+    "mlenergy_diffusion": import_mlenergy_diffusion,
     "irene": import_irene,
     "irene_modules": import_irene_modules,
     "fischer_eff22": import_fischer_eff22,
@@ -100,6 +105,7 @@ TABLE_KINDS: dict[str, TableKind] = {
     "getzner": "training",
     "mlperf_power": "validation",
     "mlenergy": "validation",
+    "mlenergy_diffusion": "training",
     "irene": "training",
     "irene_modules": "training",
     "fischer_eff22": "training",
@@ -116,6 +122,7 @@ DEFAULT_FILES: dict[str, str] = {
     "getzner": "getzner.csv.gz",
     "mlperf_power": "validation_mlperf.csv.gz",
     "mlenergy": "validation_mlenergy.csv.gz",
+    "mlenergy_diffusion": "mlenergy_diffusion.csv.gz",
     "irene": "irene.csv.gz",
     "irene_modules": "irene_modules.csv.gz",
     "fischer_eff22": "fischer_eff22.csv.gz",
