@@ -35,6 +35,7 @@ from estimator.graph.reading import (
     _iter_all_nodes,
     _read_model,
     _topological_order,
+    is_stored_order,
     node_views,
     stored_tensors,
     to_array_fast,
@@ -140,7 +141,7 @@ def _build(
 
     # The project's own propagation where ONNX's falls short: fold small shape arithmetic, shape contrib ops,
     # then let ONNX's inference continue from what was learned, until nothing new is learned.
-    ordered = views if all(i == k for k, i in enumerate(order)) else [views[i] for i in order]
+    ordered = views if is_stored_order(order) else [views[i] for i in order]
     ordered_attrs = [_decode_attributes(v) for v in ordered]
     # A round per chain of contrib ops at most (an int4 decoder has 4 MatMulNBits in a row per block, each
     # waiting for ONNX to shape its input), and at least MAX_PROPAGATION_ROUNDS.

@@ -206,6 +206,11 @@ def _stored_order_if_topological(
     return list(range(len(views)))
 
 
+def is_stored_order(order: Sequence[int]) -> bool:
+    """Whether a topological ``order`` is the stored one, ``[0, 1, ..., n-1]`` (one C-level comparison)."""
+    return list(order) == list(range(len(order)))
+
+
 def _node_reads(node: onnx.NodeProto | NodeView) -> set[str]:
     """Tensors a node reads: its inputs and the outer-scope names its subgraphs use."""
     reads = {name for name in node.input if name}
