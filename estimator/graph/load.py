@@ -23,11 +23,10 @@ import numpy as np
 import onnx
 import onnx.numpy_helper
 
-from estimator.dtypes import dtype_name
 from estimator.errors import ModelFormatError
 from estimator.graph.binding import REBATCH_KEY, _bind_dimensions
-from estimator.graph.folding import _SMALL_CONSTANT_ELEMENTS, _propagate
-from estimator.graph.freeze import CONSTANT_FORWARDING_OPS, _decode_attributes, _freeze
+from estimator.graph.folding import _propagate
+from estimator.graph.freeze import CONSTANT_FORWARDING_OPS, _decode_attributes, _freeze, add_stored
 from estimator.graph.inference import _collect_types, _infer, _light_model, symbolic_lengths
 from estimator.graph.reading import (
     NodeView,
@@ -38,7 +37,6 @@ from estimator.graph.reading import (
     is_stored_order,
     node_views,
     stored_tensors,
-    to_array_fast,
 )
 from estimator.graph.rebatch import rebatch_model
 from estimator.graph.structure import (
@@ -49,7 +47,7 @@ from estimator.graph.structure import (
     TensorInfo,
     canonical_domain,
 )
-from estimator.graph.validate import _check_model_fields, _checked_arguments, _has_data
+from estimator.graph.validate import _check_model_fields, _checked_arguments
 
 __all__ = [
     "CONSTANT_FORWARDING_OPS",
@@ -134,10 +132,7 @@ def _build(
     lengths = symbolic_lengths(graph, stored)
     types = _collect_types(inferred.graph, lengths)
     constants: dict[str, np.ndarray] = {}
-    for t in stored:
-        types[t.name] = (t.dims, dtype_name(t.data_type))
-        if t.numel <= _SMALL_CONSTANT_ELEMENTS and not t.external and _has_data(t):
-            constants[t.name] = to_array_fast(t)
+    add_stored(stored, types, constants)
 
     # The project's own propagation where ONNX's falls short: fold small shape arithmetic, shape contrib ops,
     # then let ONNX's inference continue from what was learned, until nothing new is learned.

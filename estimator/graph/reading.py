@@ -75,6 +75,9 @@ class NodeView(NamedTuple):
         attribute: the proto's ``AttributeProto`` objects.
         has_subgraphs: whether an attribute holds a graph (Loop, If, Scan bodies).
         attribute_names, attribute_types: each attribute's name and ``AttributeProto`` type, in order.
+        tensor_keys: for a node with tensor attributes, per attribute the serialized tensor when it is small
+            (:func:`is_small_tensor`: its check and value are remembered under it), else None; ``()`` when the
+            node has no tensor attribute.
     """
 
     name: str
@@ -86,6 +89,7 @@ class NodeView(NamedTuple):
     has_subgraphs: bool
     attribute_names: tuple[str, ...] = ()
     attribute_types: tuple[int, ...] = ()
+    tensor_keys: tuple[bytes | None, ...] = ()
 
 
 _GRAPH_TYPES = frozenset({onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS})
@@ -104,8 +108,9 @@ def node_views(graph: onnx.GraphProto) -> list[NodeView]:
             names = tuple([a.name for a in attrs])
             kinds = tuple([a.type for a in attrs])
             nested = not _GRAPH_TYPES.isdisjoint(kinds)
+            keys = _tensor_keys(attrs, kinds) if _TENSOR in kinds else ()
         else:
-            names = kinds = ()
+            names = kinds = keys = ()
             nested = False
         append(
             new_view(
@@ -120,10 +125,47 @@ def node_views(graph: onnx.GraphProto) -> list[NodeView]:
                     nested,
                     names,
                     kinds,
+                    keys,
                 ),
             )
         )
     return out
+
+
+def _tensor_keys(attrs: tuple[onnx.AttributeProto, ...], kinds: tuple[int, ...]) -> tuple[bytes | None, ...]:
+    """Per attribute: the serialized tensor of a small tensor attribute, None for any other."""
+    out = []
+    for attr, kind in zip(attrs, kinds, strict=True):
+        if kind == _TENSOR:
+            # is_small_tensor, with the serialized bytes' length standing for ByteSize(): one call, not two.
+            t = attr.t
+            key = t.SerializeToString() if math.prod(t.dims) <= 4 * SMALL_TENSOR_BYTES else None
+            out.append(key if key is not None and len(key) <= SMALL_TENSOR_BYTES else None)
+        else:
+            out.append(None)
+    return tuple(out)
+
+
+_TENSOR = onnx.AttributeProto.TENSOR
+#: Serialized size up to which a tensor attribute is remembered by content (its check, its value), bytes.
+SMALL_TENSOR_BYTES = 256
+
+
+def is_small_tensor(t: onnx.TensorProto) -> bool:
+    """Whether a tensor attribute is remembered by content: it serializes to at most
+    :data:`SMALL_TENSOR_BYTES` bytes.
+
+    A tensor whose dims hold more than ``4 x SMALL_TENSOR_BYTES`` elements is taken as large without asking
+    ``ByteSize()``, which with protobuf's upb backend takes time in proportion to the tensor (about 4 ms per
+    10 MB: a model storing its weights in ``Constant`` nodes paid it twice per weight). Such a tensor holds more
+    bytes than that whenever its data is present (every element type is at least 2 bits); when its data is
+    external or missing it is still not remembered, which changes nothing but the memo: its check and its
+    decoded value are functions of its content either way.
+    """
+    elements = 1
+    for d in t.dims:
+        elements *= d
+    return elements <= 4 * SMALL_TENSOR_BYTES and t.ByteSize() <= SMALL_TENSOR_BYTES
 
 
 def _topological_order(
@@ -298,6 +340,8 @@ class StoredTensor(NamedTuple):
         fields: every field that is set, by name (repeated fields only when not empty; a ``raw_data`` larger
             than 64 KiB as its :class:`RawSize`).
         proto: the proto itself.
+        key: its serialized bytes when it is remembered by content (see :func:`stored_tensor`), else None: what
+            is a function of the content alone (its check, its value) is remembered under it.
     """
 
     name: str
@@ -306,6 +350,7 @@ class StoredTensor(NamedTuple):
     external: bool
     fields: dict[str, object]
     proto: onnx.TensorProto
+    key: bytes | None = None
 
     @property
     def numel(self) -> int:
@@ -338,7 +383,7 @@ def stored_tensor(t: onnx.TensorProto) -> StoredTensor:
         key = t.SerializeToString()
         known = _STORED.get(key)
         if known is not None:
-            return _new_stored(StoredTensor, (*known, t))
+            return _new_stored(StoredTensor, (*known, t, key))
         view = _read_stored(t)
         if view.fields.keys() <= _REMEMBERED_FIELDS:
             # Repeated fields as tuples: a remembered view holds nothing of the proto it was read from.
@@ -346,7 +391,7 @@ def stored_tensor(t: onnx.TensorProto) -> StoredTensor:
             known = remember(
                 _STORED, key, (view.name, view.dims, view.data_type, view.external, fields), _STORED_LIMIT
             )
-            return _new_stored(StoredTensor, (*known, t))
+            return _new_stored(StoredTensor, (*known, t, key))
         return view
     return _read_stored(t)
 
