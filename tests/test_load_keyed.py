@@ -109,3 +109,24 @@ def test_a_check_passed_once_per_content_and_a_failed_one_refused_every_time():
         assert load_graph(_model_with(good)).tensors["y"].shape == (3,)
         with pytest.raises(ModelFormatError, match="initializer 'c' declares dims \\[3\\]"):
             load_graph(_model_with(bad))
+
+
+def test_stored_inputs_of_the_light_model_are_typed_as_when_read():
+    # A BERT whose weights live outside the file (1-D biases as symbolic lengths): the light model declares them as
+    # inputs; typed from the stored tensors without reading those inputs, the types and their order are the same.
+    from estimator.graph.binding import _bind_dimensions
+    from estimator.graph.inference import _collect_types, _infer, _light_model, symbolic_lengths
+    from estimator.zoo.transformers import bert_encoder
+
+    model = bert_encoder(layers=2, hidden=64, heads=2, ffn=128, batch=1, seq=8)
+    stored = stored_tensors(model.graph)
+    names = {t.name for t in stored}
+    real = [vi for vi in model.graph.input if vi.name not in names]
+    assert any(t.external for t in stored) and any(len(t.dims) == 1 and t.external for t in stored)
+    inferred = _infer(_light_model(model, real, _bind_dimensions(real, None, {}), stored=stored)).graph
+    lengths = symbolic_lengths(model.graph, stored)
+    read, skipped = _collect_types(inferred, lengths), _collect_types(inferred, lengths, stored)
+    assert list(read) == list(skipped)
+    for types in (read, skipped):
+        add_stored(stored, types, {})
+    assert list(read.items()) == list(skipped.items())

@@ -154,21 +154,47 @@ def symbolic_lengths(graph: onnx.GraphProto, stored: Sequence[StoredTensor] | No
 
 
 def _collect_types(
-    graph: onnx.GraphProto, lengths: Mapping[str, int] | None = None
+    graph: onnx.GraphProto, lengths: Mapping[str, int] | None = None, stored: Sequence[StoredTensor] = ()
 ) -> dict[str, tuple[tuple[int, ...] | None, str]]:
     """Shape and dtype name of every typed value; ``lengths`` resolves the symbolic lengths of 1-D weights
-    (and so of every tensor ONNX derived from one: through Identity, Cast, Unsqueeze, Reshape...)."""
+    (and so of every tensor ONNX derived from one: through Identity, Cast, Unsqueeze, Reshape...).
+
+    ``stored``: the graph's stored tensors, whose types the caller takes from the tensors themselves. The light
+    model declares the large ones as inputs (typed as stored); those inputs are not read, only given their place
+    in the order, with a placeholder ``(None, "undefined")`` that the caller replaces."""
     types: dict[str, tuple[tuple[int, ...] | None, str]] = {}
-    for vi in graph.input[:] + graph.value_info[:] + graph.output[:]:
+    inputs = graph.input[:]
+    if stored and inputs:
+        names = {t.name for t in stored}
+        for vi in inputs:
+            name = vi.name
+            if name in names:
+                types[name] = _PLACEHOLDER
+            else:
+                read = _read_type(vi.type)
+                if read is not None:
+                    types[name] = _resolved(read, lengths)
+        inputs = []
+    for vi in inputs + graph.value_info[:] + graph.output[:]:
         read = _read_type(vi.type)
-        if read is None:
-            continue
-        dims, shape, dtype = read
-        if lengths and shape is None and dims is not None:
-            resolved = [lengths.get(d, d) if isinstance(d, str) else d for d in dims]
-            shape = tuple(resolved) if all(isinstance(d, int) for d in resolved) else None
-        types[vi.name] = (shape, dtype)
+        if read is not None:
+            types[vi.name] = _resolved(read, lengths)
     return types
+
+
+#: What :func:`_collect_types` gives a stored tensor's input, for the caller to replace.
+_PLACEHOLDER = (None, "undefined")
+
+
+def _resolved(
+    read: tuple[tuple | None, tuple[int, ...] | None, str], lengths: Mapping[str, int] | None
+) -> tuple[tuple[int, ...] | None, str]:
+    """``(shape, dtype)`` of a :func:`_read_type` answer, symbolic lengths of 1-D weights resolved."""
+    dims, shape, dtype = read
+    if lengths and shape is None and dims is not None:
+        resolved = [lengths.get(d, d) if isinstance(d, str) else d for d in dims]
+        shape = tuple(resolved) if all(isinstance(d, int) for d in resolved) else None
+    return shape, dtype
 
 
 def _read_type(t: onnx.TypeProto) -> tuple[tuple | None, tuple[int, ...] | None, str] | None:

@@ -130,7 +130,7 @@ def _build(
 
     inferred = _infer(_light_model(model, real_inputs, bindings, order=order, stored=stored))
     lengths = symbolic_lengths(graph, stored)
-    types = _collect_types(inferred.graph, lengths)
+    types = _collect_types(inferred.graph, lengths, stored)  # add_stored types the stored tensors
     constants: dict[str, np.ndarray] = {}
     add_stored(stored, types, constants)
 
@@ -158,7 +158,9 @@ def _build(
                 stored=stored,
             )
         )
-        types.update({k: v for k, v in _collect_types(inferred.graph, lengths).items() if v[0] is not None})
+        # The stored tensors' types are known (from add_stored): only the computed ones are read again.
+        again = _collect_types(inferred.graph, lengths, stored)
+        types.update({k: v for k, v in again.items() if v[0] is not None})
 
     symbols = {k[5:]: v[0] for k, v in bindings.items() if k.startswith("\0sym:")}
     # The inferred graph holds the nodes in topological order (and ONNX's shapes inside subgraphs).
