@@ -160,18 +160,26 @@ _new_stored = tuple.__new__  # StoredTensor's own __new__ is a Python function; 
 
 
 def _read_stored(t: onnx.TensorProto) -> StoredTensor:
-    fields = {fd.name: value for fd, value in t.ListFields()}
+    names = _FIELD_NAMES  # a field's name by its descriptor: a dict look-up, not a descriptor attribute read
+    fields = {names[fd]: value for fd, value in t.ListFields()}
     raw = fields.get("raw_data")
     if raw is not None and len(raw) > _KEPT_RAW_BYTES:
         fields["raw_data"] = RawSize(len(raw))
-    return StoredTensor(
-        fields.get("name", ""),
-        tuple(fields["dims"][:]) if "dims" in fields else (),
-        fields.get("data_type", 0),
-        fields.get("data_location", 0) == onnx.TensorProto.EXTERNAL,
-        fields,
-        t,
+    return _new_stored(
+        StoredTensor,
+        (
+            fields.get("name", ""),
+            tuple(fields["dims"][:]) if "dims" in fields else (),
+            fields.get("data_type", 0),
+            fields.get("data_location", 0) == onnx.TensorProto.EXTERNAL,
+            fields,
+            t,
+            None,
+        ),
     )
+
+
+_FIELD_NAMES = {fd: fd.name for fd in onnx.TensorProto.DESCRIPTOR.fields}
 
 
 def stored_tensors(graph: onnx.GraphProto) -> list[StoredTensor]:
