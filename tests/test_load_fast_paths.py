@@ -10,7 +10,7 @@ import pytest
 from onnx import parser
 
 from estimator.graph.folding import _ints
-from estimator.graph.inference import _add_typed, _collect_types
+from estimator.graph.inference import _collect_types
 from estimator.graph.reading import _stored_order_if_topological, _topological_order, node_views
 from estimator.zoo.nasbench201 import nasbench201
 from estimator.zoo.transformers import bert_encoder
@@ -83,14 +83,6 @@ def test_types_read_once_per_content_equal_a_fresh_read():
     assert first == expected
     assert again["x"] == ((2, 5), "float32") and again["y"] == ((2, 5), "float32")
     assert again["c"] == ((1,), "float32") and again["s"] == ((3,), "int64")
-
-
-@pytest.mark.parametrize("dims", [(), (2, 3), ("N", 4), (1,)])
-def test_typed_inputs_built_in_place_equal_the_helpers(dims):
-    built = onnx.GraphProto()
-    _add_typed(built.input, "t", onnx.TensorProto.FLOAT16, dims)
-    expected = onnx.helper.make_tensor_value_info("t", onnx.TensorProto.FLOAT16, list(dims))
-    assert built.input[0].SerializeToString() == expected.SerializeToString()
 
 
 def test_ints_read_like_int_of_each_element():

@@ -142,23 +142,25 @@ def signature(
     """The memo key of ``node`` (see the module docstring), or None when the node is never remembered."""
     if node.subgraphs:
         return None
-    attrs = _attributes_key(node.attributes)
+    attributes = node.attributes
+    attrs = _attributes_key(attributes) if attributes else ()
     if attrs is None:
         return None
-    roots = graph.constant_roots
-    tensors = graph.tensors
+    root_of = graph.constant_roots.get
+    tensor = graph.tensors.get
     ins = []
+    append = ins.append
     for name, info in zip(node.inputs, inputs, strict=True):
         if not name:
-            ins.append(None)
+            append(None)
             continue
         here = (info.shape, info.dtype) if info is not None else "?"
-        root = roots.get(name)
+        root = root_of(name)
         if root is None:
-            ins.append(here)
+            append(here)
         else:
-            r = tensors.get(root)
-            ins.append(("const", here, (r.shape, r.dtype) if r is not None else None))
+            r = tensor(root)
+            append(("const", here, (r.shape, r.dtype) if r is not None else None))
     outs = tuple(
         [
             None if not name else (info.shape, info.dtype) if info is not None else "?"

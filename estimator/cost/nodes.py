@@ -207,6 +207,7 @@ def count_costs(graph: Graph, *, strict: bool = False) -> CostReport:
     counted_roots: set[str] = set()
     memo = NODE_COST_MEMO if NODE_COST_MEMO.enabled else None
     get = graph.tensors.get
+    rules: dict[tuple[str, str], tuple] = {}  # (domain, op type) -> (rule, opset), looked up once per graph
     nodes = tuple(
         [
             # A folded node costs nothing and holds only its names and output shapes: built here, without a call.
@@ -222,7 +223,7 @@ def count_costs(graph: Graph, *, strict: bool = False) -> CostReport:
                 },
             )
             if node.constant_folded
-            else _cost_node(graph, node, counted_roots, memo)
+            else _cost_node(graph, node, counted_roots, memo, rules)
             for node in graph.nodes
         ]
     )
@@ -263,16 +264,23 @@ def _shape_of(info: TensorInfo | None) -> tuple[int, ...] | None:
     return info.shape if info is not None else None
 
 
-def _cost_node(graph: Graph, node: Node, counted_roots: set[str], memo: NodeCostMemo | None) -> NodeCost:
+def _cost_node(
+    graph: Graph,
+    node: Node,
+    counted_roots: set[str],
+    memo: NodeCostMemo | None,
+    rules: dict[tuple[str, str], tuple],
+) -> NodeCost:
+    """A node that is not folded (count_costs builds those); ``rules``: this graph's rule look-ups so far."""
     get = graph.tensors.get  # Graph.tensor without a call per name
     outputs = tuple([get(o) if o else None for o in node.outputs])
-    base = {"index": node.index, "name": node.name, "op_type": node.op_type, "domain": node.domain}
-    if node.constant_folded:
-        return frozen_record(
-            NodeCost, {**_NODE_COST_DEFAULTS, **base, "status": "folded", "output_shapes": _shapes(outputs)}
-        )
-    opset = graph.opset(node.domain)
-    rule = REGISTRY.lookup(node.domain, node.op_type, opset)
+    domain, op_type = node.domain, node.op_type
+    base = {"index": node.index, "name": node.name, "op_type": op_type, "domain": domain}
+    found = rules.get((domain, op_type))
+    if found is None:
+        opset = graph.opset(domain)
+        found = rules[domain, op_type] = (REGISTRY.lookup(domain, op_type, opset), opset)
+    rule, opset = found
     if rule is None:
         return NodeCost(
             **base,

@@ -18,6 +18,7 @@ from estimator.graph.folding import _SMALL_CONSTANT_ELEMENTS, _propagate
 from estimator.graph.inference import Types, _collect_types
 from estimator.graph.reading import (
     NodeView,
+    StoredTensor,
     _topological_order,
     stored_tensor,
     stored_tensors,
@@ -73,6 +74,8 @@ _NEVER_FOLDED = frozenset(
 
 
 _UNKNOWN = TensorInfo("", None, "")
+#: Marks a memo miss or an argument not given (None is a valid value of both).
+_MISSING = object()
 #: Ops through which a folded node's output keeps its first input's root.
 _FORWARDING = CONSTANT_FORWARDING_OPS | CONSTANT_SELECTING_OPS
 
@@ -80,7 +83,9 @@ _FORWARDING = CONSTANT_FORWARDING_OPS | CONSTANT_SELECTING_OPS
 def _decode_attributes(node: onnx.NodeProto | NodeView) -> dict[str, Any]:
     """Node attributes as Python values: ints, floats, str, lists, numpy arrays for tensors; graphs skipped."""
     out: dict[str, Any] = {}
-    if isinstance(node, NodeView):  # names and types read once already
+    if isinstance(node, NodeView):  # names, types and tensor keys read once already
+        if node.tensor_keys:
+            return _decode_with_tensors(node)
         for attr, name, kind in zip(node.attribute, node.attribute_names, node.attribute_types, strict=True):
             if kind == _INTS:  # the most common kinds decoded here, without a call
                 out[name] = attr.ints[:]
@@ -98,16 +103,35 @@ def _decode_attributes(node: onnx.NodeProto | NodeView) -> dict[str, Any]:
     return out
 
 
-def _decode_tensor(attr: onnx.AttributeProto) -> np.ndarray | None:
-    t = attr.t
-    if not is_small_tensor(t):
-        view = stored_tensor(t)
+def _decode_with_tensors(node: NodeView) -> dict[str, Any]:
+    """:func:`_decode_attributes` of a node holding tensor attributes, each decoded by its known key."""
+    out: dict[str, Any] = {}
+    for attr, name, kind, key in zip(
+        node.attribute, node.attribute_names, node.attribute_types, node.tensor_keys, strict=True
+    ):
+        if kind == _TENSOR:
+            out[name] = _decode_tensor(attr, key)
+        else:
+            decode = _DECODERS.get(kind)
+            if decode is not None:
+                out[name] = decode(attr)
+    return out
+
+
+def _decode_tensor(attr: onnx.AttributeProto, key: bytes | object | None = _MISSING) -> np.ndarray | None:
+    """The value of a tensor attribute (None without data). ``key``: its :attr:`NodeView.tensor_keys` entry,
+    when the caller has it."""
+    if key is _MISSING:
+        t = attr.t
+        key = t.SerializeToString() if is_small_tensor(t) else None
+    if key is None:
+        view = stored_tensor(attr.t)
         return to_array_fast(view) if not view.external and _has_data(view) else None
     # Small tensor attributes (a ConstantOfShape fill, a Constant shape) repeat across the nodes and the
     # candidates of a NAS loop: decoded once per content (the serialized tensor: name, type, dims and values).
-    key = t.SerializeToString()
     value = _SMALL_TENSORS.get(key, _MISSING)
     if value is _MISSING:
+        t = attr.t
         view = stored_tensor(t)
         value = to_array_fast(view) if not view.external and _has_data(view) else None
         if value is not None:
@@ -119,10 +143,33 @@ def _decode_tensor(attr: onnx.AttributeProto) -> np.ndarray | None:
 #: Most tensor-attribute values remembered (a bound on memory: at most ~1 MB of keys).
 _SMALL_TENSORS_LIMIT = 4096
 _SMALL_TENSORS: dict[bytes, np.ndarray | None] = {}
-_MISSING = object()
 
 
-_INT, _INTS = onnx.AttributeProto.INT, onnx.AttributeProto.INTS
+def add_stored(stored: Sequence[StoredTensor], types: Types, constants: dict[str, np.ndarray]) -> None:
+    """Enter each stored tensor's type into ``types`` and, for the small ones that hold their data, its value
+    into ``constants``. A tensor remembered by content (``key``) has one read-only value, shared by every tensor
+    with that content (a NAS loop's candidates repeat their hundreds of shape vectors)."""
+    for t in stored:
+        types[t.name] = (t.dims, dtype_name(t.data_type))
+        key = t.key
+        if key is not None:
+            value = _STORED_VALUES.get(key, _MISSING)
+            if value is _MISSING:
+                value = to_array_fast(t) if not t.external and _has_data(t) else None
+                if value is not None:
+                    value.setflags(write=False)
+                remember(_STORED_VALUES, key, value, _SMALL_TENSORS_LIMIT)
+            if value is not None:
+                constants[t.name] = value
+        elif t.numel <= _SMALL_CONSTANT_ELEMENTS and not t.external and _has_data(t):
+            constants[t.name] = to_array_fast(t)
+
+
+#: Values of stored tensors remembered by content (None: no data), at most ``_SMALL_TENSORS_LIMIT``.
+_STORED_VALUES: dict[bytes, np.ndarray | None] = {}
+
+
+_INT, _INTS, _TENSOR = onnx.AttributeProto.INT, onnx.AttributeProto.INTS, onnx.AttributeProto.TENSOR
 _DECODERS = {
     onnx.AttributeProto.INT: lambda a: int(a.i),
     onnx.AttributeProto.FLOAT: lambda a: float(a.f),
@@ -307,10 +354,7 @@ def _freeze_subgraph(
     order = _topological_order(g, available=available, outer=set(outer_tensors))
     types = _collect_types(g)
     constants = dict(outer_constants)
-    for t in stored:
-        types[t.name] = (t.dims, dtype_name(t.data_type))
-        if t.numel <= _SMALL_CONSTANT_ELEMENTS and not t.external and _has_data(t):
-            constants[t.name] = to_array_fast(t)
+    add_stored(stored, types, constants)
     attributes = {i: _decode_attributes(g.node[i]) for i in order}
     _propagate([g.node[i] for i in order], [attributes[i] for i in order], types, constants)
     return _freeze(

@@ -4,7 +4,6 @@ typed inputs (so no weight data is read or expanded)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 import onnx
@@ -14,8 +13,9 @@ from estimator.dtypes import DTYPE_CODES as _ONNX_CODE
 from estimator.dtypes import dtype_name
 from estimator.errors import ModelFormatError
 from estimator.graph.binding import _dims_of_type
-from estimator.graph.reading import StoredTensor, stored_tensors
+from estimator.graph.reading import StoredTensor, is_stored_order, stored_tensors
 from estimator.graph.structure import remember
+from estimator.graph.wire import GRAPH_INPUT, GRAPH_VALUE_INFO, typed_values
 
 #: Initializers at most this large stay initializers for ONNX's data propagation; larger ones become typed inputs.
 _INFERENCE_INITIALIZER_ELEMENTS = 4096
@@ -45,25 +45,24 @@ def _light_model(
         return model
     g = onnx.GraphProto(name=src.name)
     # ONNX's inference visits nodes in stored order: give it the topological one (some tools break the order).
-    in_order = order is None or all(i == k for k, i in enumerate(order))
+    in_order = order is None or is_stored_order(order)
     g.node.extend(src.node if in_order else [src.node[i] for i in order])
     symbols = {k[5:]: v[0] for k, v in bindings.items() if k.startswith("\0sym:")}
     known_constants = dict(extra_constants or {})
-    for vi in real_inputs:
-        elem = vi.type.tensor_type.elem_type
-        _add_typed(g.input, vi.name, elem, bindings[vi.name])
+    # Inputs (the real ones, then the large initializers as typed inputs) written as wire bytes, merged at once.
+    typed = [(vi.name, vi.type.tensor_type.elem_type, bindings[vi.name]) for vi in real_inputs]
     small = []
     for t in initializers:
         if t.numel <= _INFERENCE_INITIALIZER_ELEMENTS and not t.external:
             small.append(t.proto)
             known_constants.pop(t.name, None)
+        elif len(t.dims) == 1 and t.data_type not in _SHAPE_DTYPES:
+            # ONNX's data propagation keeps ~70 B per element of a 1-D input of known length (a 65B LLM's
+            # biases: ~400 MB). Its length is restored from the initializer after inference.
+            typed.append((t.name, t.data_type, (f"__len_{t.name}",)))
         else:
-            dims: list[int | str] = list(t.dims)
-            if len(dims) == 1 and t.data_type not in _SHAPE_DTYPES:
-                # ONNX's data propagation keeps ~70 B per element of a 1-D input of known length (a 65B LLM's
-                # biases: ~400 MB). Its length is restored from the initializer after inference.
-                dims = [f"__len_{t.name}"]
-            _add_typed(g.input, t.name, t.data_type, dims)
+            typed.append((t.name, t.data_type, t.dims))
+    g.MergeFromString(typed_values(GRAPH_INPUT, typed))
     g.initializer.extend(small)
     for st in src.sparse_initializer:
         g.sparse_initializer.append(st)
@@ -80,10 +79,16 @@ def _light_model(
         have = (
             {vi.name for vi in g.value_info} | {vi.name for vi in g.input} | {t.name for t in g.initializer}
         )
-        for name, (shape, dtype) in extra_types.items():
-            if name in have or shape is None or dtype == "undefined":
-                continue
-            _add_typed(g.value_info, name, _ONNX_CODE[dtype], shape)
+        g.MergeFromString(
+            typed_values(
+                GRAPH_VALUE_INFO,
+                [
+                    (name, _ONNX_CODE[dtype], shape)
+                    for name, (shape, dtype) in extra_types.items()
+                    if name not in have and shape is not None and dtype != "undefined"
+                ],
+            )
+        )
     # IR >= 4 lets initializers stand without being graph inputs (older IRs required both).
     out = onnx.ModelProto(ir_version=max(model.ir_version, 4), graph=g)
     out.opset_import.extend(model.opset_import)
@@ -103,7 +108,7 @@ def _light_already(
     to substitute - so ONNX's inference is run on the model itself rather than on a copy of it."""
     return (
         model.ir_version >= 4
-        and (order is None or all(i == k for k, i in enumerate(order)))
+        and (order is None or is_stored_order(order))
         and len(model.graph.input) == len(real_inputs)
         and len(bindings) == len(real_inputs)
         and all(t.numel <= _INFERENCE_INITIALIZER_ELEMENTS and not t.external for t in initializers)
@@ -113,22 +118,6 @@ def _light_already(
             for vi in real_inputs
         )
     )
-
-
-def _add_typed(field: Any, name: str, elem_type: int, dims: Sequence[int | str]) -> None:
-    """Append to ``field`` what ``onnx.helper.make_tensor_value_info(name, elem_type, dims)`` makes, built in
-    place (the helper builds a type, then copies it: most of its time)."""
-    vi = field.add()
-    vi.name = name
-    tensor = vi.type.tensor_type
-    tensor.elem_type = elem_type
-    shape = tensor.shape
-    shape.dim.extend([])  # an explicitly empty shape (a scalar) is kept, as the helper keeps it
-    for d in dims:
-        if isinstance(d, str):
-            shape.dim.add().dim_param = d
-        else:
-            shape.dim.add().dim_value = d
 
 
 def _substituted(vi: onnx.ValueInfoProto, symbols: Mapping[str, int]) -> onnx.ValueInfoProto:
@@ -165,21 +154,47 @@ def symbolic_lengths(graph: onnx.GraphProto, stored: Sequence[StoredTensor] | No
 
 
 def _collect_types(
-    graph: onnx.GraphProto, lengths: Mapping[str, int] | None = None
+    graph: onnx.GraphProto, lengths: Mapping[str, int] | None = None, stored: Sequence[StoredTensor] = ()
 ) -> dict[str, tuple[tuple[int, ...] | None, str]]:
     """Shape and dtype name of every typed value; ``lengths`` resolves the symbolic lengths of 1-D weights
-    (and so of every tensor ONNX derived from one: through Identity, Cast, Unsqueeze, Reshape...)."""
+    (and so of every tensor ONNX derived from one: through Identity, Cast, Unsqueeze, Reshape...).
+
+    ``stored``: the graph's stored tensors, whose types the caller takes from the tensors themselves. The light
+    model declares the large ones as inputs (typed as stored); those inputs are not read, only given their place
+    in the order, with a placeholder ``(None, "undefined")`` that the caller replaces."""
     types: dict[str, tuple[tuple[int, ...] | None, str]] = {}
-    for vi in graph.input[:] + graph.value_info[:] + graph.output[:]:
+    inputs = graph.input[:]
+    if stored and inputs:
+        names = {t.name for t in stored}
+        for vi in inputs:
+            name = vi.name
+            if name in names:
+                types[name] = _PLACEHOLDER
+            else:
+                read = _read_type(vi.type)
+                if read is not None:
+                    types[name] = _resolved(read, lengths)
+        inputs = []
+    for vi in inputs + graph.value_info[:] + graph.output[:]:
         read = _read_type(vi.type)
-        if read is None:
-            continue
-        dims, shape, dtype = read
-        if lengths and shape is None and dims is not None:
-            resolved = [lengths.get(d, d) if isinstance(d, str) else d for d in dims]
-            shape = tuple(resolved) if all(isinstance(d, int) for d in resolved) else None
-        types[vi.name] = (shape, dtype)
+        if read is not None:
+            types[vi.name] = _resolved(read, lengths)
     return types
+
+
+#: What :func:`_collect_types` gives a stored tensor's input, for the caller to replace.
+_PLACEHOLDER = (None, "undefined")
+
+
+def _resolved(
+    read: tuple[tuple | None, tuple[int, ...] | None, str], lengths: Mapping[str, int] | None
+) -> tuple[tuple[int, ...] | None, str]:
+    """``(shape, dtype)`` of a :func:`_read_type` answer, symbolic lengths of 1-D weights resolved."""
+    dims, shape, dtype = read
+    if lengths and shape is None and dims is not None:
+        resolved = [lengths.get(d, d) if isinstance(d, str) else d for d in dims]
+        shape = tuple(resolved) if all(isinstance(d, int) for d in resolved) else None
+    return shape, dtype
 
 
 def _read_type(t: onnx.TypeProto) -> tuple[tuple | None, tuple[int, ...] | None, str] | None:

@@ -23,11 +23,10 @@ import numpy as np
 import onnx
 import onnx.numpy_helper
 
-from estimator.dtypes import dtype_name
 from estimator.errors import ModelFormatError
 from estimator.graph.binding import REBATCH_KEY, _bind_dimensions
-from estimator.graph.folding import _SMALL_CONSTANT_ELEMENTS, _propagate
-from estimator.graph.freeze import CONSTANT_FORWARDING_OPS, _decode_attributes, _freeze
+from estimator.graph.folding import _propagate
+from estimator.graph.freeze import CONSTANT_FORWARDING_OPS, _decode_attributes, _freeze, add_stored
 from estimator.graph.inference import _collect_types, _infer, _light_model, symbolic_lengths
 from estimator.graph.reading import (
     NodeView,
@@ -35,9 +34,9 @@ from estimator.graph.reading import (
     _iter_all_nodes,
     _read_model,
     _topological_order,
+    is_stored_order,
     node_views,
     stored_tensors,
-    to_array_fast,
 )
 from estimator.graph.rebatch import rebatch_model
 from estimator.graph.structure import (
@@ -48,7 +47,7 @@ from estimator.graph.structure import (
     TensorInfo,
     canonical_domain,
 )
-from estimator.graph.validate import _check_model_fields, _checked_arguments, _has_data
+from estimator.graph.validate import _check_model_fields, _checked_arguments
 
 __all__ = [
     "CONSTANT_FORWARDING_OPS",
@@ -131,16 +130,13 @@ def _build(
 
     inferred = _infer(_light_model(model, real_inputs, bindings, order=order, stored=stored))
     lengths = symbolic_lengths(graph, stored)
-    types = _collect_types(inferred.graph, lengths)
+    types = _collect_types(inferred.graph, lengths, stored)  # add_stored types the stored tensors
     constants: dict[str, np.ndarray] = {}
-    for t in stored:
-        types[t.name] = (t.dims, dtype_name(t.data_type))
-        if t.numel <= _SMALL_CONSTANT_ELEMENTS and not t.external and _has_data(t):
-            constants[t.name] = to_array_fast(t)
+    add_stored(stored, types, constants)
 
     # The project's own propagation where ONNX's falls short: fold small shape arithmetic, shape contrib ops,
     # then let ONNX's inference continue from what was learned, until nothing new is learned.
-    ordered = views if all(i == k for k, i in enumerate(order)) else [views[i] for i in order]
+    ordered = views if is_stored_order(order) else [views[i] for i in order]
     ordered_attrs = [_decode_attributes(v) for v in ordered]
     # A round per chain of contrib ops at most (an int4 decoder has 4 MatMulNBits in a row per block, each
     # waiting for ONNX to shape its input), and at least MAX_PROPAGATION_ROUNDS.
@@ -162,7 +158,9 @@ def _build(
                 stored=stored,
             )
         )
-        types.update({k: v for k, v in _collect_types(inferred.graph, lengths).items() if v[0] is not None})
+        # The stored tensors' types are known (from add_stored): only the computed ones are read again.
+        again = _collect_types(inferred.graph, lengths, stored)
+        types.update({k: v for k, v in again.items() if v[0] is not None})
 
     symbols = {k[5:]: v[0] for k, v in bindings.items() if k.startswith("\0sym:")}
     # The inferred graph holds the nodes in topological order (and ONNX's shapes inside subgraphs).

@@ -5,17 +5,25 @@ from __future__ import annotations
 import heapq
 import math
 import os
-import sys
 from collections.abc import Sequence
 from typing import NamedTuple
 
-import numpy as np
 import onnx
 import onnx.numpy_helper
 
 from estimator.errors import GraphStructureError, InputFileError, ModelFormatError
 from estimator.fileio import check_input_file
-from estimator.graph.structure import remember
+from estimator.graph.stored import (  # noqa: F401  (read from here too)
+    SMALL_TENSOR_BYTES,
+    RawSize,
+    StoredTensor,
+    _is_external,
+    _numel,
+    is_small_tensor,
+    stored_tensor,
+    stored_tensors,
+    to_array_fast,
+)
 
 
 def _read_model(source: str | os.PathLike[str] | bytes | onnx.ModelProto) -> onnx.ModelProto:
@@ -75,6 +83,9 @@ class NodeView(NamedTuple):
         attribute: the proto's ``AttributeProto`` objects.
         has_subgraphs: whether an attribute holds a graph (Loop, If, Scan bodies).
         attribute_names, attribute_types: each attribute's name and ``AttributeProto`` type, in order.
+        tensor_keys: for a node with tensor attributes, per attribute the serialized tensor when it is small
+            (:func:`is_small_tensor`: its check and value are remembered under it), else None; ``()`` when the
+            node has no tensor attribute.
     """
 
     name: str
@@ -86,6 +97,7 @@ class NodeView(NamedTuple):
     has_subgraphs: bool
     attribute_names: tuple[str, ...] = ()
     attribute_types: tuple[int, ...] = ()
+    tensor_keys: tuple[bytes | None, ...] = ()
 
 
 _GRAPH_TYPES = frozenset({onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS})
@@ -104,8 +116,9 @@ def node_views(graph: onnx.GraphProto) -> list[NodeView]:
             names = tuple([a.name for a in attrs])
             kinds = tuple([a.type for a in attrs])
             nested = not _GRAPH_TYPES.isdisjoint(kinds)
+            keys = _tensor_keys(attrs, kinds) if _TENSOR in kinds else ()
         else:
-            names = kinds = ()
+            names = kinds = keys = ()
             nested = False
         append(
             new_view(
@@ -120,10 +133,28 @@ def node_views(graph: onnx.GraphProto) -> list[NodeView]:
                     nested,
                     names,
                     kinds,
+                    keys,
                 ),
             )
         )
     return out
+
+
+def _tensor_keys(attrs: tuple[onnx.AttributeProto, ...], kinds: tuple[int, ...]) -> tuple[bytes | None, ...]:
+    """Per attribute: the serialized tensor of a small tensor attribute, None for any other."""
+    out = []
+    for attr, kind in zip(attrs, kinds, strict=True):
+        if kind == _TENSOR:
+            # is_small_tensor, with the serialized bytes' length standing for ByteSize(): one call, not two.
+            t = attr.t
+            key = t.SerializeToString() if math.prod(t.dims) <= 4 * SMALL_TENSOR_BYTES else None
+            out.append(key if key is not None and len(key) <= SMALL_TENSOR_BYTES else None)
+        else:
+            out.append(None)
+    return tuple(out)
+
+
+_TENSOR = onnx.AttributeProto.TENSOR
 
 
 def _topological_order(
@@ -206,6 +237,11 @@ def _stored_order_if_topological(
     return list(range(len(views)))
 
 
+def is_stored_order(order: Sequence[int]) -> bool:
+    """Whether a topological ``order`` is the stored one, ``[0, 1, ..., n-1]`` (one C-level comparison)."""
+    return list(order) == list(range(len(order)))
+
+
 def _node_reads(node: onnx.NodeProto | NodeView) -> set[str]:
     """Tensors a node reads: its inputs and the outer-scope names its subgraphs use."""
     reads = {name for name in node.input if name}
@@ -234,144 +270,3 @@ def _iter_all_nodes(graph: onnx.GraphProto):
             elif attr.type == onnx.AttributeProto.GRAPHS:
                 for g in attr.graphs:
                     yield from _iter_all_nodes(g)
-
-
-def _numel(dims: Sequence[int]) -> int:
-    return math.prod(dims)
-
-
-def _is_external(t: onnx.TensorProto) -> bool:
-    return t.data_location == onnx.TensorProto.EXTERNAL
-
-
-#: ONNX element types whose raw bytes are a native numpy array as they are (little-endian hosts).
-_RAW_NUMPY_DTYPES = {
-    onnx.TensorProto.FLOAT: np.dtype(np.float32),
-    onnx.TensorProto.DOUBLE: np.dtype(np.float64),
-    onnx.TensorProto.FLOAT16: np.dtype(np.float16),
-    onnx.TensorProto.INT8: np.dtype(np.int8),
-    onnx.TensorProto.INT16: np.dtype(np.int16),
-    onnx.TensorProto.INT32: np.dtype(np.int32),
-    onnx.TensorProto.INT64: np.dtype(np.int64),
-    onnx.TensorProto.UINT8: np.dtype(np.uint8),
-    onnx.TensorProto.UINT16: np.dtype(np.uint16),
-    onnx.TensorProto.UINT32: np.dtype(np.uint32),
-    onnx.TensorProto.UINT64: np.dtype(np.uint64),
-    onnx.TensorProto.BOOL: np.dtype(np.bool_),
-}
-
-
-def to_array_fast(t: onnx.TensorProto | StoredTensor) -> np.ndarray:
-    """``onnx.numpy_helper.to_array(t)`` (the same array), reading raw bytes of native numpy types directly:
-    the library's general path looks up the type tables and external-data fields on every call."""
-    view = t if isinstance(t, StoredTensor) else stored_tensor(t)
-    code = view.data_type
-    dtype = _RAW_NUMPY_DTYPES.get(code)
-    fields = view.fields
-    if dtype is not None and not view.external and "segment" not in fields:
-        raw = fields.get("raw_data")
-        if raw is not None:
-            if sys.byteorder == "little":
-                data = view.proto.raw_data if isinstance(raw, RawSize) else raw
-                return np.frombuffer(data, dtype=dtype).reshape(view.dims)
-        elif code == onnx.TensorProto.INT64:
-            # A list first: numpy reads a protobuf container element by element, several times slower.
-            return np.array(list(fields.get("int64_data", ())), dtype=np.int64).reshape(view.dims)
-        elif code == onnx.TensorProto.FLOAT:
-            return np.array(list(fields.get("float_data", ())), dtype=np.float32).reshape(view.dims)
-    return onnx.numpy_helper.to_array(view.proto)
-
-
-class StoredTensor(NamedTuple):
-    """The fields of one stored ``TensorProto`` (an initializer, a tensor attribute) read into Python once, by
-    one ``ListFields`` call: validation, typing, folding and the light model each read them otherwise.
-
-    Attributes:
-        name: the proto's name (bytes where the file holds invalid UTF-8).
-        dims: its dimensions. data_type: its ONNX element type code.
-        external: whether its data lives in an external file.
-        fields: every field that is set, by name (repeated fields only when not empty; a ``raw_data`` larger
-            than 64 KiB as its :class:`RawSize`).
-        proto: the proto itself.
-    """
-
-    name: str
-    dims: tuple[int, ...]
-    data_type: int
-    external: bool
-    fields: dict[str, object]
-    proto: onnx.TensorProto
-
-    @property
-    def numel(self) -> int:
-        """Element count its dims declare."""
-        return math.prod(self.dims)
-
-
-class RawSize(int):
-    """Stands for a large ``raw_data`` in :attr:`StoredTensor.fields`: its length in bytes (``len()`` and truth as
-    the bytes'), without keeping a copy of a weight's bytes while the graph loads."""
-
-    def __len__(self) -> int:
-        return int(self)
-
-
-#: ``raw_data`` up to this many bytes is kept in :attr:`StoredTensor.fields` (every constant whose values loading
-#: reads is at most 4096 elements of at most 16 bytes); larger ones are read again from the proto when needed.
-_KEPT_RAW_BYTES = 4096 * 16
-
-
-def stored_tensor(t: onnx.TensorProto) -> StoredTensor:
-    """The :class:`StoredTensor` of ``t``.
-
-    Small tensors (shapes, axes, scales: the hundreds of shape initializers of a graph whose weights are fills)
-    repeat within a graph and across the candidates of a NAS loop; their fields are remembered by the serialized
-    tensor (name, type, dims and values), which is several times faster to read than the fields themselves. Only
-    tensors whose fields are all immutable values (strings, numbers, bytes, dims kept as a tuple) are remembered."""
-    dims = t.dims[:]
-    if len(dims) <= 1 and (not dims or dims[0] <= _REMEMBERED_ELEMENTS):
-        key = t.SerializeToString()
-        known = _STORED.get(key)
-        if known is not None:
-            return _new_stored(StoredTensor, (*known, t))
-        view = _read_stored(t)
-        if view.fields.keys() <= _REMEMBERED_FIELDS:
-            # Repeated fields as tuples: a remembered view holds nothing of the proto it was read from.
-            fields = {k: tuple(v) if k in _REPEATED_FIELDS else v for k, v in view.fields.items()}
-            known = remember(
-                _STORED, key, (view.name, view.dims, view.data_type, view.external, fields), _STORED_LIMIT
-            )
-            return _new_stored(StoredTensor, (*known, t))
-        return view
-    return _read_stored(t)
-
-
-#: Stored tensors remembered by :func:`stored_tensor`: scalars and vectors of at most this many elements...
-_REMEMBERED_ELEMENTS = 16
-#: ... whose set fields are only these (no external data, no segment)...
-_REPEATED_FIELDS = frozenset({"dims", "int64_data", "int32_data", "float_data", "double_data", "uint64_data"})
-_REMEMBERED_FIELDS = _REPEATED_FIELDS | {"name", "data_type", "raw_data", "doc_string"}
-#: ... at most this many (a few hundred bytes each).
-_STORED_LIMIT = 8192
-_STORED: dict[bytes, tuple] = {}
-_new_stored = tuple.__new__  # StoredTensor's own __new__ is a Python function; the tuple is the same
-
-
-def _read_stored(t: onnx.TensorProto) -> StoredTensor:
-    fields = {fd.name: value for fd, value in t.ListFields()}
-    raw = fields.get("raw_data")
-    if raw is not None and len(raw) > _KEPT_RAW_BYTES:
-        fields["raw_data"] = RawSize(len(raw))
-    return StoredTensor(
-        fields.get("name", ""),
-        tuple(fields["dims"][:]) if "dims" in fields else (),
-        fields.get("data_type", 0),
-        fields.get("data_location", 0) == onnx.TensorProto.EXTERNAL,
-        fields,
-        t,
-    )
-
-
-def stored_tensors(graph: onnx.GraphProto) -> list[StoredTensor]:
-    """One :class:`StoredTensor` per initializer of ``graph`` (not of its subgraphs), in stored order."""
-    return [stored_tensor(t) for t in graph.initializer]

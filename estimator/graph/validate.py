@@ -11,7 +11,15 @@ import onnx
 
 from estimator.dtypes import dtype_name, storage_bytes
 from estimator.errors import InvalidDimensionError, ModelFormatError
-from estimator.graph.reading import NodeView, StoredTensor, _numel, node_views, stored_tensor
+from estimator.graph.reading import (  # noqa: F401  (SMALL_TENSOR_BYTES, is_small_tensor: read from here too)
+    SMALL_TENSOR_BYTES,
+    NodeView,
+    StoredTensor,
+    _numel,
+    is_small_tensor,
+    node_views,
+    stored_tensor,
+)
 from estimator.graph.structure import ONNX_DOMAIN, canonical_domain, remember
 
 #: Newest opset of the domains whose versions the installed onnx package knows.
@@ -149,10 +157,12 @@ def _check_names(
         fields += node.output
         if node.attribute:
             fields += node.attribute_names
-            if _TENSOR in node.attribute_types:
-                for attr, kind in zip(node.attribute, node.attribute_types, strict=True):
+            if node.tensor_keys:
+                for attr, kind, key in zip(
+                    node.attribute, node.attribute_types, node.tensor_keys, strict=True
+                ):
                     if kind == _TENSOR:
-                        tensor_attributes.append((node, attr))
+                        tensor_attributes.append((node, attr, key))
         if node.has_subgraphs:
             for attr in node.attribute:
                 for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
@@ -166,41 +176,22 @@ def _check_names(
             f"written by a broken exporter: re-export it"
         ) from None
     for t in initializers:
+        if t.key is not None and t.key in _PASSED:
+            continue  # the same content passed before (as an initializer or a tensor attribute)
         _check_stored(t, f"initializer '{t.name}'")
-    for node, attr in tensor_attributes:
-        t = attr.t
-        small = is_small_tensor(t)
-        key = t.SerializeToString() if small else b""
-        if small and key in _PASSED:
+        if t.key is not None:
+            remember(_PASSED, t.key, None, _PASSED_LIMIT)
+    for node, attr, key in tensor_attributes:
+        if key is not None and key in _PASSED:
             continue  # the same content passed before: a check is a function of the content alone
-        _check_stored(t, f"attribute '{attr.name}' of node '{node.name or node.op_type}'")
-        if small:
+        _check_stored(attr.t, f"attribute '{attr.name}' of node '{node.name or node.op_type}'")
+        if key is not None:
             remember(_PASSED, key, None, _PASSED_LIMIT)
 
 
 _TENSOR = onnx.AttributeProto.TENSOR
-#: Serialized size up to which a tensor attribute is remembered by content (its check, its value), bytes.
-SMALL_TENSOR_BYTES = 256
-
-
-def is_small_tensor(t: onnx.TensorProto) -> bool:
-    """Whether a tensor attribute is remembered by content: it serializes to at most
-    :data:`SMALL_TENSOR_BYTES` bytes.
-
-    A tensor whose dims hold more than ``4 x SMALL_TENSOR_BYTES`` elements is taken as large without asking
-    ``ByteSize()``, which with protobuf's upb backend takes time in proportion to the tensor (about 4 ms per
-    10 MB: a model storing its weights in ``Constant`` nodes paid it twice per weight). Such a tensor holds more
-    bytes than that whenever its data is present (every element type is at least 2 bits); when its data is
-    external or missing it is still not remembered, which changes nothing but the memo: its check and its
-    decoded value are functions of its content either way.
-    """
-    elements = 1
-    for d in t.dims:
-        elements *= d
-    return elements <= 4 * SMALL_TENSOR_BYTES and t.ByteSize() <= SMALL_TENSOR_BYTES
-
-
-#: Serialized small tensor attributes that passed :func:`_check_stored`, at most ``_PASSED_LIMIT`` (~1 MB).
+#: Serialized small tensors (attributes, remembered initializers) that passed :func:`_check_stored`, at most
+#: ``_PASSED_LIMIT`` (~1 MB): a check is a function of the tensor's content alone.
 _PASSED: dict[bytes, None] = {}
 _PASSED_LIMIT = 4096
 
