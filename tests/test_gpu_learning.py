@@ -150,6 +150,18 @@ def test_leave_one_device_out_never_trains_on_the_held_out_device(synthetic, mon
         gpu_training.predict_split(synthetic, test | train, test, devices)
 
 
+def test_judged_only_rows_never_train_in_leave_one_device_out():
+    """A judged-only source's rows (JUDGED_GPU_TABLES) are in the held-out device's test rows and in no
+    training fold of any held-out device."""
+    devices = np.array(["a100", "a100", "h100", "h100", "v100", "v100"])
+    trainable = np.array([True, False, False, False, True, True])
+    for held_out in ("a100", "h100", "v100"):
+        train, test = gpu_training.held_out_split(devices, held_out, trainable)
+        assert not (train & ~trainable).any()
+        np.testing.assert_array_equal(test, devices == held_out)
+        np.testing.assert_array_equal(train, (devices != held_out) & trainable)
+
+
 def test_estimates_answer_from_calibrated_or_cross_device_model_and_say_which(synthetic, tmp_path):
     from estimator.api import Estimator
     from estimator.learn.gpu_model import CROSS_DEVICE

@@ -142,13 +142,20 @@ def test_committed_table_matches_a_fresh_import() -> None:
     assert set(stored["hardware"]) == {"a100-40gb", "h100"}
 
 
-def test_diffusion_rows_train_only_when_named() -> None:
-    """Trained on, the diffusion rows moved the residual on other GPUs (OPTIONAL_GPU_TABLES says why): out of the
-    default GPU table, all 48 in when named, each with a committed graph."""
-    from estimator.learn.gpu_set import graph_available, load_gpu_table
+def test_diffusion_rows_are_judged_and_train_only_when_named() -> None:
+    """Trained on, the diffusion rows moved the residual on other GPUs (JUDGED_GPU_TABLES says why): out of the
+    training table, in the evaluation's table marked judged-only (GpuSet.trainable False), and trainable when
+    named with --with-source; every row with a committed graph."""
+    from estimator.learn.gpu_set import GpuSet, graph_available, load_gpu_table
 
+    n = len(pd.read_csv(REPO / "data" / "mlenergy_diffusion.csv.gz"))
     assert "mlenergy_diffusion" not in set(load_gpu_table()["source"])
-    table = load_gpu_table(with_sources=["mlenergy_diffusion"])
-    rows = table[table["source"] == "mlenergy_diffusion"]
-    assert len(rows) == len(pd.read_csv(REPO / "data" / "mlenergy_diffusion.csv.gz")) == 48
-    assert all(graph_available(ref, REPO) for ref in rows["model_ref"])
+    judged = load_gpu_table(judged=True)
+    rows = (judged["source"] == "mlenergy_diffusion").to_numpy()
+    assert rows.sum() == n
+    trainable = GpuSet(judged, {}, {}).trainable
+    assert not trainable[rows].any() and trainable[~rows].all()
+    named = load_gpu_table(with_sources=["mlenergy_diffusion"], judged=True)
+    assert (named["source"] == "mlenergy_diffusion").sum() == n
+    assert GpuSet(named, {}, {}).trainable.all()
+    assert all(graph_available(ref, REPO) for ref in judged.loc[rows, "model_ref"])

@@ -23,7 +23,7 @@ WithSource = Annotated[
     list[str] | None,
     typer.Option(
         "--with-source",
-        help="Also use this optional GPU source (power_hungry, mlenergy_diffusion), left out by default; repeatable.",
+        help="Also train on this GPU source (power_hungry, left out by default; mlenergy_diffusion, judged only by default); repeatable.",
         show_default=False,
     ),
 ]
@@ -145,7 +145,7 @@ def _evaluate_gpu(root: Path, out: Path, with_sources: list[str]) -> None:
     from estimator.learn.gpu_training import build_gpu_set, load_gpu_table
 
     say = lambda line: typer.echo(line, err=True)  # noqa: E731
-    gs = build_gpu_set(load_gpu_table(root, with_sources=with_sources), root=root, progress=say)
+    gs = build_gpu_set(load_gpu_table(root, with_sources=with_sources, judged=True), root=root, progress=say)
     report = run_gpu_evaluation(say, gs=gs)
     for path in write_gpu_report(report, out):
         typer.echo(f"wrote {path}")

@@ -30,6 +30,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from estimator.fileio import atomic_write_bytes
 from estimator.learn.gpu_cross import CROSS_DEVICE_ANSWER, cross_device_split
@@ -130,14 +131,14 @@ def _interval_entry(res: dict, system: str, done: np.ndarray, measured: np.ndarr
     }
 
 
-def _report(gs: GpuSet, mask: np.ndarray, res: dict) -> dict:
-    """Metrics of every system on the rows of ``mask``, per boundary, with interval coverage: ``interval`` of
-    the answer (``res['answer']``: the calibrated model, or the cross-device answer), ``intervals`` of each."""
+def _report(gs: GpuSet, mask: np.ndarray, res: dict, by_source: bool = True) -> dict:
+    """Metrics of every system on the rows of ``mask``, per boundary (and per source where a boundary has
+    several, unless ``by_source`` is False), with interval coverage: ``interval`` of the answer
+    (``res['answer']``: the calibrated model, or the cross-device answer), ``intervals`` of each."""
     t = gs.table
     out = {}
     answer = res["answer"]
-    for boundary in sorted(set(t["boundary"][mask])):
-        m = mask & (t["boundary"].to_numpy() == boundary)
+    for key, m in _parts(t, mask, by_source):
         done = m & ~np.isnan(res["pred"][answer])
         if not done.any():
             continue
@@ -151,8 +152,23 @@ def _report(gs: GpuSet, mask: np.ndarray, res: dict) -> dict:
         entry["intervals"] = {s: _interval_entry(res, s, done, measured) for s in res["bounds"]}
         entry["interval"] = entry["intervals"][answer]
         entry["power_floor_binds"] = int(res["bounds"][answer][2][done].sum())
-        out[boundary] = entry
+        out[key] = entry
     return out
+
+
+def _parts(t: pd.DataFrame, mask: np.ndarray, by_source: bool) -> list[tuple[str, np.ndarray]]:
+    """The rows of ``mask`` per boundary and, with ``by_source``, per source where a boundary has several
+    (``"gpu-board-nvml, source mlenergy_diffusion"``), so that no source's figure hides inside another's."""
+    boundaries, sources = t["boundary"].astype(str).to_numpy(), t["source"].astype(str).to_numpy()
+    parts = []
+    for boundary in sorted(set(boundaries[mask])):
+        m = mask & (boundaries == boundary)
+        names = sorted(set(sources[m]))
+        if not by_source or len(names) == 1:
+            parts.append((boundary, m))
+            continue
+        parts += [(f"{boundary}, source {name}", m & (sources == name)) for name in names]
+    return parts
 
 
 def _leave_one_source_out(gs: GpuSet, say: Callable[[str], None]) -> dict:
@@ -163,7 +179,7 @@ def _leave_one_source_out(gs: GpuSet, say: Callable[[str], None]) -> dict:
     uniq = sorted(set(sources))
     if len(uniq) < 2:
         return {}
-    folds = [(sources != s, sources == s, devices) for s in uniq]
+    folds = [((sources != s) & gs.trainable, sources == s, devices) for s in uniq]
     say(f"leave-one-source-out over {len(uniq)} sources")
     res = _collect(gs, folds, same_device=False)
     return {
@@ -182,7 +198,7 @@ def run_gpu_evaluation(
     """Run both splits on the committed GPU tables (or ``gs``), and IrEne's module level unless ``modules`` is
     False (:mod:`estimator.learn.gpu_modules`); returns the report as a JSON-ready dict."""
     say = progress or (lambda _line: None)
-    gs = gs or build_gpu_set(load_gpu_table(), progress=say)
+    gs = gs or build_gpu_set(load_gpu_table(judged=True), progress=say)
     t = gs.table
     devices = t["hardware"].astype(str).to_numpy()
     sources = t["source"].astype(str).to_numpy()
@@ -191,6 +207,7 @@ def run_gpu_evaluation(
         "rows": len(t),
         "rows_without_graph": gs.missing,
         "sources": sorted(set(sources)),
+        "judged_only_sources": sorted(set(sources[~gs.trainable])),
         "per_source": {},
         "leave_one_device_out": {},
         "physics_only_interval_gpu": physics_only_interval(gs),
@@ -220,7 +237,7 @@ def run_gpu_evaluation(
     if len(uniq_devices) >= 2:
         folds = []
         for device in uniq_devices:
-            train, test = held_out_split(devices, device)
+            train, test = held_out_split(devices, device, gs.trainable)
             trained_devices = set(devices[train])
             inner = devices if len(trained_devices) >= 2 else groups
             folds.append((train, test, inner))
@@ -232,7 +249,7 @@ def run_gpu_evaluation(
                 "trained_on": sorted(set(devices[train])),
                 "by_boundary": _report(gs, devices == device, res),
             }
-        report["leave_one_device_out_pooled"] = _report(gs, np.ones(len(t), bool), res)
+        report["leave_one_device_out_pooled"] = _report(gs, np.ones(len(t), bool), res, by_source=False)
     report["prior_medians"] = prior_medians(gs, fitted)
     report["module_level"] = run_module_evaluation(say) if modules else None
     return report
@@ -320,14 +337,22 @@ def _targets(report: dict) -> list[str]:
 
 
 def _sources_line(report: dict) -> str:
-    """Which sources trained and were judged, and the optional ones left out (OPTIONAL_GPU_TABLES says why)."""
+    """Which sources trained and were judged, the judged-only ones (JUDGED_GPU_TABLES) and the optional ones
+    left out (OPTIONAL_GPU_TABLES says why)."""
     used = report.get("sources", [])
+    judged = report.get("judged_only_sources", [])
     left = [name for name in OPTIONAL_GPU_TABLES if name not in used]
     out = f"Sources: {', '.join(used)}."
+    if judged:
+        out += (
+            f" Judged but never trained on (in no leave-one-device-out or leave-one-source-out training fold; "
+            f"their own per-source split trains on their other networks; why: `JUDGED_GPU_TABLES` in "
+            f"`estimator/learn/gpu_set.py`): {', '.join(judged)}."
+        )
     if left:
         out += (
             f" Left out of training and of every figure (`--with-source NAME` adds one; why: "
-            f"`OPTIONAL_GPU_TABLES` in `estimator/learn/gpu_training.py`): {', '.join(left)}."
+            f"`OPTIONAL_GPU_TABLES` in `estimator/learn/gpu_set.py`): {', '.join(left)}."
         )
     return out
 

@@ -41,15 +41,19 @@ GPU_TABLES: tuple[tuple[str, str], ...] = (
 #: 1080 Ti board 16% -> 22%, A100-40GB 52% -> 56%), and inside its own source the learned model (median APE 65%)
 #: lost to the v2 prior alone (47%): its pipelines' CPU pre-processing (image decoding and resizing, 800 x 1066
 #: detection inputs) is most of a query and no graph feature sees it. docs/evaluation_gpu_power_hungry.md.
-#: ML.ENERGY v2 diffusion (one UNet forward pass per row, fp16, A100-40GB and H100): held out in
-#: leave-one-device-out, the cross-device answer reaches median APE 24.6% / P90 54.1% / coverage 86.4% on its 22
-#: A100 rows and 14.3% / 38.2% / 100% on its 26 H100 rows, and the v2 prior alone is x1.15 of the measured median;
-#: but trained on, it moved the learned residual on the other GPUs (2026-12-02, against the 825-row run without
-#: it): RTX 4090 codecarbon-total median APE 144.9% -> 204.6% (P90 337.8% -> 469.8%), GTX 1080 Ti machine-total
-#: 7.4% -> 11.8%, GTX 1070 machine-total 26.7% -> 23.1%; every gpu-board-nvml figure of the old GPUs unchanged
-#: (within 0.4 points). docs/evaluation_gpu.md with ``--with-source mlenergy_diffusion`` has both.
 OPTIONAL_GPU_TABLES: dict[str, str] = {
     "power_hungry": "data/power_hungry.csv.gz",
+}
+#: Committed GPU tables that every held-out split judges but that train nothing unless asked for
+#: (``--with-source NAME`` trains on them too): ``estimate evaluate --gpu`` loads them, ``estimate train-gpu``
+#: does not. Their rows are never in a leave-one-device-out or leave-one-source-out training fold, nor in the
+#: shipped models; their own per-source split (the device's other networks train) is reported like any source's.
+#: ML.ENERGY v2 diffusion (one UNet forward pass per row, fp16, A100-40GB and H100): trained on, it moved the
+#: learned residual on the other GPUs (2026-12-02, against the 825-row run without it): RTX 4090
+#: codecarbon-total median APE 144.9% -> 204.6% (P90 337.8% -> 469.8%), GTX 1080 Ti machine-total 7.4% -> 11.8%,
+#: GTX 1070 machine-total 26.7% -> 23.1%; every gpu-board-nvml figure of the old GPUs within 0.4 points. Judged
+#: only, it tests the cross-device answer on the first Ampere and Hopper forward passes at the board.
+JUDGED_GPU_TABLES: dict[str, str] = {
     "mlenergy_diffusion": "data/mlenergy_diffusion.csv.gz",
 }
 
@@ -84,6 +88,13 @@ class GpuSet:
     table: pd.DataFrame
     configs: dict[tuple, Config]
     missing: dict[str, int]
+
+    @property
+    def trainable(self) -> np.ndarray:
+        """Per row: whether it may train (False for a judged-only table's rows, :data:`JUDGED_GPU_TABLES`)."""
+        if "judged_only" not in self.table:
+            return np.ones(len(self.table), bool)
+        return ~self.table["judged_only"].fillna(False).to_numpy(dtype=bool)
 
     @property
     def measured_j(self) -> np.ndarray:
@@ -140,25 +151,30 @@ def load_gpu_table(
     root: Path = REPO_ROOT,
     tables: tuple[tuple[str, str], ...] = GPU_TABLES,
     with_sources: Sequence[str] = (),
+    judged: bool = False,
 ) -> pd.DataFrame:
     """The whole-network rows of the committed GPU tables (``level`` empty or ``model``), plus those of the
-    :data:`OPTIONAL_GPU_TABLES` named in ``with_sources`` (DataError for a name that is not one)."""
+    :data:`OPTIONAL_GPU_TABLES` and :data:`JUDGED_GPU_TABLES` named in ``with_sources`` (DataError for a name
+    that is neither), and with ``judged`` every judged-only table, its rows marked ``judged_only`` (never trained
+    on: :attr:`GpuSet.trainable`)."""
     from estimator.data.measurements import read_measurements
     from estimator.errors import DataError
 
-    unknown = sorted(set(with_sources) - set(OPTIONAL_GPU_TABLES))
+    named = {**OPTIONAL_GPU_TABLES, **JUDGED_GPU_TABLES}
+    unknown = sorted(set(with_sources) - set(named))
     if unknown:
         raise DataError(
-            f"--with-source {unknown[0]!r} is not an optional GPU source; choose from "
-            f"{', '.join(sorted(OPTIONAL_GPU_TABLES))}"
+            f"--with-source {unknown[0]!r} is not an optional GPU source; choose from {', '.join(sorted(named))}"
         )
-    tables = (*tables, *((name, OPTIONAL_GPU_TABLES[name]) for name in dict.fromkeys(with_sources)))
+    extra = dict.fromkeys(with_sources)
+    tables = (*tables, *((name, named[name]) for name in extra))
+    judged_only = [(name, path) for name, path in JUDGED_GPU_TABLES.items() if judged and name not in extra]
     frames = []
-    for _name, path in tables:
+    for (_name, path), only in [*((t, False) for t in tables), *((t, True) for t in judged_only)]:
         t = read_measurements(root / path)
         if "level" in t:
             t = t[t["level"].isna() | (t["level"].astype(str) == "model")]
-        frames.append(t)
+        frames.append(t.assign(judged_only=only))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -228,6 +244,7 @@ def _profile(name: str) -> HardwareProfile:
 
 __all__ = [
     "GPU_TABLES",
+    "JUDGED_GPU_TABLES",
     "OPTIONAL_GPU_TABLES",
     "Config",
     "GpuSet",

@@ -30,6 +30,7 @@ from estimator.learn.gpu_interval import mondrian
 from estimator.learn.gpu_model import power_floor_joules
 from estimator.learn.gpu_set import (  # noqa: F401 - re-exported: callers import them from here
     GPU_TABLES,
+    JUDGED_GPU_TABLES,
     OPTIONAL_GPU_TABLES,
     Config,
     GpuSet,
@@ -293,10 +294,13 @@ def flops_of(gs: GpuSet) -> np.ndarray:
     return np.array([gs.configs[k].agg.flops for k in gs.table["config"]])
 
 
-def held_out_split(devices: np.ndarray, held_out: str) -> tuple[np.ndarray, np.ndarray]:
-    """(train, test) masks of leave-one-device-out: every row of ``held_out`` is in test, none in train."""
+def held_out_split(
+    devices: np.ndarray, held_out: str, trainable: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) masks of leave-one-device-out: every row of ``held_out`` is in test, none in train, and no
+    row that may not train (``trainable`` False: a judged-only source, :attr:`GpuSet.trainable`) either."""
     test = devices == held_out
-    return ~test, test
+    return (~test if trainable is None else ~test & trainable), test
 
 
 def predict_split(gs: GpuSet, train: np.ndarray, test: np.ndarray, inner: np.ndarray) -> dict:
@@ -370,6 +374,7 @@ def _case(gs: GpuSet, row: dict) -> FitCase:
 
 __all__ = [
     "GPU_TABLES",
+    "JUDGED_GPU_TABLES",
     "OPTIONAL_GPU_TABLES",
     "GpuSet",
     "PipelineTerms",
