@@ -281,7 +281,7 @@ class Estimator:
     ) -> KernelReport:
         """Load, cost and fuse ``model`` as this estimator's runtime would run it."""
         costs = count_costs(load_graph(model, batch=batch, shapes=shapes), strict=strict)
-        return fuse_kernels(costs, fuse=self.runtime.fuses)
+        return fuse_kernels(costs, fuse=self.runtime.fusion)
 
     def estimate(
         self,
@@ -340,7 +340,7 @@ class Estimator:
                 "check that the export kept the network"
             )
         gpu_model = self.model is not None and "v2_constants" in self.model.sidecar
-        constants = sidecar_constants(self.model.sidecar, self.runtime.name) if gpu_model else None
+        constants = sidecar_constants(self.model.sidecar, self.runtime.constants_name) if gpu_model else None
         prior = run_prior(
             self.prior_name,
             kernels,

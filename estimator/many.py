@@ -114,10 +114,10 @@ def _unit(
     """Every profile x dtype estimate of one model at one batch size (load and cost once)."""
     with _gc_paused():
         costs = count_costs(load_graph(model, batch=batch, shapes=shapes), strict=strict)
-        fused: dict[bool, KernelReport] = {}
+        fused: dict[bool | str, KernelReport] = {}
         out = []
         for est in estimators:
-            fuse = est.runtime.fuses
+            fuse = est.runtime.fusion
             if fuse not in fused:
                 fused[fuse] = fuse_kernels(costs, fuse=fuse)
             for dtype in dtypes:

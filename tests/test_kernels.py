@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from conftest import parse
 
 from estimator.cost.kernels import fuse_kernels
@@ -127,3 +128,44 @@ def test_a_node_never_joins_an_earlier_kernel_while_reading_a_later_one():
     # `a` must be written by the Relu kernel and read back by the last kernel.
     assert k.kernels[0].write_bytes == tensor
     assert k.kernels[2].activation_read_bytes == 3 * tensor  # c, W2 and a
+
+
+ATTENTION_BLOCK = """
+<ir_version: 8, opset_import: ["" : 17]>
+agraph (float[1, 4, 64, 16] Q, float[1, 4, 16, 64] Kt, float[1, 4, 64, 16] V, float[16, 16] W)
+    => (float[1, 4, 64, 16] Y, float[1, 4, 64, 64] S2) {
+    scores = MatMul (Q, Kt)
+    c = Constant <value = float {4.0}> ()
+    scaled = Div (scores, c)
+    p = Softmax <axis = -1> (scaled)
+    o = MatMul (p, V)
+    proj = MatMul (o, W)
+    Y = Relu (proj)
+    s2 = MatMul (Q, Kt)
+    S2 = Mul (s2, c)
+}
+"""
+
+
+def test_attention_only_fusion_keeps_the_chain_whole_and_every_other_op_alone():
+    """fuse="attention" (eager PyTorch calling scaled_dot_product_attention): the full chain is one kernel whose
+    scores never reach memory, exactly as the fusing runtime has it; the projection, its ReLU and a score
+    MatMul with no Softmax after it (whose scale the fusing runtime would absorb) stay apart, as eager."""
+    costs = count_costs(load_graph(parse(ATTENTION_BLOCK)))
+    fused, eager = fuse_kernels(costs, fuse=True), fuse_kernels(costs, fuse=False)
+    k = fuse_kernels(costs, fuse="attention")
+    assert [x.name for x in fused.kernels] == ["MatMul+Div+Softmax+MatMul", "MatMul+Relu", "MatMul+Mul"]
+    assert [x.name for x in k.kernels] == ["MatMul+Div+Softmax+MatMul", "MatMul", "Relu", "MatMul", "Mul"]
+    assert k.kernels[0] == fused.kernels[0] and k.kernels[0].kind == "attention"
+    b, h, s, d = 1, 4, 64, 16
+    assert k.kernels[0].write_bytes == b * h * s * d * 4  # the 64 x 64 scores stay on chip
+    assert [x.write_bytes for x in k.kernels[1:]] == [x.write_bytes for x in eager.kernels[4:]]
+    assert sum(x.macs for x in k.kernels) == costs.totals.macs
+    assert k.launches == 5 and eager.launches == 8 and fused.launches == 3
+
+
+def test_fuse_takes_only_its_three_modes():
+    costs = count_costs(load_graph(parse(CONV_BN_RELU)))
+    for bad in ("all", 1, None):
+        with pytest.raises(ValueError, match="fuse must be one of"):
+            fuse_kernels(costs, fuse=bad)

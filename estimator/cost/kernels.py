@@ -213,12 +213,21 @@ _CATEGORY_OF = {
 }
 
 
-def fuse_kernels(report: CostReport, *, fuse: bool = True) -> KernelReport:
+#: The values of :func:`fuse_kernels`' ``fuse``: every rule, none (eager), or attention chains only.
+FUSE_MODES = (True, False, "attention")
+
+
+def fuse_kernels(report: CostReport, *, fuse: bool | str = True) -> KernelReport:
     """Group the nodes of ``report`` into kernels and account the bytes that cross kernel boundaries.
 
     With ``fuse=False`` (an eager runtime) every node that computes is its own kernel; views still launch
-    nothing and constants are still folded.
+    nothing and constants are still folded. With ``fuse="attention"`` (eager PyTorch whose models call
+    ``scaled_dot_product_attention``: one flash or memory-efficient kernel) each full attention chain
+    ``MatMul(Q, K^T) -> [scale, mask] -> Softmax -> MatMul(P, V)`` is one kernel, as with ``fuse=True``, and
+    every other node is its own kernel, as with ``fuse=False``.
     """
+    if fuse not in FUSE_MODES or (isinstance(fuse, int) and not isinstance(fuse, bool)):
+        raise ValueError(f"fuse must be one of {FUSE_MODES}, not {fuse!r}")
     graph = report.graph
     nodes = report.nodes
     by_index = {n.index: n for n in nodes}
@@ -252,76 +261,101 @@ def fuse_kernels(report: CostReport, *, fuse: bool = True) -> KernelReport:
                 real_consumers.setdefault(root_get(t, t), []).append(c)
     graph_outputs = {root_get(o, o) for o in graph.outputs}
 
-    group: dict[int, int] = {}
-    members: list[list[int]] = []
-    kinds: list[str] = []
-    open_for_epilogue: list[bool] = []
-
     constant_roots = graph.constant_roots  # Graph.is_constant, read without a call per input
     category_of = _CATEGORY_OF.get
     producers = graph.producers
 
-    def producer_group(t: str) -> int | None:
-        p = producers.get(root_get(t, t))
-        return group.get(nodes[p].index) if p is not None and nodes[p].status != "folded" else None
+    def grouping(fusing: bool, attention_only: bool, chain_of: Mapping[int, int]):
+        """(group of each node, members of each group, kind of each group). ``attention_only``: only the joins
+        that build an attention chain; ``chain_of``: node -> the attention chain it belongs to (kept whole
+        while every other node stays alone)."""
+        group: dict[int, int] = {}
+        members: list[list[int]] = []
+        kinds: list[str] = []
+        open_for_epilogue: list[bool] = []
+        chain_group: dict[int, int] = {}
 
-    def single_use(t: str) -> bool:
-        r = root_get(t, t)
-        return len(real_consumers.get(r, ())) == 1 and r not in graph_outputs
+        def producer_group(t: str) -> int | None:
+            p = producers.get(root_get(t, t))
+            return group.get(nodes[p].index) if p is not None and nodes[p].status != "folded" else None
 
-    def new_group(idx: int, kind: str) -> None:
-        group[idx] = len(members)
-        members.append([idx])
-        kinds.append(kind)
-        open_for_epilogue.append(kind in ("contraction", "elementwise", "reduction", "attention-scores"))
+        def single_use(t: str) -> bool:
+            r = root_get(t, t)
+            return len(real_consumers.get(r, ())) == 1 and r not in graph_outputs
 
-    for n, gn in zip(nodes, graph.nodes, strict=True):
-        if n.status == "folded":
-            continue
-        cat = "view" if n.status == "zero-cost" else category_of(n.op_type, "other")
-        runtime_inputs = [t for t in gn.inputs if t and t not in constant_roots]
-        if cat == "view":
-            g = producer_group(runtime_inputs[0]) if runtime_inputs else None
-            if g is None:
-                new_group(n.index, "view")
-            else:
-                group[n.index] = g
-                members[g].append(n.index)
-            continue
-        target = None
-        if not fuse:
-            new_group(n.index, cat)
-            continue
-        if cat in ("elementwise",) or (n.op_type in _SOFTMAX) or n.op_type in _MATMUL:
-            # A node may only join the latest kernel among its inputs' producers: joining an earlier one while
-            # it also reads a later kernel's output would run it before that output exists.
-            producer_groups = {t: producer_group(t) for t in runtime_inputs}
-            latest = max((g for g in producer_groups.values() if g is not None), default=None)
-            for t in runtime_inputs:
-                g = producer_groups[t]
-                if g is None or g != latest or not single_use(t) or not open_for_epilogue[g]:
-                    continue
-                joins = (
-                    cat == "elementwise"
-                    or (n.op_type in _SOFTMAX and kinds[g] == "attention-scores")
-                    or (n.op_type in _MATMUL and kinds[g] == "attention-softmax" and t == runtime_inputs[0])
-                )
-                if joins:
-                    target = g
-                    break
-        if target is None:
-            kind = cat
-            if n.op_type in _MATMUL and len(runtime_inputs) == 2:
-                kind = "attention-scores"  # may become attention if a Softmax and a second MatMul follow
-            new_group(n.index, kind)
-            continue
-        group[n.index] = target
-        members[target].append(n.index)
-        if n.op_type in _SOFTMAX:
-            kinds[target] = "attention-softmax"
-        elif n.op_type in _MATMUL:
-            kinds[target] = "attention"
-            open_for_epilogue[target] = True
+        def new_group(idx: int, kind: str) -> None:
+            group[idx] = len(members)
+            members.append([idx])
+            kinds.append(kind)
+            open_for_epilogue.append(kind in ("contraction", "elementwise", "reduction", "attention-scores"))
+
+        for n, gn in zip(nodes, graph.nodes, strict=True):
+            if n.status == "folded":
+                continue
+            cat = "view" if n.status == "zero-cost" else category_of(n.op_type, "other")
+            runtime_inputs = [t for t in gn.inputs if t and t not in constant_roots]
+            if cat == "view":
+                g = producer_group(runtime_inputs[0]) if runtime_inputs else None
+                if g is None:
+                    new_group(n.index, "view")
+                else:
+                    group[n.index] = g
+                    members[g].append(n.index)
+                continue
+            target = None
+            if not fusing:
+                chain = chain_of.get(n.index)
+                if chain is None:
+                    new_group(n.index, cat)
+                elif chain in chain_group:
+                    group[n.index] = chain_group[chain]
+                    members[chain_group[chain]].append(n.index)
+                else:
+                    chain_group[chain] = len(members)
+                    new_group(n.index, "attention")
+                continue
+            if cat in ("elementwise",) or (n.op_type in _SOFTMAX) or n.op_type in _MATMUL:
+                # A node may only join the latest kernel among its inputs' producers: joining an earlier one while
+                # it also reads a later kernel's output would run it before that output exists.
+                producer_groups = {t: producer_group(t) for t in runtime_inputs}
+                latest = max((g for g in producer_groups.values() if g is not None), default=None)
+                for t in runtime_inputs:
+                    g = producer_groups[t]
+                    if g is None or g != latest or not single_use(t) or not open_for_epilogue[g]:
+                        continue
+                    joins = (
+                        (cat == "elementwise" and (not attention_only or kinds[g].startswith("attention-")))
+                        or (n.op_type in _SOFTMAX and kinds[g] == "attention-scores")
+                        or (
+                            n.op_type in _MATMUL
+                            and kinds[g] == "attention-softmax"
+                            and t == runtime_inputs[0]
+                        )
+                    )
+                    if joins:
+                        target = g
+                        break
+            if target is None:
+                kind = cat
+                if n.op_type in _MATMUL and len(runtime_inputs) == 2:
+                    kind = "attention-scores"  # may become attention if a Softmax and a second MatMul follow
+                new_group(n.index, kind)
+                continue
+            group[n.index] = target
+            members[target].append(n.index)
+            if n.op_type in _SOFTMAX:
+                kinds[target] = "attention-softmax"
+            elif n.op_type in _MATMUL:
+                kinds[target] = "attention"
+                open_for_epilogue[target] = not attention_only
+        return group, members, kinds
+
+    if fuse == "attention":
+        _, chains, chain_kinds = grouping(True, True, {})
+        chain_of = {i: c for c, idxs in enumerate(chains) if chain_kinds[c] == "attention" for i in idxs}
+        group, members, kinds = grouping(False, False, chain_of)
+    else:
+        group, members, kinds = grouping(bool(fuse), False, {})
 
     kernels = []
     for k, idxs in enumerate(members):

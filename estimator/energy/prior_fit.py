@@ -106,7 +106,7 @@ def prepare_cases(
         dtype = str(row["dtype"]) if row.get("dtype") and str(row["dtype"]) != "nan" else None
         key = (str(row["model_ref"]), batch, hw_name, runtime.name, dtype)
         if key not in terms_cache:
-            kernels = loader(str(row["model_ref"]), batch, runtime.fuses)
+            kernels = loader(str(row["model_ref"]), batch, runtime.fusion)
             terms_cache[key] = device_terms(kernels, hw, runtime, dtype)
         latency = _number(row.get("latency_s"))
         cases.append(
@@ -201,7 +201,7 @@ def _number(value: object) -> float | None:
 
 
 def _loader(root: Path) -> Callable[[str, int, bool], KernelReport]:
-    def load(model_ref: str, batch: int, fuse: bool) -> KernelReport:
+    def load(model_ref: str, batch: int, fuse: bool | str) -> KernelReport:
         if model_ref.endswith(".onnx"):
             graph = load_graph(root / model_ref, batch=batch)
         else:

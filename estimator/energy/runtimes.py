@@ -30,6 +30,10 @@ class Runtime:
         host_call_s: host time per inference outside the kernels (pre- and post-processing, the runtime's
             per-call work), s; the device waits at idle-with-context power meanwhile.
         host_source: where the two host times come from.
+        fuses_attention: an eager runtime (``fuses`` False) whose models call one fused attention kernel
+            (PyTorch's ``scaled_dot_product_attention``): each attention chain is one kernel, every other op
+            its own.
+        host_twin: the runtime whose fitted host constants this one shares (the same host path), or None.
     """
 
     name: str
@@ -40,6 +44,19 @@ class Runtime:
     host_dispatch_s: float = 0.0
     host_call_s: float = 0.0
     host_source: str = ""
+    fuses_attention: bool = False
+    host_twin: str | None = None
+
+    @property
+    def fusion(self) -> bool | str:
+        """The ``fuse`` argument of :func:`estimator.cost.kernels.fuse_kernels` for this runtime: True (every
+        fusion rule), False (one kernel per op) or ``"attention"`` (attention chains only)."""
+        return True if self.fuses else "attention" if self.fuses_attention else False
+
+    @property
+    def constants_name(self) -> str:
+        """The name its fitted host constants are stored and looked up under (``host_twin`` or its own)."""
+        return self.host_twin or self.name
 
 
 # Host times (estimated unless cited; every one fittable by estimator.energy.prior_fit).
@@ -105,6 +122,22 @@ RUNTIMES: dict[str, Runtime] = {
             host_dispatch_s=20e-6,
             host_call_s=0.0,
             host_source=_EAGER_OP,
+        ),
+        Runtime(
+            "pytorch-cuda-sdpa",
+            "gpu",
+            None,
+            False,
+            "eager PyTorch 2.x on CUDA whose model calls torch.nn.functional.scaled_dot_product_attention "
+            "(diffusers' default attention processor since 0.13, AttnProcessor2_0; Hugging Face transformers' "
+            "default attn_implementation='sdpa' for the models that support it since 4.36): one fused flash or "
+            "memory-efficient attention kernel (PyTorch 2.0 release notes, 'Accelerated Transformers'), the "
+            "scores never written to memory; every other op one launch, as pytorch-cuda",
+            host_dispatch_s=20e-6,
+            host_call_s=0.0,
+            host_source=_EAGER_OP,
+            fuses_attention=True,
+            host_twin="pytorch-cuda",
         ),
         Runtime(
             "hf-pipeline",

@@ -99,9 +99,9 @@ def _featurize_chunk(keys: list[tuple], hardware: str, runtimes: list[str], kern
         element = DTYPE_CHOICES.get(dtype, dtype) if dtype and dtype != "float32" else None
         for name in runtimes:
             rt = get_runtime(name)
-            if rt.fuses not in by_fusion:
-                by_fusion[rt.fuses] = fuse_kernels(costs, fuse=rt.fuses)
-            kernels = by_fusion[rt.fuses]
+            if rt.fusion not in by_fusion:
+                by_fusion[rt.fusion] = fuse_kernels(costs, fuse=rt.fusion)
+            kernels = by_fusion[rt.fusion]
             t = (
                 None
                 if threads is None or (isinstance(threads, float) and math.isnan(threads))

@@ -66,7 +66,8 @@ def load_gpu_model(directory: Path, hw: HardwareProfile, runtime: Runtime) -> tu
 
 
 def sidecar_constants(sidecar: dict, runtime: str) -> V2Constants | None:
-    """The v2 constants a model was trained over for ``runtime`` (None: the shipped ones)."""
+    """The v2 constants a model was trained over for ``runtime`` (a ``Runtime.constants_name``; None: the
+    shipped ones)."""
     c = sidecar.get("v2_constants", {}).get(runtime)
     if not c:
         return None
@@ -121,7 +122,10 @@ def describe(model: TrainedModel, kind: str, hw: HardwareProfile, runtime: Runti
     sc = model.sidecar
     devices = ", ".join(sc.get("devices", []))
     if prior_answers(model, kind, hw):
-        fitted = sc.get("v2_constants", {}).get(runtime.name, {}).get("fitted_on") or "shipped host constants"
+        fitted = (
+            sc.get("v2_constants", {}).get(runtime.constants_name, {}).get("fitted_on")
+            or "shipped host constants"
+        )
         devices = ", ".join(sc["prior_answer"].get("devices", sc.get("devices", [])))
         return (
             f"cross-device: no measurements of {hw.name}/{runtime.name} at {hw.measurement_boundary}; "

@@ -204,11 +204,11 @@ def build_module_set(
     for n, ((ref, batch, dtype, hardware, runtime_name), idx) in enumerate(configs):
         runtime, hw = get_runtime(runtime_name), _profile(hardware)
         try:
-            gkey = (ref, int(batch), str(dtype), runtime.fuses)
+            gkey = (ref, int(batch), str(dtype), runtime.fusion)
             if gkey not in graphs:
                 if not keep_all:
                     graphs.clear()
-                kernels = _kernels(root, str(ref), int(batch), str(dtype), "", runtime.fuses)
+                kernels = _kernels(root, str(ref), int(batch), str(dtype), "", runtime.fusion)
                 graphs[gkey] = (kernels, graph_modules(kernels))
             kernels, gm = graphs[gkey]
         except EstimatorError as exc:

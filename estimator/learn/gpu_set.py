@@ -116,7 +116,7 @@ def config_key(row: pd.Series | dict, root: Path = REPO_ROOT) -> tuple:
     return (ref, int(row["batch"]), dtype, str(row["hardware"]), str(row["runtime"]), variant)
 
 
-def _kernels(root: Path, model_ref: str, batch: int, dtype: str, variant: str, fuse: bool):
+def _kernels(root: Path, model_ref: str, batch: int, dtype: str, variant: str, fuse: bool | str):
     """Fused kernels of a configuration's graph (a zoo spec, or an ONNX file bound at ``batch`` and ``seq``)."""
     return fuse_kernels(count_costs(config_graph(root, model_ref, batch, dtype, variant)), fuse=fuse)
 
@@ -203,12 +203,12 @@ def build_gpu_set(
     for i, key in enumerate(todo):
         model_ref, batch, dtype, hardware, runtime_name, variant = key
         runtime = get_runtime(runtime_name)
-        gkey = (model_ref, batch, dtype, runtime.fuses, variant)
+        gkey = (model_ref, batch, dtype, runtime.fusion, variant)
         try:
             if gkey not in by_graph:
                 if len(by_graph) > 64:
                     by_graph.clear()
-                by_graph[gkey] = _kernels(root, model_ref, batch, dtype, variant, runtime.fuses)
+                by_graph[gkey] = _kernels(root, model_ref, batch, dtype, variant, runtime.fusion)
             kernels = by_graph[gkey]
         except EstimatorError as exc:
             failed[key] = type(exc).__name__

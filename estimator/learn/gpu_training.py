@@ -84,8 +84,10 @@ def input_pipeline(gs: GpuSet) -> np.ndarray:
 
 
 def constants_key(runtime: str, pipeline: bool) -> str:
-    """Key of a set of fitted constants: the runtime, ``+input-pipeline`` for rows that timed it."""
-    return f"{runtime}+input-pipeline" if pipeline else runtime
+    """Key of a set of fitted constants: the runtime whose host path it shares (``Runtime.constants_name``),
+    ``+input-pipeline`` for rows that timed it."""
+    name = get_runtime(runtime).constants_name
+    return f"{name}+input-pipeline" if pipeline else name
 
 
 def _constants_keys(gs: GpuSet) -> list[str]:

@@ -99,7 +99,7 @@ class StepPricer:
             and (model is None or self._gpu_model)
         )
         self._constants = (
-            sidecar_constants(model.sidecar, estimator.runtime.name) if self._gpu_model else None
+            sidecar_constants(model.sidecar, estimator.runtime.constants_name) if self._gpu_model else None
         )
         self.serving = serving if self.fast else None
         self.host_s = serving.seconds(batch) if self.serving else 0.0

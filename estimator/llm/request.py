@@ -206,7 +206,7 @@ def estimate_request(
         cfg = tensor_parallel_shard(spec.config, tensor_parallel) if tensor_parallel > 1 else spec.config
         small = spec.build(_short(cfg, 2)) if cfg.layers > 2 else spec.build(cfg)
         repeat = cfg.layers if cfg.layers > 2 else None
-        steps = StepKernels(small, batch, fuse=estimator.runtime.fuses, layers=repeat, views=views)
+        steps = StepKernels(small, batch, fuse=estimator.runtime.fusion, layers=repeat, views=views)
         layers, hidden = cfg.layers, cfg.hidden
         kv_heads, head_dim, has_cache = cfg.kv_heads, cfg.head_dim, spec.cache
         graph_kv_dtype = spec.dtype
@@ -216,7 +216,7 @@ def estimate_request(
                 "--tensor-parallel needs a zoo decoder spec (zoo:<name>): an ONNX file holds one device's whole "
                 "graph and is not split here"
             )
-        steps = StepKernels(proto, batch, fuse=estimator.runtime.fuses, views=views)
+        steps = StepKernels(proto, batch, fuse=estimator.runtime.fusion, views=views)
         repeat = None
         lay = steps.layout
         layers, kv_heads, head_dim, has_cache = lay.layers, lay.kv_heads, lay.head_dim, lay.has_cache

@@ -43,7 +43,7 @@ from estimator.zoo.decoders import LAYER_SCOPE
 #: strided tensor (cuBLAS takes transposed operands as they lie). ONNX Runtime copies them.
 TORCH_VIEW_OPS = frozenset({"Transpose", "Slice"})
 #: Runtimes that execute the graph as eager PyTorch (where :data:`TORCH_VIEW_OPS` are views).
-EAGER_TORCH_RUNTIMES = frozenset({"pytorch-cuda", "pytorch-cpu", "hf-pipeline"})
+EAGER_TORCH_RUNTIMES = frozenset({"pytorch-cuda", "pytorch-cuda-sdpa", "pytorch-cpu", "hf-pipeline"})
 
 _PAST = re.compile(r"^past(?:_key_values)?\.(\d+)\.(key|value)$")
 _FIELDS = ("macs", "flops", "params", "param_bytes", "weight_bytes", "activation_read_bytes", "write_bytes")
@@ -119,7 +119,8 @@ class StepKernels:
     Args:
         model: the decoder graph (full, or the 2-block graph of a zoo decoder when ``layers`` is given).
         batch: sequences decoded together.
-        fuse: fuse kernels as the runtime does (``Runtime.fuses``: graph runtimes fuse, eager ones do not).
+        fuse: fuse kernels as the runtime does (``Runtime.fusion``: graph runtimes fuse, eager ones do not,
+            eager ones calling SDPA fuse attention chains only).
         layers: the number of blocks to repeat the 2-block ``model`` to (None: the graph as it is).
         views: op types that the runtime runs as views (no launch, no traffic; :data:`TORCH_VIEW_OPS` for
             eager PyTorch), applied to unfused kernels of one node only.
@@ -130,7 +131,7 @@ class StepKernels:
         model: onnx.ModelProto,
         batch: int,
         *,
-        fuse: bool = True,
+        fuse: bool | str = True,
         layers: int | None = None,
         views: frozenset[str] = frozenset(),
     ) -> None:
