@@ -26,7 +26,7 @@ from estimator.errors import EstimatorError, ProfileError
 
 MIB = 2**20
 EXPECTED_PROFILES = {
-    "a100", "a100-40gb", "a100-pcie", "a100-pcie-80gb", "h100", "h100-pcie", "h200", "v100", "t4", "l4",
+    "a100", "a100-40gb", "a100-pcie", "a100-pcie-80gb", "h100", "h100-pcie", "h200", "b200", "v100", "t4", "l4",
     "a10", "l40s", "rtx3090", "rtx4090", "quadro-rtx5000", "gtx1070", "gtx1080ti", "jetson-orin", "jetson-tx2", "jetson-nano", "rpi4", "rpi5",
     "xeon-gold-5120", "xeon-8380", "xeon-8480", "epyc-7763", "epyc-9654",
 }  # fmt: skip
@@ -143,6 +143,10 @@ PUBLISHED = [
     ("rtx3090", "int8_matrix_tflops", 284), ("rtx3090", "dram_gb_s", 936), ("rtx3090", "tdp_w", 350),
     ("h200", "fp16_matrix_tflops", 1978.9 / 2), ("h200", "dram_gb_s", 4800), ("h200", "tdp_w", 700),
     ("h200", "last_cache_mib", 50),
+    # HGX B200 table (rates with sparsity, halved); Chips and Cheese: 148 SMs, 126 MB L2; nvidia-smi: 136-142 W idle
+    ("b200", "bf16_matrix_tflops", 4500 / 2), ("b200", "fp32_vector_tflops", 75), ("b200", "dram_gb_s", 7700),
+    ("b200", "tdp_w", 1000), ("b200", "cores", 148), ("b200", "last_cache_mib", 126), ("b200", "l1_kib", 256),
+    ("b200", "idle_w", 139),
     ("gtx1070", "clock_ghz", 1.683), ("gtx1070", "last_cache_mib", 2), ("gtx1070", "tdp_w", 150),
     ("gtx1080ti", "tdp_w", 250), ("gtx1080ti", "idle_w", 13),  # Tom's Hardware: 250 W target, ~13 W idle
     ("quadro-rtx5000", "last_cache_mib", 4), ("quadro-rtx5000", "l1_kib", 96),
@@ -298,3 +302,18 @@ def test_not_toml_and_missing_file(tmp_path: Path):
         load_profile(path)
     with pytest.raises(ProfileError, match="cannot read"):
         load_profile(tmp_path / "absent.toml")
+
+
+def test_b200_is_listed_and_estimates_the_example(capsys):
+    import json
+
+    from estimator.cli import run
+
+    assert run(["hardware", "list"]) == 0
+    assert "NVIDIA B200" in capsys.readouterr().out
+    example = Path(__file__).resolve().parents[1] / "examples" / "resnet50.onnx"
+    assert run([str(example), "--hw", "b200", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["hardware"] == "b200" and payload["boundary"] == "gpu-board-nvml"
+    # Never below the board's idle-with-context power for the whole latency (170 W), never above TDP.
+    assert 170 * payload["latency_s"] <= payload["joules_per_inference"] <= 1000 * payload["latency_s"]
