@@ -20,7 +20,17 @@ from estimator.graph.load import load_graph
 
 GRAPHS = Path(__file__).resolve().parents[1] / "data" / "graphs"
 TABLE = GRAPHS / "diffusion_v3.csv"
-COLUMNS = ["model_id", "graph", "image_px", "latent", "text_tokens", "passes_per_step", "dtype", "difference"]
+COLUMNS = [
+    "model_id",
+    "graph",
+    "image_px",
+    "latent",
+    "text_tokens",
+    "passes_per_step",
+    "dtype",
+    "vae_graph",
+    "difference",
+]
 
 
 def _csv(path: Path) -> list[dict[str, str]]:
@@ -50,7 +60,10 @@ def test_table_rows_name_committed_graphs_and_what_was_run():
         assert row["graph"] == f"data/graphs/{name}.onnx" and (GRAPHS / f"{name}.onnx").exists()
         assert not (GRAPHS / f"{name}.onnx.data").exists(), f"{name}: weights must stay stripped"
         assert MANIFEST[name]["measured_as"] == row["model_id"]
-        assert row["image_px"] == "1024x1024" and row["dtype"] == "bfloat16"
+        assert row["image_px"] == "1024" and row["dtype"] == "bfloat16"
+        # the VAE decoder that prices the window's non-denoiser work, where one is committed (not SANA's DC-AE)
+        assert row["vae_graph"] in ("", "data/graphs/vae-decoder-1024.onnx")
+        assert bool(row["vae_graph"]) == ("SANA" not in row["model_id"]), row["model_id"]
         assert re.fullmatch(r"\d+x\d+x\d+", row["latent"]) and int(row["text_tokens"]) > 0
         # Classifier-free guidance batches two passes per step; FLUX.1-dev is guidance-distilled (one).
         expected = 1 if row["model_id"] == "black-forest-labs/FLUX.1-dev" else 2

@@ -93,7 +93,11 @@ def test_importer_on_a_hand_made_folder(tmp_path: Path) -> None:
     assert row["joules_per_inference"] == pytest.approx(400 * (200 / 208) / 25, rel=1e-5)
     assert row["latency_s"] == pytest.approx(10 * (200 / 208) / 25, rel=1e-5)
     assert row["joules_per_sample"] == pytest.approx(row["joules_per_inference"] / 8, rel=1e-5)
-    assert (row["boundary"], row["runtime"], row["dtype"]) == ("gpu-board-nvml", "pytorch-cuda", "float16")
+    assert (row["boundary"], row["runtime"], row["dtype"]) == (
+        "gpu-board-nvml",
+        "pytorch-cuda-sdpa",
+        "float16",
+    )
     log = table.attrs["import_log"]
     assert log["dropped: no VAE-decoder graph for org/novae (non-denoiser work not priced)"] == 1
     assert log["dropped: no denoiser graph for org/zzz"] == 1
@@ -139,7 +143,7 @@ def test_committed_table_matches_a_fresh_import() -> None:
     assert stored["model_ref"].tolist() == fresh["model_ref"].tolist()
     assert stored["batch"].tolist() == fresh["batch"].tolist()
     assert np.allclose(stored["joules_per_inference"], fresh["joules_per_inference"], rtol=1e-9)
-    assert set(stored["hardware"]) == {"a100-40gb", "h100"}
+    assert set(stored["hardware"]) == {"a100-40gb", "h100", "b200"}
 
 
 def test_diffusion_rows_are_judged_and_train_only_when_named() -> None:

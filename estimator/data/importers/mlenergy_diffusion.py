@@ -12,9 +12,12 @@ Conversion to one denoiser pass (documented assumption, not a measurement):
 * the window's energy and time are shared between the denoiser and the VAE decode in proportion to their FLOPs
   (``reference_flops`` of both graphs in ``data/graphs/manifest.csv``: matmul and convolution FLOPs at batch 1,
   counted by PyTorch's FlopCounterMode), i.e. equal joules and seconds per FLOP in both;
-* the text encoders are not subtracted: CLIP ViT-L/14 (123M parameters) and, for SDXL, OpenCLIP ViT-bigG/14
-  (695M) over 77 tokens, prompt and negative prompt, are <= 2 x 2 x 818e6 x 77 = 0.25 TFLOPs per image, below
-  0.3% of the 25-step denoiser work of every model here (e.g. SD 1.5 at 512 px: 50 x 0.80 TFLOPs);
+* the text encoders are not subtracted. v2's UNets: CLIP ViT-L/14 (123M parameters) and, for SDXL, OpenCLIP
+  ViT-bigG/14 (695M) over 77 tokens, prompt and negative prompt, are <= 2 x 2 x 818e6 x 77 = 0.25 TFLOPs per
+  image, below 0.3% of the 25-step denoiser work of every model here (e.g. SD 1.5 at 512 px: 50 x 0.80
+  TFLOPs). v3's transformers add T5-XXL's encoder (4.76e9 parameters) over 256-512 tokens: at most 3% of the
+  denoising FLOPs, for the smallest denoiser (PixArt-Sigma: 2 x 2 x 4.76e9 x 300 = 5.7 TFLOPs against 40
+  passes of about 5 TFLOPs), under 0.5% for the others, so those labels are up to 3% high;
 * joules_per_inference = J/image x batch_size x (1 - VAE share) / steps; latency_s likewise from the batch
   latency. Where the VAE decode ran in float32 (SDXL's ``force_upcast``) it takes more time per FLOP than the
   float16 denoiser, so the share subtracted there is a lower bound.
@@ -49,6 +52,9 @@ TABLE_COLUMNS = (
     "difference",
 )
 MEASURED_AT = {"v2": "2024", "v3": "2025"}
+#: diffusers ran its default attention processor (AttnProcessor2_0, PyTorch's scaled_dot_product_attention)
+#: eagerly: v2 diffusers 0.29.2, v3 diffusers 0.35.2 on torch 2.9.1 (each benchmark's pinned versions).
+RUNTIME = "pytorch-cuda-sdpa"
 
 
 def read_diffusion_tables(graphs: Path = GRAPHS) -> pd.DataFrame:
@@ -170,8 +176,9 @@ def _measured(folder: Path) -> pd.DataFrame:
 
 
 def _family(graph: str) -> str:
-    """The architecture family of a denoiser graph: its file stem without a trailing ``-<pixels>``."""
-    return re.sub(r"-\d+$", "", Path(graph).stem)
+    """The architecture family of a denoiser graph: its file stem without a trailing size (``-<pixels>``,
+    ``-medium`` / ``-large``, ``-<N>b``), so that the sizes of one architecture leave a split together."""
+    return re.sub(r"-(\d+|medium|large|\d+(\.\d+)?b)$", "", Path(graph).stem)
 
 
 def import_mlenergy_diffusion(path: Path, graphs: Path = GRAPHS) -> pd.DataFrame:
@@ -233,7 +240,7 @@ def import_mlenergy_diffusion(path: Path, graphs: Path = GRAPHS) -> pd.DataFrame
                 "batch": batch,
                 "dtype": entry["dtype"],
                 "hardware": hardware,
-                "runtime": "pytorch-cuda",
+                "runtime": RUNTIME,
                 "boundary": "gpu-board-nvml",
                 "joules_per_inference": joules,
                 "joules_per_sample": joules / batch,
@@ -247,7 +254,7 @@ def import_mlenergy_diffusion(path: Path, graphs: Path = GRAPHS) -> pd.DataFrame
                     f"{row.version}: one denoiser pass of a diffusers pipeline call, {int(row.batch_size)} "
                     f"prompt(s) x {passes} pass(es) per step, {int(row.steps)} steps, "
                     f"{int(entry['image_px'])} px; J/image x batch / steps x (1 - VAE-decode FLOP share "
-                    f"{share:.4f}); text encoders (< 0.3%) not subtracted; {entry['difference']}"
+                    f"{share:.4f}); text encoders (at most 3%) not subtracted; {entry['difference']}"
                 ).rstrip("; "),
                 "device_name": row.device_name,
                 "accelerators": 1,
