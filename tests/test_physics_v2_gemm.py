@@ -143,3 +143,32 @@ def test_elementwise_kernels_keep_the_profile_energies(hw):
     )
     p = energy_prior_v2(_kernels(model), hw(tdp=100), constants=NO_HOST)
     assert math.isclose(p.compute_joules, 1e6 * 1e-12)  # one FLOP per element at the profile's 1 pJ/FLOP
+
+
+def test_a_one_operand_einsum_is_a_copy_not_an_unshaped_contraction(hw):
+    """A permutation written as a one-operand Einsum (a DiT's unpatchify 'nhwpqc->nchpwq') has no
+    multiply-adds: it takes the memory path like the Transpose it is, with no note about an unknown GEMM."""
+    dims = "2, 4, 4, 2, 2, 8"
+    einsum = parse(
+        f"""
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[{dims}] X) => (float[2, 8, 4, 2, 4, 2] Y) {{
+            Y = Einsum <equation = "nhwpqc->nchpwq"> (X)
+        }}
+        """
+    )
+    transpose = parse(
+        f"""
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[{dims}] X) => (float[2, 8, 4, 2, 4, 2] Y) {{
+            Y = Transpose <perm = [0, 5, 1, 3, 2, 4]> (X)
+        }}
+        """
+    )
+    gpu = hw()
+    runtime = get_runtime("pytorch-cuda")
+    a = energy_prior_v2(_kernels(einsum), gpu, runtime=runtime, constants=NO_HOST)
+    b = energy_prior_v2(_kernels(transpose), gpu, runtime=runtime, constants=NO_HOST)
+    assert not any("without a known output shape" in note for note in a.notes)
+    assert _kernels(einsum).kernels[0].kind == "contraction" and _kernels(einsum).kernels[0].macs == 0
+    assert math.isclose(a.seconds, b.seconds) and math.isclose(a.joules, b.joules)

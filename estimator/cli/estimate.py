@@ -139,6 +139,7 @@ _RUNTIME_MEANING = {
     "pytorch-cpu": "PyTorch eager on every CPU core, op by op",
     "onnxruntime-cpu": "ONNX Runtime on every CPU core, fused graph",
     "pytorch-cuda": "PyTorch eager on a GPU, one launch per op",
+    "pytorch-cuda-sdpa": "PyTorch 2.x eager on a GPU, one fused kernel per attention (SDPA), else per op",
     "onnxruntime-cuda": "ONNX Runtime CUDA provider, fused graph",
     "tensorrt": "TensorRT engine, layer and tensor fusion",
     "tensorflow-gpu": "TensorFlow/Keras on a GPU",

@@ -70,7 +70,9 @@ def _gemm_paths(kernels: KernelReport, matrix: np.ndarray) -> _GemmPaths:
         # shapes there that the report's graph does not give (an LLM step interpolated between two lengths).
         known = kernels.derived("gemm_shapes", dict)
         for i, k in enumerate(kernels.kernels):
-            if not (matrix[i] and k.launches):
+            # A matrix-kind kernel without multiply-adds (a one-operand Einsum: a permutation) runs nothing on
+            # the matrix units; it takes the memory path like any copy.
+            if not (matrix[i] and k.launches and k.macs):
                 continue
             masks["candidate"][i] = True
             if i not in known:
