@@ -196,12 +196,37 @@ class KernelReport:
     def arrays(self) -> dict[str, np.ndarray]:
         """Per-kernel int64 columns: macs, flops, params, param_bytes, weight_bytes, activation_read_bytes,
         write_bytes, launches."""
-        return int_columns(self.kernels, (*COST_FIELDS, "launches"))
+        rows = self._derived.get(_FUSED_ROWS)  # the integers fusion summed, when this report is fusion's own
+        columns = _int_columns_of_rows(rows) if rows is not None else None
+        return int_columns(self.kernels, _ARRAY_FIELDS) if columns is None else columns
 
     @property
     def launches(self) -> int:
         """Number of kernel launches for one inference."""
         return int(self.arrays["launches"].sum())
+
+
+_ARRAY_FIELDS = (*COST_FIELDS, "launches")
+#: Key of :meth:`KernelReport.derived` under which fusion leaves the kernels' :data:`_ARRAY_FIELDS`, one flat list
+#: (``dataclasses.replace`` makes a report without it: its kernels may differ).
+_FUSED_ROWS = "fused rows"
+#: Column totals below this (float64) are below 2**63 whatever the rounding of their float sum.
+_SAFE_TOTAL = float(1 << 62)
+
+
+def _int_columns_of_rows(rows: list[int]) -> dict[str, np.ndarray] | None:
+    """:func:`~estimator.cost.nodes.int_columns` of the kernels from their :data:`_ARRAY_FIELDS`, kernel after
+    kernel in one flat list, in one conversion; None when a value or a column's total may not fit in int64 (the
+    caller then takes the checking path, and its error)."""
+    if not rows:
+        return None
+    try:
+        matrix = np.fromiter(rows, np.int64, len(rows)).reshape(-1, len(_ARRAY_FIELDS))
+    except OverflowError:
+        return None
+    if float(np.abs(matrix, dtype=np.float64).sum(axis=0).max()) >= _SAFE_TOTAL:
+        return None
+    return dict(zip(_ARRAY_FIELDS, matrix.T.copy(), strict=True))
 
 
 #: The category of each op that has one (a zero-cost node is a view; any other op is "other"): a contraction
@@ -323,12 +348,16 @@ def fuse_kernels(report: CostReport, *, fuse: bool = True) -> KernelReport:
             kinds[target] = "attention"
             open_for_epilogue[target] = True
 
-    kernels = []
+    kernels, rows = [], []
     for k, idxs in enumerate(members):
         kernels.append(
-            _make_kernel(k, idxs, kinds[k], by_index, graph.producers, root_of, real_consumers, graph_outputs)
+            _make_kernel(
+                k, idxs, kinds[k], by_index, graph.producers, root_of, real_consumers, graph_outputs, rows
+            )
         )
-    return KernelReport(report, tuple(kernels), dict(group), dict(view_of))
+    out = KernelReport(report, tuple(kernels), dict(group), dict(view_of))
+    out._derived[_FUSED_ROWS] = rows
+    return out
 
 
 def _make_kernel(
@@ -340,7 +369,9 @@ def _make_kernel(
     root_of: Mapping[str, str],
     real_consumers: Mapping[str, list[int]],
     graph_outputs: set[str],
+    rows: list[int],
 ) -> Kernel:
+    """The kernel of nodes ``idxs``; its :data:`_ARRAY_FIELDS` are appended to ``rows``."""
     member_nodes = [by_index[i] for i in idxs]
     inside = set(idxs)
     root_get = root_of.get  # a view's output -> the tensor it aliases; any other tensor is its own root
@@ -379,6 +410,7 @@ def _make_kernel(
             if r in graph_outputs or not consumers or not inside.issuperset(consumers):
                 write += nbytes
     launches = 1 if names else 0
+    rows += (macs, flops, params, param_bytes, weight, activation, write, launches)
     return frozen_record(
         Kernel,
         {
