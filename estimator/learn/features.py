@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import chain, repeat
+from operator import attrgetter
 
 import numpy as np
 
@@ -136,7 +138,7 @@ def launched_kernels(kernels: KernelReport) -> np.ndarray:
     """Which kernels launch (bool per kernel, read-only; kept with the report)."""
 
     def compute() -> np.ndarray:
-        out = np.array([k.launches > 0 for k in kernels.kernels], dtype=bool)
+        out = kernels.arrays["launches"] > 0 if kernels.kernels else np.zeros(0, dtype=bool)
         out.setflags(write=False)
         return out
 
@@ -341,7 +343,10 @@ _KERNEL_FIELDS = (
     ("launches", "launches"),
     ("model_weight_bytes", "weight_bytes"),
 )
+_KERNEL_OUT = np.array([_A[name] for name, _ in _KERNEL_FIELDS])
 _KIND_COLUMN = {k: _A[f"kind_{k}"] for k in _KINDS}
+_get_kind, _get_nodes, _get_dtype = attrgetter("kind"), attrgetter("nodes"), attrgetter("dtype")
+_get_flops, _get_op_type = attrgetter("flops"), attrgetter("op_type")
 #: Integers below this convert to float64 exactly (2**53), so their float quotients are Python's int division.
 _EXACT_INT = 1 << 53
 
@@ -360,49 +365,59 @@ def static_additive(kernels: KernelReport) -> np.ndarray:
     nodes = kernels.costs.nodes
     graph = kernels.costs.graph
     columns = kernels.arrays
-    for name, field in _KERNEL_FIELDS:
-        out[:, _A[name]] = columns[field]
+    out[:, _KERNEL_OUT] = np.stack([columns[field] for _, field in _KERNEL_FIELDS], axis=1)
     rows = np.arange(len(ks))
-    kinds = [k.kind for k in ks]
-    other = _KIND_COLUMN["other"]
-    out[rows, [_KIND_COLUMN.get(k, other) for k in kinds]] = 1
-    matrix = np.array([k in MATRIX_KINDS for k in kinds], dtype=bool)
+    # Per-kernel and per-node attributes read through C-level maps (no Python frame per kernel or node).
+    kinds = list(map(_get_kind, ks))
+    out[rows, list(map(_KIND_COLUMN.get, kinds, repeat(_KIND_COLUMN["other"])))] = 1
+    matrix = np.fromiter(map(MATRIX_KINDS.__contains__, kinds), bool, len(ks))
     out[matrix, _A["matrix_flops"]] = columns["flops"][matrix]
     out[:, _A["act_elements"]] = _activation_elements(ks, columns["activation_read_bytes"])
 
     # The kernels' nodes, kernel after kernel, each in its kernel's order.
-    member_list = [i for k in ks for i in k.nodes]
+    of_kernel = list(map(_get_nodes, ks))
+    member_list = list(chain.from_iterable(of_kernel))
     if not member_list:
         return out
-    member_nodes = [nodes[i] for i in member_list]
+    member_nodes = list(map(nodes.__getitem__, member_list))
     member = np.array(member_list, dtype=np.intp)
-    owner = np.repeat(rows, [len(k.nodes) for k in ks])
-    flops = np.fromiter((n.flops for n in member_nodes), np.int64, len(member_nodes))
+    owner = np.repeat(rows, list(map(len, of_kernel)))
+    flops = np.fromiter(map(_get_flops, member_nodes), np.int64, len(member_nodes))
     dead = dead_nodes(graph)[member]
-    dead_flops = np.zeros(len(ks), dtype=np.int64)  # integer sums, as Python's sum of ints
-    np.add.at(dead_flops, owner[dead], flops[dead])
-    out[:, _A["dead_flops"]] = dead_flops
-    live = np.bincount(owner[~dead], minlength=len(ks))
-    out[:, _A["dead_launches"]] = np.where(live == 0, columns["launches"], 0)
+    if dead.any():  # else no FLOPs and no kernel are dead: the columns stay 0
+        dead_flops = np.zeros(len(ks), dtype=np.int64)  # integer sums, as Python's sum of ints
+        np.add.at(dead_flops, owner[dead], flops[dead])
+        out[:, _A["dead_flops"]] = dead_flops
+        live = np.bincount(owner[~dead], minlength=len(ks))
+        out[:, _A["dead_launches"]] = np.where(live == 0, columns["launches"], 0)
 
     # Op categories: per node of a category, its count and FLOPs (float sums, in node order); convolutions
-    # also their kernel elements x FLOPs.
-    code = np.fromiter((_CATEGORY_CODE.get(n.op_type, -1) for n in member_nodes), np.intp, len(member_nodes))
+    # also their kernel elements x FLOPs. These columns are 0 until here, so each is its sums from 0.0 in node
+    # order: np.bincount's (which adds its weights in order, as np.add.at would).
+    code = np.fromiter(
+        map(_CATEGORY_CODE.get, map(_get_op_type, member_nodes), repeat(-1)), np.intp, len(member_nodes)
+    )
     counted = np.flatnonzero(code >= 0)
     if len(counted):
-        at_rows, codes = owner[counted], code[counted]
-        np.add.at(out, (at_rows, _NODES_COLUMNS[codes]), 1.0)
-        np.add.at(out, (at_rows, _FLOPS_COLUMNS[codes]), flops[counted].astype(float))
-        conv_at, conv_value = [], []
-        for j in counted[(codes == _CONV_CODE) & (flops[counted] != 0)].tolist():
-            inputs = graph.nodes[member[j]].inputs
-            w = graph.tensor(inputs[1]) if len(inputs) > 1 else None
-            kelems = float(math.prod(w.shape[2:])) if w is not None and w.shape and len(w.shape) > 2 else 1.0
-            conv_at.append(owner[j])
-            conv_value.append(kelems * member_nodes[j].flops)
-        if conv_at:
-            np.add.at(
-                out[:, _A["conv_kelems_x_flops"]], np.array(conv_at, dtype=np.intp), np.array(conv_value)
+        codes = code[counted]
+        cell = owner[counted] * len(_CATEGORIES) + codes
+        size = len(ks) * len(_CATEGORIES)
+        out[:, _NODES_COLUMNS] = np.bincount(cell, minlength=size).reshape(len(ks), -1)
+        out[:, _FLOPS_COLUMNS] = np.bincount(
+            cell, weights=flops[counted].astype(float), minlength=size
+        ).reshape(len(ks), -1)
+        convs = counted[(codes == _CONV_CODE) & (flops[counted] != 0)]
+        if len(convs):
+            tensors, graph_nodes = graph.tensors, graph.nodes
+            conv_value = []
+            for j in convs.tolist():
+                inputs = graph_nodes[member_list[j]].inputs
+                w = tensors.get(inputs[1]) if len(inputs) > 1 and inputs[1] else None
+                shape = w.shape if w is not None else None
+                kelems = float(math.prod(shape[2:])) if shape and len(shape) > 2 else 1.0
+                conv_value.append(kelems * member_nodes[j].flops)
+            out[:, _A["conv_kelems_x_flops"]] = np.bincount(
+                owner[convs], weights=conv_value, minlength=len(ks)
             )
     return out
 
@@ -410,8 +425,9 @@ def static_additive(kernels: KernelReport) -> np.ndarray:
 def _activation_elements(ks: tuple, act_bytes: np.ndarray) -> np.ndarray | list[float]:
     """Elements each kernel reads from run-time tensors: ``activation_read_bytes * 8 / bits`` of its dtype
     (32 when unknown), as Python divides the integers (exactly when the products are below 2**53)."""
-    bits_of: dict[str, int] = {}
-    bits = [bits_of.get(k.dtype) or bits_of.setdefault(k.dtype, dtype_bits(k.dtype) or 32) for k in ks]
+    dtypes = list(map(_get_dtype, ks))
+    bits_of = {d: dtype_bits(d) or 32 for d in dict.fromkeys(dtypes)}
+    bits = list(map(bits_of.__getitem__, dtypes))
     if len(act_bytes) and int(act_bytes.max()) >= _EXACT_INT // 8:
         return [k.activation_read_bytes * 8 / b for k, b in zip(ks, bits, strict=True)]
     return (act_bytes * 8) / np.array(bits, dtype=float)
