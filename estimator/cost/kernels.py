@@ -29,87 +29,13 @@ from typing import TypeVar
 import numpy as np
 
 from estimator.cost.nodes import COST_FIELDS, CostReport, NodeCost, int_columns
-from estimator.cost.ops.elementwise import FLOPS_PER_ELEMENT
+from estimator.cost.op_kinds import CONTRACTION_OPS, ELEMENTWISE_OPS, REDUCTION_OPS
 from estimator.graph.structure import frozen_record
 
 T = TypeVar("T")
 
 #: Kernel kinds whose work runs on the matrix units (tensor cores, AMX): their peak, not the vector one.
 MATRIX_KINDS = frozenset({"contraction", "attention"})
-#: Ops whose main work is a contraction (matrix multiply / convolution); they anchor epilogue fusion.
-CONTRACTION_OPS = frozenset(
-    {
-        "Conv",
-        "ConvTranspose",
-        "Gemm",
-        "MatMul",
-        "Einsum",
-        "QLinearConv",
-        "QLinearMatMul",
-        "MatMulInteger",
-        "ConvInteger",
-        "FusedMatMul",
-        "FusedConv",
-        "FusedGemm",
-        "MatMulNBits",
-        "GemmFastGelu",
-        "NhwcConv",
-        "MatMulIntegerToFloat",
-        "DynamicQuantizeMatMul",
-        "Attention",
-        "MultiHeadAttention",
-        "GroupQueryAttention",
-    }
-)
-#: Ops that apply the same function to every element (fusible as prologue/epilogue of neighbours).
-ELEMENTWISE_OPS = frozenset(FLOPS_PER_ELEMENT) | frozenset(
-    {
-        "Sum",
-        "Max",
-        "Min",
-        "Mean",
-        "Clip",
-        "Gelu",
-        "PRelu",
-        "Where",
-        "Cast",
-        "CastLike",
-        "BatchNormalization",
-        "QuantizeLinear",
-        "DequantizeLinear",
-        "BiasGelu",
-        "FastGelu",
-        "QuickGelu",
-        "BiasAdd",
-        "Dropout",
-    }
-)
-#: Ops that reduce along an axis and can take an elementwise epilogue.
-REDUCTION_OPS = frozenset(
-    {
-        "Softmax",
-        "LogSoftmax",
-        "LayerNormalization",
-        "SkipLayerNormalization",
-        "SimplifiedLayerNormalization",
-        "SkipSimplifiedLayerNormalization",
-        "RMSNormalization",
-        "GroupNormalization",
-        "InstanceNormalization",
-        "ReduceMean",
-        "ReduceSum",
-        "ReduceMax",
-        "ReduceMin",
-        "ReduceProd",
-        "ReduceL1",
-        "ReduceL2",
-        "ReduceLogSum",
-        "ReduceLogSumExp",
-        "ReduceSumSquare",
-        "GlobalAveragePool",
-        "GlobalMaxPool",
-    }
-)
 _SOFTMAX = frozenset({"Softmax"})
 _MATMUL = frozenset({"MatMul", "FusedMatMul"})
 

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from itertools import chain, repeat
-from operator import attrgetter
 
 import numpy as np
 
@@ -345,8 +343,6 @@ _KERNEL_FIELDS = (
 )
 _KERNEL_OUT = np.array([_A[name] for name, _ in _KERNEL_FIELDS])
 _KIND_COLUMN = {k: _A[f"kind_{k}"] for k in _KINDS}
-_get_kind, _get_nodes, _get_dtype = attrgetter("kind"), attrgetter("nodes"), attrgetter("dtype")
-_get_flops, _get_op_type = attrgetter("flops"), attrgetter("op_type")
 #: Integers below this convert to float64 exactly (2**53), so their float quotients are Python's int division.
 _EXACT_INT = 1 << 53
 
@@ -367,22 +363,21 @@ def static_additive(kernels: KernelReport) -> np.ndarray:
     columns = kernels.arrays
     out[:, _KERNEL_OUT] = np.stack([columns[field] for _, field in _KERNEL_FIELDS], axis=1)
     rows = np.arange(len(ks))
-    # Per-kernel and per-node attributes read through C-level maps (no Python frame per kernel or node).
-    kinds = list(map(_get_kind, ks))
-    out[rows, list(map(_KIND_COLUMN.get, kinds, repeat(_KIND_COLUMN["other"])))] = 1
-    matrix = np.fromiter(map(MATRIX_KINDS.__contains__, kinds), bool, len(ks))
+    kinds = [k.kind for k in ks]
+    other = _KIND_COLUMN["other"]
+    out[rows, [_KIND_COLUMN.get(k, other) for k in kinds]] = 1
+    matrix = np.array([k in MATRIX_KINDS for k in kinds], dtype=bool)
     out[matrix, _A["matrix_flops"]] = columns["flops"][matrix]
     out[:, _A["act_elements"]] = _activation_elements(ks, columns["activation_read_bytes"])
 
     # The kernels' nodes, kernel after kernel, each in its kernel's order.
-    of_kernel = list(map(_get_nodes, ks))
-    member_list = list(chain.from_iterable(of_kernel))
+    member_list = [i for k in ks for i in k.nodes]
     if not member_list:
         return out
-    member_nodes = list(map(nodes.__getitem__, member_list))
+    member_nodes = [nodes[i] for i in member_list]
     member = np.array(member_list, dtype=np.intp)
-    owner = np.repeat(rows, list(map(len, of_kernel)))
-    flops = np.fromiter(map(_get_flops, member_nodes), np.int64, len(member_nodes))
+    owner = np.repeat(rows, [len(k.nodes) for k in ks])
+    flops = np.fromiter((n.flops for n in member_nodes), np.int64, len(member_nodes))
     dead = dead_nodes(graph)[member]
     if dead.any():  # else no FLOPs and no kernel are dead: the columns stay 0
         dead_flops = np.zeros(len(ks), dtype=np.int64)  # integer sums, as Python's sum of ints
@@ -394,9 +389,7 @@ def static_additive(kernels: KernelReport) -> np.ndarray:
     # Op categories: per node of a category, its count and FLOPs (float sums, in node order); convolutions
     # also their kernel elements x FLOPs. These columns are 0 until here, so each is its sums from 0.0 in node
     # order: np.bincount's (which adds its weights in order, as np.add.at would).
-    code = np.fromiter(
-        map(_CATEGORY_CODE.get, map(_get_op_type, member_nodes), repeat(-1)), np.intp, len(member_nodes)
-    )
+    code = np.fromiter((_CATEGORY_CODE.get(n.op_type, -1) for n in member_nodes), np.intp, len(member_nodes))
     counted = np.flatnonzero(code >= 0)
     if len(counted):
         codes = code[counted]
@@ -425,9 +418,8 @@ def static_additive(kernels: KernelReport) -> np.ndarray:
 def _activation_elements(ks: tuple, act_bytes: np.ndarray) -> np.ndarray | list[float]:
     """Elements each kernel reads from run-time tensors: ``activation_read_bytes * 8 / bits`` of its dtype
     (32 when unknown), as Python divides the integers (exactly when the products are below 2**53)."""
-    dtypes = list(map(_get_dtype, ks))
-    bits_of = {d: dtype_bits(d) or 32 for d in dict.fromkeys(dtypes)}
-    bits = list(map(bits_of.__getitem__, dtypes))
+    bits_of: dict[str, int] = {}
+    bits = [bits_of.get(k.dtype) or bits_of.setdefault(k.dtype, dtype_bits(k.dtype) or 32) for k in ks]
     if len(act_bytes) and int(act_bytes.max()) >= _EXACT_INT // 8:
         return [k.activation_read_bytes * 8 / b for k, b in zip(ks, bits, strict=True)]
     return (act_bytes * 8) / np.array(bits, dtype=float)
