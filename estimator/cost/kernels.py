@@ -230,7 +230,10 @@ def fuse_kernels(report: CostReport, *, fuse: bool = True) -> KernelReport:
         if n.status == "folded":
             continue
         cat = "view" if n.status == "zero-cost" else category_of(n.op_type, "other")
-        runtime_inputs = [t for t in gn.inputs if t and t not in constant_roots]
+        runtime_inputs = []  # a loop, not a comprehension: Python 3.11 makes a frame per comprehension
+        for t in gn.inputs:
+            if t and t not in constant_roots:
+                runtime_inputs.append(t)
         if cat == "view":
             g = producer_group(runtime_inputs[0]) if runtime_inputs else None
             if g is None:
@@ -246,8 +249,12 @@ def fuse_kernels(report: CostReport, *, fuse: bool = True) -> KernelReport:
         if cat in ("elementwise",) or (n.op_type in _SOFTMAX) or n.op_type in _MATMUL:
             # A node may only join the latest kernel among its inputs' producers: joining an earlier one while
             # it also reads a later kernel's output would run it before that output exists.
-            producer_groups = {t: producer_group(t) for t in runtime_inputs}
-            latest = max((g for g in producer_groups.values() if g is not None), default=None)
+            producer_groups = {}
+            latest = None
+            for t in runtime_inputs:
+                g = producer_groups[t] = producer_group(t)
+                if g is not None and (latest is None or g > latest):
+                    latest = g
             for t in runtime_inputs:
                 g = producer_groups[t]
                 if g is None or g != latest or not single_use(t) or not open_for_epilogue[g]:
@@ -298,18 +305,19 @@ def _make_kernel(
     rows: list[int],
 ) -> Kernel:
     """The kernel of nodes ``idxs``; its :data:`_ARRAY_FIELDS` are appended to ``rows``."""
-    member_nodes = [by_index[i] for i in idxs]
+    first = by_index[idxs[0]]
     inside = set(idxs)
     root_get = root_of.get  # a view's output -> the tensor it aliases; any other tensor is its own root
     if kind == "attention-scores":
         kind = "contraction"
     elif kind == "attention-softmax":
-        kind = "attention" if len(member_nodes) > 2 else "contraction"
+        kind = "attention" if len(idxs) > 2 else "contraction"
     weight = activation = write = macs = flops = params = param_bytes = 0
     seen: set[str] = set()
     names = []  # op types of the members that compute
     anchor = None
-    for n in member_nodes:
+    for i in idxs:
+        n = by_index[i]
         macs += n.macs
         flops += n.flops
         params += n.params
@@ -341,7 +349,7 @@ def _make_kernel(
         Kernel,
         {
             "index": k,
-            "name": "+".join(names) or member_nodes[0].op_type,
+            "name": "+".join(names) or first.op_type,
             "kind": "view" if launches == 0 else kind,
             "nodes": tuple(idxs),
             "macs": macs,
@@ -352,6 +360,6 @@ def _make_kernel(
             "activation_read_bytes": activation,
             "write_bytes": write,
             "launches": launches,
-            "dtype": (anchor or member_nodes[0]).dtype,
+            "dtype": (anchor or first).dtype,
         },
     )
