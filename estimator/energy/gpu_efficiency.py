@@ -139,7 +139,7 @@ def gemm_shape(kernels: KernelReport, kernel: Kernel) -> GemmShape | None:
         out = graph.tensor(gn.outputs[0]) if gn.outputs and gn.outputs[0] else None
         if out is None or out.shape is None or not out.shape:
             return None
-        dims = [int(d) for d in out.shape]
+        dims = list(map(int, out.shape))
         if node.op_type in _CONV_OPS:
             if len(dims) < 3:
                 return None
