@@ -29,87 +29,13 @@ from typing import TypeVar
 import numpy as np
 
 from estimator.cost.nodes import COST_FIELDS, CostReport, NodeCost, int_columns
-from estimator.cost.ops.elementwise import FLOPS_PER_ELEMENT
+from estimator.cost.op_kinds import CONTRACTION_OPS, ELEMENTWISE_OPS, REDUCTION_OPS
 from estimator.graph.structure import frozen_record
 
 T = TypeVar("T")
 
 #: Kernel kinds whose work runs on the matrix units (tensor cores, AMX): their peak, not the vector one.
 MATRIX_KINDS = frozenset({"contraction", "attention"})
-#: Ops whose main work is a contraction (matrix multiply / convolution); they anchor epilogue fusion.
-CONTRACTION_OPS = frozenset(
-    {
-        "Conv",
-        "ConvTranspose",
-        "Gemm",
-        "MatMul",
-        "Einsum",
-        "QLinearConv",
-        "QLinearMatMul",
-        "MatMulInteger",
-        "ConvInteger",
-        "FusedMatMul",
-        "FusedConv",
-        "FusedGemm",
-        "MatMulNBits",
-        "GemmFastGelu",
-        "NhwcConv",
-        "MatMulIntegerToFloat",
-        "DynamicQuantizeMatMul",
-        "Attention",
-        "MultiHeadAttention",
-        "GroupQueryAttention",
-    }
-)
-#: Ops that apply the same function to every element (fusible as prologue/epilogue of neighbours).
-ELEMENTWISE_OPS = frozenset(FLOPS_PER_ELEMENT) | frozenset(
-    {
-        "Sum",
-        "Max",
-        "Min",
-        "Mean",
-        "Clip",
-        "Gelu",
-        "PRelu",
-        "Where",
-        "Cast",
-        "CastLike",
-        "BatchNormalization",
-        "QuantizeLinear",
-        "DequantizeLinear",
-        "BiasGelu",
-        "FastGelu",
-        "QuickGelu",
-        "BiasAdd",
-        "Dropout",
-    }
-)
-#: Ops that reduce along an axis and can take an elementwise epilogue.
-REDUCTION_OPS = frozenset(
-    {
-        "Softmax",
-        "LogSoftmax",
-        "LayerNormalization",
-        "SkipLayerNormalization",
-        "SimplifiedLayerNormalization",
-        "SkipSimplifiedLayerNormalization",
-        "RMSNormalization",
-        "GroupNormalization",
-        "InstanceNormalization",
-        "ReduceMean",
-        "ReduceSum",
-        "ReduceMax",
-        "ReduceMin",
-        "ReduceProd",
-        "ReduceL1",
-        "ReduceL2",
-        "ReduceLogSum",
-        "ReduceLogSumExp",
-        "ReduceSumSquare",
-        "GlobalAveragePool",
-        "GlobalMaxPool",
-    }
-)
 _SOFTMAX = frozenset({"Softmax"})
 _MATMUL = frozenset({"MatMul", "FusedMatMul"})
 
@@ -196,12 +122,37 @@ class KernelReport:
     def arrays(self) -> dict[str, np.ndarray]:
         """Per-kernel int64 columns: macs, flops, params, param_bytes, weight_bytes, activation_read_bytes,
         write_bytes, launches."""
-        return int_columns(self.kernels, (*COST_FIELDS, "launches"))
+        rows = self._derived.get(_FUSED_ROWS)  # the integers fusion summed, when this report is fusion's own
+        columns = _int_columns_of_rows(rows) if rows is not None else None
+        return int_columns(self.kernels, _ARRAY_FIELDS) if columns is None else columns
 
     @property
     def launches(self) -> int:
         """Number of kernel launches for one inference."""
         return int(self.arrays["launches"].sum())
+
+
+_ARRAY_FIELDS = (*COST_FIELDS, "launches")
+#: Key of :meth:`KernelReport.derived` under which fusion leaves the kernels' :data:`_ARRAY_FIELDS`, one flat list
+#: (``dataclasses.replace`` makes a report without it: its kernels may differ).
+_FUSED_ROWS = "fused rows"
+#: Column totals below this (float64) are below 2**63 whatever the rounding of their float sum.
+_SAFE_TOTAL = float(1 << 62)
+
+
+def _int_columns_of_rows(rows: list[int]) -> dict[str, np.ndarray] | None:
+    """:func:`~estimator.cost.nodes.int_columns` of the kernels from their :data:`_ARRAY_FIELDS`, kernel after
+    kernel in one flat list, in one conversion; None when a value or a column's total may not fit in int64 (the
+    caller then takes the checking path, and its error)."""
+    if not rows:
+        return None
+    try:
+        matrix = np.fromiter(rows, np.int64, len(rows)).reshape(-1, len(_ARRAY_FIELDS))
+    except OverflowError:
+        return None
+    if float(np.abs(matrix, dtype=np.float64).sum(axis=0).max()) >= _SAFE_TOTAL:
+        return None
+    return dict(zip(_ARRAY_FIELDS, matrix.T.copy(), strict=True))
 
 
 #: The category of each op that has one (a zero-cost node is a view; any other op is "other"): a contraction
@@ -293,7 +244,10 @@ def fuse_kernels(report: CostReport, *, fuse: bool | str = True) -> KernelReport
             if n.status == "folded":
                 continue
             cat = "view" if n.status == "zero-cost" else category_of(n.op_type, "other")
-            runtime_inputs = [t for t in gn.inputs if t and t not in constant_roots]
+            runtime_inputs = []  # a loop, not a comprehension: Python 3.11 makes a frame per comprehension
+            for t in gn.inputs:
+                if t and t not in constant_roots:
+                    runtime_inputs.append(t)
             if cat == "view":
                 g = producer_group(runtime_inputs[0]) if runtime_inputs else None
                 if g is None:
@@ -317,8 +271,12 @@ def fuse_kernels(report: CostReport, *, fuse: bool | str = True) -> KernelReport
             if cat in ("elementwise",) or (n.op_type in _SOFTMAX) or n.op_type in _MATMUL:
                 # A node may only join the latest kernel among its inputs' producers: joining an earlier one while
                 # it also reads a later kernel's output would run it before that output exists.
-                producer_groups = {t: producer_group(t) for t in runtime_inputs}
-                latest = max((g for g in producer_groups.values() if g is not None), default=None)
+                producer_groups = {}
+                latest = None
+                for t in runtime_inputs:
+                    g = producer_groups[t] = producer_group(t)
+                    if g is not None and (latest is None or g > latest):
+                        latest = g
                 for t in runtime_inputs:
                     g = producer_groups[t]
                     if g is None or g != latest or not single_use(t) or not open_for_epilogue[g]:
@@ -357,12 +315,16 @@ def fuse_kernels(report: CostReport, *, fuse: bool | str = True) -> KernelReport
     else:
         group, members, kinds = grouping(bool(fuse), False, {})
 
-    kernels = []
+    kernels, rows = [], []
     for k, idxs in enumerate(members):
         kernels.append(
-            _make_kernel(k, idxs, kinds[k], by_index, graph.producers, root_of, real_consumers, graph_outputs)
+            _make_kernel(
+                k, idxs, kinds[k], by_index, graph.producers, root_of, real_consumers, graph_outputs, rows
+            )
         )
-    return KernelReport(report, tuple(kernels), dict(group), dict(view_of))
+    out = KernelReport(report, tuple(kernels), dict(group), dict(view_of))
+    out._derived[_FUSED_ROWS] = rows
+    return out
 
 
 def _make_kernel(
@@ -374,19 +336,22 @@ def _make_kernel(
     root_of: Mapping[str, str],
     real_consumers: Mapping[str, list[int]],
     graph_outputs: set[str],
+    rows: list[int],
 ) -> Kernel:
-    member_nodes = [by_index[i] for i in idxs]
+    """The kernel of nodes ``idxs``; its :data:`_ARRAY_FIELDS` are appended to ``rows``."""
+    first = by_index[idxs[0]]
     inside = set(idxs)
     root_get = root_of.get  # a view's output -> the tensor it aliases; any other tensor is its own root
     if kind == "attention-scores":
         kind = "contraction"
     elif kind == "attention-softmax":
-        kind = "attention" if len(member_nodes) > 2 else "contraction"
+        kind = "attention" if len(idxs) > 2 else "contraction"
     weight = activation = write = macs = flops = params = param_bytes = 0
     seen: set[str] = set()
     names = []  # op types of the members that compute
     anchor = None
-    for n in member_nodes:
+    for i in idxs:
+        n = by_index[i]
         macs += n.macs
         flops += n.flops
         params += n.params
@@ -413,11 +378,12 @@ def _make_kernel(
             if r in graph_outputs or not consumers or not inside.issuperset(consumers):
                 write += nbytes
     launches = 1 if names else 0
+    rows += (macs, flops, params, param_bytes, weight, activation, write, launches)
     return frozen_record(
         Kernel,
         {
             "index": k,
-            "name": "+".join(names) or member_nodes[0].op_type,
+            "name": "+".join(names) or first.op_type,
             "kind": "view" if launches == 0 else kind,
             "nodes": tuple(idxs),
             "macs": macs,
@@ -428,6 +394,6 @@ def _make_kernel(
             "activation_read_bytes": activation,
             "write_bytes": write,
             "launches": launches,
-            "dtype": (anchor or member_nodes[0]).dtype,
+            "dtype": (anchor or first).dtype,
         },
     )

@@ -139,18 +139,18 @@ def gemm_shape(kernels: KernelReport, kernel: Kernel) -> GemmShape | None:
         out = graph.tensor(gn.outputs[0]) if gn.outputs and gn.outputs[0] else None
         if out is None or out.shape is None or not out.shape:
             return None
-        dims = [int(d) for d in out.shape]
+        dims = list(map(int, out.shape))
         if node.op_type in _CONV_OPS:
             if len(dims) < 3:
                 return None
             group = int(gn.attributes.get("group", 1) or 1)
             channels = dims[-1] if node.op_type == "NhwcConv" else dims[1]
-            pixels = dims[0] * int(np.prod(dims[1:-1] if node.op_type == "NhwcConv" else dims[2:]))
+            pixels = dims[0] * _prod(dims[1:-1] if node.op_type == "NhwcConv" else dims[2:])
             m, n, g, op_class = pixels, max(channels // group, 1), group, "conv"
         else:
             m = dims[-2] if len(dims) >= 2 else 1
             n = dims[-1]
-            g = int(np.prod(dims[:-2])) if len(dims) > 2 else 1
+            g = _prod(dims[:-2]) if len(dims) > 2 else 1
             if g > 1 and _second_operand_is_a_matrix(graph, gn):
                 # (..., m, k) x (k, n): one GEMM over the flattened leading dimensions (what torch.matmul and
                 # nn.Linear do with a weight), not a batch of small ones.
@@ -161,6 +161,15 @@ def gemm_shape(kernels: KernelReport, kernel: Kernel) -> GemmShape | None:
         k = max(1, round(node.macs / (m * n * g)))
         return GemmShape(m, n, k, g, op_class)
     return None
+
+
+def _prod(dims: list[int]) -> int:
+    """``int(np.prod(dims))`` (int64 arithmetic, which wraps beyond 2**63) without a numpy call per kernel."""
+    p = math.prod(dims)
+    return p if -_INT64 <= p < _INT64 else int(np.prod(dims))
+
+
+_INT64 = 1 << 63
 
 
 def _second_operand_is_a_matrix(graph, node) -> bool:

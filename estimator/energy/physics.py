@@ -155,12 +155,18 @@ def _kernel_arrays(kernels: KernelReport, dtype: str | None) -> KernelArrays:
             runs_in[d] = (dtype, dtype_bits(dtype) / dtype_bits(d))
         else:
             runs_in[d] = (d if d != "undefined" else "float32", 1.0)
-    dtypes = [runs_in[d][0] for d in own]
-    scale = np.array([runs_in[d][1] for d in own], dtype=float)
     matrix = np.array([k.kind in MATRIX_KINDS for k in ks], dtype=bool)
     # Each kernel's dtype as a number (order of first appearance), then masks per dtype and path.
     number: dict[str, int] = {}
-    code = np.array([number.setdefault(d, len(number)) for d in dtypes], dtype=np.intp)
+    if len(runs_in) == 1:  # one dtype, the common case: no look-up per kernel
+        ((runs, bytes_scale),) = runs_in.values()
+        dtypes, scale = [runs] * len(ks), np.full(len(ks), bytes_scale)
+        number[runs] = 0
+        code = np.zeros(len(ks), dtype=np.intp)
+    else:
+        dtypes = [runs_in[d][0] for d in own]
+        scale = np.array([runs_in[d][1] for d in own], dtype=float)
+        code = np.array([number.setdefault(d, len(number)) for d in dtypes], dtype=np.intp)
     paths = []
     keys: list[tuple[str, bool]] = []
     path_index = np.zeros(len(ks), dtype=np.intp)
@@ -183,19 +189,9 @@ def _kernel_arrays(kernels: KernelReport, dtype: str | None) -> KernelArrays:
         path_keys=tuple(keys),
         path_index=path_index,
     )
-    for array in (
-        out.flops,
-        out.weight_bytes,
-        out.activation_bytes,
-        out.write_bytes,
-        out.launches,
-        path_index,
-    ):
+    arrays = (out.flops, out.weight_bytes, out.activation_bytes, out.write_bytes, out.launches, path_index)
+    for array in (*arrays, matrix, *(mask for _, *masks in paths for mask in masks)):
         array.setflags(write=False)  # kept with the report (KernelReport.derived) and shared
-    out.matrix.setflags(write=False)
-    for _, on_matrix, on_vector in paths:
-        on_matrix.setflags(write=False)
-        on_vector.setflags(write=False)
     return out
 
 

@@ -21,17 +21,29 @@ def dead_nodes(graph: Graph) -> np.ndarray:
     """Boolean array over ``graph.nodes``: True where no graph output needs the node once ``x * 0`` is folded."""
     needed = set(graph.outputs)
     needed.discard("")  # an omitted name is never needed (set.isdisjoint below relies on it)
-    dead = [False] * len(graph.nodes)
+    isdisjoint, update, discard = needed.isdisjoint, needed.update, needed.discard
+    constants = graph.constants  # Graph.constant_value, read without a call per input
+    dead = []
     for node in reversed(graph.nodes):
-        if needed.isdisjoint(node.outputs):
-            dead[node.index] = True
+        if isdisjoint(node.outputs):
+            dead.append(node.index)
             continue
-        if node.op_type == "Mul" and any(_is_zero_constant(graph, i) for i in node.inputs):
-            needed.update(name for name in node.inputs if name and _is_zero_constant(graph, name))
+        inputs = node.inputs
+        if node.op_type == "Mul":
+            # Mul(x, 0) needs only its zero constants.
+            zeros = [
+                name
+                for name in inputs
+                if name and (value := constants.get(name)) is not None and value.size > 0 and not value.any()
+            ]
+            update(zeros or inputs)
         else:
-            needed.update(node.inputs)
-            needed.discard("")
-        for sub in node.subgraphs.values():
-            needed.update(name for name in sub.tensors if name not in sub.producers)
-            needed.discard("")
-    return np.array(dead, dtype=bool)
+            update(inputs)
+        discard("")
+        if node.subgraphs:
+            for sub in node.subgraphs.values():
+                update(name for name in sub.tensors if name not in sub.producers)
+            discard("")
+    out = np.zeros(len(graph.nodes), dtype=bool)
+    out[dead] = True
+    return out

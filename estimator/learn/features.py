@@ -136,7 +136,7 @@ def launched_kernels(kernels: KernelReport) -> np.ndarray:
     """Which kernels launch (bool per kernel, read-only; kept with the report)."""
 
     def compute() -> np.ndarray:
-        out = np.array([k.launches > 0 for k in kernels.kernels], dtype=bool)
+        out = kernels.arrays["launches"] > 0 if kernels.kernels else np.zeros(0, dtype=bool)
         out.setflags(write=False)
         return out
 
@@ -341,6 +341,7 @@ _KERNEL_FIELDS = (
     ("launches", "launches"),
     ("model_weight_bytes", "weight_bytes"),
 )
+_KERNEL_OUT = np.array([_A[name] for name, _ in _KERNEL_FIELDS])
 _KIND_COLUMN = {k: _A[f"kind_{k}"] for k in _KINDS}
 #: Integers below this convert to float64 exactly (2**53), so their float quotients are Python's int division.
 _EXACT_INT = 1 << 53
@@ -360,8 +361,7 @@ def static_additive(kernels: KernelReport) -> np.ndarray:
     nodes = kernels.costs.nodes
     graph = kernels.costs.graph
     columns = kernels.arrays
-    for name, field in _KERNEL_FIELDS:
-        out[:, _A[name]] = columns[field]
+    out[:, _KERNEL_OUT] = np.stack([columns[field] for _, field in _KERNEL_FIELDS], axis=1)
     rows = np.arange(len(ks))
     kinds = [k.kind for k in ks]
     other = _KIND_COLUMN["other"]
@@ -379,30 +379,38 @@ def static_additive(kernels: KernelReport) -> np.ndarray:
     owner = np.repeat(rows, [len(k.nodes) for k in ks])
     flops = np.fromiter((n.flops for n in member_nodes), np.int64, len(member_nodes))
     dead = dead_nodes(graph)[member]
-    dead_flops = np.zeros(len(ks), dtype=np.int64)  # integer sums, as Python's sum of ints
-    np.add.at(dead_flops, owner[dead], flops[dead])
-    out[:, _A["dead_flops"]] = dead_flops
-    live = np.bincount(owner[~dead], minlength=len(ks))
-    out[:, _A["dead_launches"]] = np.where(live == 0, columns["launches"], 0)
+    if dead.any():  # else no FLOPs and no kernel are dead: the columns stay 0
+        dead_flops = np.zeros(len(ks), dtype=np.int64)  # integer sums, as Python's sum of ints
+        np.add.at(dead_flops, owner[dead], flops[dead])
+        out[:, _A["dead_flops"]] = dead_flops
+        live = np.bincount(owner[~dead], minlength=len(ks))
+        out[:, _A["dead_launches"]] = np.where(live == 0, columns["launches"], 0)
 
     # Op categories: per node of a category, its count and FLOPs (float sums, in node order); convolutions
-    # also their kernel elements x FLOPs.
+    # also their kernel elements x FLOPs. These columns are 0 until here, so each is its sums from 0.0 in node
+    # order: np.bincount's (which adds its weights in order, as np.add.at would).
     code = np.fromiter((_CATEGORY_CODE.get(n.op_type, -1) for n in member_nodes), np.intp, len(member_nodes))
     counted = np.flatnonzero(code >= 0)
     if len(counted):
-        at_rows, codes = owner[counted], code[counted]
-        np.add.at(out, (at_rows, _NODES_COLUMNS[codes]), 1.0)
-        np.add.at(out, (at_rows, _FLOPS_COLUMNS[codes]), flops[counted].astype(float))
-        conv_at, conv_value = [], []
-        for j in counted[(codes == _CONV_CODE) & (flops[counted] != 0)].tolist():
-            inputs = graph.nodes[member[j]].inputs
-            w = graph.tensor(inputs[1]) if len(inputs) > 1 else None
-            kelems = float(math.prod(w.shape[2:])) if w is not None and w.shape and len(w.shape) > 2 else 1.0
-            conv_at.append(owner[j])
-            conv_value.append(kelems * member_nodes[j].flops)
-        if conv_at:
-            np.add.at(
-                out[:, _A["conv_kelems_x_flops"]], np.array(conv_at, dtype=np.intp), np.array(conv_value)
+        codes = code[counted]
+        cell = owner[counted] * len(_CATEGORIES) + codes
+        size = len(ks) * len(_CATEGORIES)
+        out[:, _NODES_COLUMNS] = np.bincount(cell, minlength=size).reshape(len(ks), -1)
+        out[:, _FLOPS_COLUMNS] = np.bincount(
+            cell, weights=flops[counted].astype(float), minlength=size
+        ).reshape(len(ks), -1)
+        convs = counted[(codes == _CONV_CODE) & (flops[counted] != 0)]
+        if len(convs):
+            tensors, graph_nodes = graph.tensors, graph.nodes
+            conv_value = []
+            for j in convs.tolist():
+                inputs = graph_nodes[member_list[j]].inputs
+                w = tensors.get(inputs[1]) if len(inputs) > 1 and inputs[1] else None
+                shape = w.shape if w is not None else None
+                kelems = float(math.prod(shape[2:])) if shape and len(shape) > 2 else 1.0
+                conv_value.append(kelems * member_nodes[j].flops)
+            out[:, _A["conv_kelems_x_flops"]] = np.bincount(
+                owner[convs], weights=conv_value, minlength=len(ks)
             )
     return out
 
