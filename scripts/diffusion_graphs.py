@@ -24,7 +24,6 @@ import argparse
 import math
 import sys
 import tempfile
-import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from export_graphs import GRAPHS, MANIFEST, _references, read_manifest, write_manifest
+from export_graphs import GRAPHS, _references, export_missing
 
 OPSET = 18
 TEXT_TOKENS = 77  # CLIP tokenizer max length, padded to it by every SD / SDXL pipeline
@@ -344,23 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         for s in SPECS:
             print(f"{s.name:20s} {s.kind:12s} {'x'.join(map(str, s.latent)):10s} {s.measured_as}")
         return 0
-    by_name = {s.name: s for s in SPECS}
-    unknown = [n for n in opts.only or () if n not in by_name]
-    if unknown:
-        print(f"unknown names: {', '.join(unknown)}; see --list", file=sys.stderr)
-        return 2
-    rows = read_manifest(MANIFEST)
-    for spec in SPECS if opts.only is None else [by_name[n] for n in opts.only]:
-        if spec.name in rows and not opts.force:
-            continue
-        start = time.monotonic()
-        row = export_one(spec)
-        rows = read_manifest(MANIFEST)
-        rows[spec.name] = row
-        write_manifest(rows, MANIFEST)
-        size = (GRAPHS / f"{spec.name}.onnx").stat().st_size
-        print(f"{spec.name}: {time.monotonic() - start:.0f} s, {size / 1e3:.0f} kB", flush=True)
-    return 0
+    return export_missing(SPECS, export_one, opts.only, opts.force)
 
 
 if __name__ == "__main__":

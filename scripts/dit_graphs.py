@@ -37,26 +37,36 @@ import io
 import itertools
 import os
 import sys
-import time
 import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dit_specs import BENCH, COMMON_DIFFERENCE, SPECS, DiT
-from export_graphs import GRAPHS, MANIFEST, _references, read_manifest, strip_weights, write_manifest
+from export_graphs import (
+    GRAPHS,
+    _references,
+    export_missing,
+    strip_weights,
+)
+
+from estimator.data.importers.mlenergy_diffusion import TABLE_COLUMNS as IMPORTER_COLUMNS
 
 OPSET = 23
 TABLE = GRAPHS / "diffusion_v3.csv"
-TABLE_COLUMNS = (
-    "model_id",
-    "graph",
-    "image_px",
-    "latent",
-    "text_tokens",
-    "passes_per_step",
-    "dtype",
-    "difference",
-)
+#: The columns of every ``data/graphs/diffusion*.csv``, as the importer reads them (VAE-decoder graph before the
+#: free text).
+TABLE_COLUMNS = (*IMPORTER_COLUMNS[:-1], "vae_graph", IMPORTER_COLUMNS[-1])
+#: The VAE decode each model runs, priced by a committed decoder graph; SANA's DC-AE has none (its rows drop).
+VAE_1024 = "data/graphs/vae-decoder-1024.onnx"
+VAE_NOTES = {
+    "sd3": "VAE decode priced with the 4-channel SD/SDXL decoder graph (vae-decoder-1024): this model's 16-channel "
+    "AutoencoderKL differs only in its first convolution (16 instead of 4 input channels, under 0.02% of the "
+    "decoder's FLOPs)",
+    "pixart": "VAE decode: the SDXL AutoencoderKL decoder (vae-decoder-1024, same architecture)",
+    "hunyuan": "VAE decode: the SDXL AutoencoderKL decoder (vae-decoder-1024, same architecture)",
+    "sana": "no VAE-decoder graph: SANA decodes with DC-AE (f32c32), not built here, so its rows are dropped",
+}
+VAE_NOTES["flux"] = VAE_NOTES["sd3"]
 
 # ----------------------------------------------------------------------------------------------------------
 # Building: each denoiser behind a wrapper whose positional tensor inputs are the graph's inputs
@@ -295,12 +305,13 @@ def table_row(spec: DiT) -> dict[str, str]:
     return {
         "model_id": spec.model_id,
         "graph": f"data/graphs/{spec.name}.onnx",
-        "image_px": "1024x1024",
+        "image_px": "1024",
         "latent": "x".join(map(str, spec.latent)),
         "text_tokens": str(spec.text_tokens),
         "passes_per_step": str(spec.passes_per_step),
         "dtype": "bfloat16",
-        "difference": f"{spec.difference}; {COMMON_DIFFERENCE}",
+        "vae_graph": "" if spec.kind == "sana" else VAE_1024,
+        "difference": f"{spec.difference}; {COMMON_DIFFERENCE}; {VAE_NOTES[spec.kind]}",
     }
 
 
@@ -328,28 +339,10 @@ def main(argv: list[str] | None = None) -> int:
         for s in SPECS:
             print(f"{s.name:28s} {s.cls:26s} {'x'.join(map(str, s.latent)):10s} {s.model_id}")
         return 0
-    by_name = {s.name: s for s in SPECS}
-    unknown = [n for n in opts.only or () if n not in by_name]
-    if unknown:
-        print(f"unknown names: {', '.join(unknown)}; see --list", file=sys.stderr)
-        return 2
-    wanted = SPECS if opts.only is None else [by_name[n] for n in opts.only]
-    for spec in wanted:
-        if spec.name in read_manifest(MANIFEST) and not opts.force:
-            continue
-        start = time.monotonic()
-        try:
-            row = export_one(spec)
-        except Exception as exc:  # one denoiser failing must not lose the others' rows
-            print(f"{spec.name}: FAILED {type(exc).__name__}: {str(exc).splitlines()[0][:200]}", flush=True)
-            continue
-        rows = read_manifest(MANIFEST)
-        rows[spec.name] = row
-        write_manifest(rows, MANIFEST)
-        size = (GRAPHS / f"{spec.name}.onnx").stat().st_size
-        print(f"{spec.name}: {time.monotonic() - start:.0f} s, {size / 1e3:.0f} kB", flush=True)
-    write_table()
-    return 0
+    status = export_missing(SPECS, export_one, opts.only, opts.force)
+    if status == 0:
+        write_table()
+    return status
 
 
 if __name__ == "__main__":

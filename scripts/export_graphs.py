@@ -585,15 +585,21 @@ def main(argv: list[str] | None = None) -> int:
         write_docs()
         return 0
     GRAPHS.mkdir(parents=True, exist_ok=True)
-    rows = read_manifest(manifest)
-    by_name = {s.name: s for s in SPECS}
-    unknown = [n for n in opts.only or () if n not in by_name]
+    return export_missing(SPECS, export_one, opts.only, opts.force, manifest)
+
+
+def export_missing(specs, export_one, only=None, force=False, manifest: Path = MANIFEST) -> int:
+    """Export every spec whose name is not yet in ``manifest`` (every one with ``force``; with ``only``, those
+    names in the order given), adding its manifest row as soon as its graph is written; a spec that fails is
+    reported and skipped, so that the others' rows are kept. Returns 2 for a name in ``only`` that no spec has,
+    else 0. Shared by this script, ``diffusion_graphs.py`` and ``dit_graphs.py``."""
+    by_name = {s.name: s for s in specs}
+    unknown = [n for n in only or () if n not in by_name]
     if unknown:
         print(f"unknown names: {', '.join(unknown)}; see --list", file=sys.stderr)
         return 2
-    wanted = SPECS if opts.only is None else [by_name[n] for n in opts.only]  # in the order given
-    for spec in wanted:
-        if spec.name in rows and not opts.force:
+    for spec in specs if only is None else [by_name[n] for n in only]:
+        if spec.name in read_manifest(manifest) and not force:
             continue
         start = time.monotonic()
         try:
