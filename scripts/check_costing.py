@@ -166,19 +166,25 @@ def main() -> int:
         return 0
     if not args.compare:
         parser.error("give --dump, --compare or --memo-off")
-    reference = json.loads(args.compare.read_text())
+    differ = compare_answers(answers, json.loads(args.compare.read_text()))
+    print(f"{len(answers)} models compared, {differ} differ")
+    return 1 if differ else 0
+
+
+def compare_answers(answers: dict[str, dict[str, str]], reference: dict[str, dict[str, str]]) -> int:
+    """Print each name whose hashed parts differ from ``reference`` (or that it lacks); return how many."""
     differ = 0
     for name, parts in answers.items():
         ref = reference.get(name)
         if ref is None:
             print(f"MISSING in reference: {name}")
+            differ += 1
             continue
         bad = sorted(k for k in set(parts) | set(ref) if parts.get(k) != ref.get(k))
         if bad:
             differ += 1
             print(f"DIFFERS {name}: {', '.join(bad)}")
-    print(f"{len(answers)} models compared, {differ} differ")
-    return 1 if differ else 0
+    return differ
 
 
 if __name__ == "__main__":

@@ -121,18 +121,7 @@ def main() -> int:
         args.dump.write_text(json.dumps(result, indent=1, sort_keys=True))
         print(f"wrote {len(result)} answers ({n} estimates) to {args.dump}")
         return 0
-    reference = json.loads(args.compare.read_text())
-    differ = 0
-    for name, parts in result.items():
-        ref = reference.get(name)
-        if ref is None:
-            print(f"MISSING in reference: {name}")
-            differ += 1
-            continue
-        bad = sorted(k for k in set(parts) | set(ref) if parts.get(k) != ref.get(k))
-        if bad:
-            differ += 1
-            print(f"DIFFERS {name}: {', '.join(bad)}")
+    differ = costing.compare_answers(result, json.loads(args.compare.read_text()))
     print(f"{len(result)} answers ({n} estimates) compared, {differ} differ")
     return 1 if differ else 0
 

@@ -20,7 +20,6 @@ Reference counts (manifest columns), at batch 1 on meta tensors: ``reference_flo
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import tempfile
@@ -31,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from export_graphs import GRAPHS, _references, export_missing
+from export_graphs import GRAPHS, _references, export_missing, export_parser
 
 OPSET = 18
 TEXT_TOKENS = 77  # CLIP tokenizer max length, padded to it by every SD / SDXL pipeline
@@ -334,11 +333,7 @@ def export_one(spec: DiffusionSpec) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Export the graphs of :data:`SPECS` not yet in the manifest (all with ``--force``)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", nargs="*", default=None, help="export only these names")
-    parser.add_argument("--force", action="store_true", help="re-export names already in the manifest")
-    parser.add_argument("--list", action="store_true", help="list the graphs and exit")
-    opts = parser.parse_args(argv)
+    opts = export_parser(__doc__.split("\n\n")[0], "graphs").parse_args(argv)
     if opts.list:
         for s in SPECS:
             print(f"{s.name:20s} {s.kind:12s} {'x'.join(map(str, s.latent)):10s} {s.measured_as}")

@@ -30,7 +30,6 @@ written (as ``export_graphs.strip_weights``). Reference counts come from PyTorch
 
 from __future__ import annotations
 
-import argparse
 import ast
 import csv
 import io
@@ -46,6 +45,7 @@ from export_graphs import (
     GRAPHS,
     _references,
     export_missing,
+    export_parser,
     strip_weights,
 )
 
@@ -330,11 +330,7 @@ def write_table(path: Path = TABLE) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Export the denoisers of :data:`SPECS` not yet in the manifest (all with ``--force``), then the table."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", nargs="*", default=None, help="export only these names")
-    parser.add_argument("--force", action="store_true", help="re-export names already in the manifest")
-    parser.add_argument("--list", action="store_true", help="list the denoisers and exit")
-    opts = parser.parse_args(argv)
+    opts = export_parser(__doc__.split("\n\n")[0], "denoisers").parse_args(argv)
     if opts.list:
         for s in SPECS:
             print(f"{s.name:28s} {s.cls:26s} {'x'.join(map(str, s.latent)):10s} {s.model_id}")

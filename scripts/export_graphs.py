@@ -569,10 +569,7 @@ def export_one(spec: Spec) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Export the networks of :data:`SPECS` not yet in the manifest (all with ``--force``)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", nargs="*", default=None, help="export only these names")
-    parser.add_argument("--force", action="store_true", help="re-export names already in the manifest")
-    parser.add_argument("--list", action="store_true", help="list the networks and exit")
+    parser = export_parser(__doc__.split("\n\n")[0], "networks")
     parser.add_argument("--docs", action="store_true", help="only regenerate docs/real_exports.md")
     parser.add_argument("--manifest", type=Path, default=MANIFEST, help="manifest to read and extend")
     opts = parser.parse_args(argv)
@@ -586,6 +583,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     GRAPHS.mkdir(parents=True, exist_ok=True)
     return export_missing(SPECS, export_one, opts.only, opts.force, manifest)
+
+
+def export_parser(description: str, what: str) -> argparse.ArgumentParser:
+    """The options every export script takes: ``--only NAME...``, ``--force`` and ``--list`` (of ``what``)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--only", nargs="*", default=None, help="export only these names")
+    parser.add_argument("--force", action="store_true", help="re-export names already in the manifest")
+    parser.add_argument("--list", action="store_true", help=f"list the {what} and exit")
+    return parser
 
 
 def export_missing(specs, export_one, only=None, force=False, manifest: Path = MANIFEST) -> int:
