@@ -476,3 +476,19 @@ def test_pipeline_term_per_sample_is_fitted_per_machine_off_the_board_and_never_
     np.testing.assert_array_equal(out[~a100], log_prior[~a100])
     # the a100 held out: no term is fitted from other machines, so its rows keep the forward pass alone
     assert gpu_training.fit_pipeline_terms(synthetic, ~a100, log_prior) == {}
+
+
+def test_sdpa_runtime_shares_eager_pytorchs_fitted_host_constants(light_dir):
+    """pytorch-cuda-sdpa runs the same host path as pytorch-cuda: its constants are fitted and looked up under
+    pytorch-cuda's name, so the cross-device answer says what they were fitted on, as for pytorch-cuda."""
+    from estimator import Estimator
+
+    assert gpu_training.constants_key("pytorch-cuda-sdpa", False) == "pytorch-cuda"
+    assert gpu_training.constants_key("pytorch-cuda-sdpa", True) == "pytorch-cuda+input-pipeline"
+    model = light_dir / "light_resnet50.onnx"
+    eager = Estimator("a100", runtime="pytorch-cuda").estimate(model, batch=1)
+    sdpa = Estimator("a100", runtime="pytorch-cuda-sdpa").estimate(model, batch=1)
+    fitted = eager.method.split("energy-roofline v2 (")[1].split(")")[0]
+    assert "fitted on" in fitted and fitted in sdpa.method
+    # a CNN has no attention: the two runtimes launch the same kernels and give the same joules
+    assert sdpa.joules == eager.joules

@@ -40,6 +40,8 @@ RUNTIMES: dict[str, str] = {
     "torchscript-mobile": "TorchScript lite interpreter (PyTorch Mobile) on a CPU",
     "pytorch-cpu": "PyTorch eager on a CPU",
     "pytorch-cuda": "PyTorch eager on a GPU (one host dispatch per op)",
+    "pytorch-cuda-sdpa": "PyTorch 2.x eager on a GPU whose model calls scaled_dot_product_attention (one fused "
+    "attention kernel)",
     "tensorflow-gpu": "TensorFlow / Keras on a GPU",
     "hf-pipeline": "a Hugging Face transformers pipeline call at batch 1 incl. pre- and post-processing",
     "tensorrt": "NVIDIA TensorRT engine",

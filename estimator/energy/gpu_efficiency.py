@@ -200,6 +200,7 @@ _TORCH = (
 #: TF32 use per runtime (float32 graphs on a GPU with TF32 units). Runtimes not listed run full FP32.
 TF32_BY_RUNTIME: dict[str, Tf32Policy] = {
     "pytorch-cuda": Tf32Policy(matmul=False, conv=True, source=_TORCH),
+    "pytorch-cuda-sdpa": Tf32Policy(matmul=False, conv=True, source=_TORCH),
     "hf-pipeline": Tf32Policy(matmul=False, conv=True, source=_TORCH),
     "tensorflow-gpu": Tf32Policy(
         matmul=True,
