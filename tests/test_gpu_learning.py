@@ -490,5 +490,6 @@ def test_sdpa_runtime_shares_eager_pytorchs_fitted_host_constants(light_dir):
     sdpa = Estimator("a100", runtime="pytorch-cuda-sdpa").estimate(model, batch=1)
     fitted = eager.method.split("energy-roofline v2 (")[1].split(")")[0]
     assert "fitted on" in fitted and fitted in sdpa.method
+    assert not any("no measurements of runtime" in note for note in (*eager.bounds, *sdpa.bounds))
     # a CNN has no attention: the two runtimes launch the same kernels and give the same joules
     assert sdpa.joules == eager.joules

@@ -213,7 +213,7 @@ def gpu_answer(
         outside: tuple[str, ...] = ()
         factors = math.exp(sc["low_log"]), math.exp(sc["high_log"])
         joules, low, high, notes = bounded(prior.joules, *factors, prior.seconds, hw)
-        if runtime.name not in trained_runtimes(model.sidecar.get("domain", {})):
+        if runtime.constants_name not in trained_runtimes(model.sidecar.get("domain", {})):
             notes = (
                 f"no measurements of runtime {runtime.name} on any GPU: the prior runs with its shipped host "
                 "constants, and the interval was learned on other runtimes",
