@@ -131,14 +131,20 @@ def models() -> Iterator[tuple[str, Callable[[], object]]]:
             yield f"decoder {name} quant={quant}", lambda c=cfg, q=quant: decoder(c, quant=q)
 
 
-def main() -> int:
-    """Dump or compare the answers; returns the exit status."""
+def reference_parser(description: str) -> argparse.ArgumentParser:
+    """The options of a check against another checkout: ``--dump``, ``--tree`` and ``--compare``."""
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--dump", type=Path, help="write the answers of --tree (default: this checkout)")
     parser.add_argument("--tree", type=Path, help="the checkout whose estimator package is imported")
     parser.add_argument("--compare", type=Path, help="compare this checkout with answers written by --dump")
+    return parser
+
+
+def main() -> int:
+    """Dump or compare the answers; returns the exit status."""
+    parser = reference_parser(__doc__)
     parser.add_argument("--memo-off", action="store_true", help="compare the node-cost memo on against off")
     args = parser.parse_args()
     sys.path.insert(0, str((args.tree or ROOT).resolve()))

@@ -14,7 +14,6 @@ Each part is hashed (SHA-256 of a canonical text). Exit status 1 on any differen
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import importlib.util
@@ -104,17 +103,12 @@ def answers(canon, models, bindings) -> dict[str, dict[str, str]]:
 
 def main() -> int:
     """Dump or compare the answers; returns the exit status."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--dump", type=Path, help="write the answers of --tree (default: this checkout)")
-    parser.add_argument("--tree", type=Path, help="the checkout whose estimator package is imported")
-    parser.add_argument("--compare", type=Path, help="compare this checkout with answers written by --dump")
+    costing = _costing_script()  # stdlib imports only: the estimator package comes from --tree below
+    parser = costing.reference_parser(__doc__)
     args = parser.parse_args()
     if not (args.dump or args.compare):
         parser.error("give --dump or --compare")
     sys.path.insert(0, str((args.tree or ROOT).resolve()))
-    costing = _costing_script()
     result = answers(costing._canon, costing.models(), costing._bindings)
     n = sum(sum(k.endswith("answer") for k in parts) for parts in result.values())
     if args.dump:

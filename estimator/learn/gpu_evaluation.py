@@ -179,7 +179,8 @@ def _leave_one_source_out(gs: GpuSet, say: Callable[[str], None]) -> dict:
     uniq = sorted(set(sources))
     if len(uniq) < 2:
         return {}
-    folds = [((sources != s) & gs.trainable, sources == s, devices) for s in uniq]
+    trainable = gs.trainable
+    folds = [((sources != s) & trainable, sources == s, devices) for s in uniq]
     say(f"leave-one-source-out over {len(uniq)} sources")
     res = _collect(gs, folds, same_device=False)
     return {
@@ -202,12 +203,13 @@ def run_gpu_evaluation(
     t = gs.table
     devices = t["hardware"].astype(str).to_numpy()
     sources = t["source"].astype(str).to_numpy()
+    trainable = gs.trainable  # rows a fold may train on (a judged-only source's never)
     report: dict = {
         "date": date.today().isoformat(),
         "rows": len(t),
         "rows_without_graph": gs.missing,
         "sources": sorted(set(sources)),
-        "judged_only_sources": sorted(set(sources[~gs.trainable])),
+        "judged_only_sources": sorted(set(sources[~trainable])),
         "per_source": {},
         "leave_one_device_out": {},
         "physics_only_interval_gpu": physics_only_interval(gs),
@@ -237,7 +239,7 @@ def run_gpu_evaluation(
     if len(uniq_devices) >= 2:
         folds = []
         for device in uniq_devices:
-            train, test = held_out_split(devices, device, gs.trainable)
+            train, test = held_out_split(devices, device, trainable)
             trained_devices = set(devices[train])
             inner = devices if len(trained_devices) >= 2 else groups
             folds.append((train, test, inner))
