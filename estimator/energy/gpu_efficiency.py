@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from estimator.cost.kernels import Kernel, KernelReport
+from estimator.graph.contrib_shapes import ONNX_DOMAIN
 
 #: Output tile of one thread block (elements). cuBLAS's typical tiles on Ampere and Hopper are 256x128 and
 #: 128x128 (Matrix Multiplication Background User's Guide, sec. 2.3); 128x128 is the one used here.
@@ -127,7 +128,8 @@ def gemm_shape(kernels: KernelReport, kernel: Kernel) -> GemmShape | None:
     ``G = group``; matrix products: ``M, N`` the last two output dimensions, ``G`` the product of the leading
     ones, except that a product whose second operand is one matrix (rank 2, or a stored weight such as a
     weight-only quantised one) is one GEMM whose ``M`` is the product of every output dimension but the last.
-    ``K = MACs / (M N G)`` in both cases, so the count stays the cost engine's.
+    ``K = MACs / (M N G)`` in both cases, so the count stays the cost engine's. An ONNX ``Attention`` node
+    (opset 23) is its ``Q K^T`` (:func:`_attention_scores_shape`), as the first product of an unfused chain is.
     """
     report = kernels.costs
     graph = report.graph
@@ -136,6 +138,8 @@ def gemm_shape(kernels: KernelReport, kernel: Kernel) -> GemmShape | None:
         if node.status != "costed" or node.macs <= 0:
             continue
         gn = graph.nodes[i]
+        if node.op_type == "Attention" and gn.domain == ONNX_DOMAIN:
+            return _attention_scores_shape(graph, gn)
         out = graph.tensor(gn.outputs[0]) if gn.outputs and gn.outputs[0] else None
         if out is None or out.shape is None or not out.shape:
             return None
@@ -161,6 +165,45 @@ def gemm_shape(kernels: KernelReport, kernel: Kernel) -> GemmShape | None:
         k = max(1, round(node.macs / (m * n * g)))
         return GemmShape(m, n, k, g, op_class)
     return None
+
+
+def _attention_scores_shape(graph, node) -> GemmShape | None:
+    """The ``Q K^T`` GEMM of an ONNX ``Attention`` node (opset 23): ``M`` = query length, ``N`` = attended length
+    (past + new), ``K`` = query head size, ``G`` = batch x query heads; None when a shape is unknown.
+
+    A fused attention kernel tiles its score matrix as a chain of ``MatMul``, ``Softmax`` and ``MatMul`` does
+    (whose first ``MatMul`` is the shape :func:`gemm_shape` reads): ``Q K^T`` and ``P V`` share ``M`` and the
+    ``N`` blocks, and FlashAttention-2 runs one thread block per block of query rows of one head.
+    """
+
+    def heads_length_size(index: int, heads_attr: str) -> tuple[int, int, int] | None:
+        name = node.inputs[index] if len(node.inputs) > index else ""
+        tensor = graph.tensor(name) if name else None
+        if tensor is None or tensor.shape is None:
+            return None
+        dims = list(map(int, tensor.shape))
+        if len(dims) == 4:
+            return dims[1], dims[2], dims[3]
+        heads = int(node.attributes.get(heads_attr, 0) or 0)
+        if len(dims) != 3 or heads <= 0 or dims[2] % heads:
+            return None
+        return heads, dims[1], dims[2] // heads
+
+    query = heads_length_size(0, "q_num_heads")
+    key = heads_length_size(1, "kv_num_heads")
+    name = node.inputs[0] if node.inputs else ""
+    tensor = graph.tensor(name) if name else None
+    if query is None or key is None or tensor is None or not tensor.shape:
+        return None
+    past = heads_length_size(4, "kv_num_heads") if len(node.inputs) > 4 and node.inputs[4] else (0, 0, 0)
+    if past is None:
+        return None
+    heads, q_len, head_size = query
+    batch = int(tensor.shape[0])
+    m, n, g = q_len, past[1] + key[1], batch * heads
+    if min(m, n, g, head_size) <= 0:
+        return None
+    return GemmShape(m, n, head_size, g, "matmul")
 
 
 def _prod(dims: list[int]) -> int:

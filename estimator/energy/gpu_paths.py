@@ -20,7 +20,8 @@ from estimator.energy.gpu_efficiency import gemm_shape, library_tile_efficiency,
 from estimator.energy.hardware import HardwareProfile
 from estimator.energy.physics import KernelArrays
 from estimator.energy.profile import compute_dtype_class
-from estimator.energy.runtimes import Runtime
+from estimator.energy.runtimes import FLASH_ATTENTION_2, Runtime
+from estimator.graph.contrib_shapes import ONNX_DOMAIN
 
 #: :func:`library_tile_efficiency` remembered per (GEMM shape, SM count): a pure function of both, and the
 #: contractions of a search's candidates (or a network's repeated blocks) repeat a few shapes.
@@ -29,14 +30,16 @@ _library_tile_efficiency = lru_cache(maxsize=4096)(library_tile_efficiency)
 
 @dataclass(frozen=True)
 class Compute:
-    """Per kernel: the FLOP/s its arithmetic runs at before efficiency, its tile and wave efficiency, its J/FLOP,
-    whether it runs as a tiled GEMM; and the number of contraction kernels without a known GEMM shape."""
+    """Per kernel: the FLOP/s its arithmetic runs at before efficiency, the fraction of it its kind of kernel
+    sustains, its tile and wave efficiency, its J/FLOP, whether it runs as a tiled GEMM; and the number of
+    contraction kernels without a known GEMM shape."""
 
     peak: np.ndarray  # FLOP/s each kernel's arithmetic runs at, before efficiency
-    efficiency: np.ndarray  # tile and wave quantisation, (0, 1]
+    efficiency: np.ndarray  # tile and wave quantisation (and a fused attention kernel's head padding), (0, 1]
     e_flop: np.ndarray  # J/FLOP
     gemm: np.ndarray  # whether the kernel runs as a tiled GEMM (known shape, at least one MMA wide)
     unshaped: int  # contraction kernels without a known GEMM shape (timed at efficiency 1)
+    fraction: np.ndarray  # fraction of ``peak`` sustained at full tile efficiency (see :func:`compute_paths`)
 
 
 @dataclass(frozen=True)
@@ -151,8 +154,14 @@ def _routes(kernels: KernelReport, ka: KernelArrays, dtype: str | None) -> _Rout
 def compute_paths(
     kernels: KernelReport, hw: HardwareProfile, runtime: Runtime, ka: KernelArrays, dtype: str | None
 ) -> Compute:
-    """Peak rate, tile efficiency and J/FLOP of every kernel on ``hw`` with ``runtime``, as arrays: the
-    report's GEMM shapes, tile efficiencies and routes are kept with it; per call a few table look-ups."""
+    """Peak rate, sustained fraction, tile efficiency and J/FLOP of every kernel on ``hw`` with ``runtime``, as
+    arrays: the report's GEMM shapes, tile efficiencies and routes are kept with it; per call a few look-ups.
+
+    Every kernel sustains the profile's ``achievable_compute_fraction`` of its peak, except where the runtime
+    runs FlashAttention-2 (``runtime.attention_kernel``) and the profile cites that kernel's rate
+    (``fa2_compute_fraction``): there each kernel FlashAttention-2 runs (:func:`_fa2_kernels`) sustains that
+    fraction, and its efficiency also counts the head size padded to the kernel's (:func:`fa2_head_efficiency`).
+    A profile without the figure keeps its achievable fraction for them (never 0) and no padding."""
     paths = _gemm_paths(kernels, ka.matrix)
     routes = _routes(kernels, ka, dtype)
     takes_matrix = np.array([False, True, uses_tf32(runtime.name, "conv"), uses_tf32(runtime.name, "matmul")])
@@ -164,4 +173,57 @@ def compute_paths(
     peak = np.array(rates, dtype=float).take(routes.rate_base + on_matrix)
     e_flop = np.array(energies, dtype=float).take(routes.dtype_index)
     eff = _tile_efficiency(kernels, paths, hw.compute_units)
-    return Compute(peak, eff, e_flop, paths.gemm, int(paths.unshaped.sum()))
+    fraction = np.full(len(kernels.kernels), hw.achievable_compute_fraction)
+    if runtime.attention_kernel == FLASH_ATTENTION_2 and hw.fa2_compute_fraction is not None:
+        padded = _fa2_kernels(kernels, paths, routes, dtype)
+        if padded:
+            index = np.fromiter(padded, dtype=np.intp, count=len(padded))
+            fraction[index] = hw.fa2_compute_fraction
+            eff = eff.copy()
+            eff[index] *= np.fromiter(padded.values(), dtype=float, count=len(padded))
+    return Compute(peak, eff, e_flop, paths.gemm, int(paths.unshaped.sum()), fraction)
+
+
+#: The head sizes FlashAttention-2 has kernels for: a head of ``d`` runs in the kernel of ``d`` rounded up to a
+#: multiple of 32 (256 above 192), its arithmetic padded (flash_api.cpp of github.com/Dao-AILab/flash-attention
+#: and of PyTorch's copy in aten/src/ATen/native/transformers/cuda/flash_attn: ``head_size_rounded = head_size
+#: <= 192 ? round_multiple(head_size, 32) : 256``); heads above 256 it does not run.
+FA2_MAX_HEAD_SIZE = 256
+
+
+def fa2_head_efficiency(head_size: int) -> float:
+    """Fraction of a FlashAttention-2 kernel's arithmetic that is real for heads of ``head_size`` elements:
+    ``d / d_rounded`` (:data:`FA2_MAX_HEAD_SIZE`); 1 at 32, 64, 96, 128, ...; 0.75 at 72; 0.625 at 40."""
+    rounded = -(-head_size // 32) * 32 if head_size <= 192 else FA2_MAX_HEAD_SIZE
+    return head_size / rounded
+
+
+def _fa2_kernels(
+    kernels: KernelReport, paths: _GemmPaths, routes: _Routes, dtype: str | None
+) -> dict[int, float]:
+    """The kernels a FlashAttention-2 runtime runs as its fused attention kernel, each with its
+    :func:`fa2_head_efficiency`: attention kernels (a fused ``MatMul``-``Softmax``-``MatMul`` chain, or an ONNX
+    ``Attention`` node) in float16 or bfloat16 on the matrix path, with a known head size of at most
+    :data:`FA2_MAX_HEAD_SIZE` (their GEMM's ``K``: :func:`~estimator.energy.gpu_efficiency.gemm_shape`). Kept
+    with the report per dtype (read-only)."""
+
+    def compute() -> dict[int, float]:
+        sixteen = {d for d, dt in enumerate(routes.dtypes) if compute_dtype_class(dt) in ("fp16", "bf16")}
+        out = {}
+        for i, shape in paths.shapes.items():
+            k = kernels.kernels[i]
+            attention = k.kind == "attention" or any(
+                kernels.costs.nodes[n].op_type == "Attention"
+                and kernels.costs.graph.nodes[n].domain == ONNX_DOMAIN
+                for n in k.nodes
+            )
+            if (
+                attention
+                and routes.route[i] == _ROUTES.index("matrix")
+                and int(routes.dtype_index[i]) in sixteen
+                and shape.k <= FA2_MAX_HEAD_SIZE
+            ):
+                out[i] = fa2_head_efficiency(shape.k)
+        return out
+
+    return kernels.derived(("fa2_kernels", dtype), compute)

@@ -220,6 +220,15 @@ class _Reader:
         return cls(**values)
 
 
+#: Keys of a profile's ``[efficiency]`` table (``fa2_compute_fraction`` optional).
+_EFFICIENCY_KEYS = (
+    "achievable_compute_fraction",
+    "achievable_bandwidth_fraction",
+    "launch_overhead_s",
+    "fa2_compute_fraction",
+)
+
+
 def _parse(text: str, origin: str) -> HardwareProfile:
     try:
         data = tomllib.loads(text)
@@ -260,6 +269,11 @@ def _parse(text: str, origin: str) -> HardwareProfile:
         "energy_per_flop_j", EnergyPerFlopTable, ("fp64", "fp32")
     )
     efficiency = reader.table("efficiency")
+    unknown = set(efficiency) - set(_EFFICIENCY_KEYS)
+    if unknown:
+        reader.fail(
+            f"efficiency.{sorted(unknown)[0]}", f"unknown key; known keys: {', '.join(_EFFICIENCY_KEYS)}"
+        )
     compute_fraction = reader.cited(
         efficiency, "achievable_compute_fraction", "efficiency.achievable_compute_fraction"
     )
@@ -267,6 +281,9 @@ def _parse(text: str, origin: str) -> HardwareProfile:
         efficiency, "achievable_bandwidth_fraction", "efficiency.achievable_bandwidth_fraction"
     )
     launch_overhead = reader.cited(efficiency, "launch_overhead_s", "efficiency.launch_overhead_s")
+    fa2_fraction = reader.cited(
+        efficiency, "fa2_compute_fraction", "efficiency.fa2_compute_fraction", optional=True
+    )
 
     profile = HardwareProfile(
         **texts,
@@ -286,6 +303,7 @@ def _parse(text: str, origin: str) -> HardwareProfile:
         launch_overhead_s=launch_overhead,
         citations=tuple(reader.citations),
         source_path=origin,
+        fa2_compute_fraction=fa2_fraction,
     )
     _check_consistency(profile, reader)
     return profile
@@ -341,8 +359,8 @@ def _check_consistency(profile: HardwareProfile, reader: _Reader) -> None:
         reader.fail("power.idle_with_context_w", "must lie between idle_w and tdp_w")
     if not power.idle_w <= power.static_w < power.tdp_w:
         reader.fail("power.static_w", "must be at least idle_w and below tdp_w")
-    for key in ("achievable_compute_fraction", "achievable_bandwidth_fraction"):
-        if getattr(profile, key) > 1:
+    for key in ("achievable_compute_fraction", "achievable_bandwidth_fraction", "fa2_compute_fraction"):
+        if (getattr(profile, key) or 0) > 1:
             reader.fail(f"efficiency.{key}", "is a fraction and must not exceed 1")
     for dtype_class in DTYPE_CLASSES:
         for matrix in (True, False):

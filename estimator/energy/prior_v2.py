@@ -9,7 +9,9 @@ kernels, kernel efficiency that depends on size, and the precision the runtime r
 * ``t_compute = flops / (peak * achievable_compute_fraction * e_tile)`` with ``e_tile`` the tile and wave
   quantisation of the kernel's GEMM with the best of the library's tiles
   (:func:`~estimator.energy.gpu_efficiency.library_tile_efficiency`; 1 for non-contractions and for grouped
-  convolutions that do not run as GEMMs);
+  convolutions that do not run as GEMMs); a fused attention kernel that the runtime runs as FlashAttention-2
+  sustains the profile's ``fa2_compute_fraction`` instead, where it cites one, and its ``e_tile`` also counts
+  the head size padded to FlashAttention-2's (:func:`~estimator.energy.gpu_paths.compute_paths`);
 * ``t_memory = bytes_beyond_L1 / (DRAM_bandwidth * fraction(bytes))``, the fraction rising with the bytes moved
   (:func:`~estimator.energy.gpu_efficiency.bandwidth_fraction`);
 * GPU time ``g_k = max(t_compute, t_memory, t_floor)``, ``t_floor`` the shortest a kernel occupies the GPU
@@ -226,7 +228,7 @@ def device_terms(
     ka = kernel_arrays(kernels, dtype)
     levels, placement = place_kernels(kernels, ka, hw, hw.compute_units)
     paths = compute_paths(kernels, hw, runtime, ka, dtype)
-    t_compute = ka.flops / (paths.peak * hw.achievable_compute_fraction * paths.efficiency)
+    t_compute = ka.flops / (paths.peak * paths.fraction * paths.efficiency)
     beyond_l1 = (
         placement.bytes_by_level[:, 1:].sum(axis=1) if levels else placement.bytes_by_level.sum(axis=1)
     )

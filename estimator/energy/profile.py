@@ -198,6 +198,10 @@ class HardwareProfile:
     launch_overhead_s: float
     citations: tuple[Citation, ...]
     source_path: str
+    #: Fraction of the dense matrix peak a FlashAttention-2 forward kernel reaches on this device (16-bit inputs,
+    #: FLOPs counted as the two attention products); None where no figure is cited, and the v2 prior then
+    #: times such kernels at ``achievable_compute_fraction`` (:func:`estimator.energy.gpu_paths.compute_paths`).
+    fa2_compute_fraction: float | None = None
     #: (dtype, matrix) -> what executes it (:meth:`_executed`), filled as asked: priors ask per kernel.
     _executed_memo: dict = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
 

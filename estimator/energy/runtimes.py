@@ -34,6 +34,9 @@ class Runtime:
             (PyTorch's ``scaled_dot_product_attention``): each attention chain is one kernel, every other op
             its own.
         host_twin: the runtime whose fitted host constants this one shares (the same host path), or None.
+        attention_kernel: the fused attention kernel it runs for 16-bit attention on the GPUs whose profile
+            cites that kernel's rate (:data:`FLASH_ATTENTION_2`), or None (timed as any contraction).
+        attention_source: where ``attention_kernel`` comes from.
     """
 
     name: str
@@ -46,6 +49,8 @@ class Runtime:
     host_source: str = ""
     fuses_attention: bool = False
     host_twin: str | None = None
+    attention_kernel: str | None = None
+    attention_source: str = ""
 
     @property
     def fusion(self) -> bool | str:
@@ -95,6 +100,21 @@ _VLLM_HOST = (
     "GPU's ML.ENERGY v2 rows and judged on the other's"
 )
 
+#: FlashAttention-2 (Dao, arXiv:2307.08691): its forward kernel's rate per device is the profile's
+#: ``fa2_compute_fraction``.
+FLASH_ATTENTION_2 = "flash-attention-2"
+_SDPA_FLASH = (
+    "PyTorch's scaled_dot_product_attention tries its backends in a fixed order, flash attention first (an "
+    "in-tree copy of FlashAttention-2: aten/src/ATen/native/transformers/cuda/sdp_utils.cpp, priority_order; "
+    "'flash_attention V2 is universally faster than efficient_attention and Math'), which takes float16 and "
+    "bfloat16 inputs with head size <= 256 on sm_80 to sm_90, sm_100 and sm_120 since pytorch/pytorch pull "
+    "request 145602 (2025-01); float32 falls to the memory-efficient kernel. cuDNN attention was first in "
+    "that order on H100 only in PyTorch 2.5.0 (made opt-in again by pull request 138522); pull request 162073 "
+    "meant to put it first on sm_90 and sm_100 for 2.9, but the 2.9 wheels were built against cuDNN 9.8, below "
+    "the 9.9 that needs, so it was not selected (pytorch/pytorch issue 165801): ML.ENERGY v3's torch 2.9.1 "
+    "ran FlashAttention-2 on H100 and B200 (if a build selected cuDNN there, the attention kernels ran "
+    "faster than this prior says)"
+)
 _HWNAS360 = (
     "HW-NAS-Bench-360 scripts/pi/bench_energy.py: 1 thread pinned to core 0 "
     "(see ../shared/datasets/hwnasbench360/PROVENANCE.md)"
@@ -138,6 +158,8 @@ RUNTIMES: dict[str, Runtime] = {
             host_source=_EAGER_OP,
             fuses_attention=True,
             host_twin="pytorch-cuda",
+            attention_kernel=FLASH_ATTENTION_2,
+            attention_source=_SDPA_FLASH,
         ),
         Runtime(
             "hf-pipeline",
@@ -189,6 +211,12 @@ RUNTIMES: dict[str, Runtime] = {
             host_dispatch_s=0.5e-6,
             host_call_s=1e-3,
             host_source=_VLLM_HOST,
+            attention_source="none named: vLLM's attention kernel depends on its version and the GPU. Before "
+            "0.7 it ran FlashAttention-2 (vllm-flash-attn); from vLLM pull request 12093 (2025-01) it runs "
+            "FlashAttention-3 on Hopper ('if hopper default to FA3, otherwise stick to FA2', "
+            "get_flash_attn_version, pull request 14244); ML.ENERGY v2 (2024) ran the former, v3 (2025 models such "
+            "as Qwen3) a vLLM of the latter kind. One runtime name covers both, so its attention is timed as "
+            "any contraction",
         ),
     )
 }
