@@ -25,8 +25,9 @@ from collections.abc import Mapping
 
 from estimator.cost.kernel_report import (  # noqa: F401  (re-exported: the kernels' public names)
     _ARRAY_FIELDS,
-    _FUSED_ROWS,
+    _FUSION_TRACE,
     MATRIX_KINDS,
+    FusionTrace,
     Kernel,
     KernelReport,
     _int_columns_of_rows,
@@ -68,12 +69,17 @@ def fuse_kernels(report: CostReport, *, fuse: bool | str = True) -> KernelReport
     by_index = {n.index: n for n in nodes}
     view_of: dict[str, str] = {}  # view output -> the tensor it aliases
     consumers: dict[str, list[int]] = {}
+    constant_roots = graph.constant_roots  # Graph.is_constant, read without a call per input
+    reads: dict[int, list[str]] = {}  # node -> the run-time tensors (not constants) it reads
     for n, gn in zip(nodes, graph.nodes, strict=True):
         if n.status == "folded":
             continue
+        runtime_inputs = reads[n.index] = []
         for name in gn.inputs:
             if name:
                 consumers.setdefault(name, []).append(n.index)
+                if name not in constant_roots:
+                    runtime_inputs.append(name)
         if n.status == "zero-cost" and gn.inputs and gn.inputs[0] and gn.outputs:
             for out in gn.outputs:
                 if out:
@@ -96,7 +102,6 @@ def fuse_kernels(report: CostReport, *, fuse: bool | str = True) -> KernelReport
                 real_consumers.setdefault(root_get(t, t), []).append(c)
     graph_outputs = {root_get(o, o) for o in graph.outputs}
 
-    constant_roots = graph.constant_roots  # Graph.is_constant, read without a call per input
     category_of = _CATEGORY_OF.get
     producers = graph.producers
 
@@ -124,14 +129,11 @@ def fuse_kernels(report: CostReport, *, fuse: bool | str = True) -> KernelReport
             kinds.append(kind)
             open_for_epilogue.append(kind in ("contraction", "elementwise", "reduction", "attention-scores"))
 
-        for n, gn in zip(nodes, graph.nodes, strict=True):
+        for n in nodes:
             if n.status == "folded":
                 continue
             cat = "view" if n.status == "zero-cost" else category_of(n.op_type, "other")
-            runtime_inputs = []  # a loop, not a comprehension: Python 3.11 makes a frame per comprehension
-            for t in gn.inputs:
-                if t and t not in constant_roots:
-                    runtime_inputs.append(t)
+            runtime_inputs = reads[n.index]
             if cat == "view":
                 g = producer_group(runtime_inputs[0]) if runtime_inputs else None
                 if g is None:
@@ -199,15 +201,25 @@ def fuse_kernels(report: CostReport, *, fuse: bool | str = True) -> KernelReport
     else:
         group, members, kinds = grouping(bool(fuse), False, {})
 
-    kernels, rows = [], []
+    kernels = []
+    trace = FusionTrace(groups=members, root_of=root_of)
     for k, idxs in enumerate(members):
         kernels.append(
             _make_kernel(
-                k, idxs, kinds[k], by_index, graph.producers, root_of, real_consumers, graph_outputs, rows
+                k,
+                idxs,
+                kinds[k],
+                by_index,
+                reads,
+                graph.producers,
+                root_of,
+                real_consumers,
+                graph_outputs,
+                trace,
             )
         )
     out = KernelReport(report, tuple(kernels), dict(group), dict(view_of))
-    out._derived[_FUSED_ROWS] = rows
+    out._derived[_FUSION_TRACE] = trace
     return out
 
 
@@ -216,13 +228,15 @@ def _make_kernel(
     idxs: list[int],
     kind: str,
     by_index: Mapping[int, NodeCost],
+    reads: Mapping[int, list[str]],
     producers: Mapping[str, int],
     root_of: Mapping[str, str],
     real_consumers: Mapping[str, list[int]],
     graph_outputs: set[str],
-    rows: list[int],
+    trace: FusionTrace,
 ) -> Kernel:
-    """The kernel of nodes ``idxs``; its :data:`_ARRAY_FIELDS` are appended to ``rows``."""
+    """The kernel of nodes ``idxs`` (``k``-th in launch order; ``reads``: each node's run-time inputs); what it
+    is made of is appended to ``trace``."""
     first = by_index[idxs[0]]
     inside = set(idxs)
     root_get = root_of.get  # a view's output -> the tensor it aliases; any other tensor is its own root
@@ -234,15 +248,23 @@ def _make_kernel(
     seen: set[str] = set()
     names = []  # op types of the members that compute
     anchor = None
+    member_flops, member_ops = trace.member_flops, trace.member_ops
+    write_tensors, write_bytes, write_steps = trace.write_tensors, trace.write_bytes, trace.write_steps
+    last_read = trace.last_read  # kernels come in launch order: each tensor ends at its last reading kernel
     for i in idxs:
         n = by_index[i]
+        for t in reads[i]:
+            last_read[t] = k
         macs += n.macs
         flops += n.flops
         params += n.params
         param_bytes += n.param_bytes
+        member_flops.append(n.flops)
+        member_ops.append(n.op_type)
+        costed = n.status == "costed"
         if n.status != "zero-cost":
             names.append(n.op_type)
-            if anchor is None and n.status == "costed":
+            if anchor is None and costed:
                 anchor = n
         for r in n.reads:
             src = root_get(r.tensor, r.tensor)
@@ -257,18 +279,26 @@ def _make_kernel(
             else:
                 activation += r.nbytes
         for tensor, nbytes in n.writes:
+            if costed:
+                write_tensors.append(tensor)
+                write_bytes.append(nbytes)
+                write_steps.append(k)
             r = root_get(tensor, tensor)
             consumers = real_consumers.get(r, ())
             if r in graph_outputs or not consumers or not inside.issuperset(consumers):
                 write += nbytes
     launches = 1 if names else 0
-    rows += (macs, flops, params, param_bytes, weight, activation, write, launches)
+    trace.rows += (macs, flops, params, param_bytes, weight, activation, write, launches)
+    kind = "view" if launches == 0 else kind
+    dtype = (anchor or first).dtype
+    trace.kinds.append(kind)
+    trace.dtypes.append(dtype)
     return frozen_record(
         Kernel,
         {
             "index": k,
             "name": "+".join(names) or first.op_type,
-            "kind": "view" if launches == 0 else kind,
+            "kind": kind,
             "nodes": tuple(idxs),
             "macs": macs,
             "flops": flops,
@@ -278,6 +308,6 @@ def _make_kernel(
             "activation_read_bytes": activation,
             "write_bytes": write,
             "launches": launches,
-            "dtype": (anchor or first).dtype,
+            "dtype": dtype,
         },
     )
