@@ -34,7 +34,7 @@ def reports():
 
 def test_fused_columns_equal_the_kernel_by_kernel_columns(reports):
     for report in reports:
-        assert report._derived.get(K._FUSED_ROWS) is not None  # the fast path is taken
+        assert report._derived.get(K._FUSION_TRACE) is not None  # the fast path is taken
         fast, slow = report.arrays, int_columns(report.kernels, K._ARRAY_FIELDS)
         assert list(fast) == list(slow)
         for field in slow:
@@ -73,3 +73,33 @@ def test_category_sums_by_bincount_equal_add_at():
     np.add.at(expected, (owner, codes), weights)
     got = np.bincount(owner * 5 + codes, weights=weights, minlength=35).reshape(7, 5)
     assert got.tobytes() == expected.tobytes()
+
+
+def test_columns_fusion_kept_equal_those_read_from_the_kernels(reports):
+    """Kinds, dtypes, member columns and live ranges from fusion's trace equal those read back from the kernel
+    and node records (a copy of the report without the trace: ``dataclasses.replace``)."""
+    for report in reports:
+        assert report._trace is not None
+        plain = dataclasses.replace(report)  # the same kernels, no trace: every column read from the records
+        assert plain._trace is None
+        assert report.kinds == plain.kinds == tuple(k.kind for k in report.kernels)
+        assert report.dtypes == plain.dtypes == tuple(k.dtype for k in report.kernels)
+        assert report.dominant_dtype == plain.dominant_dtype
+        fast, slow = report.members, plain.members
+        assert fast.op_types == slow.op_types
+        for name in ("nodes", "kernel", "flops"):
+            a, b = getattr(fast, name), getattr(slow, name)
+            assert a.dtype == b.dtype and np.array_equal(a, b)
+        # Each member is a node of its kernel, in the kernel's order.
+        assert fast.nodes.tolist() == [i for k in report.kernels for i in k.nodes]
+        assert fast.flops.tolist() == [report.costs.nodes[i].flops for i in fast.nodes.tolist()]
+        live, plain_live = report.live_ranges, plain.live_ranges
+        assert live.steps == plain_live.steps == max(len(report.kernels), 1)
+        # The same (bytes, first, last) ranges: fusion lists tensors kernel after kernel, the records node after
+        # node (the peak does not depend on the order).
+        fast_ranges = sorted(zip(live.nbytes.tolist(), live.first.tolist(), live.last.tolist(), strict=True))
+        slow_ranges = sorted(
+            zip(plain_live.nbytes.tolist(), plain_live.first.tolist(), plain_live.last.tolist(), strict=True)
+        )
+        assert fast_ranges == slow_ranges
+        assert (live.last >= live.first).all()

@@ -21,138 +21,23 @@ latest kernel among the node's producers, so that kernels stay in an order they 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass, field
-from functools import cached_property
-from typing import TypeVar
+from collections.abc import Mapping
 
-import numpy as np
-
-from estimator.cost.nodes import COST_FIELDS, CostReport, NodeCost, int_columns
+from estimator.cost.kernel_report import (  # noqa: F401  (re-exported: the kernels' public names)
+    _ARRAY_FIELDS,
+    _FUSION_TRACE,
+    MATRIX_KINDS,
+    FusionTrace,
+    Kernel,
+    KernelReport,
+    _int_columns_of_rows,
+)
+from estimator.cost.nodes import CostReport, NodeCost
 from estimator.cost.op_kinds import CONTRACTION_OPS, ELEMENTWISE_OPS, REDUCTION_OPS
 from estimator.graph.structure import frozen_record
 
-T = TypeVar("T")
-
-#: Kernel kinds whose work runs on the matrix units (tensor cores, AMX): their peak, not the vector one.
-MATRIX_KINDS = frozenset({"contraction", "attention"})
 _SOFTMAX = frozenset({"Softmax"})
 _MATMUL = frozenset({"MatMul", "FusedMatMul"})
-
-
-@dataclass(frozen=True)
-class Kernel:
-    """One launched kernel: a group of fused nodes and the memory traffic that crosses its boundary.
-
-    Attributes:
-        index: position in launch order.
-        name: member op types joined by ``+`` (``Conv+BatchNormalization+Relu``).
-        kind: contraction, attention, elementwise, reduction, movement, view or other.
-        nodes: indices (into ``CostReport.nodes``) of the member nodes.
-        macs, flops: sums over the members.
-        params, param_bytes: parameters first counted in this kernel.
-        weight_bytes: bytes read from constants.
-        activation_read_bytes: bytes read from run-time tensors produced outside the kernel.
-        write_bytes: bytes written for tensors used outside the kernel (or graph outputs).
-        launches: 1, or 0 for a group of views that launches nothing.
-        dtype: arithmetic element type of the anchor node.
-    """
-
-    index: int
-    name: str
-    kind: str
-    nodes: tuple[int, ...]
-    macs: int
-    flops: int
-    params: int
-    param_bytes: int
-    weight_bytes: int
-    activation_read_bytes: int
-    write_bytes: int
-    launches: int
-    dtype: str
-
-    @property
-    def read_bytes(self) -> int:
-        """All bytes read from memory."""
-        return self.weight_bytes + self.activation_read_bytes
-
-    @property
-    def bytes(self) -> int:
-        """All bytes moved to or from memory (reads + writes)."""
-        return self.read_bytes + self.write_bytes
-
-
-@dataclass(frozen=True)
-class KernelReport:
-    """The kernels of a graph, in launch order, and the report they were made from."""
-
-    costs: CostReport
-    kernels: tuple[Kernel, ...]
-    kernel_of_node: Mapping[int, int]
-    views: Mapping[str, str] = field(default_factory=dict)
-    _derived: dict = field(default_factory=dict, init=False, repr=False, compare=False)
-
-    def derived(self, key: Hashable, compute: Callable[[], T]) -> T:
-        """A quantity that is a pure function of this report (and of ``key``), computed by ``compute()`` the first
-        time it is asked for and kept with the report, so that the stages of one estimate (placement, prior,
-        features, several profiles) never compute it twice. Values are shared: never modify one."""
-        try:
-            return self._derived[key]
-        except KeyError:
-            value = self._derived[key] = compute()
-            return value
-
-    def root(self, tensor: str) -> str:
-        """The tensor that ``tensor`` is a view of (through Reshape, Squeeze, ...), or itself."""
-        while tensor in self.views:
-            tensor = self.views[tensor]
-        return tensor
-
-    @cached_property
-    def dominant_dtype(self) -> str:
-        """Element type carrying the most FLOPs (``float32`` when nothing computes)."""
-        flops: dict[str, int] = {}
-        for k in self.kernels:
-            if k.dtype != "undefined":
-                flops[k.dtype] = flops.get(k.dtype, 0) + k.flops
-        return max(flops, key=flops.get) if flops else "float32"
-
-    @cached_property
-    def arrays(self) -> dict[str, np.ndarray]:
-        """Per-kernel int64 columns: macs, flops, params, param_bytes, weight_bytes, activation_read_bytes,
-        write_bytes, launches."""
-        rows = self._derived.get(_FUSED_ROWS)  # the integers fusion summed, when this report is fusion's own
-        columns = _int_columns_of_rows(rows) if rows is not None else None
-        return int_columns(self.kernels, _ARRAY_FIELDS) if columns is None else columns
-
-    @property
-    def launches(self) -> int:
-        """Number of kernel launches for one inference."""
-        return int(self.arrays["launches"].sum())
-
-
-_ARRAY_FIELDS = (*COST_FIELDS, "launches")
-#: Key of :meth:`KernelReport.derived` under which fusion leaves the kernels' :data:`_ARRAY_FIELDS`, one flat list
-#: (``dataclasses.replace`` makes a report without it: its kernels may differ).
-_FUSED_ROWS = "fused rows"
-#: Column totals below this (float64) are below 2**63 whatever the rounding of their float sum.
-_SAFE_TOTAL = float(1 << 62)
-
-
-def _int_columns_of_rows(rows: list[int]) -> dict[str, np.ndarray] | None:
-    """:func:`~estimator.cost.nodes.int_columns` of the kernels from their :data:`_ARRAY_FIELDS`, kernel after
-    kernel in one flat list, in one conversion; None when a value or a column's total may not fit in int64 (the
-    caller then takes the checking path, and its error)."""
-    if not rows:
-        return None
-    try:
-        matrix = np.fromiter(rows, np.int64, len(rows)).reshape(-1, len(_ARRAY_FIELDS))
-    except OverflowError:
-        return None
-    if float(np.abs(matrix, dtype=np.float64).sum(axis=0).max()) >= _SAFE_TOTAL:
-        return None
-    return dict(zip(_ARRAY_FIELDS, matrix.T.copy(), strict=True))
 
 
 #: The category of each op that has one (a zero-cost node is a view; any other op is "other"): a contraction
@@ -184,12 +69,17 @@ def fuse_kernels(report: CostReport, *, fuse: bool | str = True) -> KernelReport
     by_index = {n.index: n for n in nodes}
     view_of: dict[str, str] = {}  # view output -> the tensor it aliases
     consumers: dict[str, list[int]] = {}
+    constant_roots = graph.constant_roots  # Graph.is_constant, read without a call per input
+    reads: dict[int, list[str]] = {}  # node -> the run-time tensors (not constants) it reads
     for n, gn in zip(nodes, graph.nodes, strict=True):
         if n.status == "folded":
             continue
+        runtime_inputs = reads[n.index] = []
         for name in gn.inputs:
             if name:
                 consumers.setdefault(name, []).append(n.index)
+                if name not in constant_roots:
+                    runtime_inputs.append(name)
         if n.status == "zero-cost" and gn.inputs and gn.inputs[0] and gn.outputs:
             for out in gn.outputs:
                 if out:
@@ -212,7 +102,6 @@ def fuse_kernels(report: CostReport, *, fuse: bool | str = True) -> KernelReport
                 real_consumers.setdefault(root_get(t, t), []).append(c)
     graph_outputs = {root_get(o, o) for o in graph.outputs}
 
-    constant_roots = graph.constant_roots  # Graph.is_constant, read without a call per input
     category_of = _CATEGORY_OF.get
     producers = graph.producers
 
@@ -240,14 +129,11 @@ def fuse_kernels(report: CostReport, *, fuse: bool | str = True) -> KernelReport
             kinds.append(kind)
             open_for_epilogue.append(kind in ("contraction", "elementwise", "reduction", "attention-scores"))
 
-        for n, gn in zip(nodes, graph.nodes, strict=True):
+        for n in nodes:
             if n.status == "folded":
                 continue
             cat = "view" if n.status == "zero-cost" else category_of(n.op_type, "other")
-            runtime_inputs = []  # a loop, not a comprehension: Python 3.11 makes a frame per comprehension
-            for t in gn.inputs:
-                if t and t not in constant_roots:
-                    runtime_inputs.append(t)
+            runtime_inputs = reads[n.index]
             if cat == "view":
                 g = producer_group(runtime_inputs[0]) if runtime_inputs else None
                 if g is None:
@@ -315,15 +201,25 @@ def fuse_kernels(report: CostReport, *, fuse: bool | str = True) -> KernelReport
     else:
         group, members, kinds = grouping(bool(fuse), False, {})
 
-    kernels, rows = [], []
+    kernels = []
+    trace = FusionTrace(groups=members, root_of=root_of)
     for k, idxs in enumerate(members):
         kernels.append(
             _make_kernel(
-                k, idxs, kinds[k], by_index, graph.producers, root_of, real_consumers, graph_outputs, rows
+                k,
+                idxs,
+                kinds[k],
+                by_index,
+                reads,
+                graph.producers,
+                root_of,
+                real_consumers,
+                graph_outputs,
+                trace,
             )
         )
     out = KernelReport(report, tuple(kernels), dict(group), dict(view_of))
-    out._derived[_FUSED_ROWS] = rows
+    out._derived[_FUSION_TRACE] = trace
     return out
 
 
@@ -332,13 +228,15 @@ def _make_kernel(
     idxs: list[int],
     kind: str,
     by_index: Mapping[int, NodeCost],
+    reads: Mapping[int, list[str]],
     producers: Mapping[str, int],
     root_of: Mapping[str, str],
     real_consumers: Mapping[str, list[int]],
     graph_outputs: set[str],
-    rows: list[int],
+    trace: FusionTrace,
 ) -> Kernel:
-    """The kernel of nodes ``idxs``; its :data:`_ARRAY_FIELDS` are appended to ``rows``."""
+    """The kernel of nodes ``idxs`` (``k``-th in launch order; ``reads``: each node's run-time inputs); what it
+    is made of is appended to ``trace``."""
     first = by_index[idxs[0]]
     inside = set(idxs)
     root_get = root_of.get  # a view's output -> the tensor it aliases; any other tensor is its own root
@@ -350,15 +248,23 @@ def _make_kernel(
     seen: set[str] = set()
     names = []  # op types of the members that compute
     anchor = None
+    member_flops, member_ops = trace.member_flops, trace.member_ops
+    write_tensors, write_bytes, write_steps = trace.write_tensors, trace.write_bytes, trace.write_steps
+    last_read = trace.last_read  # kernels come in launch order: each tensor ends at its last reading kernel
     for i in idxs:
         n = by_index[i]
+        for t in reads[i]:
+            last_read[t] = k
         macs += n.macs
         flops += n.flops
         params += n.params
         param_bytes += n.param_bytes
+        member_flops.append(n.flops)
+        member_ops.append(n.op_type)
+        costed = n.status == "costed"
         if n.status != "zero-cost":
             names.append(n.op_type)
-            if anchor is None and n.status == "costed":
+            if anchor is None and costed:
                 anchor = n
         for r in n.reads:
             src = root_get(r.tensor, r.tensor)
@@ -373,18 +279,26 @@ def _make_kernel(
             else:
                 activation += r.nbytes
         for tensor, nbytes in n.writes:
+            if costed:
+                write_tensors.append(tensor)
+                write_bytes.append(nbytes)
+                write_steps.append(k)
             r = root_get(tensor, tensor)
             consumers = real_consumers.get(r, ())
             if r in graph_outputs or not consumers or not inside.issuperset(consumers):
                 write += nbytes
     launches = 1 if names else 0
-    rows += (macs, flops, params, param_bytes, weight, activation, write, launches)
+    trace.rows += (macs, flops, params, param_bytes, weight, activation, write, launches)
+    kind = "view" if launches == 0 else kind
+    dtype = (anchor or first).dtype
+    trace.kinds.append(kind)
+    trace.dtypes.append(dtype)
     return frozen_record(
         Kernel,
         {
             "index": k,
             "name": "+".join(names) or first.op_type,
-            "kind": "view" if launches == 0 else kind,
+            "kind": kind,
             "nodes": tuple(idxs),
             "macs": macs,
             "flops": flops,
@@ -394,6 +308,6 @@ def _make_kernel(
             "activation_read_bytes": activation,
             "write_bytes": write,
             "launches": launches,
-            "dtype": (anchor or first).dtype,
+            "dtype": dtype,
         },
     )

@@ -27,7 +27,6 @@ runtime table (:mod:`estimator.energy.runtimes`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -148,14 +147,14 @@ def _kernel_arrays(kernels: KernelReport, dtype: str | None) -> KernelArrays:
     a = kernels.arrays
     ks = kernels.kernels
     # Per distinct kernel dtype: what it runs in and the scale of its bytes (a table of a few, read per kernel).
-    own = [k.dtype for k in ks]
+    own = kernels.dtypes
     runs_in: dict[str, tuple[str, float]] = {}
     for d in dict.fromkeys(own):
         if dtype is not None and d in _FLOAT_DTYPES and dtype != d:
             runs_in[d] = (dtype, dtype_bits(dtype) / dtype_bits(d))
         else:
             runs_in[d] = (d if d != "undefined" else "float32", 1.0)
-    matrix = np.array([k.kind in MATRIX_KINDS for k in ks], dtype=bool)
+    matrix = np.fromiter(map(MATRIX_KINDS.__contains__, kernels.kinds), bool, len(ks))
     # Each kernel's dtype as a number (order of first appearance), then masks per dtype and path.
     number: dict[str, int] = {}
     if len(runs_in) == 1:  # one dtype, the common case: no look-up per kernel
@@ -256,55 +255,8 @@ def peak_live_activation_bytes(kernels: KernelReport) -> int:
 
 
 def _peak_live_activation_bytes(kernels: KernelReport) -> int:
-    report = kernels.costs
-    graph = report.graph
-    nodes, graph_nodes = report.nodes, graph.nodes
-    constant = graph.constant_roots
-    ks = kernels.kernels
-    steps = max(len(ks), 1)
-    # Every node that runs is in one kernel (folded ones in none): kernel after kernel, steps go up. A tensor
-    # read through a view stays alive until the view's reader: each read is of the view's root. Later (larger)
-    # steps overwrite earlier ones: each tensor's last reading step.
-    root = _view_roots(kernels.views).get
-    last_use = {
-        root(name, name): step
-        for step, k in enumerate(ks)
-        for i in k.nodes
-        for name in graph_nodes[i].inputs
-        if name and name not in constant
-    }
-    sizes, born, dies = [], [], []
-    for name in graph.inputs:
-        info = graph.tensor(name)
-        if info is not None and info.nbytes:
-            sizes.append(info.nbytes)
-            born.append(0)
-            dies.append(last_use.get(name, 0))
-    # Costed nodes' writes: born at their kernel's step, dead after their last read (never before birth), graph
-    # outputs at the last step. Lists of what exists: a new tuple per tensor would wake the garbage collector.
-    costed = [n for n in nodes if n.status == "costed"]
-    writes = [w for n in costed for w in n.writes]
-    if writes:
-        tensors, nbytes = zip(*writes, strict=True)
-        step_of = kernels.kernel_of_node.get
-        starts = np.repeat(
-            np.array([step_of(n.index, 0) for n in costed], dtype=np.int64), [len(n.writes) for n in costed]
-        ).tolist()
-        last_use.update(dict.fromkeys((kernels.root(o) for o in graph.outputs), steps - 1))
-        sizes += nbytes
-        born += starts
-        dies += map(last_use.get, tensors, starts)
-    born_at = np.array(born, dtype=np.int64)
-    return peak_live_bytes(sizes, born_at, np.maximum(np.array(dies, dtype=np.int64), born_at), steps)
-
-
-def _view_roots(views: Mapping[str, str]) -> dict[str, str]:
-    """Each view output -> the tensor it finally aliases (through chains of views)."""
-    out = dict(views)
-    for name, t in out.items():
-        while t in views:
-            out[name] = t = views[t]
-    return out
+    r = kernels.live_ranges
+    return peak_live_bytes(r.nbytes, r.first, r.last, r.steps)
 
 
 def energy_prior(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
 
@@ -358,26 +359,21 @@ def static_additive(kernels: KernelReport) -> np.ndarray:
     out = np.zeros((len(ks), len(_A_NAMES)))
     if not ks:
         return out
-    nodes = kernels.costs.nodes
     graph = kernels.costs.graph
     columns = kernels.arrays
     out[:, _KERNEL_OUT] = np.stack([columns[field] for _, field in _KERNEL_FIELDS], axis=1)
     rows = np.arange(len(ks))
-    kinds = [k.kind for k in ks]
-    other = _KIND_COLUMN["other"]
-    out[rows, [_KIND_COLUMN.get(k, other) for k in kinds]] = 1
-    matrix = np.array([k in MATRIX_KINDS for k in kinds], dtype=bool)
+    kinds = kernels.kinds
+    out[rows, np.fromiter(map(_KIND_COLUMN.get, kinds, repeat(_KIND_COLUMN["other"])), np.intp, len(ks))] = 1
+    matrix = np.fromiter(map(MATRIX_KINDS.__contains__, kinds), bool, len(ks))
     out[matrix, _A["matrix_flops"]] = columns["flops"][matrix]
-    out[:, _A["act_elements"]] = _activation_elements(ks, columns["activation_read_bytes"])
+    out[:, _A["act_elements"]] = _activation_elements(kernels, columns["activation_read_bytes"])
 
     # The kernels' nodes, kernel after kernel, each in its kernel's order.
-    member_list = [i for k in ks for i in k.nodes]
-    if not member_list:
+    members = kernels.members
+    if not len(members.nodes):
         return out
-    member_nodes = [nodes[i] for i in member_list]
-    member = np.array(member_list, dtype=np.intp)
-    owner = np.repeat(rows, [len(k.nodes) for k in ks])
-    flops = np.fromiter((n.flops for n in member_nodes), np.int64, len(member_nodes))
+    member, owner, flops = members.nodes, members.kernel, members.flops
     dead = dead_nodes(graph)[member]
     if dead.any():  # else no FLOPs and no kernel are dead: the columns stay 0
         dead_flops = np.zeros(len(ks), dtype=np.int64)  # integer sums, as Python's sum of ints
@@ -389,7 +385,7 @@ def static_additive(kernels: KernelReport) -> np.ndarray:
     # Op categories: per node of a category, its count and FLOPs (float sums, in node order); convolutions
     # also their kernel elements x FLOPs. These columns are 0 until here, so each is its sums from 0.0 in node
     # order: np.bincount's (which adds its weights in order, as np.add.at would).
-    code = np.fromiter((_CATEGORY_CODE.get(n.op_type, -1) for n in member_nodes), np.intp, len(member_nodes))
+    code = np.fromiter(map(_CATEGORY_CODE.get, members.op_types, repeat(-1)), np.intp, len(member))
     counted = np.flatnonzero(code >= 0)
     if len(counted):
         codes = code[counted]
@@ -403,26 +399,28 @@ def static_additive(kernels: KernelReport) -> np.ndarray:
         if len(convs):
             tensors, graph_nodes = graph.tensors, graph.nodes
             conv_value = []
-            for j in convs.tolist():
-                inputs = graph_nodes[member_list[j]].inputs
+            for i, f in zip(member[convs].tolist(), flops[convs].tolist(), strict=True):
+                inputs = graph_nodes[i].inputs
                 w = tensors.get(inputs[1]) if len(inputs) > 1 and inputs[1] else None
                 shape = w.shape if w is not None else None
                 kelems = float(math.prod(shape[2:])) if shape and len(shape) > 2 else 1.0
-                conv_value.append(kelems * member_nodes[j].flops)
+                conv_value.append(kelems * f)
             out[:, _A["conv_kelems_x_flops"]] = np.bincount(
                 owner[convs], weights=conv_value, minlength=len(ks)
             )
     return out
 
 
-def _activation_elements(ks: tuple, act_bytes: np.ndarray) -> np.ndarray | list[float]:
+def _activation_elements(kernels: KernelReport, act_bytes: np.ndarray) -> np.ndarray | list[float]:
     """Elements each kernel reads from run-time tensors: ``activation_read_bytes * 8 / bits`` of its dtype
     (32 when unknown), as Python divides the integers (exactly when the products are below 2**53)."""
-    bits_of: dict[str, int] = {}
-    bits = [bits_of.get(k.dtype) or bits_of.setdefault(k.dtype, dtype_bits(k.dtype) or 32) for k in ks]
+    dtypes = kernels.dtypes
+    bits_of = {d: dtype_bits(d) or 32 for d in dict.fromkeys(dtypes)}
     if len(act_bytes) and int(act_bytes.max()) >= _EXACT_INT // 8:
-        return [k.activation_read_bytes * 8 / b for k, b in zip(ks, bits, strict=True)]
-    return (act_bytes * 8) / np.array(bits, dtype=float)
+        return [k.activation_read_bytes * 8 / bits_of[k.dtype] for k in kernels.kernels]
+    if len(bits_of) == 1:  # one dtype: one divisor (the same quotients as an array of it)
+        return (act_bytes * 8) / float(next(iter(bits_of.values())))
+    return (act_bytes * 8) / np.fromiter(map(bits_of.__getitem__, dtypes), float, len(dtypes))
 
 
 def _additive(kernels: KernelReport, prior: PriorResult, static: np.ndarray | None = None) -> np.ndarray:
