@@ -207,36 +207,44 @@ def count_costs(graph: Graph, *, strict: bool = False) -> CostReport:
     counted_roots: set[str] = set()
     memo = NODE_COST_MEMO if NODE_COST_MEMO.enabled else None
     get = graph.tensors.get
+    # Without a tensor named "" (the name of an omitted input), looking every name up gives None for the omitted
+    # ones: the names are mapped in one C-level call, not a comprehension per node.
+    by_map = "" not in graph.tensors
     rules: dict[tuple[str, str], tuple] = {}  # (domain, op type) -> (rule, opset), looked up once per graph
-    nodes = tuple(
-        [
+    costs = []
+    append = costs.append
+    folded = _FOLDED
+    for node in graph.nodes:
+        if node.constant_folded:
             # A folded node costs nothing and holds only its names and output shapes: built here, without a call.
-            frozen_record(
-                NodeCost,
-                {
-                    **_FOLDED,
-                    "index": node.index,
-                    "name": node.name,
-                    "op_type": node.op_type,
-                    "domain": node.domain,
-                    "output_shapes": tuple([_shape_of(get(o)) if o else None for o in node.outputs]),
-                },
-            )
-            if node.constant_folded
-            else _cost_node(graph, node, counted_roots, memo, rules)
-            for node in graph.nodes
-        ]
-    )
-    unsupported = Counter(n.qualified_op for n in nodes if n.status == "unsupported")
-    not_costed = Counter(n.qualified_op for n in nodes if n.status not in KNOWN_STATUSES)
-    for n in nodes:
+            outs = node.outputs
+            if len(outs) == 1 and outs[0]:
+                info = get(outs[0])
+                shapes = (None if info is None else info.shape,)
+            else:
+                shapes = tuple([_shape_of(get(o)) if o else None for o in outs])
+            record = folded.copy()  # one C-level copy, then the node's fields set in place
+            record["index"] = node.index
+            record["name"] = node.name
+            record["op_type"] = node.op_type
+            record["domain"] = node.domain
+            record["output_shapes"] = shapes
+            append(frozen_record(NodeCost, record))
+        else:
+            append(_cost_node(graph, node, counted_roots, memo, rules, by_map))
+    nodes = tuple(costs)
+    # Only nodes with flags or an unknown status add to the counts below (in node order, as before).
+    special = [n for n in nodes if n.flags or n.status not in KNOWN_STATUSES]
+    unsupported = Counter(n.qualified_op for n in special if n.status == "unsupported")
+    not_costed = Counter(n.qualified_op for n in special if n.status not in KNOWN_STATUSES)
+    for n in special:
         if n.status == "costed":
             for name in n.flags:
                 if name.startswith("unsupported-inside:"):
                     # An op without a rule inside a subgraph leaves its outer node's figure a lower bound.
                     unsupported[name.split(":", 1)[1]] += 1
                     not_costed[name.split(":", 1)[1]] += 1
-    flags = Counter(f for n in nodes for f in n.flags)
+    flags = Counter(f for n in special for f in n.flags)
     report = CostReport(graph, nodes, dict(unsupported), dict(not_costed), dict(flags))
     if strict and (report.not_costed or report.unsupported):
         first = next((n for n in nodes if n.status not in KNOWN_STATUSES), None)
@@ -257,7 +265,7 @@ _NODE_COST_DEFAULTS = {
 
 
 #: The fields of a folded node's NodeCost that do not depend on the node.
-_FOLDED = {**_NODE_COST_DEFAULTS, "status": "folded"}
+_FOLDED = {**_NODE_COST_DEFAULTS, "status": "folded", **dict.fromkeys(("index", "name", "op_type", "domain"))}
 
 
 def _shape_of(info: TensorInfo | None) -> tuple[int, ...] | None:
@@ -270,17 +278,21 @@ def _cost_node(
     counted_roots: set[str],
     memo: NodeCostMemo | None,
     rules: dict[tuple[str, str], tuple],
+    by_map: bool = False,
 ) -> NodeCost:
-    """A node that is not folded (count_costs builds those); ``rules``: this graph's rule look-ups so far."""
+    """A node that is not folded (count_costs builds those); ``rules``: this graph's rule look-ups so far;
+    ``by_map``: the graph has no tensor named "", so every name (omitted ones too) may be looked up."""
     get = graph.tensors.get  # Graph.tensor without a call per name
-    outputs = tuple([get(o) if o else None for o in node.outputs])
+    outputs = (
+        tuple(map(get, node.outputs)) if by_map else tuple([get(o) if o else None for o in node.outputs])
+    )
     domain, op_type = node.domain, node.op_type
-    base = {"index": node.index, "name": node.name, "op_type": op_type, "domain": domain}
     found = rules.get((domain, op_type))
     if found is None:
         opset = graph.opset(domain)
         found = rules[domain, op_type] = (REGISTRY.lookup(domain, op_type, opset), opset)
     rule, opset = found
+    base = {"index": node.index, "name": node.name, "op_type": op_type, "domain": domain}
     if rule is None:
         return NodeCost(
             **base,
@@ -288,12 +300,12 @@ def _cost_node(
             output_shapes=_shapes(outputs),
             message=f"no cost rule for {node.domain}::{node.op_type}",
         )
-    inputs = tuple([get(i) if i else None for i in node.inputs])
+    inputs = tuple(map(get, node.inputs)) if by_map else tuple([get(i) if i else None for i in node.inputs])
     key = None if memo is None else signature(rule, node, opset, graph, inputs, outputs)
     if key is not None:
         template = memo.get(key, graph, node, inputs)
         if template is not None:
-            return _node_cost(template, graph, node, outputs, counted_roots, base)
+            return _node_cost(template, graph, node, outputs, counted_roots)
     ctx = NodeContext(
         node=node,
         inputs=inputs,
@@ -319,7 +331,7 @@ def _cost_node(
         return NodeCost(**base, status="shape-unknown", output_shapes=shapes, message=template)
     if key is not None:
         memo.put(key, template, graph, node, inputs, ctx.read_constants)
-    return _node_cost(template, graph, node, outputs, counted_roots, base)
+    return _node_cost(template, graph, node, outputs, counted_roots)
 
 
 def _shapes(outputs: tuple[TensorInfo | None, ...]) -> tuple[tuple[int, ...] | None, ...]:
@@ -332,59 +344,80 @@ def _node_cost(
     node: Node,
     outputs: tuple[TensorInfo | None, ...],
     counted_roots: set[str],
-    base: dict,
 ) -> NodeCost:
     """The NodeCost of ``node`` from its template: names filled in, parameters counted at the first reader."""
+    # The template's fields, in NodeCost's order, copied (one C-level copy: merging dicts costs several times
+    # more); the node's names and parameters are set below.
+    record = (t.__dict__.get("node_cost_fields") or _template_fields(t)).copy()
+    record["index"] = node.index
+    record["name"] = node.name
+    record["op_type"] = node.op_type
+    record["domain"] = node.domain
     if t.status == "zero-cost":
-        return frozen_record(
-            NodeCost,
-            {
-                **_NODE_COST_DEFAULTS,
-                **base,
-                "status": "zero-cost",
-                "dtype": t.dtype,
-                "output_shapes": t.output_shapes,
-                "flags": t.flags,
-            },
-        )
-    params = param_bytes = 0
-    # Roots are marked counted only once the whole node is costed: a later input of unknown shape must not
-    # leave a weight counted nowhere (its other readers would skip it).
-    newly_counted: set[str] = set()
-    for i, elements, nbytes in t.param_candidates:
-        root = graph.constant_roots[node.inputs[i]]
-        if root not in counted_roots and root not in newly_counted:
-            newly_counted.add(root)
-            if elements is not None:
-                params += elements
-                param_bytes += nbytes
-    counted_roots |= newly_counted
+        return frozen_record(NodeCost, record)
+    if t.param_candidates:
+        params = param_bytes = 0
+        # Roots are marked counted only once the whole node is costed: a later input of unknown shape must not
+        # leave a weight counted nowhere (its other readers would skip it).
+        newly_counted: set[str] = set()
+        for i, elements, nbytes in t.param_candidates:
+            root = graph.constant_roots[node.inputs[i]]
+            if root not in counted_roots and root not in newly_counted:
+                newly_counted.add(root)
+                if elements is not None:
+                    params += elements
+                    param_bytes += nbytes
+        counted_roots |= newly_counted
+        record["params"] = int(params)
+        record["param_bytes"] = int(param_bytes)
     names = node.inputs
-    return frozen_record(
-        NodeCost,
-        {
-            **base,
+    reads = []
+    for i, nbytes, weight in t.reads:  # TensorRead records built as frozen_record builds them, without a call
+        read = _new(TensorRead)
+        _set(read, "__dict__", {"tensor": names[i], "nbytes": nbytes, "weight": weight})
+        reads.append(read)
+    record["reads"] = tuple(reads)
+    record["writes"] = tuple([(outputs[k].name, nbytes) for k, nbytes in t.writes])
+    return frozen_record(NodeCost, record)
+
+
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _template_fields(t: CostTemplate) -> dict:
+    """The fields of every NodeCost built from ``t`` that do not depend on the node (parameters, reads and writes
+    as placeholders), in NodeCost's order; kept in the template's ``__dict__`` (a memo hit reuses them)."""
+    if t.status == "zero-cost":
+        fields = {
+            **_NODE_COST_DEFAULTS,
+            **dict.fromkeys(("index", "name", "op_type", "domain")),
+            "status": "zero-cost",
+            "dtype": t.dtype,
+            "output_shapes": t.output_shapes,
+            "flags": t.flags,
+        }
+    else:
+        fields = {
+            **dict.fromkeys(("index", "name", "op_type", "domain")),
             "status": "costed",
             "macs": t.macs,
             "flops": t.flops,
-            "params": int(params),
-            "param_bytes": int(param_bytes),
+            "params": 0,
+            "param_bytes": 0,
             "weight_bytes": t.weight_bytes,
             "activation_read_bytes": t.activation_read_bytes,
             "write_bytes": t.write_bytes,
             "dtype": t.dtype,
             "output_shapes": t.output_shapes,
-            "reads": tuple(
-                [
-                    frozen_record(TensorRead, {"tensor": names[i], "nbytes": nbytes, "weight": weight})
-                    for i, nbytes, weight in t.reads
-                ]
-            ),
-            "writes": tuple([(outputs[k].name, nbytes) for k, nbytes in t.writes]),
+            "reads": (),
+            "writes": (),
             "flags": t.flags,
             "message": "",
-        },
-    )
+        }
+    # A frozen dataclass: written to its __dict__ past the generated __setattr__, as computed_once does.
+    t.__dict__["node_cost_fields"] = fields
+    return fields
 
 
 def _cost_subgraph(sub: Graph) -> SubgraphCost:
