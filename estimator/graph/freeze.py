@@ -202,6 +202,7 @@ def _freeze(
     tensors.update(tensor_infos(types))
     is_root = roots.__contains__
     tensors_get = tensors.get
+    new_record, set_field = object.__new__, object.__setattr__
 
     for position, i in enumerate(order):
         proto = views[position] if views is not None else graph.node[i]
@@ -218,13 +219,15 @@ def _freeze(
             or (op_type in ("Shape", "Size") and tensors_get(next(x for x in inputs if x), _UNKNOWN).shape)
         )
         if folded:
-            reads = [x for x in inputs if x]
+            reads = list(filter(None, inputs))
             if op_type in _FORWARDING and reads and reads[0] in roots:
                 roots[outputs[0]] = roots[reads[0]]
             else:
                 # A fill is a new constant: _derived_from answers None for it without a look.
                 source = None if op_type == "ConstantOfShape" else _derived_from(proto, reads, roots, tensors)
-                roots.update({o: source or o for o in outputs if o})
+                for o in outputs:
+                    if o:
+                        roots[o] = source or o
         subgraphs: dict[str, Graph] = {}
         # ONNX's shapes inside subgraphs are in the inferred graph's protos.
         has_subgraphs = proto.has_subgraphs if views is not None else True
@@ -241,23 +244,23 @@ def _freeze(
                 producers[o] = position
                 if o not in tensors:
                     tensors[o] = frozen_record(TensorInfo, {"name": o, "shape": None, "dtype": "undefined"})
-        domain = proto.domain
-        nodes.append(
-            frozen_record(
-                Node,
-                {
-                    "index": position,
-                    "name": name,
-                    "op_type": op_type,
-                    "domain": domain or ONNX_DOMAIN,  # canonical_domain(domain), inlined
-                    "inputs": inputs,
-                    "outputs": outputs,
-                    "attributes": attrs,
-                    "subgraphs": subgraphs,
-                    "constant_folded": bool(folded),
-                },
-            )
+        node = new_record(Node)  # as frozen_record builds it, without a call per node
+        set_field(
+            node,
+            "__dict__",
+            {
+                "index": position,
+                "name": name,
+                "op_type": op_type,
+                "domain": proto.domain or ONNX_DOMAIN,  # canonical_domain(domain), inlined
+                "inputs": inputs,
+                "outputs": outputs,
+                "attributes": attrs,
+                "subgraphs": subgraphs,
+                "constant_folded": bool(folded),
+            },
         )
+        nodes.append(node)
 
     _check_reshapes(nodes, tensors)
     _check_shapes(tensors)
