@@ -249,6 +249,68 @@ def test_remembered_fills_answer_each_content_with_its_own_value(shape, shape_ty
     assert not value.flags.writeable  # shared by every graph with this content: nobody may write to it
 
 
+def test_values_decoded_with_the_views_are_those_of_the_protos():
+    tensor = onnx.numpy_helper.from_array(np.array([1.5, -0.0], np.float32), "t")
+    attrs = [
+        onnx.helper.make_attribute("i", 3),
+        onnx.helper.make_attribute("t", tensor),  # a tensor between other kinds: filled in at its place
+        onnx.helper.make_attribute("f", 0.25),
+        onnx.helper.make_attribute("s", "same"),
+        onnx.helper.make_attribute("ints", [1, 2]),
+        onnx.helper.make_attribute("floats", [0.5]),
+        onnx.helper.make_attribute("strings", ["a", "b"]),
+    ]
+    repeated = [attrs[1], onnx.helper.make_attribute("t", 7)]  # one name twice: the last value, first place
+    graph = onnx.helper.make_graph(
+        [
+            onnx.helper.make_node("Custom", ["x"], ["y"], domain="test.domain"),
+            onnx.helper.make_node("Custom", ["x"], ["z"], domain="test.domain"),
+            onnx.helper.make_node("Custom", ["x"], ["w"], domain="test.domain"),
+        ],
+        "g",
+        [],
+        [],
+    )
+    graph.node[0].attribute.extend(attrs)
+    graph.node[1].attribute.extend(repeated)
+    graph.node[2].attribute.extend(attrs[:1] + attrs[2:])  # no tensor: the view's dict as it is
+    for view, proto in zip(node_views(graph), graph.node, strict=True):
+        from_view, from_proto = _decode_attributes(view), _decode_attributes(proto)
+        assert list(from_view) == list(from_proto)
+        for name, value in from_proto.items():
+            assert type(from_view[name]) is type(value)
+            if isinstance(value, np.ndarray):
+                assert from_view[name].tobytes() == value.tobytes() and from_view[name].dtype == value.dtype
+            else:
+                assert from_view[name] == value
+    assert node_views(graph)[1].decoded is None  # decoded from the protos, in order
+
+
+def test_fills_remembered_by_identity_answer_as_the_plain_fold():
+    from estimator.graph import folding
+
+    fill = {"value": np.array([2.5], np.float32)}
+    fill["value"].setflags(write=False)
+    shape = np.array([2, 3], np.int64)
+    writable = folding._fold_fill(shape, fill)  # a writable shape: remembered by content only
+    assert (id(shape), id(fill["value"])) not in folding._FILLS_BY_ID
+    shape.setflags(write=False)
+    for _ in range(2):  # the second answer comes from the identity memo
+        out = folding._fold_fill(shape, fill)
+        assert [a.tobytes() for a in out] == [np.full((2, 3), 2.5, np.float32).tobytes()]
+        assert out[0].dtype == np.float32 and not out[0].flags.writeable
+    assert (id(shape), id(fill["value"])) in folding._FILLS_BY_ID
+    assert [a.tobytes() for a in writable] == [a.tobytes() for a in out]
+    # A new array of the same content answers the same (by content), however the ids fall.
+    other = np.array([2, 3], np.int64)
+    other.setflags(write=False)
+    assert folding._fold_fill(other, fill)[0].tobytes() == out[0].tobytes()
+    # A weight-sized fill is no value: remembered as None.
+    large = np.array([64, 64, 3, 3], np.int64)
+    large.setflags(write=False)
+    assert folding._fold_fill(large, fill) is None and folding._fold_fill(large, fill) is None
+
+
 def test_remembered_fills_keep_the_fill_dtype():
     ints = parser.parse_model(
         HEADER

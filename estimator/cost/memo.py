@@ -161,12 +161,16 @@ def signature(
         else:
             r = tensor(root)
             append(("const", here, (r.shape, r.dtype) if r is not None else None))
-    outs = tuple(
-        [
-            None if not name else (info.shape, info.dtype) if info is not None else "?"
-            for name, info in zip(node.outputs, outputs, strict=True)
-        ]
-    )
+    if len(outputs) == 1 and node.outputs[0] and outputs[0] is not None:  # the common case, without a frame
+        info = outputs[0]
+        outs: tuple = ((info.shape, info.dtype),)
+    else:
+        outs = tuple(
+            [
+                None if not name else (info.shape, info.dtype) if info is not None else "?"
+                for name, info in zip(node.outputs, outputs, strict=True)
+            ]
+        )
     return (rule, node.op_type, node.domain, opset, attrs, tuple(ins), outs)
 
 
@@ -180,6 +184,10 @@ def _attributes_key(attributes: Any) -> tuple | None:
         elif kind is float:
             items.append((name, ("float", value.hex())))
         elif kind is list:
+            kinds = set(map(type, value))
+            if kinds == _INT or not kinds:  # ints, the common case, without a call
+                items.append((name, ("ints", *value)))
+                continue
             image = _list_key(value)
             if image is None:
                 return None
@@ -193,6 +201,9 @@ def _attributes_key(attributes: Any) -> tuple | None:
         else:
             return None
     return tuple(items)
+
+
+_INT = {int}
 
 
 def _list_key(values: list) -> tuple | None:

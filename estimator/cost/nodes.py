@@ -21,177 +21,22 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from functools import cached_property
-
-import numpy as np
 
 import estimator.cost.ops  # noqa: F401  (registers every rule module)
 from estimator.cost.memo import NODE_COST_MEMO, CostTemplate, NodeCostMemo, cost_template, signature
 from estimator.cost.ops.base import REGISTRY, NodeContext, SubgraphCost
-from estimator.errors import EstimatorError, InvalidDimensionError, ShapeError, UnsupportedOpError
+from estimator.cost.report import (  # noqa: F401  (the records, read from here too)
+    COST_FIELDS,
+    KNOWN_STATUSES,
+    CostReport,
+    NodeCost,
+    TensorRead,
+    Totals,
+    int_columns,
+)
+from estimator.errors import EstimatorError, ShapeError, UnsupportedOpError
 from estimator.graph.load import Graph, Node, TensorInfo
 from estimator.graph.structure import frozen_record
-
-#: Statuses whose arithmetic and traffic are known (counted, free or folded).
-KNOWN_STATUSES = frozenset({"costed", "zero-cost", "folded"})
-
-
-@dataclass(frozen=True)
-class TensorRead:
-    """Bytes a node reads from one input tensor; ``weight`` when the tensor is a load-time constant."""
-
-    tensor: str
-    nbytes: int
-    weight: bool
-
-
-@dataclass(frozen=True)
-class NodeCost:
-    """The cost of one node.
-
-    Attributes:
-        index: position in the graph's topological order.
-        name, op_type, domain: the node's identity.
-        status: one of costed, zero-cost, folded, unsupported, shape-unknown, rule-error.
-        macs: multiply-accumulates. flops: total FLOPs (includes ``2 * macs``).
-        params: learned parameters counted at this node (elements); param_bytes: their stored bytes.
-        weight_bytes: bytes read from load-time constants (weights, buffers).
-        activation_read_bytes: bytes read from tensors computed at run time.
-        write_bytes: bytes written.
-        dtype: element type of the arithmetic (the first data input's dtype).
-        output_shapes: shapes of the outputs (None where unknown).
-        reads: per-input reads (tensor, bytes, whether a weight).
-        writes: per-output writes (tensor, bytes).
-        flags: caveats from the rule (e.g. ``loop-trip-count-unknown``).
-        message: why a node is not costed, for the statuses other than costed/zero-cost/folded.
-    """
-
-    index: int
-    name: str
-    op_type: str
-    domain: str
-    status: str
-    macs: int = 0
-    flops: int = 0
-    params: int = 0
-    param_bytes: int = 0
-    weight_bytes: int = 0
-    activation_read_bytes: int = 0
-    write_bytes: int = 0
-    dtype: str = "undefined"
-    output_shapes: tuple[tuple[int, ...] | None, ...] = ()
-    reads: tuple[TensorRead, ...] = ()
-    writes: tuple[tuple[str, int], ...] = ()
-    flags: tuple[str, ...] = ()
-    message: str = ""
-
-    @property
-    def read_bytes(self) -> int:
-        """All bytes read: weights plus activations."""
-        return self.weight_bytes + self.activation_read_bytes
-
-    @property
-    def qualified_op(self) -> str:
-        """``op_type`` for the default domain, ``domain::op_type`` otherwise."""
-        return self.op_type if self.domain == "ai.onnx" else f"{self.domain}::{self.op_type}"
-
-
-@dataclass(frozen=True)
-class Totals:
-    """Sums over the nodes of a report (MACs, FLOPs, parameters in elements, bytes)."""
-
-    macs: int
-    flops: int
-    params: int
-    param_bytes: int
-    weight_bytes: int
-    activation_read_bytes: int
-    write_bytes: int
-
-    @property
-    def read_bytes(self) -> int:
-        """All bytes read."""
-        return self.weight_bytes + self.activation_read_bytes
-
-
-@dataclass(frozen=True)
-class CostReport:
-    """Per-node costs of one graph, with what could not be costed.
-
-    Attributes:
-        graph: the graph that was costed.
-        nodes: one :class:`NodeCost` per node, in topological order.
-        unsupported: qualified op type -> count, for nodes without a cost rule.
-        not_costed: qualified op type -> count, for every node whose status is not known
-            (unsupported, shape-unknown, rule-error).
-        flags: caveat -> count of nodes carrying it.
-    """
-
-    graph: Graph
-    nodes: tuple[NodeCost, ...]
-    unsupported: Mapping[str, int]
-    not_costed: Mapping[str, int]
-    flags: Mapping[str, int] = field(default_factory=dict)
-
-    @cached_property
-    def totals(self) -> Totals:
-        """Sums of MACs, FLOPs, parameters and bytes over every node."""
-        a = self.arrays
-        return Totals(**{k: int(a[k].sum()) for k in COST_FIELDS})
-
-    @cached_property
-    def arrays(self) -> dict[str, np.ndarray]:
-        """Per-node columns as numpy int64 arrays (macs, flops, params, ..., write_bytes)."""
-        return int_columns(self.nodes, COST_FIELDS)
-
-    @property
-    def coverage(self) -> float:
-        """Share of nodes whose cost is known (costed, zero-cost or folded), between 0 and 1."""
-        if not self.nodes:
-            return 1.0
-        return sum(n.status in KNOWN_STATUSES for n in self.nodes) / len(self.nodes)
-
-    def node(self, name: str) -> NodeCost:
-        """The cost of the node called ``name``; KeyError when there is none."""
-        for n in self.nodes:
-            if n.name == name:
-                return n
-        raise KeyError(name)
-
-
-#: The additive cost fields of a node (and of a kernel): what totals sum.
-COST_FIELDS = (
-    "macs",
-    "flops",
-    "params",
-    "param_bytes",
-    "weight_bytes",
-    "activation_read_bytes",
-    "write_bytes",
-)
-
-
-def int_columns(items: Sequence[object], fields: Sequence[str]) -> dict[str, np.ndarray]:
-    """``{field: int64 array of getattr(item, field) over items}``, for vectorised sums.
-
-    Raises InvalidDimensionError when a value or a column's total does not fit in int64 (9.2e18): such a
-    count comes from absurd dimensions, and numpy would otherwise wrap the sum around silently.
-    """
-    out = {}
-    for f in fields:
-        values = [getattr(item, f) for item in items]
-        if values and (max(values) >= _INT64_LIMIT or sum(values) >= _INT64_LIMIT):
-            raise InvalidDimensionError(
-                f"the model's {f} add up to {sum(values):.3g}, beyond 9.2e18 (int64): its dimensions are absurd; "
-                f"check the model's shapes and --batch / --shape"
-            )
-        out[f] = np.fromiter(values, np.int64, len(values))
-    return out
-
-
-_INT64_LIMIT = 1 << 63
 
 
 def count_costs(graph: Graph, *, strict: bool = False) -> CostReport:
@@ -207,36 +52,44 @@ def count_costs(graph: Graph, *, strict: bool = False) -> CostReport:
     counted_roots: set[str] = set()
     memo = NODE_COST_MEMO if NODE_COST_MEMO.enabled else None
     get = graph.tensors.get
+    # Without a tensor named "" (the name of an omitted input), looking every name up gives None for the omitted
+    # ones: the names are mapped in one C-level call, not a comprehension per node.
+    by_map = "" not in graph.tensors
     rules: dict[tuple[str, str], tuple] = {}  # (domain, op type) -> (rule, opset), looked up once per graph
-    nodes = tuple(
-        [
+    costs = []
+    append = costs.append
+    folded = _FOLDED
+    for node in graph.nodes:
+        if node.constant_folded:
             # A folded node costs nothing and holds only its names and output shapes: built here, without a call.
-            frozen_record(
-                NodeCost,
-                {
-                    **_FOLDED,
-                    "index": node.index,
-                    "name": node.name,
-                    "op_type": node.op_type,
-                    "domain": node.domain,
-                    "output_shapes": tuple([_shape_of(get(o)) if o else None for o in node.outputs]),
-                },
-            )
-            if node.constant_folded
-            else _cost_node(graph, node, counted_roots, memo, rules)
-            for node in graph.nodes
-        ]
-    )
-    unsupported = Counter(n.qualified_op for n in nodes if n.status == "unsupported")
-    not_costed = Counter(n.qualified_op for n in nodes if n.status not in KNOWN_STATUSES)
-    for n in nodes:
+            outs = node.outputs
+            if len(outs) == 1 and outs[0]:
+                info = get(outs[0])
+                shapes = (None if info is None else info.shape,)
+            else:
+                shapes = tuple([_shape_of(get(o)) if o else None for o in outs])
+            record = folded.copy()  # one C-level copy, then the node's fields set in place
+            record["index"] = node.index
+            record["name"] = node.name
+            record["op_type"] = node.op_type
+            record["domain"] = node.domain
+            record["output_shapes"] = shapes
+            append(frozen_record(NodeCost, record))
+        else:
+            append(_cost_node(graph, node, counted_roots, memo, rules, by_map))
+    nodes = tuple(costs)
+    # Only nodes with flags or an unknown status add to the counts below (in node order, as before).
+    special = [n for n in nodes if n.flags or n.status not in KNOWN_STATUSES]
+    unsupported = Counter(n.qualified_op for n in special if n.status == "unsupported")
+    not_costed = Counter(n.qualified_op for n in special if n.status not in KNOWN_STATUSES)
+    for n in special:
         if n.status == "costed":
             for name in n.flags:
                 if name.startswith("unsupported-inside:"):
                     # An op without a rule inside a subgraph leaves its outer node's figure a lower bound.
                     unsupported[name.split(":", 1)[1]] += 1
                     not_costed[name.split(":", 1)[1]] += 1
-    flags = Counter(f for n in nodes for f in n.flags)
+    flags = Counter(f for n in special for f in n.flags)
     report = CostReport(graph, nodes, dict(unsupported), dict(not_costed), dict(flags))
     if strict and (report.not_costed or report.unsupported):
         first = next((n for n in nodes if n.status not in KNOWN_STATUSES), None)
@@ -257,7 +110,7 @@ _NODE_COST_DEFAULTS = {
 
 
 #: The fields of a folded node's NodeCost that do not depend on the node.
-_FOLDED = {**_NODE_COST_DEFAULTS, "status": "folded"}
+_FOLDED = {**_NODE_COST_DEFAULTS, "status": "folded", **dict.fromkeys(("index", "name", "op_type", "domain"))}
 
 
 def _shape_of(info: TensorInfo | None) -> tuple[int, ...] | None:
@@ -270,17 +123,21 @@ def _cost_node(
     counted_roots: set[str],
     memo: NodeCostMemo | None,
     rules: dict[tuple[str, str], tuple],
+    by_map: bool = False,
 ) -> NodeCost:
-    """A node that is not folded (count_costs builds those); ``rules``: this graph's rule look-ups so far."""
+    """A node that is not folded (count_costs builds those); ``rules``: this graph's rule look-ups so far;
+    ``by_map``: the graph has no tensor named "", so every name (omitted ones too) may be looked up."""
     get = graph.tensors.get  # Graph.tensor without a call per name
-    outputs = tuple([get(o) if o else None for o in node.outputs])
+    outputs = (
+        tuple(map(get, node.outputs)) if by_map else tuple([get(o) if o else None for o in node.outputs])
+    )
     domain, op_type = node.domain, node.op_type
-    base = {"index": node.index, "name": node.name, "op_type": op_type, "domain": domain}
     found = rules.get((domain, op_type))
     if found is None:
         opset = graph.opset(domain)
         found = rules[domain, op_type] = (REGISTRY.lookup(domain, op_type, opset), opset)
     rule, opset = found
+    base = {"index": node.index, "name": node.name, "op_type": op_type, "domain": domain}
     if rule is None:
         return NodeCost(
             **base,
@@ -288,12 +145,12 @@ def _cost_node(
             output_shapes=_shapes(outputs),
             message=f"no cost rule for {node.domain}::{node.op_type}",
         )
-    inputs = tuple([get(i) if i else None for i in node.inputs])
+    inputs = tuple(map(get, node.inputs)) if by_map else tuple([get(i) if i else None for i in node.inputs])
     key = None if memo is None else signature(rule, node, opset, graph, inputs, outputs)
     if key is not None:
         template = memo.get(key, graph, node, inputs)
         if template is not None:
-            return _node_cost(template, graph, node, outputs, counted_roots, base)
+            return _node_cost(template, graph, node, outputs, counted_roots)
     ctx = NodeContext(
         node=node,
         inputs=inputs,
@@ -319,7 +176,7 @@ def _cost_node(
         return NodeCost(**base, status="shape-unknown", output_shapes=shapes, message=template)
     if key is not None:
         memo.put(key, template, graph, node, inputs, ctx.read_constants)
-    return _node_cost(template, graph, node, outputs, counted_roots, base)
+    return _node_cost(template, graph, node, outputs, counted_roots)
 
 
 def _shapes(outputs: tuple[TensorInfo | None, ...]) -> tuple[tuple[int, ...] | None, ...]:
@@ -332,59 +189,80 @@ def _node_cost(
     node: Node,
     outputs: tuple[TensorInfo | None, ...],
     counted_roots: set[str],
-    base: dict,
 ) -> NodeCost:
     """The NodeCost of ``node`` from its template: names filled in, parameters counted at the first reader."""
+    # The template's fields, in NodeCost's order, copied (one C-level copy: merging dicts costs several times
+    # more); the node's names and parameters are set below.
+    record = (t.__dict__.get("node_cost_fields") or _template_fields(t)).copy()
+    record["index"] = node.index
+    record["name"] = node.name
+    record["op_type"] = node.op_type
+    record["domain"] = node.domain
     if t.status == "zero-cost":
-        return frozen_record(
-            NodeCost,
-            {
-                **_NODE_COST_DEFAULTS,
-                **base,
-                "status": "zero-cost",
-                "dtype": t.dtype,
-                "output_shapes": t.output_shapes,
-                "flags": t.flags,
-            },
-        )
-    params = param_bytes = 0
-    # Roots are marked counted only once the whole node is costed: a later input of unknown shape must not
-    # leave a weight counted nowhere (its other readers would skip it).
-    newly_counted: set[str] = set()
-    for i, elements, nbytes in t.param_candidates:
-        root = graph.constant_roots[node.inputs[i]]
-        if root not in counted_roots and root not in newly_counted:
-            newly_counted.add(root)
-            if elements is not None:
-                params += elements
-                param_bytes += nbytes
-    counted_roots |= newly_counted
+        return frozen_record(NodeCost, record)
+    if t.param_candidates:
+        params = param_bytes = 0
+        # Roots are marked counted only once the whole node is costed: a later input of unknown shape must not
+        # leave a weight counted nowhere (its other readers would skip it).
+        newly_counted: set[str] = set()
+        for i, elements, nbytes in t.param_candidates:
+            root = graph.constant_roots[node.inputs[i]]
+            if root not in counted_roots and root not in newly_counted:
+                newly_counted.add(root)
+                if elements is not None:
+                    params += elements
+                    param_bytes += nbytes
+        counted_roots |= newly_counted
+        record["params"] = int(params)
+        record["param_bytes"] = int(param_bytes)
     names = node.inputs
-    return frozen_record(
-        NodeCost,
-        {
-            **base,
+    reads = []
+    for i, nbytes, weight in t.reads:  # TensorRead records built as frozen_record builds them, without a call
+        read = _new(TensorRead)
+        _set(read, "__dict__", {"tensor": names[i], "nbytes": nbytes, "weight": weight})
+        reads.append(read)
+    record["reads"] = tuple(reads)
+    record["writes"] = tuple([(outputs[k].name, nbytes) for k, nbytes in t.writes])
+    return frozen_record(NodeCost, record)
+
+
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _template_fields(t: CostTemplate) -> dict:
+    """The fields of every NodeCost built from ``t`` that do not depend on the node (parameters, reads and writes
+    as placeholders), in NodeCost's order; kept in the template's ``__dict__`` (a memo hit reuses them)."""
+    if t.status == "zero-cost":
+        fields = {
+            **_NODE_COST_DEFAULTS,
+            **dict.fromkeys(("index", "name", "op_type", "domain")),
+            "status": "zero-cost",
+            "dtype": t.dtype,
+            "output_shapes": t.output_shapes,
+            "flags": t.flags,
+        }
+    else:
+        fields = {
+            **dict.fromkeys(("index", "name", "op_type", "domain")),
             "status": "costed",
             "macs": t.macs,
             "flops": t.flops,
-            "params": int(params),
-            "param_bytes": int(param_bytes),
+            "params": 0,
+            "param_bytes": 0,
             "weight_bytes": t.weight_bytes,
             "activation_read_bytes": t.activation_read_bytes,
             "write_bytes": t.write_bytes,
             "dtype": t.dtype,
             "output_shapes": t.output_shapes,
-            "reads": tuple(
-                [
-                    frozen_record(TensorRead, {"tensor": names[i], "nbytes": nbytes, "weight": weight})
-                    for i, nbytes, weight in t.reads
-                ]
-            ),
-            "writes": tuple([(outputs[k].name, nbytes) for k, nbytes in t.writes]),
+            "reads": (),
+            "writes": (),
             "flags": t.flags,
             "message": "",
-        },
-    )
+        }
+    # A frozen dataclass: written to its __dict__ past the generated __setattr__, as computed_once does.
+    t.__dict__["node_cost_fields"] = fields
+    return fields
 
 
 def _cost_subgraph(sub: Graph) -> SubgraphCost:

@@ -42,7 +42,11 @@ def _propagate(
             # every present input known (what _fold asks of every op but the ones that read no input values)
             and (node.op_type in _NO_INPUT_VALUES or all(map(has_constant, filter(None, node.input))))
         ):
-            values = _fold(node, attrs, types, constants)
+            inputs = node.input
+            if node.op_type == "ConstantOfShape" and len(inputs) == 1 and inputs[0]:
+                values = _fold_fill(constants.get(inputs[0]), attrs)  # what _fold does, without its tests
+            else:
+                values = _fold(node, attrs, types, constants)
             if values is not None:
                 for name, value in zip(node.output, values, strict=False):
                     if not name or value.size > _SMALL_CONSTANT_ELEMENTS:
@@ -137,6 +141,26 @@ def _fold_fill(shape: np.ndarray | None, attrs: Mapping[str, Any]) -> Sequence[n
     if shape is None:
         return None
     value = attrs.get("value")
+    # The shapes and fills of a graph are mostly the read-only arrays remembered by content (graph.freeze): the
+    # same objects again, remembered by identity first (the entry holds them, so their ids stay theirs).
+    ident = (id(shape), id(value))
+    known = _FILLS_BY_ID.get(ident)
+    if known is not None and known[0] is shape and known[1] is value:
+        return known[2]
+    out = _fold_fill_by_content(shape, value, attrs)
+    if (
+        (out is None or type(out) is tuple)  # remembered by content too (read-only arrays), or nothing
+        and not shape.flags.writeable
+        and (value is None or (isinstance(value, np.ndarray) and not value.flags.writeable))
+    ):
+        remember(_FILLS_BY_ID, ident, (shape, value, out), _FILLS_LIMIT)
+    return out
+
+
+def _fold_fill_by_content(
+    shape: np.ndarray, value: object, attrs: Mapping[str, Any]
+) -> Sequence[np.ndarray] | None:
+    """:func:`_fold_fill` remembered by the contents of the shape and the fill (``value``: the fill attribute)."""
     if shape.dtype.hasobject or (
         value is not None
         and (not isinstance(value, np.ndarray) or value.dtype.hasobject or value.nbytes > _FILL_KEY_BYTES)
@@ -174,6 +198,8 @@ def _fold_fill_now(shape: np.ndarray, attrs: Mapping[str, Any]) -> list[np.ndarr
 _FILLS_LIMIT = 512
 _FILL_KEY_BYTES = 64
 _FILLS: dict[tuple, tuple[np.ndarray, ...] | None] = {}
+#: (id of the shape, id of the fill) -> (the shape, the fill, the result): read-only arrays seen before.
+_FILLS_BY_ID: dict[tuple[int, int], tuple] = {}
 _MISSING = object()
 
 

@@ -17,6 +17,7 @@ from estimator.graph.binding import _fmt_dims
 from estimator.graph.folding import _SMALL_CONSTANT_ELEMENTS, _propagate
 from estimator.graph.inference import Types, _collect_types
 from estimator.graph.reading import (
+    ATTRIBUTE_DECODERS,
     NodeView,
     StoredTensor,
     _topological_order,
@@ -81,21 +82,21 @@ _FORWARDING = CONSTANT_FORWARDING_OPS | CONSTANT_SELECTING_OPS
 
 
 def _decode_attributes(node: onnx.NodeProto | NodeView) -> dict[str, Any]:
-    """Node attributes as Python values: ints, floats, str, lists, numpy arrays for tensors; graphs skipped."""
-    out: dict[str, Any] = {}
-    if isinstance(node, NodeView):  # names, types and tensor keys read once already
-        if node.tensor_keys:
+    """Node attributes as Python values: ints, floats, str, lists, numpy arrays for tensors; graphs skipped.
+    A view's values were decoded when it was read (:attr:`NodeView.decoded`): its dict is returned, its tensor
+    attributes filled in."""
+    if isinstance(node, NodeView):
+        decoded = node.decoded
+        if decoded is None:  # a repeated name or a graph: decoded from the protos, in order
             return _decode_with_tensors(node)
-        for attr, name, kind in zip(node.attribute, node.attribute_names, node.attribute_types, strict=True):
-            if kind == _INTS:  # the most common kinds decoded here, without a call
-                out[name] = attr.ints[:]
-            elif kind == _INT:
-                out[name] = int(attr.i)
-            else:
-                decode = _DECODERS.get(kind)
-                if decode is not None:
-                    out[name] = decode(attr)
-        return out
+        if node.tensor_keys:
+            for attr, name, kind, key in zip(
+                node.attribute, node.attribute_names, node.attribute_types, node.tensor_keys, strict=True
+            ):
+                if kind == _TENSOR:
+                    decoded[name] = _decode_tensor(attr, key)
+        return decoded
+    out: dict[str, Any] = {}
     for attr in node.attribute:
         decode = _DECODERS.get(attr.type)
         if decode is not None:
@@ -104,10 +105,11 @@ def _decode_attributes(node: onnx.NodeProto | NodeView) -> dict[str, Any]:
 
 
 def _decode_with_tensors(node: NodeView) -> dict[str, Any]:
-    """:func:`_decode_attributes` of a node holding tensor attributes, each decoded by its known key."""
+    """:func:`_decode_attributes` of a view from its protos, in order (tensors by their known keys)."""
     out: dict[str, Any] = {}
+    keys = node.tensor_keys or (None,) * len(node.attribute)
     for attr, name, kind, key in zip(
-        node.attribute, node.attribute_names, node.attribute_types, node.tensor_keys, strict=True
+        node.attribute, node.attribute_names, node.attribute_types, keys, strict=True
     ):
         if kind == _TENSOR:
             out[name] = _decode_tensor(attr, key)
@@ -170,16 +172,7 @@ _STORED_VALUES: dict[bytes, np.ndarray | None] = {}
 
 
 _INT, _INTS, _TENSOR = onnx.AttributeProto.INT, onnx.AttributeProto.INTS, onnx.AttributeProto.TENSOR
-_DECODERS = {
-    onnx.AttributeProto.INT: lambda a: int(a.i),
-    onnx.AttributeProto.FLOAT: lambda a: float(a.f),
-    onnx.AttributeProto.STRING: lambda a: a.s.decode("utf-8", errors="replace"),
-    # ``field[:]``: a new list of Python ints / floats in one call (the protobuf holds them as such).
-    onnx.AttributeProto.INTS: lambda a: a.ints[:],
-    onnx.AttributeProto.FLOATS: lambda a: a.floats[:],
-    onnx.AttributeProto.STRINGS: lambda a: [v.decode("utf-8", errors="replace") for v in a.strings],
-    onnx.AttributeProto.TENSOR: _decode_tensor,
-}
+_DECODERS = {**ATTRIBUTE_DECODERS, onnx.AttributeProto.TENSOR: _decode_tensor}
 
 
 def _freeze(
@@ -209,6 +202,7 @@ def _freeze(
     tensors.update(tensor_infos(types))
     is_root = roots.__contains__
     tensors_get = tensors.get
+    new_record, set_field = object.__new__, object.__setattr__
 
     for position, i in enumerate(order):
         proto = views[position] if views is not None else graph.node[i]
@@ -225,13 +219,15 @@ def _freeze(
             or (op_type in ("Shape", "Size") and tensors_get(next(x for x in inputs if x), _UNKNOWN).shape)
         )
         if folded:
-            reads = [x for x in inputs if x]
+            reads = list(filter(None, inputs))
             if op_type in _FORWARDING and reads and reads[0] in roots:
                 roots[outputs[0]] = roots[reads[0]]
             else:
                 # A fill is a new constant: _derived_from answers None for it without a look.
                 source = None if op_type == "ConstantOfShape" else _derived_from(proto, reads, roots, tensors)
-                roots.update({o: source or o for o in outputs if o})
+                for o in outputs:
+                    if o:
+                        roots[o] = source or o
         subgraphs: dict[str, Graph] = {}
         # ONNX's shapes inside subgraphs are in the inferred graph's protos.
         has_subgraphs = proto.has_subgraphs if views is not None else True
@@ -248,23 +244,23 @@ def _freeze(
                 producers[o] = position
                 if o not in tensors:
                     tensors[o] = frozen_record(TensorInfo, {"name": o, "shape": None, "dtype": "undefined"})
-        domain = proto.domain
-        nodes.append(
-            frozen_record(
-                Node,
-                {
-                    "index": position,
-                    "name": name,
-                    "op_type": op_type,
-                    "domain": domain or ONNX_DOMAIN,  # canonical_domain(domain), inlined
-                    "inputs": inputs,
-                    "outputs": outputs,
-                    "attributes": attrs,
-                    "subgraphs": subgraphs,
-                    "constant_folded": bool(folded),
-                },
-            )
+        node = new_record(Node)  # as frozen_record builds it, without a call per node
+        set_field(
+            node,
+            "__dict__",
+            {
+                "index": position,
+                "name": name,
+                "op_type": op_type,
+                "domain": proto.domain or ONNX_DOMAIN,  # canonical_domain(domain), inlined
+                "inputs": inputs,
+                "outputs": outputs,
+                "attributes": attrs,
+                "subgraphs": subgraphs,
+                "constant_folded": bool(folded),
+            },
         )
+        nodes.append(node)
 
     _check_reshapes(nodes, tensors)
     _check_shapes(tensors)

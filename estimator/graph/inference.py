@@ -175,10 +175,17 @@ def _collect_types(
                 if read is not None:
                     types[name] = _resolved(read, lengths)
         inputs = []
+    known = _TYPES
     for vi in inputs + graph.value_info[:] + graph.output[:]:
-        read = _read_type(vi.type)
+        # _read_type and _resolved inlined for a type read before and a shape that needs no resolving.
+        t = vi.type
+        read = known.get(t.SerializeToString(), _MISSING)
+        if read is _MISSING:
+            read = _read_type(t)
         if read is not None:
-            types[vi.name] = _resolved(read, lengths)
+            types[vi.name] = (
+                (read[1], read[2]) if read[1] is not None or not lengths else _resolved(read, lengths)
+            )
     return types
 
 

@@ -137,7 +137,10 @@ def _build(
     # The project's own propagation where ONNX's falls short: fold small shape arithmetic, shape contrib ops,
     # then let ONNX's inference continue from what was learned, until nothing new is learned.
     ordered = views if is_stored_order(order) else [views[i] for i in order]
-    ordered_attrs = [_decode_attributes(v) for v in ordered]
+    # A view without tensor attributes holds its decoded values already (NodeView.decoded).
+    ordered_attrs = [
+        v.decoded if not v.tensor_keys and v.decoded is not None else _decode_attributes(v) for v in ordered
+    ]
     # A round per chain of contrib ops at most (an int4 decoder has 4 MatMulNBits in a row per block, each
     # waiting for ONNX to shape its input), and at least MAX_PROPAGATION_ROUNDS.
     contrib_nodes = sum(1 for n in ordered if n.domain not in ("", ONNX_DOMAIN))

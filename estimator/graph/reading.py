@@ -6,7 +6,7 @@ import heapq
 import math
 import os
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import onnx
 import onnx.numpy_helper
@@ -86,6 +86,10 @@ class NodeView(NamedTuple):
         tensor_keys: for a node with tensor attributes, per attribute the serialized tensor when it is small
             (:func:`is_small_tensor`: its check and value are remembered under it), else None; ``()`` when the
             node has no tensor attribute.
+        decoded: the attribute values decoded as :func:`~estimator.graph.freeze._decode_attributes` decodes them,
+            read with the node (decoding raises nothing) except for tensor attributes, which are decoded after
+            their checks and are None here until then; None when the node holds two attributes of one name or
+            one that is not decoded (a graph), whose values are decoded from the protos in order.
     """
 
     name: str
@@ -98,6 +102,7 @@ class NodeView(NamedTuple):
     attribute_names: tuple[str, ...] = ()
     attribute_types: tuple[int, ...] = ()
     tensor_keys: tuple[bytes | None, ...] = ()
+    decoded: dict[str, Any] | None = None
 
 
 _GRAPH_TYPES = frozenset({onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS})
@@ -113,13 +118,33 @@ def node_views(graph: onnx.GraphProto) -> list[NodeView]:
     for node in graph.node:
         attrs = tuple(node.attribute[:])
         if attrs:
-            names = tuple([a.name for a in attrs])
-            kinds = tuple([a.type for a in attrs])
+            names = []
+            kinds = []
+            decoded: dict[str, Any] | None = {}
+            for attr in attrs:  # one loop: names, types and values (a comprehension per field makes a frame)
+                name = attr.name
+                kind = attr.type
+                names.append(name)
+                kinds.append(kind)
+                if kind == _INTS:  # the most common kinds decoded here, without a call
+                    decoded[name] = attr.ints[:]
+                elif kind == _INT:
+                    decoded[name] = int(attr.i)
+                elif kind == _TENSOR:
+                    decoded[name] = None  # decoded after its check, in place (see _decode_attributes)
+                else:
+                    decode = ATTRIBUTE_DECODERS.get(kind)
+                    if decode is not None:
+                        decoded[name] = decode(attr)
+            names, kinds = tuple(names), tuple(kinds)
             nested = not _GRAPH_TYPES.isdisjoint(kinds)
             keys = _tensor_keys(attrs, kinds) if _TENSOR in kinds else ()
+            if len(decoded) != len(attrs):
+                decoded = None  # a repeated name (the last value wins, at the first place) or a graph
         else:
             names = kinds = keys = ()
             nested = False
+            decoded = {}
         append(
             new_view(
                 NodeView,
@@ -134,6 +159,7 @@ def node_views(graph: onnx.GraphProto) -> list[NodeView]:
                     names,
                     kinds,
                     keys,
+                    decoded,
                 ),
             )
         )
@@ -155,6 +181,17 @@ def _tensor_keys(attrs: tuple[onnx.AttributeProto, ...], kinds: tuple[int, ...])
 
 
 _TENSOR = onnx.AttributeProto.TENSOR
+_INT, _INTS = onnx.AttributeProto.INT, onnx.AttributeProto.INTS
+#: How each attribute type but tensors and graphs is decoded to Python values.
+ATTRIBUTE_DECODERS = {
+    onnx.AttributeProto.INT: lambda a: int(a.i),
+    onnx.AttributeProto.FLOAT: lambda a: float(a.f),
+    onnx.AttributeProto.STRING: lambda a: a.s.decode("utf-8", errors="replace"),
+    # ``field[:]``: a new list of Python ints / floats in one call (the protobuf holds them as such).
+    onnx.AttributeProto.INTS: lambda a: a.ints[:],
+    onnx.AttributeProto.FLOATS: lambda a: a.floats[:],
+    onnx.AttributeProto.STRINGS: lambda a: [v.decode("utf-8", errors="replace") for v in a.strings],
+}
 
 
 def _topological_order(
