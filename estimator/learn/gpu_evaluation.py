@@ -171,6 +171,21 @@ def _parts(t: pd.DataFrame, mask: np.ndarray, by_source: bool) -> list[tuple[str
     return parts
 
 
+def device_folds(
+    devices: np.ndarray, trainable: np.ndarray, groups: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Leave-one-device-out folds (train, test, inner labels), one per device in sorted order. A device is a
+    hardware profile: every row of the held-out profile, whatever source measured it (Fischer's and MLPerf's
+    A100-SXM4-40GB, ML.ENERGY's and MLPerf's H100 SXM), is in test and none in train; rows that may not train
+    (``trainable`` False) never do. The interval's inner split is by device when two or more train."""
+    folds = []
+    for device in sorted(set(devices)):
+        train, test = held_out_split(devices, device, trainable)
+        inner = devices if len(set(devices[train])) >= 2 else groups
+        folds.append((train, test, inner))
+    return folds
+
+
 def _leave_one_source_out(gs: GpuSet, say: Callable[[str], None]) -> dict:
     """Every row of one source out (its devices and its measuring method); the interval calibrated by the
     other devices. Empty with fewer than two sources."""
@@ -237,12 +252,7 @@ def run_gpu_evaluation(
     report["leave_one_source_out"] = _leave_one_source_out(gs, say)
     uniq_devices = sorted(set(devices))
     if len(uniq_devices) >= 2:
-        folds = []
-        for device in uniq_devices:
-            train, test = held_out_split(devices, device, trainable)
-            trained_devices = set(devices[train])
-            inner = devices if len(trained_devices) >= 2 else groups
-            folds.append((train, test, inner))
+        folds = device_folds(devices, trainable, groups)
         say(f"leave-one-device-out over {len(uniq_devices)} GPUs")
         res = _collect(gs, folds, same_device=False)
         fitted["other_devices"] = res["pred"]["prior_v2_fitted"]

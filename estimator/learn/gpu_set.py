@@ -43,6 +43,7 @@ GPU_TABLES: tuple[tuple[str, str], ...] = (
 #: detection inputs) is most of a query and no graph feature sees it. docs/evaluation_gpu_power_hungry.md.
 OPTIONAL_GPU_TABLES: dict[str, str] = {
     "power_hungry": "data/power_hungry.csv.gz",
+    "mlperf_power": "data/mlperf_power.csv.gz",
 }
 #: Committed GPU tables that every held-out split judges but that train nothing unless asked for
 #: (``--with-source NAME`` trains on them too): ``estimate evaluate --gpu`` loads them, ``estimate train-gpu``

@@ -83,6 +83,19 @@ def input_pipeline(gs: GpuSet) -> np.ndarray:
     return gs.table["source"].astype(str).isin(INPUT_PIPELINE_SOURCES).to_numpy()
 
 
+def feature_boards(gs: GpuSet) -> np.ndarray:
+    """Per row, the boards the ``log_boards`` feature counts: the ``boards`` summed in the energy
+    (``gpu-boards-summed``; 1 elsewhere), and at ``wall-system`` the ``accelerators`` behind the wall reading
+    (MLPerf: one board's forward pass plus 1/accelerators of the host, so the host's share per sample falls
+    with it). The ``boards`` column itself (the power floor's count) is never replaced by ``accelerators``."""
+    t = gs.table
+    boards = (t["boards"] if "boards" in t else pd.Series(1, index=t.index)).astype("Float64").fillna(1.0)
+    if "accelerators" in t:
+        wall = t["boundary"].astype(str).eq("wall-system") & t["accelerators"].notna()
+        boards = boards.where(~wall, t["accelerators"].astype("Float64"))
+    return np.maximum(boards.to_numpy(dtype=float), 1.0).astype(int)
+
+
 def constants_key(runtime: str, pipeline: bool) -> str:
     """Key of a set of fitted constants: the runtime whose host path it shares (``Runtime.constants_name``),
     ``+input-pipeline`` for rows that timed it."""
@@ -223,7 +236,7 @@ def prior_and_features(
     priors: dict[tuple, object] = {}
     log_prior = np.empty(len(gs.table))
     X = np.empty((len(gs.table), len(GPU_FEATURE_NAMES)))
-    boards = gs.table["boards"] if "boards" in gs.table else pd.Series([1] * len(gs.table))
+    boards = feature_boards(gs)
     levels = gs.table["level"] if "level" in gs.table else pd.Series([None] * len(gs.table))
     pipelines = input_pipeline(gs)
     for i, (key, boundary, n_boards, level, pipeline) in enumerate(
@@ -242,7 +255,7 @@ def prior_and_features(
             hw,
             runtime,
             boundary=str(boundary),
-            boards=1 if pd.isna(n_boards) else int(n_boards),
+            boards=int(n_boards),
             level="model" if pd.isna(level) else str(level),
             input_pipeline=bool(pipeline),
         )
@@ -383,6 +396,7 @@ __all__ = [
     "baselines",
     "build_gpu_set",
     "device_weights",
+    "feature_boards",
     "fit_gpu",
     "fit_pipeline_terms",
     "fit_runtime_constants",
