@@ -173,3 +173,24 @@ def test_leave_one_device_out_holds_a_device_out_of_every_source() -> None:
         assert not (train & ~trainable).any()
         assert math.isclose(train.sum(), ((devices != device) & trainable).sum())
         assert device not in set(inner[train])
+
+
+def test_leave_one_source_out_says_when_a_held_out_device_still_trains_from_another_source() -> None:
+    from estimator.learn.gpu_evaluation import _shared_devices_line
+
+    by_source = {
+        "fischer_eff22": {
+            "devices": ["a100-40gb", "quadro-rtx5000"],
+            "trained_on": ["irene", "mlperf_power"],
+        },
+        "irene": {"devices": ["gtx1070"], "trained_on": ["fischer_eff22", "mlperf_power"]},
+        "mlenergy_diffusion": {"devices": ["h100"], "trained_on": ["fischer_eff22", "irene"]},  # judged only
+        "mlperf_power": {"devices": ["a100-40gb", "h100"], "trained_on": ["fischer_eff22", "irene"]},
+    }
+    line = _shared_devices_line(by_source)
+    assert "a100-40gb held out with fischer_eff22 (its mlperf_power rows train)" in line
+    assert "a100-40gb held out with mlperf_power (its fischer_eff22 rows train)" in line
+    assert "h100" not in line  # ML.ENERGY's h100 rows never train, and MLPerf's are out with MLPerf
+    assert "gtx1070" not in line and "quadro" not in line
+    alone = {k: v for k, v in by_source.items() if k in ("irene", "mlenergy_diffusion")}
+    assert _shared_devices_line(alone).startswith("No held-out source's device")

@@ -24,7 +24,8 @@ Offline batch (not reported by the export): :data:`MLPERF_OFFLINE_BATCH`, the pe
 NVIDIA's closed A100 configurations (mlcommons/inference_results_v2.0 @ e1f8956,
 ``closed/NVIDIA/configs/resnet50/Offline/__init__.py``: 2048; ``closed/NVIDIA/configs/bert/Offline/__init__.py``:
 1024). Other GPUs' configurations use other batches (A2: 1024 for ResNet-50); at batches this large every
-board is saturated and the prior's energy per sample changes by under 1% between 1024 and 2048.
+board is saturated: the v2 prior's energy per sample of either network changes by under 1% between batch 256
+and 2048 on the A100, H100, L4 and T4 profiles (2026-12-02).
 
 One row per (system, GPU, network, accuracy target, scenario, accelerators): the median energy per sample over
 the rounds that submitted it (``repeats`` = rounds, ``spread_rel`` = (max - min) / median). A row is the
