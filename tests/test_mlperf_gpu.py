@@ -12,8 +12,7 @@ import pytest
 
 from estimator.data.importers import import_source
 from estimator.data.importers.mlperf_power_gpu import MLPERF_OFFLINE_BATCH
-from estimator.learn.gpu_evaluation import device_folds
-from estimator.learn.gpu_set import OPTIONAL_GPU_TABLES, load_gpu_table
+from estimator.learn.gpu_set import OPTIONAL_GPU_TABLES, device_folds, load_gpu_table
 
 REPO = Path(__file__).parents[1]
 

@@ -41,8 +41,8 @@ from estimator.learn.gpu_training import (
     GpuSet,
     baselines,
     build_gpu_set,
+    device_folds,
     flops_of,
-    held_out_split,
     load_gpu_table,
     predict_split,
 )
@@ -169,21 +169,6 @@ def _parts(t: pd.DataFrame, mask: np.ndarray, by_source: bool) -> list[tuple[str
             continue
         parts += [(f"{boundary}, source {name}", m & (sources == name)) for name in names]
     return parts
-
-
-def device_folds(
-    devices: np.ndarray, trainable: np.ndarray, groups: np.ndarray
-) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Leave-one-device-out folds (train, test, inner labels), one per device in sorted order. A device is a
-    hardware profile: every row of the held-out profile, whatever source measured it (Fischer's and MLPerf's
-    A100-SXM4-40GB, ML.ENERGY's and MLPerf's H100 SXM), is in test and none in train; rows that may not train
-    (``trainable`` False) never do. The interval's inner split is by device when two or more train."""
-    folds = []
-    for device in sorted(set(devices)):
-        train, test = held_out_split(devices, device, trainable)
-        inner = devices if len(set(devices[train])) >= 2 else groups
-        folds.append((train, test, inner))
-    return folds
 
 
 def _leave_one_source_out(gs: GpuSet, say: Callable[[str], None]) -> dict:

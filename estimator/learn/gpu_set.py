@@ -245,6 +245,43 @@ def build_gpu_set(
     return GpuSet(table, configs, missing)
 
 
+def feature_boards(gs: GpuSet) -> np.ndarray:
+    """Per row, the boards the ``log_boards`` feature counts: the ``boards`` summed in the energy
+    (``gpu-boards-summed``; 1 elsewhere), and at ``wall-system`` the ``accelerators`` behind the wall reading
+    (MLPerf: one board's forward pass plus 1/accelerators of the host, so the host's share per sample falls
+    with it). The ``boards`` column itself (the power floor's count) is never replaced by ``accelerators``."""
+    t = gs.table
+    boards = (t["boards"] if "boards" in t else pd.Series(1, index=t.index)).astype("Float64").fillna(1.0)
+    if "accelerators" in t:
+        wall = t["boundary"].astype(str).eq("wall-system") & t["accelerators"].notna()
+        boards = boards.where(~wall, t["accelerators"].astype("Float64"))
+    return np.maximum(boards.to_numpy(dtype=float), 1.0).astype(int)
+
+
+def held_out_split(
+    devices: np.ndarray, held_out: str, trainable: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) masks of leave-one-device-out: every row of ``held_out`` is in test, none in train, and no
+    row that may not train (``trainable`` False: a judged-only source, :attr:`GpuSet.trainable`) either."""
+    test = devices == held_out
+    return (~test if trainable is None else ~test & trainable), test
+
+
+def device_folds(
+    devices: np.ndarray, trainable: np.ndarray, groups: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Leave-one-device-out folds (train, test, inner labels), one per device in sorted order. A device is a
+    hardware profile: every row of the held-out profile, whatever source measured it (Fischer's and MLPerf's
+    A100-SXM4-40GB, ML.ENERGY's and MLPerf's H100 SXM), is in test and none in train; rows that may not train
+    (``trainable`` False) never do. The interval's inner split is by device when two or more train."""
+    folds = []
+    for device in sorted(set(devices)):
+        train, test = held_out_split(devices, device, trainable)
+        inner = devices if len(set(devices[train])) >= 2 else groups
+        folds.append((train, test, inner))
+    return folds
+
+
 _PROFILES: dict[str, HardwareProfile] = {}
 
 
@@ -263,6 +300,9 @@ __all__ = [
     "build_gpu_set",
     "config_graph",
     "config_key",
+    "device_folds",
+    "feature_boards",
     "graph_available",
+    "held_out_split",
     "load_gpu_table",
 ]

@@ -39,7 +39,10 @@ from estimator.learn.gpu_set import (  # noqa: F401 - re-exported: callers impor
     build_gpu_set,
     config_graph,
     config_key,
+    device_folds,
+    feature_boards,
     graph_available,
+    held_out_split,
     load_gpu_table,
 )
 from estimator.learn.regressor import ResidualRegressor
@@ -81,19 +84,6 @@ FIT_STEPS = 16
 def input_pipeline(gs: GpuSet) -> np.ndarray:
     """Per row: whether the source timed the host input pipeline with the inference."""
     return gs.table["source"].astype(str).isin(INPUT_PIPELINE_SOURCES).to_numpy()
-
-
-def feature_boards(gs: GpuSet) -> np.ndarray:
-    """Per row, the boards the ``log_boards`` feature counts: the ``boards`` summed in the energy
-    (``gpu-boards-summed``; 1 elsewhere), and at ``wall-system`` the ``accelerators`` behind the wall reading
-    (MLPerf: one board's forward pass plus 1/accelerators of the host, so the host's share per sample falls
-    with it). The ``boards`` column itself (the power floor's count) is never replaced by ``accelerators``."""
-    t = gs.table
-    boards = (t["boards"] if "boards" in t else pd.Series(1, index=t.index)).astype("Float64").fillna(1.0)
-    if "accelerators" in t:
-        wall = t["boundary"].astype(str).eq("wall-system") & t["accelerators"].notna()
-        boards = boards.where(~wall, t["accelerators"].astype("Float64"))
-    return np.maximum(boards.to_numpy(dtype=float), 1.0).astype(int)
 
 
 def constants_key(runtime: str, pipeline: bool) -> str:
@@ -309,15 +299,6 @@ def flops_of(gs: GpuSet) -> np.ndarray:
     return np.array([gs.configs[k].agg.flops for k in gs.table["config"]])
 
 
-def held_out_split(
-    devices: np.ndarray, held_out: str, trainable: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """(train, test) masks of leave-one-device-out: every row of ``held_out`` is in test, none in train, and no
-    row that may not train (``trainable`` False: a judged-only source, :attr:`GpuSet.trainable`) either."""
-    test = devices == held_out
-    return (~test if trainable is None else ~test & trainable), test
-
-
 def predict_split(gs: GpuSet, train: np.ndarray, test: np.ndarray, inner: np.ndarray) -> dict:
     """Fit constants and the residual on ``train``; predict ``test``; the interval from ``inner``.
 
@@ -395,12 +376,14 @@ __all__ = [
     "PipelineTerms",
     "baselines",
     "build_gpu_set",
+    "device_folds",
     "device_weights",
     "feature_boards",
     "fit_gpu",
     "fit_pipeline_terms",
     "fit_runtime_constants",
     "fitted_prior",
+    "held_out_split",
     "load_gpu_table",
     "prior_and_features",
     "with_pipeline",
