@@ -193,3 +193,13 @@ def test_leave_one_source_out_says_when_a_held_out_device_still_trains_from_anot
     assert "gtx1070" not in line and "quadro" not in line
     alone = {k: v for k, v in by_source.items() if k in ("irene", "mlenergy_diffusion")}
     assert _shared_devices_line(alone).startswith("No held-out source's device")
+
+
+def test_mlperf_power_is_left_out_of_the_gpu_table_unless_named() -> None:
+    """Optional (OPTIONAL_GPU_TABLES says why): out of the default GPU table, all its rows in when named."""
+    assert "mlperf_power" not in set(load_gpu_table(REPO)["source"])
+    assert "mlperf_power" not in set(load_gpu_table(REPO, judged=True)["source"])
+    named = load_gpu_table(REPO, with_sources=["mlperf_power"])
+    stored = pd.read_csv(REPO / OPTIONAL_GPU_TABLES["mlperf_power"])
+    assert (named["source"] == "mlperf_power").sum() == len(stored)
+    assert (named.loc[named["source"] == "mlperf_power", "boundary"] == "wall-system").all()
