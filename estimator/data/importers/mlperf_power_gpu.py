@@ -140,7 +140,8 @@ def mlperf_gpu_rows(validation: pd.DataFrame, gpu_profiles: set[str] | None = No
                 "source": "mlperf_power",
                 "citation": g["citation"].iat[0],
                 "notes": (
-                    f"{scenario}; accuracy target {acc or 'n/a'}%; median of {len(j)} round(s) "
+                    f"{scenario}; {f'accuracy target {acc}%' if acc else 'no accuracy target'}; median of "
+                    f"{len(j)} round(s) "
                     f"({', '.join(sorted(set(g['submission'].astype(str))))}); "
                     + (
                         f"batch {batch} assumed (NVIDIA's A100 Offline gpu_batch_size)"
