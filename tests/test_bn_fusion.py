@@ -37,7 +37,9 @@ def _graph(side_input: bool = False) -> onnx.ModelProto:
     rng = np.random.default_rng(0)
     tensors = {"W": (C, C_IN, K, K), "s": (C,), "b": (C,), "m": (C,), "v": (C,)}
     for name, shape in tensors.items():
-        model.graph.initializer.append(onnx.numpy_helper.from_array(rng.random(shape, dtype=np.float32), name))
+        model.graph.initializer.append(
+            onnx.numpy_helper.from_array(rng.random(shape, dtype=np.float32), name)
+        )
     onnx.checker.check_model(model)
     return model
 
