@@ -13,7 +13,12 @@ absent, a stand-in package is written to a temporary directory and put on ``sys.
 Each network is built from its constructor (no pretrained weights: architecture facts only), every parameter and
 BatchNorm statistic is set to distinct random values (the exporter merges equal tensors, which would hide
 parameters), and it is exported with the TorchScript exporter in eval mode with a symbolic batch (and sequence
-for transformers) where the export allows it. Weights are then stripped: every initializer larger than
+for transformers) where the export allows it. The exporter then folds every BatchNorm that follows a convolution
+into that convolution's weights, except for the specs marked ``keep_bn`` (the twins of the CNNs that eager PyTorch
+and TensorFlow ran in the measured tables: both run each BatchNorm as its own kernel). Those are exported with
+``training=TrainingMode.PRESERVE`` on the model in eval mode: the exporter's eval-only peephole pass, which does
+that folding, is skipped, and each BatchNorm stays an inference-mode ``BatchNormalization`` node
+(``training_mode=0``). Weights are then stripped: every initializer larger than
 :data:`INLINE_ELEMENTS` elements keeps its name, type and dims but its data points to an external file that is
 not written (``load_graph`` never reads weight data).
 
@@ -23,8 +28,8 @@ Reference counts, from PyTorch itself at batch 1:
   convolutions) under the math attention backend (``sdpa_kernel(SDPBackend.MATH)``: the default CPU backend
   counts fused attention as zero).
 * ``reference_params``: learned parameters that reach the graph: parameters of every module that runs in the
-  forward pass, minus the scale and shift of each BatchNorm that the exporter folds into the convolution that
-  feeds it, plus the bias that convolution gains when it had none.
+  forward pass, minus (unless ``keep_bn``) the scale and shift of each BatchNorm that the exporter folds into
+  the convolution that feeds it, plus the bias that convolution gains when it had none.
 """
 
 from __future__ import annotations
@@ -74,11 +79,15 @@ class Spec:
     measured_as: str = ""
     difference: str = ""
     config: dict | None = None  # transformers: Config class keyword arguments
+    keep_bn: bool = False  # export with BatchNormalization nodes kept (not folded into the convolutions)
 
 
-def timm_spec(name: str, size: int = 224, measured_as: str = "", difference: str = "") -> Spec:
-    """A timm model at ``size`` x ``size`` input."""
-    return Spec(name, "timm", f"timm.create_model('{name}')", (1, 3, size, size), measured_as, difference)
+def timm_spec(
+    name: str, size: int = 224, measured_as: str = "", difference: str = "", keep_bn: bool = False
+) -> Spec:
+    """A timm model at ``size`` x ``size`` input (``keep_bn``: BatchNormalization not folded)."""
+    ctor = f"timm.create_model('{name}')"
+    return Spec(name, "timm", ctor, (1, 3, size, size), measured_as, difference, keep_bn=keep_bn)
 
 
 KERAS = "Keras Applications {k} ({set}) rebuilt from its timm twin {t}"
@@ -87,15 +96,23 @@ R4090 = "fischer_strep_testbed_rtx4090"
 
 
 def keras(
-    timm_name: str, keras_name: str, size: int, sets: str = R4090, note: str = "", name: str | None = None
+    timm_name: str,
+    keras_name: str,
+    size: int,
+    sets: str = R4090,
+    note: str = "",
+    name: str | None = None,
+    keep_bn: bool = True,
 ) -> Spec:
-    """The timm twin of a Keras Applications network measured in ``sets``."""
+    """The timm twin of a Keras Applications network measured in ``sets`` (BatchNormalization kept unless
+    ``keep_bn`` is False: for the networks that have none)."""
     diff = KERAS.format(k=keras_name, set=sets, t=timm_name) + (f"; {note}" if note else "")
-    spec = timm_spec(timm_name, size, measured_as=keras_name, difference=diff)
+    spec = timm_spec(timm_name, size, measured_as=keras_name, difference=diff, keep_bn=keep_bn)
     return spec if name is None else Spec(name, *list(spec.__dict__.values())[1:])
 
 
 BOTH = f"{F22}, {R4090}"
+VGG_HEAD = "timm's classifier is a 7x7 convolution, the same products as Keras' FC"
 KERAS_RESNET = "Keras ResNet v1 strides in the first 1x1 convolution, timm's in the 3x3 (same parameters)"
 SPECS: list[Spec] = [
     # Twins of the Keras networks measured by Fischer et al. (eff22: RTX A5000 etc.; STREP testbed: RTX 4090)
@@ -137,21 +154,18 @@ SPECS: list[Spec] = [
     keras("regnetx_004", "RegNetX400MF", 224, F22),
     keras("regnetx_080", "RegNetX8GF", 224, F22),
     keras("regnetx_320", "RegNetX32GF", 224, F22),
-    keras(
-        "vgg16", "VGG16", 224, BOTH, "timm's classifier is a 7x7 convolution, the same products as Keras' FC"
-    ),
-    keras(
-        "vgg19", "VGG19", 224, BOTH, "timm's classifier is a 7x7 convolution, the same products as Keras' FC"
-    ),
+    # VGG and ConvNeXt have no BatchNorm (ConvNeXt: LayerNorm): nothing to keep
+    keras("vgg16", "VGG16", 224, BOTH, VGG_HEAD, keep_bn=False),
+    keras("vgg19", "VGG19", 224, BOTH, VGG_HEAD, keep_bn=False),
     keras("legacy_xception", "Xception", 299, BOTH),
-    keras("convnext_tiny", "ConvNeXtTiny", 224),
-    keras("convnext_small", "ConvNeXtSmall", 224),
-    keras("convnext_base", "ConvNeXtBase", 224),
-    keras("convnext_large", "ConvNeXtLarge", 224),
-    keras("convnext_xlarge", "ConvNeXtXLarge", 224),
-    # Further families
-    timm_spec("mobilenetv3_large_100"),
-    timm_spec("efficientnet_b0"),
+    keras("convnext_tiny", "ConvNeXtTiny", 224, keep_bn=False),
+    keras("convnext_small", "ConvNeXtSmall", 224, keep_bn=False),
+    keras("convnext_base", "ConvNeXtBase", 224, keep_bn=False),
+    keras("convnext_large", "ConvNeXtLarge", 224, keep_bn=False),
+    keras("convnext_xlarge", "ConvNeXtXLarge", 224, keep_bn=False),
+    # Further families (the first two: torchvision twins of fischer_imagenet_eff22's PyTorch rows)
+    timm_spec("mobilenetv3_large_100", keep_bn=True),
+    timm_spec("efficientnet_b0", keep_bn=True),
     timm_spec("regnety_016"),
     timm_spec("ghostnet_100"),
     timm_spec("repvgg_a2"),
@@ -395,8 +409,9 @@ def _randomise(model, seed: int = 0) -> None:
     model.eval()
 
 
-def _references(model, args) -> tuple[int, int]:
-    """(FLOPs as FlopCounterMode counts them, learned parameters that reach the exported graph)."""
+def _references(model, args, fold_bn: bool = True) -> tuple[int, int]:
+    """(FLOPs as FlopCounterMode counts them, learned parameters that reach the exported graph; ``fold_bn``:
+    the exporter folds each BatchNorm that follows a convolution into it)."""
     import torch
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
@@ -442,7 +457,7 @@ def _references(model, args) -> tuple[int, int]:
             if id(p) not in seen:
                 seen.add(id(p))
                 params += p.numel()
-    for conv, bn in {(id(c), id(b)): (c, b) for c, b in folded}.values():
+    for conv, bn in {(id(c), id(b)): (c, b) for c, b in folded}.values() if fold_bn else ():
         params -= sum(p.numel() for p in bn.parameters(recurse=False))
         if conv.bias is None:
             params += conv.out_channels
@@ -454,10 +469,13 @@ def _references(model, args) -> tuple[int, int]:
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _export(model, args, names, axes, path: Path) -> None:
+def _export(model, args, names, axes, path: Path, keep_bn: bool = False) -> None:
+    """Export ``model`` (in eval mode) to ``path``, weights stripped; ``keep_bn``: BatchNormalization kept as
+    nodes (``TrainingMode.PRESERVE`` skips the exporter's Conv+BatchNorm folding, an eval-only pass)."""
     import onnx
     import torch
 
+    mode = torch.onnx.TrainingMode.PRESERVE if keep_bn else torch.onnx.TrainingMode.EVAL
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "model.onnx"
         with warnings.catch_warnings():
@@ -471,6 +489,7 @@ def _export(model, args, names, axes, path: Path) -> None:
                 input_names=names,
                 dynamic_axes=axes,
                 do_constant_folding=True,
+                training=mode,
             )
         proto = onnx.load(str(raw), load_external_data=True)
     strip_weights(proto, f"{path.name}.data")
@@ -546,8 +565,8 @@ def export_one(spec: Spec) -> dict[str, str]:
     torch.manual_seed(0)
     model, args, names, axes, version = _build(spec)
     _randomise(model)
-    flops, params = _references(model, args)
-    _export(model, args, names, axes, GRAPHS / f"{spec.name}.onnx")
+    flops, params = _references(model, args, fold_bn=not spec.keep_bn)
+    _export(model, args, names, axes, GRAPHS / f"{spec.name}.onnx", keep_bn=spec.keep_bn)
     dims = "x".join(["N", *map(str, spec.input[1:])])
     if spec.source == "transformers" and len(spec.input) == 2:
         dims = "NxS (exported at 1x128)"
@@ -557,7 +576,8 @@ def export_one(spec: Spec) -> dict[str, str]:
         "constructor": spec.constructor,
         "input": f"{names[0]}={dims}; references at {'x'.join(map(str, spec.input))}",
         "opset": str(OPSET),
-        "exporter": "torch.onnx.export(dynamo=False)",
+        "exporter": "torch.onnx.export(dynamo=False"
+        + (", training=TrainingMode.PRESERVE): BatchNormalization kept" if spec.keep_bn else ")"),
         "torch_version": torch.__version__,
         "library_version": version,
         "reference_flops": str(flops),

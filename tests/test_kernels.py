@@ -164,7 +164,7 @@ def test_attention_only_fusion_keeps_the_chain_whole_and_every_other_op_alone():
     assert k.launches == 5 and eager.launches == 8 and fused.launches == 3
 
 
-def test_fuse_takes_only_its_three_modes():
+def test_fuse_takes_only_its_modes():
     costs = count_costs(load_graph(parse(CONV_BN_RELU)))
     for bad in ("all", 1, None):
         with pytest.raises(ValueError, match="fuse must be one of"):

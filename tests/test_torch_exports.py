@@ -238,6 +238,27 @@ def test_cnn_with_batchnorm_folded_by_export(build, shape):
     _check(count_costs(load_graph(exported)), model, args, _folded_param_count(model))
 
 
+def test_preserve_keeps_every_batchnorm_as_an_inference_node():
+    """``training=PRESERVE`` on an eval-mode model (scripts/export_graphs.py, ``keep_bn``) skips the Conv+BN fold:
+    one inference-mode BatchNormalization per nn.BatchNorm2d, every PyTorch parameter in the graph, and each BN
+    a kernel of its own under eager PyTorch and TensorFlow on a GPU, folded into its conv elsewhere."""
+    from estimator.cost.kernels import fuse_kernels
+    from estimator.energy.runtimes import get_runtime
+
+    model = _randomise(MobileNetLike())
+    args = (torch.randn(2, 3, 64, 64),)
+    exported = _export(model, args, training=torch.onnx.TrainingMode.PRESERVE)
+    bns = [n for n in exported.graph.node if n.op_type == "BatchNormalization"]
+    assert len(bns) == sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) > 0
+    assert all(a.i == 0 for n in bns for a in n.attribute if a.name == "training_mode")
+    costs = count_costs(load_graph(exported))
+    _check(costs, model, args, _param_count(model))
+    for runtime, apart in (("tensorflow-gpu", True), ("pytorch-cuda", True), ("tensorrt", False)):
+        kernels = fuse_kernels(costs, fuse=get_runtime(runtime).fusion).kernels
+        own = sum(k.name.startswith("BatchNormalization") for k in kernels)
+        assert own == (len(bns) if apart else 0), runtime
+
+
 def test_mobilenet_has_depthwise_and_grouped_convs():
     exported = _export(_randomise(MobileNetLike()), (torch.randn(1, 3, 64, 64),))
     groups = {

@@ -7,6 +7,8 @@ ONNX Runtime / TensorRT / torch.compile apply to inference graphs; they are deli
 
 * **Epilogue fusion.** A contraction (Conv, Gemm, MatMul, ...) absorbs the chain of elementwise ops
   that follows it (bias add, BatchNormalization in inference, activation, residual add): Conv+BN+ReLU.
+  With ``fuse="bn-apart"`` (TensorFlow on a GPU) a BatchNormalization never joins an earlier kernel: it
+  opens its own, which the elementwise ops after it may join (BN+Relu, BN+Add+Relu).
 * **Elementwise chains.** Consecutive elementwise ops form one kernel.
 * **Normalisation/reduction epilogues.** Softmax, LayerNorm and reductions absorb following elementwise ops.
 * **Attention.** ``MatMul(Q, K^T) -> [scale] -> [mask add] -> Softmax -> MatMul(P, V)`` is one kernel (the
@@ -49,8 +51,10 @@ _CATEGORY_OF = {
 }
 
 
-#: The values of :func:`fuse_kernels`' ``fuse``: every rule, none (eager), or attention chains only.
-FUSE_MODES = (True, False, "attention")
+#: The values of :func:`fuse_kernels`' ``fuse``: every rule, none (eager), attention chains only, or every rule
+#: but with each BatchNormalization opening its own kernel.
+FUSE_MODES = (True, False, "attention", "bn-apart")
+_BATCH_NORM = "BatchNormalization"
 
 
 def fuse_kernels(report: CostReport, *, fuse: bool | str = True) -> KernelReport:
@@ -60,7 +64,10 @@ def fuse_kernels(report: CostReport, *, fuse: bool | str = True) -> KernelReport
     nothing and constants are still folded. With ``fuse="attention"`` (eager PyTorch whose models call
     ``scaled_dot_product_attention``: one flash or memory-efficient kernel) each full attention chain
     ``MatMul(Q, K^T) -> [scale, mask] -> Softmax -> MatMul(P, V)`` is one kernel, as with ``fuse=True``, and
-    every other node is its own kernel, as with ``fuse=False``.
+    every other node is its own kernel, as with ``fuse=False``. With ``fuse="bn-apart"`` (TensorFlow on a GPU,
+    whose fused convolution takes no batch normalisation) every rule of ``fuse=True`` applies, except that a
+    BatchNormalization never joins the kernel of what it reads: it starts a kernel of its own, reading its
+    input from memory, and the elementwise ops after it may join that kernel as they join any other.
     """
     if fuse not in FUSE_MODES or (isinstance(fuse, int) and not isinstance(fuse, bool)):
         raise ValueError(f"fuse must be one of {FUSE_MODES}, not {fuse!r}")
@@ -104,6 +111,8 @@ def fuse_kernels(report: CostReport, *, fuse: bool | str = True) -> KernelReport
 
     category_of = _CATEGORY_OF.get
     producers = graph.producers
+
+    bn_apart = fuse == "bn-apart"
 
     def grouping(fusing: bool, attention_only: bool, chain_of: Mapping[int, int]):
         """(group of each node, members of each group, kind of each group). ``attention_only``: only the joins
@@ -154,7 +163,9 @@ def fuse_kernels(report: CostReport, *, fuse: bool | str = True) -> KernelReport
                     chain_group[chain] = len(members)
                     new_group(n.index, "attention")
                 continue
-            if cat in ("elementwise",) or (n.op_type in _SOFTMAX) or n.op_type in _MATMUL:
+            if bn_apart and n.op_type == _BATCH_NORM:
+                pass  # a kernel of its own (target stays None)
+            elif cat in ("elementwise",) or (n.op_type in _SOFTMAX) or n.op_type in _MATMUL:
                 # A node may only join the latest kernel among its inputs' producers: joining an earlier one while
                 # it also reads a later kernel's output would run it before that output exists.
                 producer_groups = {}

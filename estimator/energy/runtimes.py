@@ -37,6 +37,8 @@ class Runtime:
         attention_kernel: the fused attention kernel it runs for 16-bit attention on the GPUs whose profile
             cites that kernel's rate (:data:`FLASH_ATTENTION_2`), or None (timed as any contraction).
         attention_source: where ``attention_kernel`` comes from.
+        bn_apart: a fusing runtime (``fuses`` True) that runs each BatchNormalization as its own kernel instead
+            of in the epilogue of the contraction before it (``fuse="bn-apart"``); its ``source`` says why.
     """
 
     name: str
@@ -51,12 +53,16 @@ class Runtime:
     host_twin: str | None = None
     attention_kernel: str | None = None
     attention_source: str = ""
+    bn_apart: bool = False
 
     @property
     def fusion(self) -> bool | str:
         """The ``fuse`` argument of :func:`estimator.cost.kernels.fuse_kernels` for this runtime: True (every
-        fusion rule), False (one kernel per op) or ``"attention"`` (attention chains only)."""
-        return True if self.fuses else "attention" if self.fuses_attention else False
+        fusion rule), ``"bn-apart"`` (every rule, each BatchNormalization its own kernel), False (one kernel per
+        op) or ``"attention"`` (attention chains only)."""
+        if self.fuses:
+            return "bn-apart" if self.bn_apart else True
+        return "attention" if self.fuses_attention else False
 
     @property
     def constants_name(self) -> str:
@@ -79,6 +85,15 @@ _PIPELINE = (
 _TF = (
     "TensorFlow/Keras graph execution (tf.function / model.predict): per-op executor overhead estimated "
     "10 us; per call (Keras predict data adapter, callbacks) estimated 1 ms"
+)
+_TF_GPU_FUSION = (
+    "TensorFlow/Keras on a GPU: grappler's remapper fuses Conv2D + BiasAdd + Relu (_FusedConv2D) and "
+    "FusedBatchNorm + [side-input Add] + Relu (_FusedBatchNormEx, a custom CUDA kernel in inference for float "
+    "and half), one launch per fused op; Conv2D + FusedBatchNorm is fused on the CPU only "
+    "(FindConv2DWithBatchNorm requires NodeIsOnCpu; tensorflow/tensorflow @ 599ec86, "
+    "tensorflow/core/grappler/optimizers/remapper.cc), so each BatchNormalization runs as its own kernel "
+    "after the convolution (the GPU fused convolution takes BiasAdd + Relu only: @ 528fa86, "
+    "tensorflow/core/kernels/conv_ops_fused_impl.h, LaunchFusedConv2DOp<GPUDevice>)"
 )
 _LAUNCH_ONLY = "cudaLaunchKernel 1-3 us per kernel (same lesson 18); estimated 2 us"
 _VLLM = (
@@ -176,10 +191,11 @@ RUNTIMES: dict[str, Runtime] = {
             "gpu",
             None,
             True,
-            "TensorFlow/Keras on a GPU: grappler fuses Conv+BN+activation (remapper), one launch per fused op",
+            _TF_GPU_FUSION,
             host_dispatch_s=10e-6,
             host_call_s=1e-3,
             host_source=_TF,
+            bn_apart=True,
         ),
         Runtime(
             "onnxruntime-cuda",

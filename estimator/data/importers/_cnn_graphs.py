@@ -8,13 +8,12 @@ model_ref, which names the network but is not built.
 Keras models add an input Rescaling/Normalization layer that timm graphs do not have (a few element-wise ops
 per pixel, negligible next to the convolutions); that difference applies to every Keras entry.
 
-The timm graphs were exported in eval mode, which folds every BatchNormalization that follows a convolution into
-the convolution's weights (resnet50.onnx: 53 Conv, no BatchNormalization; only pre-activation BNs, as in DenseNet
-and ResNetV2, stay). A Keras model keeps them as layers, and TensorFlow on a GPU runs each as its own kernel: its
-fused GPU convolution takes BiasAdd + Relu only (tensorflow/tensorflow @ 528fa86,
-tensorflow/core/kernels/conv_ops_fused_impl.h, ``LaunchFusedConv2DOp<GPUDevice>``). What that costs the fitted
-model on Fischer's RTX 4090 is measured in docs/fischer_rtx4090.md; costing it needs a runtime-specific epilogue
-rule in the kernel fusion, not a different graph.
+The timm twins are exported with every BatchNormalization kept as an inference-mode node (the exporter's
+Conv+BN folding, an eval-only pass, skipped: scripts/export_graphs.py, ``keep_bn``), as Keras and eager PyTorch
+keep them as layers. Whether a BatchNormalization costs a kernel of its own is the runtime's business
+(:attr:`estimator.energy.runtimes.Runtime.fusion`): eager PyTorch runs it alone, TensorFlow on a GPU runs it
+apart from the convolution (grappler fuses Conv2D + FusedBatchNorm on the CPU only), graph runtimes fold it
+into the convolution. What that changes on Fischer's RTX 4090 is measured in docs/fischer_rtx4090.md.
 """
 
 from __future__ import annotations
