@@ -158,6 +158,7 @@ def test_power_hungry_is_left_out_of_the_gpu_table_unless_named():
         pd.read_csv(REPO / "data" / "power_hungry.csv.gz")
     )
     with pytest.raises(
-        DataError, match="not an optional GPU source; choose from mlenergy_diffusion, power_hungry"
+        DataError,
+        match="not an optional GPU source; choose from mlenergy_diffusion, mlperf_power, power_hungry",
     ):
         load_gpu_table(with_sources=["irene"])

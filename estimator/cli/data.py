@@ -20,7 +20,7 @@ def data_import(
     source: Annotated[
         str,
         typer.Argument(
-            help="hwnasbench360 | getzner | mlperf_power | mlenergy | mlenergy_diffusion | irene | irene_modules | fischer_eff22 | "
+            help="hwnasbench360 | getzner | mlperf_power | mlperf_power_gpu | mlenergy | mlenergy_diffusion | irene | irene_modules | fischer_eff22 | "
             "fischer_rtx4090 | fischer_validation | power_hungry | power_hungry_generative | benchlab | wilkins"
         ),
     ],

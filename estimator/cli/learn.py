@@ -23,7 +23,7 @@ WithSource = Annotated[
     list[str] | None,
     typer.Option(
         "--with-source",
-        help="Also train on this GPU source (power_hungry, left out by default; mlenergy_diffusion, judged only by default); repeatable.",
+        help="Also train on this GPU source (power_hungry, mlperf_power: left out by default; mlenergy_diffusion: judged only by default); repeatable.",
         show_default=False,
     ),
 ]

@@ -167,7 +167,8 @@ def gpu_feature_row(
         agg: from :func:`graph_aggregates` on the same device, runtime and dtype.
         prior: the v2 prior's result (with the constants the model was trained over).
         boundary: the boundary the energy is wanted at (a row's own boundary in training).
-        boards: GPU boards summed in the energy (``gpu-boards-summed``), else 1.
+        boards: GPU boards summed in the energy (``gpu-boards-summed``); at ``wall-system`` the accelerators
+            behind the wall reading (their host is shared); else 1.
         level: ``model``, ``module`` or ``op``.
         input_pipeline: the measurement's timed loop included the host input pipeline (data loading,
             decoding) - a property of how a source measured, like the boundary; False for one forward pass.

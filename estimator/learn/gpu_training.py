@@ -39,7 +39,10 @@ from estimator.learn.gpu_set import (  # noqa: F401 - re-exported: callers impor
     build_gpu_set,
     config_graph,
     config_key,
+    device_folds,
+    feature_boards,
     graph_available,
+    held_out_split,
     load_gpu_table,
 )
 from estimator.learn.regressor import ResidualRegressor
@@ -223,7 +226,7 @@ def prior_and_features(
     priors: dict[tuple, object] = {}
     log_prior = np.empty(len(gs.table))
     X = np.empty((len(gs.table), len(GPU_FEATURE_NAMES)))
-    boards = gs.table["boards"] if "boards" in gs.table else pd.Series([1] * len(gs.table))
+    boards = feature_boards(gs)
     levels = gs.table["level"] if "level" in gs.table else pd.Series([None] * len(gs.table))
     pipelines = input_pipeline(gs)
     for i, (key, boundary, n_boards, level, pipeline) in enumerate(
@@ -242,7 +245,7 @@ def prior_and_features(
             hw,
             runtime,
             boundary=str(boundary),
-            boards=1 if pd.isna(n_boards) else int(n_boards),
+            boards=int(n_boards),
             level="model" if pd.isna(level) else str(level),
             input_pipeline=bool(pipeline),
         )
@@ -294,15 +297,6 @@ def power_floor(gs: GpuSet, log_prior_seconds: np.ndarray) -> np.ndarray:
 def flops_of(gs: GpuSet) -> np.ndarray:
     """FLOPs of one inference of each row."""
     return np.array([gs.configs[k].agg.flops for k in gs.table["config"]])
-
-
-def held_out_split(
-    devices: np.ndarray, held_out: str, trainable: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """(train, test) masks of leave-one-device-out: every row of ``held_out`` is in test, none in train, and no
-    row that may not train (``trainable`` False: a judged-only source, :attr:`GpuSet.trainable`) either."""
-    test = devices == held_out
-    return (~test if trainable is None else ~test & trainable), test
 
 
 def predict_split(gs: GpuSet, train: np.ndarray, test: np.ndarray, inner: np.ndarray) -> dict:
@@ -382,11 +376,14 @@ __all__ = [
     "PipelineTerms",
     "baselines",
     "build_gpu_set",
+    "device_folds",
     "device_weights",
+    "feature_boards",
     "fit_gpu",
     "fit_pipeline_terms",
     "fit_runtime_constants",
     "fitted_prior",
+    "held_out_split",
     "load_gpu_table",
     "prior_and_features",
     "with_pipeline",

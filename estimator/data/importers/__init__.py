@@ -13,6 +13,10 @@ Sources and what they become (data/PROVENANCE.md has the details):
   (training table; boundary cpu-package-rapl).
 - ``mlperf_power``: MLPerf Inference (datacenter, edge) and Tiny power results, whole system at the wall
   (validation table; boundary wall-system).
+- ``mlperf_power_gpu``: the part of it a GPU model can learn from: ResNet-50 and BERT-large under NVIDIA's
+  TensorRT harness on GPUs with a profile, SingleStream / MultiStream / Offline, one row per system, network,
+  accuracy target and scenario (training table ``mlperf_power.csv.gz``, source ``mlperf_power``; wall-system,
+  one accelerator's forward pass plus its share of the host, ``accelerators`` GPUs at the wall).
 - ``mlenergy``: ML.ENERGY leaderboard v1-v3, GPU energy of LLM and diffusion serving (validation table;
   boundary gpu-board-nvml).
 - ``mlenergy_diffusion``: ML.ENERGY text-to-image runs (A100-40GB, H100; v3 H100 / B200 where a graph table
@@ -56,6 +60,7 @@ from estimator.data.importers.irene import import_irene, import_irene_modules
 from estimator.data.importers.mlenergy import MLENERGY_CITATION, import_mlenergy
 from estimator.data.importers.mlenergy_diffusion import import_mlenergy_diffusion
 from estimator.data.importers.mlperf_power import MLPERF_CITATION, import_mlperf_power
+from estimator.data.importers.mlperf_power_gpu import import_mlperf_power_gpu
 from estimator.data.importers.power_hungry import import_power_hungry, import_power_hungry_generative
 from estimator.data.importers.wilkins import import_wilkins
 from estimator.data.measurements import TableKind, write_measurements
@@ -77,6 +82,7 @@ __all__ = [
     "import_mlenergy",
     "import_mlenergy_diffusion",
     "import_mlperf_power",
+    "import_mlperf_power_gpu",
     "import_source",
     "main",
 ]
@@ -88,6 +94,7 @@ IMPORTERS: dict[str, Callable[[Path], pd.DataFrame]] = {
     "hwnasbench360": import_hwnasbench360,
     "getzner": import_getzner,
     "mlperf_power": import_mlperf_power,
+    "mlperf_power_gpu": import_mlperf_power_gpu,
     "mlenergy": import_mlenergy,
     "mlenergy_diffusion": import_mlenergy_diffusion,
     "irene": import_irene,
@@ -104,6 +111,7 @@ TABLE_KINDS: dict[str, TableKind] = {
     "hwnasbench360": "training",
     "getzner": "training",
     "mlperf_power": "validation",
+    "mlperf_power_gpu": "training",
     "mlenergy": "validation",
     "mlenergy_diffusion": "training",
     "irene": "training",
@@ -121,6 +129,7 @@ DEFAULT_FILES: dict[str, str] = {
     "hwnasbench360": "hwnasbench360.csv.gz",
     "getzner": "getzner.csv.gz",
     "mlperf_power": "validation_mlperf.csv.gz",
+    "mlperf_power_gpu": "mlperf_power.csv.gz",
     "mlenergy": "validation_mlenergy.csv.gz",
     "mlenergy_diffusion": "mlenergy_diffusion.csv.gz",
     "irene": "irene.csv.gz",
