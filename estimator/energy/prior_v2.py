@@ -27,13 +27,9 @@ Energy: ``E = P_static * B + P_ctx * (T - B) + sum(E_dynamic)`` with ``B = sum(g
 the board waiting for the host), ``E_dynamic`` per kernel as in v1 (FLOPs x J/FLOP + bytes per level x J/B),
 except that a GEMM draws the power limit: its ``E_dynamic`` is at least ``(TDP - P_static) x flops / (peak x
 achievable_compute_fraction)`` (:func:`gemm_power_limit_joules`), and every kernel, a memory-bound GEMM too (a
-decode step's weight reads), costs at least the streaming energy of its bytes: ``E_dynamic >= min(E_bytes + e_chip
-x s_node x B, (TDP - P_static) x B / (f_b x BW))`` with ``B`` its bytes beyond L1, ``E_bytes`` their per-level
-energies (the DRAM level at the profile's cited per-technology J/B), ``e_chip`` the on-chip streaming energy per
-byte at 7 nm (:data:`STREAM_ONCHIP_J_PER_BYTE_7NM`, fitted) and ``s_node`` the profile's node scale
-(:func:`node_energy_scale`); a kernel streaming at the sustained bandwidth draws at most the TDP
-(:func:`memory_stream_joules`). A compute-bound GEMM is above it already (its power limit over a time longer than
-its streaming time).
+decode step's weight reads), costs at least the streaming energy of its ``B`` bytes beyond L1, ``min(E_bytes
++ e_chip s_node B, (TDP - P_static) B / (f_b BW))`` (:func:`memory_stream_joules`: per-level J/B, an on-chip
+J/B scaled by the node, the TDP at most); a compute-bound GEMM's power limit is above it already.
 TDP clamp: if ``(P_static * B + sum(E_dynamic)) / B`` would exceed TDP, every ``g_k`` stretches by the same
 factor so that busy power equals TDP, before the pipeline runs.
 
