@@ -44,9 +44,9 @@ is not settled here, so they are left as priced (``--flux-rmsnorm-composite`` pr
 
 The extra bytes are timed at the profile's sustained bandwidth (``achievable_bandwidth_fraction`` x DRAM
 bandwidth: the tensors are tens to hundreds of MB) and charged the power the v2 prior gives a kernel that streams
-DRAM (busy static power + ``MEMORY_POWER_FRACTION`` x the TDP headroom); extra launches add nothing while the GPU
-is the bottleneck (every row here is GPU-bound). These rows are judged, never fitted: no constant is taken from
-them.
+DRAM (busy static power + :func:`~estimator.energy.prior_v2.memory_stream_joules` of the bytes, the TDP at most);
+extra launches add nothing while the GPU is the bottleneck (every row here is GPU-bound). These rows are judged,
+never fitted: no constant is taken from them.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ sys.path.insert(0, str(ROOT))
 from estimator.api import Estimator  # noqa: E402
 from estimator.energy.gpu_paths import _fa2_kernels, _gemm_paths, _routes, compute_paths  # noqa: E402
 from estimator.energy.physics import kernel_arrays, static_power_w  # noqa: E402
-from estimator.energy.prior_v2 import MEMORY_POWER_FRACTION, assemble, device_terms  # noqa: E402
+from estimator.energy.prior_v2 import assemble, device_terms, memory_stream_joules  # noqa: E402
 
 RUNTIME = "pytorch-cuda-sdpa"
 DTYPE = "bfloat16"
@@ -149,9 +149,9 @@ def study(row, flux_rmsnorm_composite: bool, show_classes: bool) -> dict:
     up = eager_upcasts(kernels.costs.graph, stem, flux_rmsnorm_composite)
     rate = hw.dram_bandwidth_bytes_per_s * hw.achievable_bandwidth_fraction
     p_static = static_power_w(hw, hw.compute_units)
-    p_stream = p_static + MEMORY_POWER_FRACTION * max(hw.tdp_w - p_static, 0.0)
     extra_s = up.extra_bytes / rate
-    extra_j = extra_s * p_stream
+    dram_j = hw.dram_energy_per_byte_j * up.extra_bytes  # the upcasts' bytes come from and go to DRAM
+    extra_j = extra_s * p_static + float(memory_stream_joules(up.extra_bytes, dram_j, hw))
     out = {
         "graph": stem.removeprefix("dit-"),
         "hw": row.hardware,

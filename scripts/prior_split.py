@@ -2,7 +2,7 @@
 
     python scripts/prior_split.py [--source irene] [--by model|batch|seq_len]
     python scripts/prior_split.py --linear-ops
-    python scripts/prior_split.py --memory-ops [--fraction F]
+    python scripts/prior_split.py --memory-ops [--onchip-j-per-byte E]
     python scripts/prior_split.py --fit-memory-power
 
 For every whole-network row at the prior's own boundary (``gpu-board-nvml``) that has a latency, the v2 prior
@@ -18,8 +18,9 @@ so that ``joules ratio = time ratio x power ratio`` row by row. ``--linear-ops``
 against IrEne's op-level ``Linear`` rows of the BERT-family models (their latency includes the bias add), with
 the power those rows measured. ``--memory-ops`` prices IrEne's op-level LayerNorm and Softmax rows (mapped to
 their kernels by :mod:`estimator.learn.gpu_modules`) and prints predicted / measured joules, time and power per
-device; ``--fit-memory-power`` fits :data:`estimator.energy.prior_v2.MEMORY_POWER_FRACTION` on the GTX 1080 Ti
-rows of that set only (golden section on the mean squared log error of average power). docs/prior.md quotes its output.
+device; ``--fit-memory-power`` fits :data:`estimator.energy.prior_v2.STREAM_ONCHIP_J_PER_BYTE_7NM` (the on-chip
+energy per byte of a streaming kernel, J/B at 7 nm) on the GTX 1080 Ti rows of that set only (golden section on the
+mean squared log error of average power). docs/prior.md quotes its output.
 """
 
 from __future__ import annotations
@@ -36,16 +37,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from estimator.energy.gpu_efficiency import GemmShape, library_tile_efficiency, tile_wave_efficiency
 from estimator.energy.hardware import load_profile
+from estimator.energy.physics import static_power_w
 from estimator.energy.prior_fit import golden_section_min
-from estimator.energy.prior_v2 import assemble
+from estimator.energy.prior_v2 import assemble, node_energy_scale
 from estimator.energy.runtimes import get_runtime
 from estimator.learn.gpu_modules import build_module_set, load_module_rows
 from estimator.learn.gpu_training import PRIOR_BOUNDARY, build_gpu_set, load_gpu_table
 
-#: IrEne's memory-bound op classes, and the device whose rows fit the streaming power fraction.
+#: IrEne's memory-bound op classes, and the device whose rows fit the on-chip streaming energy per byte.
 MEMORY_OPS = ("LayerNorm", "Softmax")
 FIT_DEVICE = "gtx1080ti"
-#: Only rows at least this long fit the fraction (s): the kernel, not the host's dispatch, fills their time.
+#: Only rows at least this long fit the energy (s): the kernel, not the host's dispatch, fills their time.
 FIT_MIN_LATENCY_S = 1.2e-4
 
 
@@ -116,20 +118,21 @@ def linear_ops_table(root: Path | None = None) -> pd.DataFrame:
 
 
 def memory_ops_table(
-    fraction: float | None = None,
+    onchip_j_per_byte: float | None = None,
     graphs: dict | None = None,
     device: str | None = None,
     min_latency_s: float = 0.0,
 ):
-    """IrEne's op-level LayerNorm / Softmax rows at the NVML sensor, priced by v2 (``fraction`` = the streaming
-    power fraction, the shipped one when None): one row per distinct measurement with its ``weight``."""
+    """IrEne's op-level LayerNorm / Softmax rows at the NVML sensor, priced by v2 (``onchip_j_per_byte`` = the
+    on-chip streaming energy, J/B at 7 nm, the shipped one when None): one row per distinct measurement with its
+    ``weight``."""
     rows = load_module_rows(level="op")
     cls = rows["module"].astype(str).str.rpartition(":")[2]
     rows = rows[cls.isin(MEMORY_OPS).to_numpy() & (rows["boundary"] == PRIOR_BOUNDARY).to_numpy()]
     if device:
         rows = rows[rows["hardware"] == device]
     rows = rows[rows["latency_s"].astype(float) >= min_latency_s]
-    kw = {} if fraction is None else {"memory_power_fraction": fraction}
+    kw = {} if onchip_j_per_byte is None else {"stream_onchip_j_per_byte": onchip_j_per_byte}
     ms = build_module_set(rows.reset_index(drop=True), graphs=graphs, **kw)
     t = ms.table
     measured_w = t["joules_per_inference"] / t["latency_s"]
@@ -149,22 +152,27 @@ def memory_ops_table(
     )
 
 
-def fit_memory_power(steps: int = 8) -> float:
-    """The streaming power fraction minimising the weighted mean squared log ratio of average power (joules /
-    seconds, predicted over measured) on the :data:`FIT_DEVICE` LayerNorm / Softmax op rows that ran at least
-    :data:`FIT_MIN_LATENCY_S` (golden section on [0, 1]). Power, not joules: the fraction sets power; fitted on
-    joules it would also absorb v2's error in the time of these eager ops (PyTorch's LayerNorm of 2021 took
-    about twice v2's time). Long rows only: in shorter ones the host's dispatch fills the time and the power
-    measured is that of the gaps between kernels, which the fraction does not describe."""
+def fit_memory_power(steps: int = 12) -> float:
+    """The on-chip streaming energy per byte (J/B at 7 nm) minimising the weighted mean squared log ratio of
+    average power (joules / seconds, predicted over measured) on the :data:`FIT_DEVICE` LayerNorm / Softmax op
+    rows that ran at least :data:`FIT_MIN_LATENCY_S` (golden section from 0 to the value at which the device's
+    TDP cap binds for DRAM bytes, above which the loss is flat). Power,
+    not joules: the energy per byte sets power; fitted on joules it would also absorb v2's error in the time of
+    these eager ops (PyTorch's LayerNorm of 2021 took about twice v2's time). Long rows only: in shorter ones the
+    host's dispatch fills the time and the power measured is that of the gaps between kernels, which the energy
+    per byte does not describe."""
     graphs: dict = {}
 
-    def loss(f: float) -> float:
-        d = memory_ops_table(f, graphs, FIT_DEVICE, FIT_MIN_LATENCY_S)
+    def loss(e: float) -> float:
+        d = memory_ops_table(e, graphs, FIT_DEVICE, FIT_MIN_LATENCY_S)
         value = float(np.average(np.log(d["power"]) ** 2, weights=d["weight"]))
-        print(f"fraction {f:.4f}: mean squared log power ratio {value:.5f}", flush=True)
+        print(f"on-chip {e * 1e12:.1f} pJ/B at 7 nm: mean squared log power ratio {value:.5f}", flush=True)
         return value
 
-    return golden_section_min(loss, 0.0, 1.0, steps)
+    hw = load_profile(FIT_DEVICE)
+    headroom = hw.tdp_w - static_power_w(hw, hw.compute_units)
+    cap = headroom / (hw.dram_bandwidth_bytes_per_s * hw.achievable_bandwidth_fraction)
+    return golden_section_min(loss, 0.0, (cap - hw.dram_energy_per_byte_j) / node_energy_scale(hw), steps)
 
 
 def _weighted_medians(d: pd.DataFrame, keys: list[str], cols: list[str]) -> pd.DataFrame:
@@ -187,15 +195,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--memory-ops", action="store_true", help="v2 on IrEne's LayerNorm / Softmax op rows")
     parser.add_argument(
-        "--fraction", type=float, default=None, help="streaming power fraction (--memory-ops)"
+        "--onchip-j-per-byte",
+        type=float,
+        default=None,
+        help="on-chip streaming energy, J/B at 7 nm (--memory-ops; default the shipped one)",
     )
-    parser.add_argument("--fit-memory-power", action="store_true", help="fit the streaming power fraction")
+    parser.add_argument(
+        "--fit-memory-power", action="store_true", help="fit the on-chip streaming energy per byte"
+    )
     args = parser.parse_args(argv)
     if args.fit_memory_power:
-        print(f"fitted on {FIT_DEVICE} LayerNorm/Softmax op rows: {fit_memory_power():.3f}")
+        fitted = fit_memory_power()
+        print(f"fitted on {FIT_DEVICE} LayerNorm/Softmax op rows: {fitted * 1e12:.1f} pJ/B at 7 nm")
         return 0
     if args.memory_ops:
-        d = memory_ops_table(args.fraction)
+        d = memory_ops_table(args.onchip_j_per_byte)
         cols = ["joules", "time", "power", "measured_w", "predicted_w"]
         print(_weighted_medians(d, ["hardware", "op"], cols).round(3).to_string())
         return 0

@@ -3,6 +3,8 @@ the streaming power of memory-bound kernels (closed forms)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import onnx.parser
 import pandas as pd
@@ -17,9 +19,12 @@ from estimator.energy.prior_v2 import (
     device_terms,
     energy_prior_v2,
     memory_stream_joules,
+    node_energy_scale,
     subset_terms,
 )
+from estimator.energy.profile import PowerModel
 from estimator.energy.runtimes import get_runtime
+from estimator.errors import ProfileError
 from estimator.graph.load import load_graph
 from estimator.learn.gpu_modules import (
     ModuleSet,
@@ -116,27 +121,82 @@ def test_the_whole_graph_as_a_subset_is_the_whole_prior(bert):
     )
 
 
-def test_streaming_power_closed_form():
+def _hand_profile():
+    """gtx1070 with round numbers: node scale 2 (L1 at twice the 7 nm SRAM read), DRAM 100 pJ/B, 1 TB/s at f_b
+    0.5, 300 W TDP over 100 W busy static power (headroom 200 W: at most 400 pJ/B at the full rate)."""
+    base = load_profile("gtx1070")
+    l1 = dataclasses.replace(base.caches[0], energy_per_byte_j=2 * 8.5e-12 / 8)
+    power = PowerModel(tdp_w=300.0, static_w=100.0, idle_w=10.0, idle_with_context_w=100.0)
+    return dataclasses.replace(
+        base,
+        caches=(l1, *base.caches[1:]),
+        power=power,
+        dram_energy_per_byte_j=100e-12,
+        dram_bandwidth_bytes_per_s=1e12,
+        achievable_bandwidth_fraction=0.5,
+    )
+
+
+def test_streaming_energy_closed_form():
+    """moved + onchip x node scale x bytes, capped at the TDP headroom over the full-rate time (numbers by hand)."""
+    hw = _hand_profile()
+    assert node_energy_scale(hw) == pytest.approx(2.0)
+    nbytes, moved = np.array([1e9, 1e9]), np.array([0.1, 0.1])
+    # 100 pJ/B at 7 nm x 2 = 200 pJ/B over 1 GB = 0.2 J, plus the 0.1 J of per-level energy; the cap is 0.4 J
+    assert memory_stream_joules(nbytes, moved, hw, 100e-12) == pytest.approx([0.3, 0.3])
+    # 200 pJ/B x 2 = 0.4 J + 0.1 J is above the cap: 200 W x 1 GB / 500 GB/s = 0.4 J, the TDP over the kernel
+    assert memory_stream_joules(nbytes, moved, hw, 200e-12) == pytest.approx([0.4, 0.4])
+    assert memory_stream_joules(nbytes, moved, hw, 0.0) == pytest.approx([0.1, 0.1])
+    with pytest.raises(ProfileError, match="per-unit cache"):
+        node_energy_scale(dataclasses.replace(hw, caches=hw.caches[1:]))
+
+
+def test_streaming_energy_raises_an_elementwise_kernel():
+    """An elementwise Add of two 16M-float tensors: its dynamic energy is the streaming energy of its bytes, the
+    raise counted on the DRAM level; with no on-chip energy the per-level energies alone are left."""
     hw = load_profile("gtx1070")
-    nbytes = 64e6
-    expected = 0.5 * (hw.tdp_w - static_power_w(hw, hw.compute_units)) * nbytes
-    expected /= hw.dram_bandwidth_bytes_per_s * hw.achievable_bandwidth_fraction
-    assert memory_stream_joules(nbytes, hw, 0.5) == pytest.approx(expected)
-    # an elementwise Add of two 16M-float tensors: its dynamic energy is the streaming power over its bytes
     model = onnx.parser.parse_model(
         """<ir_version: 8, opset_import: ["" : 17]>
         g (float[4096, 4096] x, float[4096, 4096] y) => (float[4096, 4096] z) { z = Add(x, y) }"""
     )
     kernels = _kernels(model)
     rt = get_runtime("pytorch-cuda")
-    terms = device_terms(kernels, hw, rt, memory_power_fraction=0.5)
-    stream = memory_stream_joules(terms.beyond_l1_bytes, hw, 0.5)
-    assert terms.dynamic_joules[0] == pytest.approx(stream[0])
-    plain = device_terms(kernels, hw, rt, memory_power_fraction=0.0)
-    assert plain.dynamic_joules[0] < stream[0]  # the per-byte energies alone: the rule raises it
+    terms = device_terms(kernels, hw, rt, stream_onchip_j_per_byte=100e-12)
+    plain = device_terms(kernels, hw, rt, stream_onchip_j_per_byte=0.0)
+    nbytes = terms.beyond_l1_bytes[0]
+    assert nbytes == pytest.approx(3 * 4096 * 4096 * 4)  # two reads and one write, none of it in L1
+    # gtx1070: TSMC 16FF, node scale 1.5 (its L1: 8.5 pJ per 64 bit x 1.5); the cap (115 W over 204.8 GB/s =
+    # 562 pJ/B) does not bind at 150 pJ/B + its per-level energies (at most 112 pJ/B)
+    onchip = 100e-12 * hw.caches[0].energy_per_byte_j / (8.5e-12 / 8) * nbytes
+    assert hw.caches[0].energy_per_byte_j / (8.5e-12 / 8) == pytest.approx(1.5, rel=0.01)
+    assert terms.dynamic_joules[0] == pytest.approx(plain.kernel_memory_joules[0] + onchip)
+    assert plain.dynamic_joules[0] < terms.dynamic_joules[0]
     assert terms.memory_joules[-1] - plain.memory_joules[-1] == pytest.approx(
-        stream[0] - plain.dynamic_joules[0]
+        terms.dynamic_joules[0] - plain.dynamic_joules[0]
     )
+
+
+def test_streaming_at_the_tdp_cap_keeps_the_time_and_the_clamp():
+    """On the H100 the shipped streaming energy per byte exceeds the TDP headroom over the sustained bandwidth, so
+    a streaming kernel draws exactly the TDP at the full rate: the prior neither throttles nor moves its time, and
+    busy power stays at or below the TDP (the clamp holds)."""
+    hw = load_profile("h100")
+    model = onnx.parser.parse_model(
+        """<ir_version: 8, opset_import: ["" : 17]>
+        g (float[8192, 8192] x, float[8192, 8192] y) => (float[8192, 8192] z) { z = Add(x, y) }"""
+    )
+    kernels = _kernels(model)
+    rt = get_runtime("pytorch-cuda")
+    terms = device_terms(kernels, hw, rt)
+    rate = hw.dram_bandwidth_bytes_per_s * hw.achievable_bandwidth_fraction
+    headroom = hw.tdp_w - static_power_w(hw, hw.compute_units)
+    assert terms.dynamic_joules[0] == pytest.approx(headroom * terms.beyond_l1_bytes[0] / rate)
+    full = energy_prior_v2(kernels, hw, runtime=rt)
+    plain = assemble(device_terms(kernels, hw, rt, stream_onchip_j_per_byte=0.0), hw, rt)
+    assert not full.throttled
+    assert full.seconds == pytest.approx(plain.seconds)
+    busy = full.seconds - full.wait_seconds
+    assert (full.joules - hw.idle_with_context_w * full.wait_seconds) / busy <= hw.tdp_w * (1 + 1e-9)
 
 
 def _toy_set() -> ModuleSet:

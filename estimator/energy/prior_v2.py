@@ -27,9 +27,9 @@ Energy: ``E = P_static * B + P_ctx * (T - B) + sum(E_dynamic)`` with ``B = sum(g
 the board waiting for the host), ``E_dynamic`` per kernel as in v1 (FLOPs x J/FLOP + bytes per level x J/B),
 except that a GEMM draws the power limit: its ``E_dynamic`` is at least ``(TDP - P_static) x flops / (peak x
 achievable_compute_fraction)`` (:func:`gemm_power_limit_joules`), and every kernel, a memory-bound GEMM too (a
-decode step's weight reads), draws at least the streaming power: ``E_dynamic >= phi x (TDP - P_static) x bytes /
-(f_b x BW)`` (:func:`memory_stream_joules`, ``phi`` = :data:`MEMORY_POWER_FRACTION`, fitted). A compute-bound GEMM
-is above it already (its power limit over a time longer than its streaming time).
+decode step's weight reads), costs at least the streaming energy of its ``B`` bytes beyond L1, ``min(E_bytes
++ e_chip s_node B, (TDP - P_static) B / (f_b BW))`` (:func:`memory_stream_joules`: per-level J/B, an on-chip
+J/B scaled by the node, the TDP at most); a compute-bound GEMM's power limit is above it already.
 TDP clamp: if ``(P_static * B + sum(E_dynamic)) / B`` would exceed TDP, every ``g_k`` stretches by the same
 factor so that busy power equals TDP, before the pipeline runs.
 
@@ -80,12 +80,18 @@ PRIOR_ALIASES = {
 #: host keeps up. Estimated: an empty kernel's launch-to-completion on the GPU is ~1-2 us and back-to-back
 #: dependent kernels leave ~1 us gaps; fittable.
 GPU_KERNEL_FLOOR_S = 2.0e-6
-#: Fraction of the board's dynamic headroom (TDP - busy static power) drawn by a kernel that streams DRAM at
-#: the sustained bandwidth (see :func:`memory_stream_joules`). Fitted: the value that minimises the squared log
-#: error of average power over IrEne's GTX 1080 Ti op-level LayerNorm and Softmax rows at the board's NVML sensor
-#: (Cao et al., ACL 2021; ``python scripts/prior_split.py --fit-memory-power``), on no other row: its GTX 1070
-#: rows, every whole-network and module row and the other sources are judged with it, not fitted on.
-MEMORY_POWER_FRACTION = 0.89
+#: On-chip energy per byte beyond L1 of a kernel that streams memory, J/B at 7 nm (scaled to a profile's node by
+#: :func:`node_energy_scale`): what moving a byte costs between the SMs' load/store units, the L2 slices, the
+#: crossbar and the memory controller and PHY while every SM issues loads and stores at operating clocks, beyond
+#: the per-level J/B of the profile (the DRAM level's is the memory technology's cited figure). Fitted: the value
+#: that minimises the squared log error of average power over IrEne's GTX 1080 Ti op-level LayerNorm and Softmax
+#: rows at the board's NVML sensor (Cao et al., ACL 2021; ``python scripts/prior_split.py --fit-memory-power``),
+#: on no other row: its GTX 1070 rows, every whole-network and module row and the other sources are judged with it.
+STREAM_ONCHIP_J_PER_BYTE_7NM = 2.28e-10
+#: Energy of a 32 KB SRAM read at 7 nm, J/B: 8.5 pJ per 64 bit (Jouppi et al., "Ten Lessons From Three
+#: Generations Shaped Google's TPUv4i", ISCA 2021, Table 2). Every GPU profile's L1 energy per byte is this figure
+#: times the node scale of its process (docs/hardware.md), so their ratio gives the node scale back.
+SRAM_32KB_READ_7NM_J_PER_BYTE = 8.5e-12 / 8
 
 
 @dataclass(frozen=True)
@@ -184,20 +190,44 @@ class DeviceTerms:
     kernel_memory_joules: np.ndarray | None = None
 
 
-def memory_stream_joules(beyond_l1_bytes: ArrayLike, hw: HardwareProfile, fraction: float) -> np.ndarray:
-    """Dynamic energy, J, of kernels that move ``beyond_l1_bytes`` at the board's sustained DRAM bandwidth when
-    a streaming kernel draws ``fraction`` of the dynamic headroom: ``fraction x (TDP - P_static) x bytes /
-    (f_b x BW)``.
+def node_energy_scale(hw: HardwareProfile) -> float:
+    """The energy scale of the profile's process node relative to 7 nm (dimensionless): its per-unit (L1) cache
+    energy per byte over :data:`SRAM_32KB_READ_7NM_J_PER_BYTE` (16FF 1.5, 12FFN 1.39, 8N 1.06, N7 1.0, 4N 0.83:
+    docs/hardware.md). Raises ProfileError for a profile without a per-unit cache."""
+    level = next((lv for lv in hw.caches if lv.scope == "per_unit"), None)
+    if level is None:
+        raise ProfileError(f"profile '{hw.name}' has no per-unit cache: its node energy scale is unknown")
+    return level.energy_per_byte_j / SRAM_32KB_READ_7NM_J_PER_BYTE
 
-    A memory-bound kernel keeps every SM issuing loads and stores, the L2 slices, the crossbar and the DRAM
-    interface busy at the operating clocks; per byte that costs far more than the DRAM array access the
-    profile's J/B counts (IrEne's op rows: LayerNorm and Softmax at 135-200 W on boards whose GEMMs draw
-    200-250 W). Like :func:`gemm_power_limit_joules` it is energy over the full-rate time, so a small kernel that
-    reaches a fraction of the bandwidth draws that fraction of the power.
+
+def memory_stream_joules(
+    beyond_l1_bytes: ArrayLike,
+    moved_joules: ArrayLike,
+    hw: HardwareProfile,
+    onchip_j_per_byte_7nm: float = STREAM_ONCHIP_J_PER_BYTE_7NM,
+) -> np.ndarray:
+    """Dynamic energy, J, of kernels that stream ``beyond_l1_bytes`` whose per-level energies are
+    ``moved_joules`` (J): ``min(moved + onchip x s_node x bytes, (TDP - P_static) x bytes / (f_b x BW))``, with
+    ``s_node`` = :func:`node_energy_scale`.
+
+    A memory-bound kernel keeps every SM issuing loads and stores and the L2 slices, the crossbar and the DRAM
+    interface busy at operating clocks; per byte that costs far more than the DRAM access the profile's J/B
+    counts (IrEne's op rows: LayerNorm and Softmax at 135-200 W on boards whose GEMMs draw 200-250 W). That
+    on-chip part is an energy per byte that scales with the process node; the DRAM part is the memory
+    technology's. So the power of a streaming kernel follows the bandwidth it moves, not the board's TDP. It is
+    capped at the TDP over the full-rate time: at the power limit GPU Boost lowers the SM clock, not the memory
+    clock, so the kernel keeps its bandwidth and draws the limit (an RTX 3090 capped at 315 W held the cap
+    through LLM decode with its memory clock at 9,501 MHz in every sample: github.com/ashalliants/ninfer-3090,
+    pull request 72; anecdotal). Like :func:`gemm_power_limit_joules` it is
+    energy, not time: a small kernel that reaches a fraction of the bandwidth draws that fraction of the power.
     """
+    nbytes = np.asarray(beyond_l1_bytes, dtype=np.float64)
+    per_byte = onchip_j_per_byte_7nm * node_energy_scale(hw)
     headroom = max(hw.tdp_w - static_power_w(hw, hw.compute_units), 0.0)
     rate = hw.dram_bandwidth_bytes_per_s * hw.achievable_bandwidth_fraction
-    return fraction * headroom * np.asarray(beyond_l1_bytes, dtype=np.float64) / rate
+    return np.minimum(
+        np.asarray(moved_joules, dtype=np.float64) + per_byte * nbytes, headroom * nbytes / rate
+    )
 
 
 def gemm_power_limit_joules(flops: ArrayLike, rate: ArrayLike, hw: HardwareProfile) -> np.ndarray:
@@ -221,10 +251,11 @@ def device_terms(
     hw: HardwareProfile,
     runtime: Runtime,
     dtype: str | None = None,
-    memory_power_fraction: float = MEMORY_POWER_FRACTION,
+    stream_onchip_j_per_byte: float = STREAM_ONCHIP_J_PER_BYTE_7NM,
 ) -> DeviceTerms:
     """Compute times, bytes and dynamic energies of every kernel on a GPU profile (see the module docstring);
-    ``memory_power_fraction`` is :data:`MEMORY_POWER_FRACTION` unless a fit tries another."""
+    ``stream_onchip_j_per_byte`` (J/B at 7 nm) is :data:`STREAM_ONCHIP_J_PER_BYTE_7NM` unless a fit tries
+    another."""
     ka = kernel_arrays(kernels, dtype)
     levels, placement = place_kernels(kernels, ka, hw, hw.compute_units)
     paths = compute_paths(kernels, hw, runtime, ka, dtype)
@@ -240,10 +271,10 @@ def device_terms(
     limit_j = gemm_power_limit_joules(ka.flops, paths.peak * hw.achievable_compute_fraction, hw)
     moved_j = memory_j.sum(axis=1)
     compute_j = np.where(paths.gemm, np.maximum(compute_j, limit_j - moved_j), compute_j)
-    # Every kernel draws at least the streaming power over its bytes (memory_stream_joules): a memory-bound GEMM
+    # Every kernel costs at least the streaming energy of its bytes (memory_stream_joules): a memory-bound GEMM
     # (decode's GEMV-like weight reads) too, whose power-limit rule over its short compute time falls below it
     # (docs/llm.md, "vLLM decode power"). The raise counts as data movement, on the DRAM level.
-    stream_j = memory_stream_joules(beyond_l1, hw, memory_power_fraction)
+    stream_j = memory_stream_joules(beyond_l1, moved_j, hw, stream_onchip_j_per_byte)
     extra = np.maximum(stream_j - compute_j - moved_j, 0.0)
     memory_j[:, -1] += extra
     moved_j = moved_j + extra

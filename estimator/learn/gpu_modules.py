@@ -42,7 +42,7 @@ import pandas as pd
 from estimator.cost.kernels import MATRIX_KINDS
 from estimator.energy.hardware import HardwareProfile, load_profile
 from estimator.energy.physics import kernel_arrays
-from estimator.energy.prior_v2 import MEMORY_POWER_FRACTION, assemble, device_terms, subset_terms
+from estimator.energy.prior_v2 import STREAM_ONCHIP_J_PER_BYTE_7NM, assemble, device_terms, subset_terms
 from estimator.energy.runtimes import get_runtime
 from estimator.errors import EstimatorError
 from estimator.learn.featurize import REPO_ROOT
@@ -180,12 +180,12 @@ def build_module_set(
     *,
     root: Path = REPO_ROOT,
     progress: Callable[[str], None] | None = None,
-    memory_power_fraction: float = MEMORY_POWER_FRACTION,
+    stream_onchip_j_per_byte: float = STREAM_ONCHIP_J_PER_BYTE_7NM,
     graphs: dict | None = None,
 ) -> ModuleSet:
     """Map every row of ``rows`` (IrEne module or op rows) and price the mapped ones with the v2 prior
-    (``memory_power_fraction`` as shipped unless a fit tries another; ``graphs`` keeps built graphs between
-    calls)."""
+    (``stream_onchip_j_per_byte``, J/B at 7 nm, as shipped unless a fit tries another; ``graphs`` keeps built
+    graphs between calls)."""
     say = progress or (lambda _line: None)
     t = rows.assign(
         pattern=rows["module"].astype(str).map(pattern_of),
@@ -215,7 +215,7 @@ def build_module_set(
             for i in idx:
                 _count(unmapped, f"graph not built ({type(exc).__name__})", t["weight"].iat[i])
             continue
-        terms = device_terms(kernels, hw, runtime, memory_power_fraction=memory_power_fraction)
+        terms = device_terms(kernels, hw, runtime, stream_onchip_j_per_byte=stream_onchip_j_per_byte)
         agg = graph_aggregates(kernels, hw)
         priced: dict[str, tuple] = {}
         for i in idx:
