@@ -112,6 +112,23 @@ def keras(
 
 
 BOTH = f"{F22}, {R4090}"
+TORCHVISION = "torchvision {tv} ({set} PyTorch rows) rebuilt from its timm twin {t}"
+#: Where each PyTorch row's input size comes from: the run's ``utils.set_model_args`` (``val_crop_size``, the
+#: centre crop of ``ClassificationPresetEval`` after a resize to ``val_resize_size``), unchanged from 2022-02-08
+#: to the published commit, before every eff22 PyTorch run (2022-03-03 and 2022-04-01).
+F22_CROP = (
+    "input {size}x{size}: val_crop_size of set_model_args, github.com/raphischer/imagenet-energy-efficiency"
+    " @ 65eb68c mlee/ml_pytorch/pt_utils.py"
+)
+
+
+def torchvision(timm_name: str, tv_name: str, measured_as: str, size: int = 224, note: str = "") -> Spec:
+    """The timm twin of a torchvision network that Fischer et al. 2022 ran under PyTorch, at the input size
+    their script fed it (``size`` x ``size``), BatchNormalization kept (eager PyTorch runs each one)."""
+    diff = TORCHVISION.format(tv=tv_name, set=F22, t=timm_name) + "; " + F22_CROP.format(size=size)
+    return timm_spec(timm_name, size, measured_as, diff + (f"; {note}" if note else ""), keep_bn=True)
+
+
 VGG_HEAD = "timm's classifier is a 7x7 convolution, the same products as Keras' FC"
 KERAS_RESNET = "Keras ResNet v1 strides in the first 1x1 convolution, timm's in the 3x3 (same parameters)"
 SPECS: list[Spec] = [
@@ -149,11 +166,6 @@ SPECS: list[Spec] = [
     keras("resnetv2_50", "ResNet50V2", 224, note="timm's pre-activation ResNet v2"),
     keras("resnetv2_101", "ResNet101V2", 224, note="timm's pre-activation ResNet v2"),
     keras("resnetv2_152", "ResNet152V2", 224, note="timm's pre-activation ResNet v2"),
-    keras("resnext50_32x4d", "ResNext50", 224, F22),
-    keras("resnext101_32x4d", "ResNext101", 224, F22),
-    keras("regnetx_004", "RegNetX400MF", 224, F22),
-    keras("regnetx_080", "RegNetX8GF", 224, F22),
-    keras("regnetx_320", "RegNetX32GF", 224, F22),
     # VGG and ConvNeXt have no BatchNorm (ConvNeXt: LayerNorm): nothing to keep
     keras("vgg16", "VGG16", 224, BOTH, VGG_HEAD, keep_bn=False),
     keras("vgg19", "VGG19", 224, BOTH, VGG_HEAD, keep_bn=False),
@@ -163,9 +175,35 @@ SPECS: list[Spec] = [
     keras("convnext_base", "ConvNeXtBase", 224, keep_bn=False),
     keras("convnext_large", "ConvNeXtLarge", 224, keep_bn=False),
     keras("convnext_xlarge", "ConvNeXtXLarge", 224, keep_bn=False),
-    # Further families (the first two: torchvision twins of fischer_imagenet_eff22's PyTorch rows)
-    timm_spec("mobilenetv3_large_100", keep_bn=True),
-    timm_spec("efficientnet_b0", keep_bn=True),
+    # Twins of the torchvision networks only Fischer et al. 2022 ran, under PyTorch (A100-40GB, Quadro RTX 5000).
+    # Their own FLOP counts (ptflops at val_crop_size, the runs' 'flops') agree with these sizes: EfficientNetB2
+    # 1.13 GMAC is B2 at 288 (1.09 GFLOPS in torchvision's weights table), ResNext101 16.5 GMAC is 32x8d.
+    torchvision("efficientnet_b0", "efficientnet_b0", "EfficientNetB0", 224),
+    *(
+        torchvision(f"efficientnet_b{i}", f"efficientnet_b{i}", f"EfficientNetB{i}", size)
+        for i, size in ((1, 240), (2, 288), (3, 300), (4, 380), (5, 456), (6, 528), (7, 600))
+    ),
+    torchvision("mobilenetv3_large_100", "mobilenet_v3_large", "MobileNetV3Large"),
+    torchvision("mobilenetv3_small_100", "mobilenet_v3_small", "MobileNetV3Small"),
+    torchvision("resnext50_32x4d", "resnext50_32x4d", "ResNext50"),
+    torchvision("resnext101_32x8d", "resnext101_32x8d", "ResNext101"),
+    torchvision(
+        "regnetx_004_tv",
+        "regnet_x_400mf",
+        "RegNetX400MF",
+        note="timm's torchvision-compatible RegNetX-400MF (timm's regnetx_004 has other stage widths: -6 % params)",
+    ),
+    torchvision("regnetx_080", "regnet_x_8gf", "RegNetX8GF"),
+    torchvision("regnetx_320", "regnet_x_32gf", "RegNetX32GF"),
+    # Further families (the first two: once taken for twins of eff22 rows; tf.keras 2.8 has no ResNeXt)
+    timm_spec(
+        "regnetx_004", difference="no measured row: Fischer's RegNetX400MF is regnetx_004_tv", keep_bn=True
+    ),
+    timm_spec(
+        "resnext101_32x4d",
+        difference="no measured row: Fischer's ResNext101 is resnext101_32x8d",
+        keep_bn=True,
+    ),
     timm_spec("regnety_016"),
     timm_spec("ghostnet_100"),
     timm_spec("repvgg_a2"),

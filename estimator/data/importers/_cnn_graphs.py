@@ -61,7 +61,9 @@ KERAS_TO_TIMM: dict[str, tuple[str | None, str]] = {
     "QuickNetLarge": (None, "larq binarised network: no timm twin"),
 }
 
-#: Fischer et al. 2022 PyTorch rows ran torchvision models; name -> (timm name, what differs).
+#: Fischer et al. 2022 PyTorch rows ran torchvision models; name -> (timm name, what differs). Each graph is
+#: exported at the centre crop the run fed that model (scripts/export_graphs.py ``torchvision``), which the graph's
+#: fixed input binds: EfficientNetB1-B7 at 240/288/300/380/456/528/600, the others at 224.
 TORCHVISION_TO_TIMM: dict[str, tuple[str | None, str]] = {
     **{
         f"EfficientNetB{i}": (
@@ -74,7 +76,7 @@ TORCHVISION_TO_TIMM: dict[str, tuple[str | None, str]] = {
     "MobileNetV2": ("mobilenetv2_100", "torchvision mobilenet_v2: same architecture"),
     "MobileNetV3Large": ("mobilenetv3_large_100", "torchvision mobilenet_v3_large: same architecture"),
     "MobileNetV3Small": ("mobilenetv3_small_100", "torchvision mobilenet_v3_small: same architecture"),
-    "RegNetX400MF": ("regnetx_004", "torchvision regnet_x_400mf: same architecture"),
+    "RegNetX400MF": ("regnetx_004_tv", "torchvision regnet_x_400mf: timm's torchvision-compatible twin"),
     "RegNetX8GF": ("regnetx_080", "torchvision regnet_x_8gf: same architecture"),
     "RegNetX32GF": ("regnetx_320", "torchvision regnet_x_32gf: same architecture"),
     "ResNet50": ("resnet50", "same architecture"),
