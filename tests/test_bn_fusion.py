@@ -67,7 +67,7 @@ def test_graph_runtimes_fold_batch_norm_into_the_convolution(runtime):
 
 def test_tensorflow_gpu_runs_batch_norm_as_its_own_kernel_with_the_relu():
     k = _kernels("tensorflow-gpu")
-    assert get_runtime("tensorflow-gpu").fusion == "bn-apart"
+    assert get_runtime("tensorflow-gpu").fusion == "remapper"
     assert [x.name for x in k.kernels] == ["Conv", "BatchNormalization+Relu"]
     conv, bn = k.kernels
     assert (conv.activation_read_bytes, conv.weight_bytes, conv.write_bytes) == (X_BYTES, W_BYTES, Y_BYTES)

@@ -9,6 +9,8 @@ ONNX Runtime / TensorRT / torch.compile apply to inference graphs; they are deli
   that follows it (bias add, BatchNormalization in inference, activation, residual add): Conv+BN+ReLU.
   With ``fuse="bn-apart"`` (TensorFlow on a GPU) a BatchNormalization never joins an earlier kernel: it
   opens its own, which the elementwise ops after it may join (BN+Relu, BN+Add+Relu).
+  ``fuse="remapper"`` (TensorFlow graph execution on a GPU) applies none of these rules: one kernel per op
+  but grappler's remapper patterns (float32 spatial Conv+bias+Relu; BN+[Add]+Relu).
 * **Elementwise chains.** Consecutive elementwise ops form one kernel.
 * **Normalisation/reduction epilogues.** Softmax, LayerNorm and reductions absorb following elementwise ops.
 * **Attention.** ``MatMul(Q, K^T) -> [scale] -> [mask add] -> Softmax -> MatMul(P, V)`` is one kernel (the
@@ -36,6 +38,7 @@ from estimator.cost.kernel_report import (  # noqa: F401  (re-exported: the kern
 )
 from estimator.cost.nodes import CostReport, NodeCost
 from estimator.cost.op_kinds import CONTRACTION_OPS, ELEMENTWISE_OPS, REDUCTION_OPS
+from estimator.cost.remapper import remapper_grouping
 from estimator.graph.structure import frozen_record
 
 _SOFTMAX = frozenset({"Softmax"})
@@ -51,9 +54,10 @@ _CATEGORY_OF = {
 }
 
 
-#: The values of :func:`fuse_kernels`' ``fuse``: every rule, none (eager), attention chains only, or every rule
-#: but with each BatchNormalization opening its own kernel.
-FUSE_MODES = (True, False, "attention", "bn-apart")
+#: The values of :func:`fuse_kernels`' ``fuse``: every rule, none (eager), attention chains only, every rule but
+#: with each BatchNormalization opening its own kernel, or only the patterns of TensorFlow's grappler remapper on
+#: a GPU (graph execution without XLA).
+FUSE_MODES = (True, False, "attention", "bn-apart", "remapper")
 _BATCH_NORM = "BatchNormalization"
 
 
@@ -68,6 +72,8 @@ def fuse_kernels(report: CostReport, *, fuse: bool | str = True) -> KernelReport
     whose fused convolution takes no batch normalisation) every rule of ``fuse=True`` applies, except that a
     BatchNormalization never joins the kernel of what it reads: it starts a kernel of its own, reading its
     input from memory, and the elementwise ops after it may join that kernel as they join any other.
+    With ``fuse="remapper"`` (TensorFlow graph execution on a GPU without XLA) every node that computes is its
+    own kernel except the patterns grappler's remapper rewrites there (see :func:`estimator.cost.remapper.remapper_grouping`).
     """
     if fuse not in FUSE_MODES or (isinstance(fuse, int) and not isinstance(fuse, bool)):
         raise ValueError(f"fuse must be one of {FUSE_MODES}, not {fuse!r}")
@@ -205,7 +211,11 @@ def fuse_kernels(report: CostReport, *, fuse: bool | str = True) -> KernelReport
                 open_for_epilogue[target] = not attention_only
         return group, members, kinds
 
-    if fuse == "attention":
+    if fuse == "remapper":
+        group, members, kinds = remapper_grouping(
+            graph, nodes, reads, root_get, real_consumers, graph_outputs, _CATEGORY_OF
+        )
+    elif fuse == "attention":
         _, chains, chain_kinds = grouping(True, True, {})
         chain_of = {i: c for c, idxs in enumerate(chains) if chain_kinds[c] == "attention" for i in idxs}
         group, members, kinds = grouping(False, False, chain_of)

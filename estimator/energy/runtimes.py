@@ -37,8 +37,10 @@ class Runtime:
         attention_kernel: the fused attention kernel it runs for 16-bit attention on the GPUs whose profile
             cites that kernel's rate (:data:`FLASH_ATTENTION_2`), or None (timed as any contraction).
         attention_source: where ``attention_kernel`` comes from.
-        bn_apart: a fusing runtime (``fuses`` True) that runs each BatchNormalization as its own kernel instead
-            of in the epilogue of the contraction before it (``fuse="bn-apart"``); its ``source`` says why.
+        fusion_rule: for a fusing runtime (``fuses`` True) whose fusion is not every rule, the ``fuse`` mode of
+            :func:`estimator.cost.kernels.fuse_kernels` it follows (``"remapper"``: TensorFlow graph execution
+            on a GPU; ``"bn-apart"``: every rule but each BatchNormalization its own kernel), else None; its
+            ``source`` says why.
     """
 
     name: str
@@ -53,15 +55,15 @@ class Runtime:
     host_twin: str | None = None
     attention_kernel: str | None = None
     attention_source: str = ""
-    bn_apart: bool = False
+    fusion_rule: str | None = None
 
     @property
     def fusion(self) -> bool | str:
         """The ``fuse`` argument of :func:`estimator.cost.kernels.fuse_kernels` for this runtime: True (every
-        fusion rule), ``"bn-apart"`` (every rule, each BatchNormalization its own kernel), False (one kernel per
-        op) or ``"attention"`` (attention chains only)."""
+        fusion rule), its ``fusion_rule`` (``"remapper"``, ``"bn-apart"``), False (one kernel per op) or
+        ``"attention"`` (attention chains only)."""
         if self.fuses:
-            return "bn-apart" if self.bn_apart else True
+            return self.fusion_rule or True
         return "attention" if self.fuses_attention else False
 
     @property
@@ -87,13 +89,16 @@ _TF = (
     "10 us; per call (Keras predict data adapter, callbacks) estimated 1 ms"
 )
 _TF_GPU_FUSION = (
-    "TensorFlow/Keras on a GPU: grappler's remapper fuses Conv2D + BiasAdd + Relu (_FusedConv2D) and "
-    "FusedBatchNorm + [side-input Add] + Relu (_FusedBatchNormEx, a custom CUDA kernel in inference for float "
-    "and half), one launch per fused op; Conv2D + FusedBatchNorm is fused on the CPU only "
-    "(FindConv2DWithBatchNorm requires NodeIsOnCpu; tensorflow/tensorflow @ 599ec86, "
-    "tensorflow/core/grappler/optimizers/remapper.cc), so each BatchNormalization runs as its own kernel "
-    "after the convolution (the GPU fused convolution takes BiasAdd + Relu only: @ 528fa86, "
-    "tensorflow/core/kernels/conv_ops_fused_impl.h, LaunchFusedConv2DOp<GPUDevice>)"
+    "TensorFlow/Keras graph execution on a GPU without XLA: one kernel per op except grappler's remapper "
+    "patterns (tensorflow/tensorflow @ 599ec86, tensorflow/core/grappler/optimizers/remapper.cc): "
+    "_FusedConv2D = Conv2D + BiasAdd + Relu for float32 spatial (not 1x1) convolutions only "
+    "(IsGpuCompatible(ContractionWithBiasAddAndActivation): IsRelu, is_spatial_conv, IsGpuCompatibleDataType; "
+    "DepthwiseConv2dNative and, without TF_USE_CUBLASLT, MatMul are never fused on the GPU) and "
+    "_FusedBatchNormEx = FusedBatchNorm + [same-shape side-input Add] + Relu for float and half "
+    "(FindFusedBatchNormEx: the root must be a Relu, so Relu6 and swish after a BN are separate kernels); "
+    "Conv2D + FusedBatchNorm is fused on the CPU only (FindConv2DWithBatchNorm requires NodeIsOnCpu). "
+    "Keras 3 (TensorFlow 2.16 and later) compiles predict/evaluate with XLA on a GPU by default "
+    "(keras-team/keras, keras/src/trainers/trainer.py, _resolve_auto_jit_compile), which fuses differently"
 )
 _LAUNCH_ONLY = "cudaLaunchKernel 1-3 us per kernel (same lesson 18); estimated 2 us"
 _VLLM = (
@@ -195,7 +200,7 @@ RUNTIMES: dict[str, Runtime] = {
             host_dispatch_s=10e-6,
             host_call_s=1e-3,
             host_source=_TF,
-            bn_apart=True,
+            fusion_rule="remapper",
         ),
         Runtime(
             "onnxruntime-cuda",
