@@ -1,5 +1,6 @@
 """BatchNormalization per runtime: folded into the convolution by graph runtimes, its own kernel under eager
-PyTorch and TensorFlow on a GPU (whose fused convolution takes BiasAdd + Relu only)."""
+PyTorch and TensorFlow on a GPU (whose fused convolution takes BiasAdd + Relu only), one kernel with the
+element-wise ops after it under Keras 3's XLA."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from conftest import parse
 
 from estimator.cost.kernels import fuse_kernels
 from estimator.cost.nodes import count_costs
+from estimator.data.importers.fischer import keras_gpu_runtime
 from estimator.energy.runtimes import get_runtime
+from estimator.errors import InputFileError
 from estimator.graph.load import load_graph
 
 N, C_IN, C, H, K = 2, 8, 16, 16, 3
@@ -118,3 +121,66 @@ def test_bn_apart_changes_nothing_in_a_graph_without_batch_norm():
         )
     )
     assert fuse_kernels(costs, fuse="bn-apart").kernels == fuse_kernels(costs, fuse=True).kernels
+
+
+def _swish_graph() -> onnx.ModelProto:
+    """Conv -> BatchNormalization -> swish (x * sigmoid(x), as Keras' swish runs: a Sigmoid and a Mul)."""
+    model = parse(
+        f"""
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[{N}, {C_IN}, {H}, {H}] X) => (float[{N}, {C}, {OUT}, {OUT}] Y) {{
+            c = Conv (X, W)
+            n = BatchNormalization <epsilon = 1e-5> (c, s, b, m, v)
+            g = Sigmoid (n)
+            Y = Mul (n, g)
+        }}
+        """,
+        check=False,
+    )
+    rng = np.random.default_rng(1)
+    for name, shape in {"W": (C, C_IN, K, K), "s": (C,), "b": (C,), "m": (C,), "v": (C,)}.items():
+        model.graph.initializer.append(
+            onnx.numpy_helper.from_array(rng.random(shape, dtype=np.float32), name)
+        )
+    return model
+
+
+def test_keras3_xla_runs_batch_norm_apart_with_its_elementwise_chain():
+    """tensorflow-xla-gpu (Keras 3, XLA): the conv is one cuDNN call and the BN (element-wise in Keras 3) a
+    kernel apart from it; element-wise chains fuse as under every fusing runtime (the swish, whose input has two
+    readers, is one Sigmoid+Mul kernel here as under TensorRT; XLA may also pull it into the BN's loop fusion,
+    which this rule does not count). Without XLA (remapper) the Sigmoid and the Mul are kernels of their own."""
+    assert get_runtime("tensorflow-xla-gpu").fusion == "bn-apart"
+    costs = count_costs(load_graph(_swish_graph()))
+    xla = fuse_kernels(costs, fuse=get_runtime("tensorflow-xla-gpu").fusion)
+    assert [x.name for x in xla.kernels] == ["Conv", "BatchNormalization", "Sigmoid+Mul"]
+    conv, bn, swish = xla.kernels
+    assert (conv.activation_read_bytes, conv.write_bytes) == (X_BYTES, Y_BYTES)
+    assert (bn.activation_read_bytes, bn.weight_bytes, bn.write_bytes) == (Y_BYTES, BN_VECTOR_BYTES, Y_BYTES)
+    # The swish reads the BN's output once (both readers inside one kernel) and writes its own.
+    assert (swish.activation_read_bytes, swish.write_bytes) == (Y_BYTES, Y_BYTES)
+    trt = fuse_kernels(costs, fuse=get_runtime("tensorrt").fusion)
+    assert [x.name for x in trt.kernels] == ["Conv+BatchNormalization", "Sigmoid+Mul"]
+    graph_mode = fuse_kernels(costs, fuse=get_runtime("tensorflow-gpu").fusion)
+    assert [x.name for x in graph_mode.kernels] == ["Conv", "BatchNormalization", "Sigmoid", "Mul"]
+    # The same as bn-apart on the Conv+BN+Relu graph: the Relu joins the BN either way.
+    assert [x.name for x in _kernels("tensorflow-xla-gpu").kernels] == ["Conv", "BatchNormalization+Relu"]
+
+
+@pytest.mark.parametrize(
+    ("software", "runtime"),
+    [
+        ("Tensorflow 2.18.0", "tensorflow-xla-gpu"),
+        ("Tensorflow 2.20.0", "tensorflow-xla-gpu"),
+        ("TensorFlow 2.16.1", "tensorflow-xla-gpu"),
+        ("Tensorflow 2.15.0", "tensorflow-gpu"),
+        ("tensorflow==2.8.0", "tensorflow-gpu"),
+    ],
+)
+def test_keras_runs_from_tensorflow_2_16_are_xla(software, runtime):
+    assert keras_gpu_runtime(software) == runtime
+
+
+def test_a_keras_run_without_a_tensorflow_version_is_refused():
+    with pytest.raises(InputFileError, match="no TensorFlow version"):
+        keras_gpu_runtime("PyTorch 1.10.2")

@@ -142,7 +142,8 @@ _RUNTIME_MEANING = {
     "pytorch-cuda-sdpa": "PyTorch 2.x eager on a GPU, one fused kernel per attention (SDPA), else per op",
     "onnxruntime-cuda": "ONNX Runtime CUDA provider, fused graph",
     "tensorrt": "TensorRT engine, layer and tensor fusion",
-    "tensorflow-gpu": "TensorFlow/Keras on a GPU",
+    "tensorflow-gpu": "TensorFlow/Keras graph mode on a GPU (no XLA, Keras 2)",
+    "tensorflow-xla-gpu": "Keras 3 / TensorFlow >= 2.16 on a GPU (XLA-compiled)",
     "hf-pipeline": "a transformers pipeline call at batch 1 incl. pre/post-processing",
     "vllm": "vLLM serving engine on a GPU",
 }

@@ -42,7 +42,8 @@ RUNTIMES: dict[str, str] = {
     "pytorch-cuda": "PyTorch eager on a GPU (one host dispatch per op)",
     "pytorch-cuda-sdpa": "PyTorch 2.x eager on a GPU whose model calls scaled_dot_product_attention (one fused "
     "attention kernel)",
-    "tensorflow-gpu": "TensorFlow / Keras on a GPU",
+    "tensorflow-gpu": "TensorFlow / Keras graph execution on a GPU without XLA (Keras 2)",
+    "tensorflow-xla-gpu": "Keras 3 (TensorFlow 2.16 and later) on a GPU: predict compiled with XLA",
     "hf-pipeline": "a Hugging Face transformers pipeline call at batch 1 incl. pre- and post-processing",
     "tensorrt": "NVIDIA TensorRT engine",
     "vllm": "vLLM serving engine",

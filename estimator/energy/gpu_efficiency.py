@@ -251,6 +251,12 @@ TF32_BY_RUNTIME: dict[str, Tf32Policy] = {
         source="TensorFlow >= 2.4: 'TensorFloat-32 is enabled by default' for matmuls and convolutions "
         "(tf.config.experimental.enable_tensor_float_32_execution; TF RFC 20200903-tensor-float-32-default)",
     ),
+    "tensorflow-xla-gpu": Tf32Policy(
+        matmul=True,
+        conv=True,
+        source="TensorFlow >= 2.4 enables TF32 for matmuls and convolutions by default, XLA-compiled ones "
+        "included (tf.config.experimental.enable_tensor_float_32_execution)",
+    ),
     "onnxruntime-cuda": Tf32Policy(
         matmul=True,
         conv=True,

@@ -101,6 +101,19 @@ _TF_GPU_FUSION = (
     "(keras-team/keras, keras/src/trainers/trainer.py, _resolve_auto_jit_compile), which fuses differently"
 )
 _LAUNCH_ONLY = "cudaLaunchKernel 1-3 us per kernel (same lesson 18); estimated 2 us"
+_TF_XLA_GPU_FUSION = (
+    "Keras 3 (TensorFlow 2.16 and later) on a GPU: model.predict compiles with XLA by default (jit_compile="
+    "'auto' resolves to True when a GPU is visible; keras-team/keras @ 3194d55, keras/src/trainers/trainer.py, "
+    "_resolve_auto_jit_compile). XLA runs each convolution as a cuDNN call (bias and activation fused into it) "
+    "and fuses element-wise chains into loop kernels; Keras 3's BatchNormalization is element-wise ops (a "
+    "multiply and an add, not a FusedBatchNorm), and their per-channel scale is not the scalar XLA's cuDNN "
+    "conv rewriter folds, so each BN runs as a kernel apart from the conv, joined by the element-wise ops "
+    "that read it alone (bn-apart)"
+)
+_XLA = (
+    "one XLA executable per predict step: its kernels are launched by XLA's runtime, not TensorFlow's per-op "
+    "executor: " + _LAUNCH_ONLY + "; per call (Keras predict data adapter, callbacks) estimated 1 ms"
+)
 _VLLM = (
     "vLLM serving (Kwon et al., 'Efficient Memory Management for Large Language Model Serving with "
     "PagedAttention', SOSP 2023; docs.vllm.ai): continuous batching at the granularity of one decode step; "
@@ -201,6 +214,17 @@ RUNTIMES: dict[str, Runtime] = {
             host_call_s=1e-3,
             host_source=_TF,
             fusion_rule="remapper",
+        ),
+        Runtime(
+            "tensorflow-xla-gpu",
+            "gpu",
+            None,
+            True,
+            _TF_XLA_GPU_FUSION,
+            host_dispatch_s=2e-6,
+            host_call_s=1e-3,
+            host_source=_XLA,
+            fusion_rule="bn-apart",
         ),
         Runtime(
             "onnxruntime-cuda",

@@ -32,7 +32,14 @@ from estimator.energy.runtimes import Runtime
 #: Boundaries of GPU measurements with a one-hot column (the boundary a row's energy was read at).
 GPU_BOUNDARIES = ("gpu-board-nvml", "gpu-boards-summed", "codecarbon-total", "machine-total", "wall-system")
 #: GPU runtimes with a one-hot column.
-GPU_RUNTIMES = ("pytorch-cuda", "tensorflow-gpu", "hf-pipeline", "onnxruntime-cuda", "tensorrt")
+GPU_RUNTIMES = (
+    "pytorch-cuda",
+    "tensorflow-gpu",
+    "tensorflow-xla-gpu",
+    "hf-pipeline",
+    "onnxruntime-cuda",
+    "tensorrt",
+)
 #: Granularities of a measured unit (IrEne measures models, modules and primitive ops).
 LEVELS = ("model", "module", "op")
 

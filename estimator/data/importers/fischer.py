@@ -7,7 +7,8 @@ Three sources, one module (they share the Keras -> timm graph table and the Imag
   images, batch 32, fp32, NVML power per board sampled every 0.2 s and integrated; input pipeline included.
   Training table, boundary ``gpu-board-nvml`` after `per_board_joules_per_sample` (A100 rows).
 - ``fischer_rtx4090`` (Fischer's ai-efficiency-testbed via STREP): 40 Keras CNNs on an RTX 4090, TF 2.18,
-  batch 1-64, CodeCarbon total J/sample. Training table, boundary ``codecarbon-total``.
+  batch 1-64, CodeCarbon total J/sample. Training table, boundary ``codecarbon-total``, runtime
+  ``tensorflow-xla-gpu`` (Keras 3: :func:`keras_gpu_runtime`).
 - ``fischer_validation`` (Fischer 2025, 'Ground-Truthing AI Energy Consumption', arXiv 2509.22092): 30 Keras
   CNNs on an RTX 4090, batch 4 and 16, two repeats, CodeCarbon total next to a wall meter read from photos.
   Validation table with BOTH boundaries: ``codecarbon-total`` and ``wall-system`` rows of the same run.
@@ -16,6 +17,7 @@ Three sources, one module (they share the Keras -> timm graph table and the Imag
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +27,26 @@ import pandas as pd
 from estimator.data.importers._cnn_graphs import KERAS_TO_TIMM, TORCHVISION_TO_TIMM, family_of, graph_ref
 from estimator.data.importers._common import _finish, _need, _read_csv, _resolve, _round
 from estimator.errors import InputFileError
+
+#: First TensorFlow release whose tf.keras is Keras 3, which compiles predict with XLA on a GPU by default
+#: (TensorFlow 2.16 release notes; keras-team/keras @ 3194d55, keras/src/trainers/trainer.py,
+#: _resolve_auto_jit_compile): from it on a Keras run is ``tensorflow-xla-gpu``, before it ``tensorflow-gpu``.
+KERAS3_TF_VERSION = (2, 16)
+
+
+def keras_gpu_runtime(software: str) -> str:
+    """The runtime of a Keras run on a GPU from its recorded software string ("Tensorflow 2.18.0"):
+    ``tensorflow-xla-gpu`` from TensorFlow 2.16 (Keras 3, XLA by default), else ``tensorflow-gpu``.
+
+    Raises:
+        InputFileError: the string names no TensorFlow version (the runtime would be a guess).
+    """
+    match = re.search(r"tensorflow\D*(\d+)\.(\d+)", str(software), flags=re.IGNORECASE)
+    if match is None:
+        raise InputFileError(f"no TensorFlow version in the recorded software {software!r}")
+    version = (int(match.group(1)), int(match.group(2)))
+    return "tensorflow-xla-gpu" if version >= KERAS3_TF_VERSION else "tensorflow-gpu"
+
 
 EFF22_CITATION = (
     "Fischer, Jakobs, Muecke, Morik, 'A Unified Framework for Assessing Energy Efficiency of Machine "
@@ -192,7 +214,7 @@ def import_fischer_rtx4090(path: Path) -> pd.DataFrame:
             "batch": batch,
             "dtype": "float32",
             "hardware": raw["params.architecture"].map(FISCHER_GPUS),
-            "runtime": "tensorflow-gpu",
+            "runtime": [keras_gpu_runtime(v) for v in raw["params.software"]],
             "boundary": "codecarbon-total",
             "joules_per_inference": _round(raw["metrics.power_draw"] * batch),
             "joules_per_sample": _round(raw["metrics.power_draw"]),
@@ -281,7 +303,7 @@ def import_fischer_validation(path: Path) -> pd.DataFrame:
                     "batch": batch,
                     "dtype": "float32",
                     "hardware": raw["params.architecture"].map(FISCHER_GPUS),
-                    "runtime": "tensorflow-gpu",
+                    "runtime": [keras_gpu_runtime(v) for v in raw["params.software"]],
                     "boundary": boundary,
                     "joules_per_inference": _round(raw[column] * batch),
                     "joules_per_sample": _round(raw[column]),
