@@ -167,12 +167,13 @@ def rtx4090_rows(shared: Path) -> list[dict]:
     out = []
     for r in runs:
         batch = int(r["params.batch_size"])
-        k = kernels(resnet50(batch), "tensorflow-gpu")
-        v1, v2 = both("rtx4090", "tensorflow-gpu", k)
+        # TensorFlow 2.18 is Keras 3: predict runs XLA-compiled (keras_gpu_runtime in the Fischer importer)
+        k = kernels(resnet50(batch), "tensorflow-xla-gpu")
+        v1, v2 = both("rtx4090", "tensorflow-xla-gpu", k)
         out.append(
             {
                 "source": "Fischer testbed (RTX 4090, via STREP)",
-                "what": f"Keras ResNet50 bs {batch}, tensorflow-gpu, rtx4090",
+                "what": f"Keras ResNet50 bs {batch}, tensorflow-xla-gpu, rtx4090",
                 "conversion": "none possible: CodeCarbon CPU+GPU+RAM estimate (the prior is the board only, "
                 "so a ratio below 1 is expected)",
                 "measured": float(r["metrics.power_draw"]),
