@@ -98,7 +98,7 @@ _TF_GPU_FUSION = (
     "(FindFusedBatchNormEx: the root must be a Relu, so Relu6 and swish after a BN are separate kernels); "
     "Conv2D + FusedBatchNorm is fused on the CPU only (FindConv2DWithBatchNorm requires NodeIsOnCpu). "
     "Keras 3 (TensorFlow 2.16 and later) compiles predict/evaluate with XLA on a GPU by default "
-    "(keras-team/keras, keras/src/trainers/trainer.py, _resolve_auto_jit_compile), which fuses differently"
+    "(keras-team/keras, keras/src/trainers/trainer.py, _resolve_auto_jit_compile), which fuses differently: runtime tensorflow-xla-gpu"
 )
 _LAUNCH_ONLY = "cudaLaunchKernel 1-3 us per kernel (same lesson 18); estimated 2 us"
 _TF_XLA_GPU_FUSION = (
