@@ -7,8 +7,8 @@ ONNX Runtime / TensorRT / torch.compile apply to inference graphs; they are deli
 
 * **Epilogue fusion.** A contraction (Conv, Gemm, MatMul, ...) absorbs the chain of elementwise ops
   that follows it (bias add, BatchNormalization in inference, activation, residual add): Conv+BN+ReLU.
-  With ``fuse="bn-apart"`` (TensorFlow on a GPU) a BatchNormalization never joins an earlier kernel: it
-  opens its own, which the elementwise ops after it may join (BN+Relu, BN+Add+Relu).
+  With ``fuse="bn-apart"`` (Keras 3 compiled by XLA on a GPU) a BatchNormalization never joins an earlier
+  kernel: it opens its own, which the elementwise ops after it may join (BN+Relu, BN+Add+Relu).
   ``fuse="remapper"`` (TensorFlow graph execution on a GPU) applies none of these rules: one kernel per op
   but grappler's remapper patterns (float32 spatial Conv+bias+Relu; BN+[Add]+Relu).
 * **Elementwise chains.** Consecutive elementwise ops form one kernel.
@@ -68,8 +68,8 @@ def fuse_kernels(report: CostReport, *, fuse: bool | str = True) -> KernelReport
     nothing and constants are still folded. With ``fuse="attention"`` (eager PyTorch whose models call
     ``scaled_dot_product_attention``: one flash or memory-efficient kernel) each full attention chain
     ``MatMul(Q, K^T) -> [scale, mask] -> Softmax -> MatMul(P, V)`` is one kernel, as with ``fuse=True``, and
-    every other node is its own kernel, as with ``fuse=False``. With ``fuse="bn-apart"`` (TensorFlow on a GPU,
-    whose fused convolution takes no batch normalisation) every rule of ``fuse=True`` applies, except that a
+    every other node is its own kernel, as with ``fuse=False``. With ``fuse="bn-apart"`` (Keras 3 compiled by XLA on a
+    GPU: the convolution is a cuDNN call that takes no per-channel batch normalisation) every rule of ``fuse=True`` applies, except that a
     BatchNormalization never joins the kernel of what it reads: it starts a kernel of its own, reading its
     input from memory, and the elementwise ops after it may join that kernel as they join any other.
     With ``fuse="remapper"`` (TensorFlow graph execution on a GPU without XLA) every node that computes is its
