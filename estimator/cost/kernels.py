@@ -38,7 +38,7 @@ from estimator.cost.kernel_report import (  # noqa: F401  (re-exported: the kern
 )
 from estimator.cost.nodes import CostReport, NodeCost
 from estimator.cost.op_kinds import CONTRACTION_OPS, ELEMENTWISE_OPS, REDUCTION_OPS
-from estimator.cost.remapper import remapper_grouping
+from estimator.cost.remapper import BATCH_NORM, remapper_grouping
 from estimator.graph.structure import frozen_record
 
 _SOFTMAX = frozenset({"Softmax"})
@@ -58,7 +58,6 @@ _CATEGORY_OF = {
 #: with each BatchNormalization opening its own kernel, or only the patterns of TensorFlow's grappler remapper on
 #: a GPU (graph execution without XLA).
 FUSE_MODES = (True, False, "attention", "bn-apart", "remapper")
-_BATCH_NORM = "BatchNormalization"
 
 
 def fuse_kernels(report: CostReport, *, fuse: bool | str = True) -> KernelReport:
@@ -169,7 +168,7 @@ def fuse_kernels(report: CostReport, *, fuse: bool | str = True) -> KernelReport
                     chain_group[chain] = len(members)
                     new_group(n.index, "attention")
                 continue
-            if bn_apart and n.op_type == _BATCH_NORM:
+            if bn_apart and n.op_type == BATCH_NORM:
                 pass  # a kernel of its own (target stays None)
             elif cat in ("elementwise",) or (n.op_type in _SOFTMAX) or n.op_type in _MATMUL:
                 # A node may only join the latest kernel among its inputs' producers: joining an earlier one while

@@ -8,7 +8,8 @@ from collections.abc import Callable, Mapping
 from estimator.cost.report import NodeCost
 from estimator.graph.structure import Graph, Node
 
-_BATCH_NORM = "BatchNormalization"
+#: The op both BN rules (remapper here, bn-apart in fuse_kernels) single out.
+BATCH_NORM = "BatchNormalization"
 
 # What a remapper kernel still takes (see remapper_grouping): a Relu after a fusable convolution, a Relu or a
 # side-input Add after a BatchNormalization, a Relu after that Add; nothing once closed.
@@ -123,7 +124,7 @@ def remapper_grouping(
         take = ""
         if op == "Conv" and _remapper_fusable_conv(graph, gn, n.dtype):
             take = _TAKES_RELU
-        elif op == _BATCH_NORM and n.dtype in _REMAPPER_BN_DTYPES:
+        elif op == BATCH_NORM and n.dtype in _REMAPPER_BN_DTYPES:
             take = _TAKES_ADD_OR_RELU
         new_group(n.index, cat, take)
     return group, members, kinds
