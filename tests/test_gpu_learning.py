@@ -290,6 +290,57 @@ def test_mondrian_intervals_take_the_spread_of_their_own_category_and_biases_fro
     assert lo[0] < -0.5 and hi[0] > 0.5  # the bias of either unit is inside the forward interval
 
 
+def test_category_with_three_gpus_takes_its_own_biases_and_a_gpus_two_categories_are_two_units():
+    from scipy.stats import t as student_t
+
+    from estimator.learn.gpu_interval import category_interval, mondrian, unit_effects_quantiles
+
+    # forward passes (category 0) on GPUs a, b, c with biases 0.0, 0.2, 0.4 and no spread; GPU a also timed an
+    # input pipeline (category 1) with bias 3.0, spread +-0.5
+    resid = np.concatenate(
+        [np.full(5, 0.0), np.full(5, 0.2), np.full(5, 0.4), 3.0 + np.linspace(-0.5, 0.5, 5)]
+    )
+    labels = np.repeat(np.array(["a", "b", "c", "a"]), 5)
+    category = np.repeat(np.array([0, 0, 0, 1]), 5)
+    forward = category_interval(resid, labels, category, 0, min_rows=1, predictive=True)
+    half = student_t.ppf(0.95, 2) * 0.2 * math.sqrt(1 + 1 / 3)  # mean 0.2, sd 0.2 (k-1), k = 3
+    assert forward.low == pytest.approx(0.2 - half, abs=2e-3) and forward.high == pytest.approx(
+        0.2 + half, abs=2e-3
+    )
+    assert forward.labels == 3  # the pipeline's bias 3.0 is not one of them
+    # the pipeline category has one GPU: biases of all four units (a's two apart), spread of the pipeline rows
+    pipeline = category_interval(resid, labels, category, 1, min_rows=1, predictive=True)
+    units = np.repeat(np.arange(4), 5)
+    expected = unit_effects_quantiles(resid, units, category == 1, predictive=True)
+    assert (pipeline.low, pipeline.high) == pytest.approx(expected) and pipeline.labels == 4
+    # mondrian gives each test row its category's interval
+    lo, hi = mondrian(
+        resid, labels, category, np.ones(20, bool), np.ones(20, bool), min_rows=1, predictive=True
+    )
+    assert (lo[0], hi[0]) == (forward.low, forward.high) and (lo[-1], hi[-1]) == (pipeline.low, pipeline.high)
+
+
+def test_judged_rows_calibrate_only_outside_the_held_out_rows(synthetic):
+    from estimator.learn.gpu_cross import judged_calibration
+    from estimator.learn.gpu_set import held_out_split
+
+    t = synthetic.table
+    devices = t["hardware"].to_numpy()
+    judged = (devices == "a100") | ((devices == "gtx1080ti") & (t["batch"] == 1).to_numpy())
+    t["judged_only"] = judged
+    # leave-one-device-out: a held-out GPU's judged rows are in its test rows, the others' calibrate
+    _, test = held_out_split(devices, "gtx1080ti", synthetic.trainable)
+    np.testing.assert_array_equal(judged_calibration(synthetic, test), devices == "a100")
+    _, test = held_out_split(devices, "gtx1070", synthetic.trainable)
+    np.testing.assert_array_equal(judged_calibration(synthetic, test), judged)
+    # leave-one-source-out: the held-out source's rows never calibrate, a trainable row never does
+    sources = np.where(devices == "a100", "judged_a", "synthetic")
+    t["source"] = sources
+    calib = judged_calibration(synthetic, sources == "judged_a")
+    np.testing.assert_array_equal(calib, judged & (devices == "gtx1080ti"))
+    assert not (calib & synthetic.trainable).any()
+
+
 def test_power_floor_closed_form():
     from estimator.learn.gpu_model import bounded
 

@@ -84,7 +84,10 @@ def train_gpu(
 
     say = lambda line: typer.echo(line, err=True)  # noqa: E731
     root = data_root if data_root is not None else REPO_ROOT
-    gs = build_gpu_set(load_gpu_table(root, with_sources=with_source or ()), root=root, progress=say)
+    # judged-only tables load too: they calibrate the cross-device interval and train nothing (gpu_store)
+    gs = build_gpu_set(
+        load_gpu_table(root, with_sources=with_source or (), judged=True), root=root, progress=say
+    )
     for line in train_gpu_models(gs, models_dir or default_models_dir(), progress=say):
         typer.echo(line)
 

@@ -15,23 +15,25 @@ four GPUs at the board, the empirical quantiles of their biases covered 79.7% of
 1080 Ti 66%, A100 63%), so the bias of a new GPU is read through a normal model of the GPUs' biases
 (``predictive=True``: Student's t with k-1 degrees of freedom), which is wide with k = 3 or 4 GPUs, as it should be.
 
-Why the interval is x8-x11 wide on IrEne's GPUs while their errors are 3-15% (2026-12-02, 825 rows): the spread
-inside a GPU is not counted twice (a GPU's bias is its median residual, the spread is each residual minus its own
-GPU's median). The width is the between-GPU term: with the GTX 1070 held out, the training GPUs' biases at the
-board are A100 +0.61, Quadro 0.00 (input-pipeline rows, host constants carried from the other machine) and GTX
-1080 Ti +0.01 (log), and t(2) over their spread gives x10; forward-pass biases alone would come from one GPU (the
-other IrEne GPU), which gives no between-GPU spread at all. Tried on the same folds and not used: (a) calibrating
-only on residuals whose inner fit had the same kind of host constants (fitted or shipped) as the answer removes
-the Quadro's x3,899 (the A100's residuals under shipped pipeline constants, bias +2.14) but leaves two GPUs for
-IrEne, t with one degree of freedom: x185-x199; (b) biases of a category's own GPUs where it has two or more:
-never the case here. A narrower forward-pass interval needs forward-pass rows of more GPUs.
+Units and categories (2026-12-02, 941 rows): a GPU's forward-pass rows and its input-pipeline rows are two units
+with their own biases, and where three or more GPUs time one forward pass, a forward-pass interval takes their
+biases alone (:func:`~estimator.learn.gpu_interval.category_interval`). The judged-only sources' rows outside the
+fold's test rows calibrate it too (:func:`judged_calibration`: ML.ENERGY's forward passes on the A100, H100 and
+B200 add three GPUs at the board; they fit no constant and train no tree). Before, every GPU had one bias over all
+its rows, forward passes came from IrEne's two GPUs only, and the between-GPU spread was set by the input-pipeline
+machines (the A100's eight-board host +0.78 in log, +2.14 under shipped pipeline constants), which made the
+intervals absurd. Leave-one-device-out, mean width of the 90% interval at the board, before -> after: GTX 1070
+x22.0 -> x5.2, GTX 1080 Ti x17.2 -> x4.1, Quadro RTX 5000 x1,184 -> x50 (its input-pipeline rows still meet one
+other such GPU), H100 x7.2 -> x5.1, B200 x7.3 -> x2.3; pooled over the held-out rows at the board, coverage
+96.5% -> 92.6%, mean width x110 -> x8.4. The B200 is covered on 1 row of 25: its bias (+0.69, the bf16 DiTs,
+docs/diffusion_v3.md) lies beyond what the other four forward-pass GPUs predict.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from estimator.learn.gpu_interval import Interval, calibrate, mondrian
+from estimator.learn.gpu_interval import Interval, category_interval, mondrian
 from estimator.learn.gpu_training import (
     PRIOR_BOUNDARY,
     GpuSet,
@@ -51,11 +53,14 @@ def at_prior_boundary(gs: GpuSet) -> np.ndarray:
     return gs.table["boundary"].astype(str).to_numpy() == PRIOR_BOUNDARY
 
 
-def prior_residuals(gs: GpuSet, rows: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """log(measured) - log(v2 prior) of every row of ``rows`` at the prior's boundary, the prior's host constants
-    fitted on ``rows`` without the row's own ``labels`` value; NaN elsewhere."""
+def prior_residuals(
+    gs: GpuSet, rows: np.ndarray, labels: np.ndarray, also: np.ndarray | None = None
+) -> np.ndarray:
+    """log(measured) - log(v2 prior) of every row of ``rows`` (and of ``also``: rows that calibrate but fit no
+    constant) at the prior's boundary, the prior's host constants fitted on ``rows`` without the row's own
+    ``labels`` value; NaN elsewhere."""
     out = np.full(len(gs.table), np.nan)
-    board = rows & at_prior_boundary(gs)
+    board = (rows if also is None else rows | also) & at_prior_boundary(gs)
     y = np.log(gs.measured_j)
     for label in np.unique(labels[board]):
         own = board & (labels == label)
@@ -64,12 +69,22 @@ def prior_residuals(gs: GpuSet, rows: np.ndarray, labels: np.ndarray) -> np.ndar
     return out
 
 
+def judged_calibration(gs: GpuSet, test: np.ndarray) -> np.ndarray:
+    """Rows of the judged-only sources (:data:`~estimator.learn.gpu_set.JUDGED_GPU_TABLES`) that may calibrate
+    the cross-device interval of the ``test`` rows: every one outside ``test``, which is what a trainable row of
+    the same fold may do (a held-out GPU's rows of every source are in ``test`` in leave-one-device-out, a
+    held-out source's rows in leave-one-source-out). They fit no constant and train no tree; they add GPUs whose
+    forward passes were measured at the board."""
+    return ~gs.trainable & ~test
+
+
 def cross_device_split(gs: GpuSet, train: np.ndarray, test: np.ndarray, inner: np.ndarray, out: dict) -> dict:
     """The cross-device answer of the ``test`` rows from :func:`~estimator.learn.gpu_training.predict_split`'s
     ``out`` on the same split: the fitted prior at the prior's boundary, the model elsewhere.
 
     Returns ``pred`` (J, per test row), ``interval`` (log offsets of the ends from ``pred``; at the prior's
-    boundary from :func:`prior_residuals` of the training rows with ``inner`` labels held out) and ``floored``.
+    boundary from :func:`prior_residuals` of the training rows with ``inner`` labels held out, plus the
+    :func:`judged_calibration` rows where ``inner`` is the device) and ``floored``.
     Predictions and interval ends of rows that time one forward pass are raised to the power floor, as for the
     model (``out['floor']``).
     """
@@ -77,10 +92,12 @@ def cross_device_split(gs: GpuSet, train: np.ndarray, test: np.ndarray, inner: n
     floor = out["floor"]
     point = np.where(board, np.maximum(np.log(out["prior_v2_fitted"]), floor), np.log(out["model"]))
     lo_m, hi_m = out["interval"]
-    resid = prior_residuals(gs, train, inner)
-    lo_p, hi_p = mondrian(
-        resid, inner, input_pipeline(gs), train & at_prior_boundary(gs), test, predictive=True
-    )
+    devices = gs.table["hardware"].astype(str).to_numpy()
+    # judged rows calibrate only where units are GPUs (an inner split by network group would mix them in)
+    also = judged_calibration(gs, test) if np.array_equal(inner, devices) else None
+    resid = prior_residuals(gs, train, inner, also)
+    calibration = (train if also is None else train | also) & at_prior_boundary(gs)
+    lo_p, hi_p = mondrian(resid, inner, input_pipeline(gs), calibration, test, predictive=True)
     lo = np.where(board, np.maximum(point + lo_p, floor) - point, lo_m)
     hi = np.where(board, np.maximum(point + hi_p, floor) - point, hi_m)
     floored = np.where(board, np.log(out["prior_v2_fitted"]) < floor, out["floored"])
@@ -88,21 +105,26 @@ def cross_device_split(gs: GpuSet, train: np.ndarray, test: np.ndarray, inner: n
 
 
 def prior_interval(
-    gs: GpuSet, rows: np.ndarray, devices: np.ndarray, resid: np.ndarray | None = None
+    gs: GpuSet,
+    rows: np.ndarray,
+    devices: np.ndarray,
+    resid: np.ndarray | None = None,
+    also: np.ndarray | None = None,
 ) -> Interval:
-    """The interval of the prior's cross-device answer from every device in ``rows`` held out in turn (``resid``:
-    their :func:`prior_residuals` when already computed); the spread inside a device from forward-pass rows (all
-    rows at the prior's boundary when fewer than 10)."""
-    resid = prior_residuals(gs, rows, devices) if resid is None else resid
-    board = rows & at_prior_boundary(gs)
-    forward = ~input_pipeline(gs)[board]
-    return calibrate(resid[board], devices[board], forward if forward.sum() >= 10 else None, predictive=True)
+    """The interval of the prior's cross-device answer to one forward pass, from every device in ``rows`` (and
+    the calibrating rows ``also``) held out in turn (``resid``: their :func:`prior_residuals` when already
+    computed): :func:`~estimator.learn.gpu_interval.category_interval` of the forward-pass category."""
+    resid = prior_residuals(gs, rows, devices, also) if resid is None else resid
+    board = (rows if also is None else rows | also) & at_prior_boundary(gs) & ~np.isnan(resid)
+    pipeline = input_pipeline(gs)[board]
+    return category_interval(resid[board], devices[board], pipeline, False, predictive=True)
 
 
 __all__ = [
     "CROSS_DEVICE_ANSWER",
     "at_prior_boundary",
     "cross_device_split",
+    "judged_calibration",
     "prior_interval",
     "prior_residuals",
 ]

@@ -342,9 +342,10 @@ def _sources_line(report: dict) -> str:
     out = f"Sources: {', '.join(used)}."
     if judged:
         out += (
-            f" Judged but never trained on (in no leave-one-device-out or leave-one-source-out training fold; "
-            f"their own per-source split trains on their other networks; why: `JUDGED_GPU_TABLES` in "
-            f"`estimator/learn/gpu_set.py`): {', '.join(judged)}."
+            f" Judged but never trained on (in no leave-one-device-out or leave-one-source-out training fold: "
+            f"they fit no constant and train no tree, and calibrate only the `cross_device` interval of another "
+            f"GPU and source; their own per-source split trains on their other networks; why: "
+            f"`JUDGED_GPU_TABLES` in `estimator/learn/gpu_set.py`): {', '.join(judged)}."
         )
     if left:
         out += (
@@ -402,15 +403,18 @@ def render_markdown(report: dict) -> str:
         "",
         "Intervals: out-of-fold log residuals of an inner split by unit (a GPU in leave-one-device-out, a network "
         "group inside one device), read as a unit's bias plus the spread inside a unit: quantiles of every unit's "
-        "median residual added to every centred residual of the row's category (one forward pass, or a source's "
-        "input pipeline timed), each unit weighted equally (`estimator/learn/gpu_interval.py`). A widening factor "
-        "learned by nested leave-one-device-out was tried on the 825 rows of 2026-12-01 and over-covered every "
-        "held-out GPU (100%, intervals up to x2,860 wide), so it is not used. Forward-pass rows come from two GPUs "
-        "of one source (IrEne): the spread between GPUs is learned mostly from the three input-pipeline GPUs, "
-        "which makes forward-pass intervals on an unseen GPU wide; 85-95% on every GPU is not reachable with "
-        "these five GPUs. The `cross_device` answer's interval at the prior's boundary reads a new GPU's bias "
-        "through a normal model of the training GPUs' biases (Student's t prediction interval, k-1 degrees of "
-        "freedom; `estimator/learn/gpu_cross.py`), since three or four GPUs' empirical quantiles cannot reach 90%.",
+        "median residual added to every centred residual, each unit weighted equally "
+        "(`estimator/learn/gpu_interval.py`). A unit is one GPU in one category of row (one forward pass, or a "
+        "source's input pipeline timed): where three or more GPUs have rows of the test row's category, the "
+        "interval is theirs alone; otherwise the biases of every unit and the spread of the row's category. A "
+        "widening factor learned by nested leave-one-device-out was tried on the 825 rows of 2026-12-01 and "
+        "over-covered every held-out GPU (100%, intervals up to x2,860 wide), so it is not used. The "
+        "`cross_device` answer's interval at the prior's boundary reads a new GPU's bias through a normal model of "
+        "the training GPUs' biases (Student's t prediction interval, k-1 degrees of freedom; "
+        "`estimator/learn/gpu_cross.py`), since three or four GPUs' empirical quantiles cannot reach 90%; the "
+        "judged-only sources' rows outside the fold's test rows calibrate it too (GPUs that time one forward "
+        "pass), and nothing else. A GPU's residuals share one bias, so a GPU is covered almost wholly or hardly at "
+        "all: per-GPU coverage of 85-95% is not what a handful of GPUs can show; the pooled figure is the test.",
         "",
         "Power floor: the prediction of a row that times one forward pass, and its interval's ends, are raised to "
         "the board's idle-with-context power x the prior's latency (x boards summed), as the product answer is; "

@@ -132,6 +132,28 @@ def calibrate(
     return Interval(lo, hi, n, f"{how} + spread inside them, each unit weighted equally")
 
 
+def category_interval(
+    resid: np.ndarray,
+    labels: np.ndarray,
+    category: np.ndarray,
+    value: object,
+    min_rows: int = 10,
+    predictive: bool = False,
+    min_units: int = 3,
+) -> Interval:
+    """The interval of a held-out row of category ``value`` from residuals ``resid`` (no NaN) of units, a unit
+    being one label in one category (a GPU's forward-pass rows and its input-pipeline rows are two units, each
+    with its own bias). Where ``min_units`` or more labels have rows of that category, the interval is theirs
+    alone (biases and spread); otherwise the biases come from every unit and the within-unit spread from the
+    category's rows (all rows where it has fewer than ``min_rows``)."""
+    pairs = np.stack([np.asarray(labels, str), np.asarray(category, str)], axis=1)
+    units = np.unique(pairs, axis=0, return_inverse=True)[1].ravel()
+    own = category == value
+    if len(np.unique(np.asarray(labels)[own])) >= min_units:
+        return calibrate(resid[own], units[own], predictive=predictive)
+    return calibrate(resid, units, own if own.sum() >= min_rows else None, predictive=predictive)
+
+
 def mondrian(
     resid: np.ndarray,
     labels: np.ndarray,
@@ -140,18 +162,17 @@ def mondrian(
     test: np.ndarray,
     min_rows: int = 10,
     predictive: bool = False,
+    min_units: int = 3,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per ``test`` row, the (low, high) log quantiles calibrated on the ``calibration`` rows: unit biases
-    from all of them, the within-unit spread from those of the row's own ``category`` (all of them where the
-    category has fewer than ``min_rows``); NaN without residuals."""
+    """Per ``test`` row, the (low, high) log quantiles of :func:`category_interval` for the row's own category,
+    calibrated on the ``calibration`` rows; NaN without residuals."""
     have = calibration & ~np.isnan(resid)
     lo, hi = np.full(test.sum(), np.nan), np.full(test.sum(), np.nan)
     if not have.any():
         return lo, hi
     for value in np.unique(category[test]):
-        own = category[have] == value
-        iv = calibrate(
-            resid[have], labels[have], own if own.sum() >= min_rows else None, predictive=predictive
+        iv = category_interval(
+            resid[have], np.asarray(labels)[have], category[have], value, min_rows, predictive, min_units
         )
         rows = category[test] == value
         lo[rows], hi[rows] = iv.low, iv.high
@@ -161,6 +182,7 @@ def mondrian(
 __all__ = [
     "Interval",
     "calibrate",
+    "category_interval",
     "mondrian",
     "predictive_biases",
     "unit_effects_quantiles",

@@ -57,9 +57,12 @@ OPTIONAL_GPU_TABLES: dict[str, str] = {
     "mlperf_power": "data/mlperf_power.csv.gz",
 }
 #: Committed GPU tables that every held-out split judges but that train nothing unless asked for
-#: (``--with-source NAME`` trains on them too): ``estimate evaluate --gpu`` loads them, ``estimate train-gpu``
-#: does not. Their rows are never in a leave-one-device-out or leave-one-source-out training fold, nor in the
-#: shipped models; their own per-source split (the device's other networks train) is reported like any source's.
+#: (``--with-source NAME`` trains on them too): ``estimate evaluate --gpu`` and ``estimate train-gpu`` load them
+#: marked ``judged_only``. Their rows are never in a leave-one-device-out or leave-one-source-out training fold,
+#: fit no host constant and train no shipped model; their one other use is the interval of the cross-device answer
+#: at the prior's boundary, as units (GPUs) that time one forward pass, where neither their GPU nor their source is
+#: held out (``judged_calibration`` in ``estimator/learn/gpu_cross.py``). Their own per-source split (the device's
+#: other networks train) is reported like any source's.
 #: ML.ENERGY v2 diffusion (one UNet forward pass per row, fp16, A100-40GB and H100): trained on, it moved the
 #: learned residual on the other GPUs (2026-12-02, against the 825-row run without it): RTX 4090
 #: codecarbon-total median APE 144.9% -> 204.6% (P90 337.8% -> 469.8%), GTX 1080 Ti machine-total 7.4% -> 11.8%,

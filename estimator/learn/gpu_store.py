@@ -104,18 +104,22 @@ def train_one(
 
 
 def train_gpu_models(gs: GpuSet, directory: Path, progress: Callable[[str], None] | None = None) -> list[str]:
-    """Train and write the calibrated and cross-device GPU models; one summary line per model written."""
+    """Train and write the calibrated and cross-device GPU models; one summary line per model written.
+
+    Rows of a judged-only source (``gs.trainable`` False) train no model and fit no constant; they only
+    calibrate the interval of the cross-device answer at the prior's boundary (:func:`prior_answer`)."""
     say = progress or (lambda _line: None)
     t = gs.table
     devices = t["hardware"].astype(str).to_numpy()
     groups = t["group"].astype(str).to_numpy()
+    trainable = gs.trainable
     lines = []
     # a calibrated model answers one forward pass at the board: it needs such rows of its device and runtime
-    at_prior = (t["boundary"].to_numpy() == PRIOR_BOUNDARY) & ~input_pipeline(gs)
+    at_prior = (t["boundary"].to_numpy() == PRIOR_BOUNDARY) & ~input_pipeline(gs) & trainable
     for device, runtime in sorted(
         set(zip(devices[at_prior], t["runtime"][at_prior].astype(str), strict=True))
     ):
-        rows = devices == device
+        rows = (devices == device) & trainable
         if len(np.unique(groups[rows])) < 3:
             lines.append(f"{device}/{runtime}: fewer than 3 networks measured; no calibrated model")
             continue
@@ -129,27 +133,30 @@ def train_gpu_models(gs: GpuSet, directory: Path, progress: Callable[[str], None
         )
         save_model(model, directory)
         lines.append(_summary(model))
-    if len(set(devices)) >= 2:
-        say(f"training the cross-device model on {len(t)} rows of {len(set(devices))} GPUs")
-        rows = np.ones(len(t), bool)
+    if len(set(devices[trainable])) >= 2:
+        rows = trainable
+        say(f"training the cross-device model on {rows.sum()} rows of {len(set(devices[rows]))} GPUs")
         model = train_one(gs, rows, devices, CROSS_DEVICE, "leave-one-device-out residuals")
-        model.sidecar["prior_answer"] = prior_answer(gs, rows, devices)
+        model.sidecar["prior_answer"] = prior_answer(gs, rows, devices, also=~trainable)
         save_model(model, directory)
         lines.append(_summary(model))
     return lines
 
 
-def prior_answer(gs: GpuSet, rows: np.ndarray, devices: np.ndarray) -> dict:
-    """The sidecar entry of the cross-device answer at the prior's boundary: the fitted v2 prior alone, its
-    interval and held-out metrics from every device held out of the constant fit in turn."""
-    resid = prior_residuals(gs, rows, devices)
-    iv = prior_interval(gs, rows, devices, resid)
+def prior_answer(gs: GpuSet, rows: np.ndarray, devices: np.ndarray, also: np.ndarray | None = None) -> dict:
+    """The sidecar entry of the cross-device answer at the prior's boundary: the fitted v2 prior alone (host
+    constants fitted on ``rows``), its interval and held-out metrics from every device held out of the constant
+    fit in turn; the rows ``also`` (judged-only sources) calibrate the interval and nothing else."""
+    resid = prior_residuals(gs, rows, devices, also)
+    iv = prior_interval(gs, rows, devices, resid, also)
     board = rows & at_prior_boundary(gs) & ~np.isnan(resid)
+    calibrating = (board | (also if also is not None else False)) & ~np.isnan(resid)
     measured = gs.measured_j[board]
     return {
         "boundary": PRIOR_BOUNDARY,
         "system": "energy-roofline v2 with host constants fitted on every GPU's rows at this boundary",
         "devices": sorted(set(devices[board])),
+        "interval_devices": sorted(set(devices[calibrating])),
         "interval": {
             "level": INTERVAL_LEVEL,
             "low_log": iv.low,
