@@ -476,6 +476,7 @@ def test_the_cross_device_answer_at_the_board_is_the_fitted_prior_with_its_own_i
     prior = energy_prior_v2(kernels, hw, runtime=rt, constants=sidecar_constants(model.sidecar, rt.name))
     iv = model.sidecar["prior_answer"]["interval"]
     assert e.correction == "cross-device" and "no learned correction" in e.method
+    assert f"GPUs held out ({', '.join(model.sidecar['prior_answer']['interval_devices'])})" in e.method
     assert e.joules == pytest.approx(prior.joules, rel=1e-12)
     assert e.interval[0] == pytest.approx(
         max(prior.joules * math.exp(iv["low_log"]), hw.idle_with_context_w * prior.seconds)

@@ -126,7 +126,8 @@ def describe(model: TrainedModel, kind: str, hw: HardwareProfile, runtime: Runti
             sc.get("v2_constants", {}).get(runtime.constants_name, {}).get("fitted_on")
             or "shipped host constants"
         )
-        devices = ", ".join(sc["prior_answer"].get("devices", sc.get("devices", [])))
+        answer = sc["prior_answer"]
+        devices = ", ".join(answer.get("interval_devices", answer.get("devices", sc.get("devices", []))))
         return (
             f"cross-device: no measurements of {hw.name}/{runtime.name} at {hw.measurement_boundary}; "
             f"energy-roofline v2 ({fitted}), no learned correction (it did worse on GPUs held out); interval "
