@@ -84,7 +84,8 @@ def cross_device_split(gs: GpuSet, train: np.ndarray, test: np.ndarray, inner: n
 
     Returns ``pred`` (J, per test row), ``interval`` (log offsets of the ends from ``pred``; at the prior's
     boundary from :func:`prior_residuals` of the training rows with ``inner`` labels held out, plus the
-    :func:`judged_calibration` rows where ``inner`` is the device) and ``floored``.
+    :func:`judged_calibration` rows where ``inner`` is the device), ``floored`` and ``calibration`` (the log
+    residuals, unit labels and calibrating rows of that interval, full length).
     Predictions and interval ends of rows that time one forward pass are raised to the power floor, as for the
     model (``out['floor']``).
     """
@@ -101,7 +102,12 @@ def cross_device_split(gs: GpuSet, train: np.ndarray, test: np.ndarray, inner: n
     lo = np.where(board, np.maximum(point + lo_p, floor) - point, lo_m)
     hi = np.where(board, np.maximum(point + hi_p, floor) - point, hi_m)
     floored = np.where(board, np.log(out["prior_v2_fitted"]) < floor, out["floored"])
-    return {"pred": np.exp(point), "interval": (lo, hi), "floored": floored}
+    return {
+        "pred": np.exp(point),
+        "interval": (lo, hi),
+        "floored": floored,
+        "calibration": (resid, inner, calibration),
+    }
 
 
 def prior_interval(

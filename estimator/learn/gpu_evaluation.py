@@ -34,6 +34,7 @@ import pandas as pd
 
 from estimator.fileio import atomic_write_bytes
 from estimator.learn.gpu_cross import CROSS_DEVICE_ANSWER, cross_device_split
+from estimator.learn.gpu_kshot import kshot_markdown, kshot_report
 from estimator.learn.gpu_modules import module_markdown, module_target_lines, run_module_evaluation
 from estimator.learn.gpu_priors import physics_only_interval, prior_medians
 from estimator.learn.gpu_training import (
@@ -97,12 +98,13 @@ def _collect(gs: GpuSet, folds: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
     pred = {s: np.full(n, np.nan) for s in SYSTEMS if s != "cross_device" or not same_device}
     bounds = {s: (np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, bool)) for s in answers}
     base = baselines(gs)
-    constants = []
+    constants, calibrations = [], []
     for train, test, inner in folds:
         out = predict_split(gs, train, test, inner)
         results = {"model": {"pred": out["model"], "interval": out["interval"], "floored": out["floored"]}}
         if not same_device:
             results["cross_device"] = cross_device_split(gs, train, test, inner, out)
+            calibrations.append(results["cross_device"]["calibration"])
         for system, r in results.items():
             pred[system][test] = r["pred"]
             lo, hi, floored = bounds[system]
@@ -113,7 +115,13 @@ def _collect(gs: GpuSet, folds: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
         constants.append(out["constants"])
     for name in ("prior_v1", "prior_v2_shipped", "desislavov"):
         pred[name] = base[name]
-    return {"pred": pred, "bounds": bounds, "answer": answers[0], "constants": constants}
+    return {
+        "pred": pred,
+        "bounds": bounds,
+        "answer": answers[0],
+        "constants": constants,
+        "calibrations": calibrations,
+    }
 
 
 def _interval_entry(res: dict, system: str, done: np.ndarray, measured: np.ndarray) -> dict:
@@ -247,6 +255,13 @@ def run_gpu_evaluation(
                 "by_boundary": _report(gs, devices == device, res),
             }
         report["leave_one_device_out_pooled"] = _report(gs, np.ones(len(t), bool), res, by_source=False)
+        say("leave-one-device-out with k measurements of the held-out GPU")
+        report["leave_one_device_out_kshot"] = kshot_report(
+            gs,
+            devices,
+            res["pred"]["cross_device"],
+            dict(zip(uniq_devices, res["calibrations"], strict=True)),
+        )
     report["prior_medians"] = prior_medians(gs, fitted)
     report["module_level"] = run_module_evaluation(say) if modules else None
     return report
@@ -447,6 +462,7 @@ def render_markdown(report: dict) -> str:
     if report.get("leave_one_device_out_pooled"):
         lines += ["### all held-out devices together, per boundary", ""]
         lines += _table(report["leave_one_device_out_pooled"])
+    lines += kshot_markdown(report.get("leave_one_device_out_kshot"))
     if report.get("leave_one_source_out"):
         lines += [
             "## Leave-one-source-out (a source's devices and method all unseen)",
