@@ -197,6 +197,44 @@ def test_estimates_answer_from_calibrated_or_cross_device_model_and_say_which(sy
     assert not any(f.startswith("runtime pytorch-cuda") for f in cross.extrapolated)
 
 
+def test_a_users_gpu_measurements_train_the_calibrated_model_gpu_estimates_load(synthetic, tmp_path):
+    """``estimate train --hw <GPU>``: the rows train a GPU-schema calibrated model (not the CPU kind, which GPU
+    estimates never load); too few networks or no row at the board is one DataError line."""
+    from estimator.api import Estimator
+    from estimator.errors import DataError
+    from estimator.learn.model_store import train_and_store
+
+    columns = ["model_ref", "group", "family", "task", "batch", "dtype", "hardware", "runtime", "boundary"]
+    t = synthetic.table
+    table = t[[*columns, "joules_per_inference", "source"]][t["hardware"] == "gtx1070"].assign(
+        idle_subtracted=False,
+        repeats=3,
+        citation="own measurement (synthetic: 1.3 x the v2 prior x a wobble)",
+    )
+    path = tmp_path / "mine.csv"
+    table.to_csv(path, index=False)
+    store = tmp_path / "models"
+    lines = train_and_store([path], "gtx1070", models_dir=store)
+    assert len(lines) == 1 and lines[0].startswith("gtx1070/pytorch-cuda: 8 rows (gtx1070)")
+    graph = _mlp(256, 128)
+    cal = Estimator("gtx1070", "pytorch-cuda", models_dir=store).estimate(graph, batch=8)
+    prior_only = Estimator("gtx1070", "pytorch-cuda", calibrated=False).estimate(graph, batch=8)
+    assert cal.correction == "calibrated" and "trained on 8 measurements of gtx1070" in cal.method
+    assert 1.0 < cal.joules / prior_only.joules < 1.7  # toward the rows' factor, 1.3 x the prior
+    # a second run keeps the stored model unless --force
+    assert train_and_store([path], "gtx1070", models_dir=store)[0].startswith("gtx1070/pytorch-cuda: kept")
+    assert "wrote" in train_and_store([path], "gtx1070", models_dir=store, force=True)[0]
+    # two networks: no model, one line saying what to do
+    two = table[table["group"].isin(["net_a", "net_b"])]
+    two.to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"2 network\(s\) of gtx1070 measured; .* at least 3"):
+        train_and_store([path], "gtx1070", models_dir=tmp_path / "other")
+    # no row at the board the estimates answer at
+    table.assign(boundary="machine-total").to_csv(path, index=False)
+    with pytest.raises(DataError, match="no row of gtx1070 at gpu-board-nvml"):
+        train_and_store([path], "gtx1070", models_dir=tmp_path / "other")
+
+
 def cross_model_domain(store):
     import json
 

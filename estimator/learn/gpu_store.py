@@ -21,11 +21,12 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from estimator.learn.gpu_cross import at_prior_boundary, prior_interval, prior_residuals
 from estimator.learn.gpu_features import GPU_FEATURE_NAMES
 from estimator.learn.gpu_interval import calibrate
-from estimator.learn.gpu_model import CROSS_DEVICE
+from estimator.learn.gpu_model import CROSS_DEVICE, is_gpu_sidecar
 from estimator.learn.gpu_training import (
     GPU_PARAMS,
     PRIOR_BOUNDARY,
@@ -38,6 +39,9 @@ from estimator.learn.gpu_training import (
 )
 from estimator.learn.regressor import SIDECAR_SCHEMA, TrainedModel, data_hash, library_versions, save_model
 from estimator.learn.training import INTERVAL_LEVEL, metrics
+
+#: Networks (groups) a calibrated GPU model needs: its interval comes from leaving one network out.
+MIN_NETWORKS = 3
 
 
 def oof_log_residuals(gs: GpuSet, rows: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -120,7 +124,7 @@ def train_gpu_models(gs: GpuSet, directory: Path, progress: Callable[[str], None
         set(zip(devices[at_prior], t["runtime"][at_prior].astype(str), strict=True))
     ):
         rows = (devices == device) & trainable
-        if len(np.unique(groups[rows])) < 3:
+        if len(np.unique(groups[rows])) < MIN_NETWORKS:
             lines.append(f"{device}/{runtime}: fewer than 3 networks measured; no calibrated model")
             continue
         say(f"training calibrated {device}/{runtime} on {rows.sum()} rows")
@@ -140,6 +144,63 @@ def train_gpu_models(gs: GpuSet, directory: Path, progress: Callable[[str], None
         model.sidecar["prior_answer"] = prior_answer(gs, rows, devices, also=~trainable)
         save_model(model, directory)
         lines.append(_summary(model))
+    return lines
+
+
+def train_gpu_measurements(
+    table: pd.DataFrame,
+    hardware: str,
+    directory: Path,
+    *,
+    root: Path,
+    runtime: str | None = None,
+    force: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> list[str]:
+    """A user's measurements of one GPU (``estimate train --hw <GPU profile>``) -> its calibrated models, one per
+    runtime measured at ``gpu-board-nvml`` (the boundary estimates answer at), as :func:`train_gpu_models` trains
+    the shipped ones: on every row of the device, the host constants fitted on them, the interval from
+    leave-one-network-out residuals. ``model_ref`` paths are read relative to ``root``. A GPU model already stored
+    for the device and runtime is kept unless ``force`` (no comparison on held-out networks exists for GPU models
+    yet). Raises DataError where no model can be trained (no graph, no row at the board, fewer than
+    :data:`MIN_NETWORKS` networks)."""
+    from estimator.errors import DataError
+    from estimator.learn.gpu_set import build_gpu_set
+
+    say = progress or (lambda _line: None)
+    gs = build_gpu_set(table, root=root, progress=say)
+    for why, n in sorted(gs.missing.items()):
+        source = why.split(":", 1)[0]
+        say(f"left out {n} rows of source {source}: their model_ref graph was not found under {root}")
+    t = gs.table
+    if t.empty:
+        raise DataError("no row's graph could be read; model_ref must name an ONNX file or a zoo spec")
+    groups = t["group"].astype(str).to_numpy()
+    runtimes = t["runtime"].astype(str).to_numpy()
+    at_board = (t["boundary"].astype(str).to_numpy() == PRIOR_BOUNDARY) & ~input_pipeline(gs)
+    wanted = sorted(set(runtimes[at_board])) if runtime is None else [runtime]
+    if not (at_board & np.isin(runtimes, wanted)).any():
+        raise DataError(
+            f"no row of {hardware} at {PRIOR_BOUNDARY}"
+            + (f" with runtime {runtime}" if runtime else "")
+            + ": GPU estimates answer at that boundary; measure with `estimate measure` (NVML's energy counter)"
+        )
+    rows = np.ones(len(t), bool)
+    networks = len(np.unique(groups))
+    if networks < MIN_NETWORKS:
+        raise DataError(
+            f"{networks} network(s) of {hardware} measured; a calibrated GPU model needs at least {MIN_NETWORKS} "
+            "(its interval comes from leaving one network out); measure more networks"
+        )
+    lines = []
+    for rt in wanted:
+        if not force and is_gpu_sidecar(directory, hardware, rt):
+            lines.append(f"{hardware}/{rt}: kept the GPU model already in {directory}; --force replaces it")
+            continue
+        say(f"training calibrated {hardware}/{rt} on {rows.sum()} rows, {networks} networks")
+        model = train_one(gs, rows, groups, (hardware, rt), "leave-one-network-out residuals of this device")
+        paths = save_model(model, directory)
+        lines.append(f"{_summary(model)}; wrote {paths[0]} and {paths[1].name}")
     return lines
 
 
@@ -184,4 +245,12 @@ def _summary(model: TrainedModel) -> str:
     return line
 
 
-__all__ = ["GPU_PARAMS", "oof_log_residuals", "prior_answer", "train_gpu_models", "train_one"]
+__all__ = [
+    "GPU_PARAMS",
+    "MIN_NETWORKS",
+    "oof_log_residuals",
+    "prior_answer",
+    "train_gpu_measurements",
+    "train_gpu_models",
+    "train_one",
+]

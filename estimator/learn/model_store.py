@@ -6,6 +6,10 @@ as a unit (see :func:`~estimator.learn.regressor.save_model`: a kill at any poin
 model already exists for that hardware and runtime, both are scored on the same held-out groups: the new model's
 grouped out-of-fold predictions and the old model's predictions, on the groups the old model's sidecar says it
 never saw. The old model stays unless the new one scores better or ``force`` is given.
+
+Rows of a GPU profile train the GPU model kind instead, the one GPU estimates load
+(:func:`estimator.learn.gpu_store.train_gpu_measurements`): a calibrated residual over the v2 prior on the GPU
+feature schema; an older GPU model of that device and runtime stays unless ``force``.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import numpy as np
 import pandas as pd
 
 from estimator.data.measurements import read_measurements
+from estimator.energy.hardware import list_profiles, load_profile
+from estimator.energy.physics import runs_on_gpu
 from estimator.energy.runtimes import get_runtime
 from estimator.errors import DataError, InputFileError
 from estimator.learn.evaluation import layer_signatures, single_kernel_mask
@@ -54,6 +60,21 @@ def train_and_store(
         table = table[table["runtime"] == runtime]
         if table.empty:
             raise DataError(f"the tables hold no rows of hardware '{hardware}' and runtime '{runtime}'")
+    if hardware in list_profiles() and runs_on_gpu(load_profile(hardware)):
+        # a GPU's rows train the GPU model kind that GPU estimates load (estimator.learn.gpu_model)
+        from estimator.learn.gpu_store import train_gpu_measurements
+
+        if granularity != "graph":
+            raise DataError("GPU models are trained on whole networks: use --granularity graph")
+        return train_gpu_measurements(
+            table.reset_index(drop=True),
+            hardware,
+            directory,
+            root=Path.cwd(),
+            runtime=runtime,
+            force=force,
+            progress=say,
+        )
     bar = _Progress(say)
     ts_all = featurize_cached(table, hardware, kernel_rows=granularity == "kernel", progress=bar)
     lines = []
