@@ -10,7 +10,8 @@ ONNX Runtime / TensorRT / torch.compile apply to inference graphs; they are deli
   With ``fuse="bn-apart"`` (Keras 3 compiled by XLA on a GPU) a BatchNormalization never joins an earlier
   kernel: it opens its own, which the elementwise ops after it may join (BN+Relu, BN+Add+Relu).
   ``fuse="remapper"`` (TensorFlow graph execution on a GPU) applies none of these rules: one kernel per op
-  but grappler's remapper patterns (float32 spatial Conv+bias+Relu; BN+[Add]+Relu).
+  but grappler's remapper patterns (float32 spatial Conv+bias+Relu; BN+[Add]+Relu); a bias no pattern takes
+  is a BiasAdd launch of its own.
 * **Elementwise chains.** Consecutive elementwise ops form one kernel.
 * **Normalisation/reduction epilogues.** Softmax, LayerNorm and reductions absorb following elementwise ops.
 * **Attention.** ``MatMul(Q, K^T) -> [scale] -> [mask add] -> Softmax -> MatMul(P, V)`` is one kernel (the
@@ -72,7 +73,8 @@ def fuse_kernels(report: CostReport, *, fuse: bool | str = True) -> KernelReport
     BatchNormalization never joins the kernel of what it reads: it starts a kernel of its own, reading its
     input from memory, and the elementwise ops after it may join that kernel as they join any other.
     With ``fuse="remapper"`` (TensorFlow graph execution on a GPU without XLA) every node that computes is its
-    own kernel except the patterns grappler's remapper rewrites there (see :func:`estimator.cost.remapper.remapper_grouping`).
+    own kernel except the patterns grappler's remapper rewrites there (see :func:`estimator.cost.remapper.remapper_grouping`);
+    a Conv or Gemm bias that no pattern takes costs one more launch and a round trip of the output.
     """
     if fuse not in FUSE_MODES or (isinstance(fuse, int) and not isinstance(fuse, bool)):
         raise ValueError(f"fuse must be one of {FUSE_MODES}, not {fuse!r}")
@@ -210,8 +212,9 @@ def fuse_kernels(report: CostReport, *, fuse: bool | str = True) -> KernelReport
                 open_for_epilogue[target] = not attention_only
         return group, members, kinds
 
+    bias_apart: Mapping[int, int] = {}
     if fuse == "remapper":
-        group, members, kinds = remapper_grouping(
+        group, members, kinds, bias_apart = remapper_grouping(
             graph, nodes, reads, root_get, real_consumers, graph_outputs, _CATEGORY_OF
         )
     elif fuse == "attention":
@@ -236,6 +239,7 @@ def fuse_kernels(report: CostReport, *, fuse: bool | str = True) -> KernelReport
                 real_consumers,
                 graph_outputs,
                 trace,
+                bias_apart.get(k, 0),
             )
         )
     out = KernelReport(report, tuple(kernels), dict(group), dict(view_of))
@@ -254,9 +258,11 @@ def _make_kernel(
     real_consumers: Mapping[str, list[int]],
     graph_outputs: set[str],
     trace: FusionTrace,
+    bias_round_trip: int = 0,
 ) -> Kernel:
     """The kernel of nodes ``idxs`` (``k``-th in launch order; ``reads``: each node's run-time inputs); what it
-    is made of is appended to ``trace``."""
+    is made of is appended to ``trace``. ``bias_round_trip`` > 0: the bytes of an output that a separate bias
+    kernel reads and writes again (one more launch; TensorFlow's BiasAdd, ``fuse="remapper"``)."""
     first = by_index[idxs[0]]
     inside = set(idxs)
     root_get = root_of.get  # a view's output -> the tensor it aliases; any other tensor is its own root
@@ -308,6 +314,10 @@ def _make_kernel(
             if r in graph_outputs or not consumers or not inside.issuperset(consumers):
                 write += nbytes
     launches = 1 if names else 0
+    if bias_round_trip:
+        launches += 1
+        activation += bias_round_trip
+        write += bias_round_trip
     trace.rows += (macs, flops, params, param_bytes, weight, activation, write, launches)
     kind = "view" if launches == 0 else kind
     dtype = (anchor or first).dtype
