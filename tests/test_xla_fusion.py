@@ -1,11 +1,13 @@
 """Keras 3 compiled by XLA on a GPU (``fuse="bn-apart"``, runtime ``tensorflow-xla-gpu``): element-wise diamonds
-fuse into the loop kernel that produces their input (XLA's priority fusion fuses a producer into all its users).
-Bytes are checked against closed forms computed here."""
+fuse into the loop kernel that produces their input (XLA's priority fusion fuses a producer into all its users),
+and the NCHW <-> NHWC Transposes of a channels-first export are views (Keras runs channels-last). Bytes are
+checked against closed forms computed here."""
 
 from __future__ import annotations
 
 import numpy as np
 import onnx
+import pytest
 from conftest import parse
 
 from estimator.cost.kernels import fuse_kernels
@@ -114,3 +116,39 @@ def test_a_region_beyond_the_node_limit_is_left_alone():
     ks = _xla(_costs(BN_NODE + chain + f"\n            Y = Mul (n, c{MAX_DIAMOND_NODES + 1})", X4, Y4, BN))
     assert ks.kernels[0].name == "BatchNormalization"
     assert ks.kernels[0].write_bytes == Y
+
+
+def _convnext_block(perm_in: str, perm_out: str):
+    """Depthwise conv -> Transpose -> LayerNorm over channels -> Transpose back -> residual Add (timm's ConvNeXt
+    block without its MLP)."""
+    return _costs(
+        f"""d = Conv <group = {C}, pads = [1, 1, 1, 1]> (X, W, B)
+            t = Transpose <perm = {perm_in}> (d)
+            l = LayerNormalization <axis = -1> (t, g, be)
+            u = Transpose <perm = {perm_out}> (l)
+            Y = Add (u, X)""",
+        X4,
+        Y4,
+        {"W": (C, 1, 3, 3), "B": (C,), "g": (C,), "be": (C,)},
+    )
+
+
+def test_layout_transposes_are_views_under_keras_xla():
+    costs = _convnext_block("[0, 2, 3, 1]", "[0, 3, 1, 2]")
+    ks = _xla(costs)
+    assert [k.name for k in ks.kernels] == ["Conv", "LayerNormalization+Add"]
+    assert ks.launches == 2
+    conv, ln = ks.kernels
+    assert (conv.activation_read_bytes, conv.write_bytes) == (Y, Y)
+    # The LayerNorm reads the conv's output through the (free) transpose and the residual, writes the sum.
+    assert (ln.activation_read_bytes, ln.weight_bytes, ln.write_bytes) == (2 * Y, 2 * C * F32, Y)
+    # Other runtimes keep them: TensorRT and the remapper launch each Transpose.
+    for runtime in ("tensorrt", "tensorflow-gpu"):
+        names = [k.name for k in fuse_kernels(costs, fuse=get_runtime(runtime).fusion).kernels]
+        assert names.count("Transpose") == 2, runtime
+
+
+@pytest.mark.parametrize("perm", ["[0, 1, 3, 2]", "[1, 0, 2, 3]"])
+def test_other_permutations_stay_kernels(perm):
+    ks = _xla(_convnext_block(perm, perm))
+    assert [k.name for k in ks.kernels].count("Transpose") == 2

@@ -9,7 +9,7 @@ ONNX Runtime / TensorRT / torch.compile apply to inference graphs; they are deli
   that follows it (bias add, BatchNormalization in inference, activation, residual add): Conv+BN+ReLU.
   With ``fuse="bn-apart"`` (Keras 3 compiled by XLA on a GPU) a BatchNormalization never joins an earlier
   kernel: it opens its own, which the elementwise ops after it may join (BN+Relu, BN+Add+Relu), a diamond of
-  elementwise ops included (BN+swish; :mod:`estimator.cost.xla_fusion`).
+  elementwise ops included (BN+swish), and NCHW <-> NHWC Transposes are views (:mod:`estimator.cost.xla_fusion`).
   ``fuse="remapper"`` (TensorFlow graph execution on a GPU) applies none of these rules: one kernel per op
   but grappler's remapper patterns (float32 spatial Conv+bias+Relu; BN+[Add]+Relu); a bias no pattern takes
   is a BiasAdd launch of its own.
@@ -41,7 +41,7 @@ from estimator.cost.kernel_report import (  # noqa: F401  (re-exported: the kern
 from estimator.cost.nodes import CostReport, NodeCost
 from estimator.cost.op_kinds import CONTRACTION_OPS, ELEMENTWISE_OPS, REDUCTION_OPS
 from estimator.cost.remapper import BATCH_NORM, remapper_grouping
-from estimator.cost.xla_fusion import closes_elementwise
+from estimator.cost.xla_fusion import as_views, closes_elementwise, layout_transposes
 from estimator.graph.structure import frozen_record
 
 _SOFTMAX = frozenset({"Softmax"})
@@ -80,8 +80,8 @@ def fuse_kernels(report: CostReport, *, fuse: bool | str = True) -> KernelReport
     GPU: the convolution is a cuDNN call that takes no per-channel batch normalisation) every rule of ``fuse=True`` applies, except that a
     BatchNormalization never joins the kernel of what it reads: it starts a kernel of its own, reading its
     input from memory, and the elementwise ops after it may join that kernel as they join any other; a tensor
-    read by several elementwise ops that meet again (a swish) joins a loop kernel whole (see
-    :mod:`estimator.cost.xla_fusion`).
+    read by several elementwise ops that meet again (a swish) joins a loop kernel whole, and a rank-4 Transpose
+    between NCHW and NHWC is a view (see :mod:`estimator.cost.xla_fusion`).
     With ``fuse="remapper"`` (TensorFlow graph execution on a GPU without XLA) every node that computes is its
     own kernel except the patterns grappler's remapper rewrites there (see :func:`estimator.cost.remapper.remapper_grouping`);
     a Conv or Gemm bias that no pattern takes costs one more launch and a round trip of the output.
@@ -91,6 +91,10 @@ def fuse_kernels(report: CostReport, *, fuse: bool | str = True) -> KernelReport
     graph = report.graph
     nodes = report.nodes
     bn_apart = fuse == "bn-apart"
+    if bn_apart:  # Keras runs channels-last: an NCHW <-> NHWC Transpose of a channels-first export is a view
+        free = layout_transposes(graph, nodes)
+        if free:
+            nodes = as_views(nodes, free)
     by_index = {n.index: n for n in nodes}
     view_of: dict[str, str] = {}  # view output -> the tensor it aliases
     consumers: dict[str, list[int]] = {}

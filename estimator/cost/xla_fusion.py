@@ -1,4 +1,4 @@
-"""A fact of Keras 3 compiled by XLA on a GPU that the generic fusion rules lack (``fuse="bn-apart"`` of
+"""Two facts of Keras 3 compiled by XLA on a GPU that the generic fusion rules lack (``fuse="bn-apart"`` of
 :func:`estimator.cost.kernels.fuse_kernels`, runtime ``tensorflow-xla-gpu``).
 
 * **Element-wise diamonds fuse.** XLA's GPU priority fusion fuses a producer into *all* its users or into none
@@ -15,18 +15,64 @@
   scale, a parameter under TensorFlow, is never folded; Elu, Relu6 and LeakyRelu only through cuDNN runtime
   fusion, ``xla_gpu_use_runtime_fusion``, off by default and for float16 only; depthwise convolutions take
   nothing, ``IsNonDepthwiseConvCustomCall``).
+* **No NCHW <-> NHWC transposes.** Keras runs image tensors channels-last: its ConvNeXt refuses
+  ``channels_first`` and runs LayerNormalization and the pointwise Dense layers on the last axis (keras-team/keras
+  @ 4f6900a, keras/src/applications/convnext.py), so it has no Transpose where a channels-first export (timm's
+  ConvNeXt: permute, LayerNorm, Linear, permute back) has one on each side. Where XLA itself changes the
+  physical layout (a float32 convolution runs NCHW: ``HeuristicLayoutAssignment``, "If we're not Volta or not
+  fp16/bfloat16 ... Use NCHW", "If we end up with transposes anyway, we prefer to have them in XLA, as they
+  can be fused"; tensorflow/tensorflow @ 03daf31, third_party/xla/xla/service/gpu/transforms/
+  layout_assignment.cc), the change is a transpose, which priority fusion fuses into its neighbouring loop or
+  reduction kernel (``kTranspose`` in ``IsFusible``) rather than launching it alone. :func:`layout_transposes` finds the rank-4 Transposes between the two layouts; they are
+  costed as views (no launch, no bytes of their own).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 
 from estimator.cost.report import NodeCost
 from estimator.graph.structure import Graph
 
+#: Permutations between NCHW and NHWC (to channels-last, to channels-first).
+LAYOUT_PERMS = frozenset({(0, 2, 3, 1), (0, 3, 1, 2)})
+
 #: The most nodes a diamond may span before it is left alone (estimated: a swish has two, an erf GELU four, a
 #: hard swish written out five; nothing in a CNN comes near it).
 MAX_DIAMOND_NODES = 16
+
+
+def layout_transposes(graph: Graph, nodes: tuple[NodeCost, ...]) -> frozenset[int]:
+    """Indices of the costed Transpose nodes whose ``perm`` turns a rank-4 tensor from NCHW to NHWC or back."""
+    out = []
+    for n, gn in zip(nodes, graph.nodes, strict=True):
+        if n.op_type != "Transpose" or n.status != "costed":
+            continue
+        perm = gn.attributes.get("perm")
+        if perm is not None and tuple(int(p) for p in perm) in LAYOUT_PERMS:
+            out.append(n.index)
+    return frozenset(out)
+
+
+def as_views(nodes: tuple[NodeCost, ...], indices: frozenset[int]) -> tuple[NodeCost, ...]:
+    """``nodes`` with those at ``indices`` made views: zero-cost, no arithmetic, reads or writes."""
+    return tuple(
+        dataclasses.replace(
+            n,
+            status="zero-cost",
+            macs=0,
+            flops=0,
+            weight_bytes=0,
+            activation_read_bytes=0,
+            write_bytes=0,
+            reads=(),
+            writes=(),
+        )
+        if n.index in indices
+        else n
+        for n in nodes
+    )
 
 
 def closes_elementwise(

@@ -110,7 +110,9 @@ _TF_XLA_GPU_FUSION = (
     "and fuses element-wise chains into loop kernels; Keras 3's BatchNormalization is element-wise ops (a "
     "multiply and an add, not a FusedBatchNorm), and their per-channel scale is not the scalar XLA's cuDNN "
     "conv rewriter folds, so each BN runs as a kernel apart from the conv, joined by the element-wise ops "
-    "that read it alone (bn-apart)"
+    "that read it alone or that meet again (a swish: priority fusion fuses a producer into all its users); "
+    "Keras runs channels-last, so an NCHW <-> NHWC Transpose of a channels-first export costs nothing "
+    "(bn-apart; estimator/cost/xla_fusion.py)"
 )
 _XLA = (
     "one XLA executable per predict step: its kernels are launched by XLA's runtime, not TensorFlow's per-op "
