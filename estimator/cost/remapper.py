@@ -52,14 +52,14 @@ def remapper_grouping(
     of a group it opens. Views launch nothing and join their producer's kernel, as in
     :func:`estimator.cost.kernels.fuse_kernels`.
 
-    Keras 2 adds a convolution's or a Dense layer's bias with ``nn.bias_add`` after the convolution /
+    Keras 2 adds a convolution's or a Dense layer's bias with ``nn.bias_add`` after the convolution or the
     ``matmul`` (``Conv.call``, ``Dense.call`` of tf.keras in TensorFlow 2.4-2.8, keras-team/keras @ v2.8.0), and
-    the remapper fuses Conv2D + BiasAdd on a GPU only with a Relu after it (``IsGpuCompatible(
-    ContractionWithBiasAdd)`` returns false in the TensorFlow 2.4-2.8 remapper.cc). Where no ``_FusedConv2D`` takes it (a Conv with a bias but no Relu joined, or not fusable;
-    every Gemm with a C input), that BiasAdd is a kernel of its own: one more launch, and the output read and
-    written once more. The ONNX node stays one kernel record; it carries the second launch and that round
-    trip (``bias_apart``), so the BiasAdd's bytes are timed with its contraction's (a simplification: a
-    compute-bound convolution hides them in its time, not in their energy).
+    the remapper of those versions fuses Conv2D + BiasAdd on a GPU only with a Relu after it
+    (``IsGpuCompatible(ContractionWithBiasAdd)`` returns false). Where no ``_FusedConv2D`` takes it (a Conv with
+    a bias that no Relu joined, or not fusable; every Gemm with a C input), that BiasAdd is a kernel of its own:
+    one more launch, and the output read and written once more. The ONNX node stays one kernel record that
+    carries the second launch and that round trip (``bias_apart``), so the BiasAdd's time is merged with its
+    contraction's (a simplification: a compute-bound convolution hides the BiasAdd's time, not its energy).
     """
     producers = graph.producers
     tensors = graph.tensors
