@@ -147,18 +147,23 @@ def _swish_graph() -> onnx.ModelProto:
 
 def test_keras3_xla_runs_batch_norm_apart_with_its_elementwise_chain():
     """tensorflow-xla-gpu (Keras 3, XLA): the conv is one cuDNN call and the BN (element-wise in Keras 3) a
-    kernel apart from it; element-wise chains fuse as under every fusing runtime (the swish, whose input has two
-    readers, is one Sigmoid+Mul kernel here as under TensorRT; XLA may also pull it into the BN's loop fusion,
-    which this rule does not count). Without XLA (remapper) the Sigmoid and the Mul are kernels of their own."""
+    kernel apart from it. The swish reads the BN's output twice; XLA's priority fusion fuses a producer into all
+    its users, so the BN's arithmetic, the Sigmoid and the Mul are one loop kernel that never writes the BN's
+    output (under TensorRT the swish is a Sigmoid+Mul kernel after the conv's). Without XLA (remapper) the
+    Sigmoid and the Mul are kernels of their own."""
     assert get_runtime("tensorflow-xla-gpu").fusion == "bn-apart"
     costs = count_costs(load_graph(_swish_graph()))
     xla = fuse_kernels(costs, fuse=get_runtime("tensorflow-xla-gpu").fusion)
-    assert [x.name for x in xla.kernels] == ["Conv", "BatchNormalization", "Sigmoid+Mul"]
-    conv, bn, swish = xla.kernels
+    assert [x.name for x in xla.kernels] == ["Conv", "BatchNormalization+Sigmoid+Mul"]
+    conv, bn_swish = xla.kernels
     assert (conv.activation_read_bytes, conv.write_bytes) == (X_BYTES, Y_BYTES)
-    assert (bn.activation_read_bytes, bn.weight_bytes, bn.write_bytes) == (Y_BYTES, BN_VECTOR_BYTES, Y_BYTES)
-    # The swish reads the BN's output once (both readers inside one kernel) and writes its own.
-    assert (swish.activation_read_bytes, swish.write_bytes) == (Y_BYTES, Y_BYTES)
+    # One read of the conv's output, the BN's four vectors, one write of the swish's output.
+    assert (bn_swish.activation_read_bytes, bn_swish.weight_bytes, bn_swish.write_bytes) == (
+        Y_BYTES,
+        BN_VECTOR_BYTES,
+        Y_BYTES,
+    )
+    assert xla.launches == 2
     trt = fuse_kernels(costs, fuse=get_runtime("tensorrt").fusion)
     assert [x.name for x in trt.kernels] == ["Conv+BatchNormalization", "Sigmoid+Mul"]
     graph_mode = fuse_kernels(costs, fuse=get_runtime("tensorflow-gpu").fusion)

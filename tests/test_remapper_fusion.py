@@ -81,10 +81,54 @@ def test_conv_then_relu_are_two_kernels_outside_the_pattern(k, group, bias, why)
     ks, x_bytes, y_bytes, w_bytes = _conv_relu(k, group, bias)
     assert [x.name for x in ks.kernels] == ["Conv", "Relu"], why
     conv, relu = ks.kernels
-    assert (conv.activation_read_bytes, conv.weight_bytes, conv.write_bytes) == (x_bytes, w_bytes, y_bytes)
+    # Keras' bias is a BiasAdd of its own where no _FusedConv2D takes it: it reads the convolution's output
+    # and writes it again, one more launch.
+    bias_trip = y_bytes if bias else 0
+    assert (conv.activation_read_bytes, conv.weight_bytes, conv.write_bytes) == (
+        x_bytes + bias_trip,
+        w_bytes,
+        y_bytes + bias_trip,
+    )
+    assert conv.launches == (2 if bias else 1)
     # The Relu reads the convolution's output back from memory and writes it again.
     assert (relu.activation_read_bytes, relu.weight_bytes, relu.write_bytes) == (y_bytes, 0, y_bytes)
-    assert ks.launches == 2
+    assert ks.launches == (3 if bias else 2)
+
+
+def test_spatial_conv_with_bias_and_no_relu_runs_its_bias_add_apart():
+    """Conv2D + BiasAdd without an activation is not fused on the GPU: Conv2D, then BiasAdd."""
+    out = H - 2
+    ks = _kernels(
+        "Y = Conv (X, W, B)",
+        f"float[{N}, {C}, {H}, {H}] X",
+        f"float[{N}, {C}, {out}, {out}] Y",
+        {"W": (C, C, 3, 3), "B": (C,)},
+    )
+    (k,) = ks.kernels
+    x_bytes, y_bytes = N * C * H * H * F32, N * C * out * out * F32
+    assert (k.activation_read_bytes, k.weight_bytes, k.write_bytes) == (
+        x_bytes + y_bytes,
+        (C * C * 9 + C) * F32,
+        2 * y_bytes,
+    )
+    assert k.launches == ks.launches == 2
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_gemm_bias_is_a_bias_add_apart(bias):
+    """Keras' Dense is MatMul + BiasAdd; without cuBLASLt the remapper fuses neither on the GPU."""
+    m, k_in, n = 8, 64, 32
+    ks = _kernels(
+        f"Y = Gemm <transB = 1> ({'A, W, B' if bias else 'A, W'})",
+        f"float[{m}, {k_in}] A",
+        f"float[{m}, {n}] Y",
+        {"W": (n, k_in), **({"B": (n,)} if bias else {})},
+    )
+    (k,) = ks.kernels
+    y_bytes = m * n * F32
+    trip = y_bytes if bias else 0
+    assert (k.activation_read_bytes, k.write_bytes) == (m * k_in * F32 + trip, y_bytes + trip)
+    assert k.launches == (2 if bias else 1)
 
 
 def test_float16_conv_is_not_fused():

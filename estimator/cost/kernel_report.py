@@ -35,7 +35,8 @@ class Kernel:
         weight_bytes: bytes read from constants.
         activation_read_bytes: bytes read from run-time tensors produced outside the kernel.
         write_bytes: bytes written for tensors used outside the kernel (or graph outputs).
-        launches: 1, or 0 for a group of views that launches nothing.
+        launches: 1, or 0 for a group of views that launches nothing, or 2 for a TensorFlow contraction whose
+            bias runs as a BiasAdd kernel of its own (``fuse="remapper"``).
         dtype: arithmetic element type of the anchor node.
     """
 

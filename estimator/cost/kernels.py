@@ -8,9 +8,11 @@ ONNX Runtime / TensorRT / torch.compile apply to inference graphs; they are deli
 * **Epilogue fusion.** A contraction (Conv, Gemm, MatMul, ...) absorbs the chain of elementwise ops
   that follows it (bias add, BatchNormalization in inference, activation, residual add): Conv+BN+ReLU.
   With ``fuse="bn-apart"`` (Keras 3 compiled by XLA on a GPU) a BatchNormalization never joins an earlier
-  kernel: it opens its own, which the elementwise ops after it may join (BN+Relu, BN+Add+Relu).
+  kernel: it opens its own, which the elementwise ops after it may join (BN+Relu, BN+Add+Relu), a diamond of
+  elementwise ops included (BN+swish), and NCHW <-> NHWC Transposes are views (:mod:`estimator.cost.xla_fusion`).
   ``fuse="remapper"`` (TensorFlow graph execution on a GPU) applies none of these rules: one kernel per op
-  but grappler's remapper patterns (float32 spatial Conv+bias+Relu; BN+[Add]+Relu).
+  but grappler's remapper patterns (float32 spatial Conv+bias+Relu; BN+[Add]+Relu); a bias no pattern takes
+  is a BiasAdd launch of its own.
 * **Elementwise chains.** Consecutive elementwise ops form one kernel.
 * **Normalisation/reduction epilogues.** Softmax, LayerNorm and reductions absorb following elementwise ops.
 * **Attention.** ``MatMul(Q, K^T) -> [scale] -> [mask add] -> Softmax -> MatMul(P, V)`` is one kernel (the
@@ -39,6 +41,7 @@ from estimator.cost.kernel_report import (  # noqa: F401  (re-exported: the kern
 from estimator.cost.nodes import CostReport, NodeCost
 from estimator.cost.op_kinds import CONTRACTION_OPS, ELEMENTWISE_OPS, REDUCTION_OPS
 from estimator.cost.remapper import BATCH_NORM, remapper_grouping
+from estimator.cost.xla_fusion import as_views, closes_elementwise, layout_transposes
 from estimator.graph.structure import frozen_record
 
 _SOFTMAX = frozenset({"Softmax"})
@@ -52,6 +55,12 @@ _CATEGORY_OF = {
     **{op: "elementwise" for op in ELEMENTWISE_OPS},
     **{op: "contraction" for op in CONTRACTION_OPS},
 }
+
+
+def _is_elementwise(n: NodeCost) -> bool:
+    """Whether a node computes and is element-wise (a BatchNormalization, which opens a kernel under
+    bn-apart, is not taken as one)."""
+    return n.status == "costed" and n.op_type != BATCH_NORM and _CATEGORY_OF.get(n.op_type) == "elementwise"
 
 
 #: The values of :func:`fuse_kernels`' ``fuse``: every rule, none (eager), attention chains only, every rule but
@@ -70,14 +79,22 @@ def fuse_kernels(report: CostReport, *, fuse: bool | str = True) -> KernelReport
     every other node is its own kernel, as with ``fuse=False``. With ``fuse="bn-apart"`` (Keras 3 compiled by XLA on a
     GPU: the convolution is a cuDNN call that takes no per-channel batch normalisation) every rule of ``fuse=True`` applies, except that a
     BatchNormalization never joins the kernel of what it reads: it starts a kernel of its own, reading its
-    input from memory, and the elementwise ops after it may join that kernel as they join any other.
+    input from memory, and the elementwise ops after it may join that kernel as they join any other; a tensor
+    read by several elementwise ops that meet again (a swish) joins a loop kernel whole, and a rank-4 Transpose
+    between NCHW and NHWC is a view (see :mod:`estimator.cost.xla_fusion`).
     With ``fuse="remapper"`` (TensorFlow graph execution on a GPU without XLA) every node that computes is its
-    own kernel except the patterns grappler's remapper rewrites there (see :func:`estimator.cost.remapper.remapper_grouping`).
+    own kernel except the patterns grappler's remapper rewrites there (see :func:`estimator.cost.remapper.remapper_grouping`);
+    a Conv or Gemm bias that no pattern takes costs one more launch and a round trip of the output.
     """
     if fuse not in FUSE_MODES or (isinstance(fuse, int) and not isinstance(fuse, bool)):
         raise ValueError(f"fuse must be one of {FUSE_MODES}, not {fuse!r}")
     graph = report.graph
     nodes = report.nodes
+    bn_apart = fuse == "bn-apart"
+    if bn_apart:  # Keras runs channels-last: an NCHW <-> NHWC Transpose of a channels-first export is a view
+        free = layout_transposes(graph, nodes)
+        if free:
+            nodes = as_views(nodes, free)
     by_index = {n.index: n for n in nodes}
     view_of: dict[str, str] = {}  # view output -> the tensor it aliases
     consumers: dict[str, list[int]] = {}
@@ -116,8 +133,16 @@ def fuse_kernels(report: CostReport, *, fuse: bool | str = True) -> KernelReport
 
     category_of = _CATEGORY_OF.get
     producers = graph.producers
+    diamonds: dict[str, bool] = {}  # bn-apart: root tensor -> whether XLA fuses its readers' region whole
 
-    bn_apart = fuse == "bn-apart"
+    def diamond(t: str) -> bool:
+        r = root_get(t, t)
+        closes = diamonds.get(r)
+        if closes is None:
+            closes = diamonds[r] = closes_elementwise(
+                r, graph, nodes, reads, root_get, real_consumers, graph_outputs, _is_elementwise
+            )
+        return closes
 
     def grouping(fusing: bool, attention_only: bool, chain_of: Mapping[int, int]):
         """(group of each node, members of each group, kind of each group). ``attention_only``: only the joins
@@ -181,7 +206,11 @@ def fuse_kernels(report: CostReport, *, fuse: bool | str = True) -> KernelReport
                         latest = g
                 for t in runtime_inputs:
                     g = producer_groups[t]
-                    if g is None or g != latest or not single_use(t) or not open_for_epilogue[g]:
+                    if g is None or g != latest or not open_for_epilogue[g]:
+                        continue
+                    if not single_use(t) and not (
+                        bn_apart and cat == "elementwise" and kinds[g] == "elementwise" and diamond(t)
+                    ):
                         continue
                     joins = (
                         (cat == "elementwise" and (not attention_only or kinds[g].startswith("attention-")))
@@ -210,8 +239,9 @@ def fuse_kernels(report: CostReport, *, fuse: bool | str = True) -> KernelReport
                 open_for_epilogue[target] = not attention_only
         return group, members, kinds
 
+    bias_apart: Mapping[int, int] = {}
     if fuse == "remapper":
-        group, members, kinds = remapper_grouping(
+        group, members, kinds, bias_apart = remapper_grouping(
             graph, nodes, reads, root_get, real_consumers, graph_outputs, _CATEGORY_OF
         )
     elif fuse == "attention":
@@ -236,6 +266,7 @@ def fuse_kernels(report: CostReport, *, fuse: bool | str = True) -> KernelReport
                 real_consumers,
                 graph_outputs,
                 trace,
+                bias_apart.get(k, 0),
             )
         )
     out = KernelReport(report, tuple(kernels), dict(group), dict(view_of))
@@ -254,9 +285,11 @@ def _make_kernel(
     real_consumers: Mapping[str, list[int]],
     graph_outputs: set[str],
     trace: FusionTrace,
+    bias_round_trip: int = 0,
 ) -> Kernel:
     """The kernel of nodes ``idxs`` (``k``-th in launch order; ``reads``: each node's run-time inputs); what it
-    is made of is appended to ``trace``."""
+    is made of is appended to ``trace``. ``bias_round_trip`` > 0: the bytes of an output that a separate bias
+    kernel reads and writes again (one more launch; TensorFlow's BiasAdd, ``fuse="remapper"``)."""
     first = by_index[idxs[0]]
     inside = set(idxs)
     root_get = root_of.get  # a view's output -> the tensor it aliases; any other tensor is its own root
@@ -308,6 +341,10 @@ def _make_kernel(
             if r in graph_outputs or not consumers or not inside.issuperset(consumers):
                 write += nbytes
     launches = 1 if names else 0
+    if bias_round_trip:
+        launches += 1
+        activation += bias_round_trip
+        write += bias_round_trip
     trace.rows += (macs, flops, params, param_bytes, weight, activation, write, launches)
     kind = "view" if launches == 0 else kind
     dtype = (anchor or first).dtype

@@ -15,6 +15,8 @@ BATCH_NORM = "BatchNormalization"
 # side-input Add after a BatchNormalization, a Relu after that Add; nothing once closed.
 _TAKES_RELU, _TAKES_ADD_OR_RELU = "relu", "add-or-relu"
 _REMAPPER_BN_DTYPES = frozenset({"float32", "float16"})
+#: ONNX ops whose third input is a bias that Keras adds with a BiasAdd of its own (Conv2D / MatMul + BiasAdd).
+_BIASED = frozenset({"Conv", "Gemm"})
 
 
 def remapper_grouping(
@@ -25,9 +27,9 @@ def remapper_grouping(
     real_consumers: Mapping[str, list[int]],
     graph_outputs: set[str],
     category_of: Mapping[str, str],
-) -> tuple[dict[int, int], list[list[int]], list[str]]:
+) -> tuple[dict[int, int], list[list[int]], list[str], dict[int, int]]:
     """The kernels of TensorFlow graph execution on a GPU without XLA: (group of each node, members of each
-    group, kind of each group).
+    group, kind of each group, the bytes of its output for each group whose bias runs as a BiasAdd apart).
 
     Without XLA, TensorFlow launches one kernel per op; on a GPU grappler's remapper rewrites only these
     patterns into one op (tensorflow/tensorflow @ 599ec86, tensorflow/core/grappler/optimizers/remapper.cc):
@@ -48,9 +50,16 @@ def remapper_grouping(
     ``reads``: each node's run-time inputs; ``root_get``: a view's output -> the tensor it aliases;
     ``real_consumers``: the nodes (not views) reading each root tensor; ``category_of``: op -> the kernel kind
     of a group it opens. Views launch nothing and join their producer's kernel, as in
-    :func:`estimator.cost.kernels.fuse_kernels`. A simplification:
-    the bias of an ONNX Conv or Gemm that fuses with nothing stays in its node's kernel (TensorFlow's
-    separate BiasAdd, one more launch and one more round trip of the output, is not counted).
+    :func:`estimator.cost.kernels.fuse_kernels`.
+
+    Keras 2 adds a convolution's or a Dense layer's bias with ``nn.bias_add`` after the convolution or the
+    ``matmul`` (``Conv.call``, ``Dense.call`` of tf.keras in TensorFlow 2.4-2.8, keras-team/keras @ v2.8.0), and
+    the remapper of those versions fuses Conv2D + BiasAdd on a GPU only with a Relu after it
+    (``IsGpuCompatible(ContractionWithBiasAdd)`` returns false). Where no ``_FusedConv2D`` takes it (a Conv with
+    a bias that no Relu joined, or not fusable; every Gemm with a C input), that BiasAdd is a kernel of its own:
+    one more launch, and the output read and written once more. The ONNX node stays one kernel record that
+    carries the second launch and that round trip (``bias_apart``), so the BiasAdd's time is merged with its
+    contraction's (a simplification: a compute-bound convolution hides the BiasAdd's time, not its energy).
     """
     producers = graph.producers
     tensors = graph.tensors
@@ -127,7 +136,15 @@ def remapper_grouping(
         elif op == BATCH_NORM and n.dtype in _REMAPPER_BN_DTYPES:
             take = _TAKES_ADD_OR_RELU
         new_group(n.index, cat, take)
-    return group, members, kinds
+    bias_apart = {}
+    for g, idxs in enumerate(members):
+        n = nodes[idxs[0]]
+        if n.status != "costed" or n.op_type not in _BIASED or any(nodes[i].op_type == "Relu" for i in idxs):
+            continue  # not a contraction with a bias, or a _FusedConv2D (the only group a Relu joins)
+        inputs = graph.nodes[n.index].inputs
+        if len(inputs) > 2 and inputs[2]:
+            bias_apart[g] = sum(nbytes for _, nbytes in n.writes)
+    return group, members, kinds, bias_apart
 
 
 def _remapper_fusable_conv(graph: Graph, node: Node, dtype: str) -> bool:

@@ -96,7 +96,9 @@ _TF_GPU_FUSION = (
     "DepthwiseConv2dNative and, without TF_USE_CUBLASLT, MatMul are never fused on the GPU) and "
     "_FusedBatchNormEx = FusedBatchNorm + [same-shape side-input Add] + Relu for float and half "
     "(FindFusedBatchNormEx: the root must be a Relu, so Relu6 and swish after a BN are separate kernels); "
-    "Conv2D + FusedBatchNorm is fused on the CPU only (FindConv2DWithBatchNorm requires NodeIsOnCpu). "
+    "Conv2D + FusedBatchNorm is fused on the CPU only (FindConv2DWithBatchNorm requires NodeIsOnCpu); "
+    "a Keras bias no _FusedConv2D takes is a BiasAdd kernel of its own (Conv.call / Dense.call add it with "
+    "nn.bias_add). "
     "Keras 3 (TensorFlow 2.16 and later) compiles predict/evaluate with XLA on a GPU by default "
     "(keras-team/keras, keras/src/trainers/trainer.py, _resolve_auto_jit_compile), which fuses differently: runtime tensorflow-xla-gpu"
 )
@@ -108,7 +110,9 @@ _TF_XLA_GPU_FUSION = (
     "and fuses element-wise chains into loop kernels; Keras 3's BatchNormalization is element-wise ops (a "
     "multiply and an add, not a FusedBatchNorm), and their per-channel scale is not the scalar XLA's cuDNN "
     "conv rewriter folds, so each BN runs as a kernel apart from the conv, joined by the element-wise ops "
-    "that read it alone (bn-apart)"
+    "that read it alone or that meet again (a swish: priority fusion fuses a producer into all its users); "
+    "Keras runs channels-last, so an NCHW <-> NHWC Transpose of a channels-first export costs nothing "
+    "(bn-apart; estimator/cost/xla_fusion.py)"
 )
 _XLA = (
     "one XLA executable per predict step: its kernels are launched by XLA's runtime, not TensorFlow's per-op "
