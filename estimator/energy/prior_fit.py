@@ -47,13 +47,28 @@ FIT_BOUNDARY = "gpu-board-nvml"
 
 @dataclass(frozen=True)
 class FitCase:
-    """One measured row made ready to predict: its device terms, hardware, runtime and measured values."""
+    """One measured row made ready to predict: its device terms, hardware, runtime and measured values.
+
+    ``host_call_scale`` (dimensionless) multiplies a fitted ``host_call_s`` for this row: 1 when the constant
+    is per call; the images the host prepares per call when a fit reads ``host_call_s`` as a host time per
+    image (a source's timed input pipeline: :func:`estimator.learn.gpu_pipeline.host_call_images`). A
+    ``host_call_s`` of None (the runtime's own per-call value) is never scaled.
+    """
 
     terms: DeviceTerms
     hw: HardwareProfile
     runtime: Runtime
     joules: float
     latency_s: float | None
+    host_call_scale: float = 1.0
+
+
+def scaled_host_call(constants: V2Constants | None, scale: float) -> V2Constants | None:
+    """``constants`` with a set ``host_call_s`` multiplied by ``scale`` (dimensionless; see :class:`FitCase`);
+    None, or constants whose ``host_call_s`` is None (the runtime's own per-call value), unchanged."""
+    if constants is None or constants.host_call_s is None or scale == 1.0:
+        return constants
+    return replace(constants, host_call_s=constants.host_call_s * scale)
 
 
 @dataclass(frozen=True)
@@ -119,7 +134,9 @@ def loss(cases: Sequence[FitCase], constants: V2Constants) -> float:
     """Mean squared natural-log ratio predicted / measured over the cases' joules and (where given) latencies."""
     errors = []
     for case in cases:
-        result = assemble(case.terms, case.hw, case.runtime, constants)
+        result = assemble(
+            case.terms, case.hw, case.runtime, scaled_host_call(constants, case.host_call_scale)
+        )
         errors.append(math.log(result.joules / case.joules) ** 2)
         if case.latency_s is not None:
             errors.append(math.log(result.seconds / case.latency_s) ** 2)
