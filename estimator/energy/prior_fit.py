@@ -49,10 +49,11 @@ FIT_BOUNDARY = "gpu-board-nvml"
 class FitCase:
     """One measured row made ready to predict: its device terms, hardware, runtime and measured values.
 
-    ``host_call_scale`` (dimensionless) multiplies a fitted ``host_call_s`` for this row: 1 when the constant
-    is per call; the images the host prepares per call when a fit reads ``host_call_s`` as a host time per
-    image (a source's timed input pipeline: :func:`estimator.learn.gpu_pipeline.host_call_images`). A
-    ``host_call_s`` of None (the runtime's own per-call value) is never scaled.
+    The host scales (dimensionless, 1 for a row whose host serves one board per call) say what one call's host
+    work is for the row (:func:`scaled_host`): ``host_call_scale`` multiplies a set ``host_call_s`` (the images
+    the host prepares per call when a fit reads it as a time per image: a source's timed input pipeline,
+    ``estimator.learn.gpu_pipeline``); ``host_dispatch_scale`` multiplies the host time per kernel (the boards
+    whose kernels one host process issues per call).
     """
 
     terms: DeviceTerms
@@ -61,14 +62,25 @@ class FitCase:
     joules: float
     latency_s: float | None
     host_call_scale: float = 1.0
+    host_dispatch_scale: float = 1.0
 
 
-def scaled_host_call(constants: V2Constants | None, scale: float) -> V2Constants | None:
-    """``constants`` with a set ``host_call_s`` multiplied by ``scale`` (dimensionless; see :class:`FitCase`);
-    None, or constants whose ``host_call_s`` is None (the runtime's own per-call value), unchanged."""
-    if constants is None or constants.host_call_s is None or scale == 1.0:
+def scaled_host(
+    constants: V2Constants | None, runtime: Runtime, call_scale: float = 1.0, dispatch_scale: float = 1.0
+) -> V2Constants | None:
+    """The constants of one call whose host work is scaled (dimensionless factors, see :class:`FitCase`): a set
+    ``host_call_s`` times ``call_scale`` (None, the runtime's own per-call value, is never scaled), and the
+    host time per kernel (the constant's, else ``runtime``'s) times ``dispatch_scale``. Unscaled: ``constants``
+    as given."""
+    if call_scale == 1.0 and dispatch_scale == 1.0:
         return constants
-    return replace(constants, host_call_s=constants.host_call_s * scale)
+    c = constants or V2Constants()
+    if c.host_call_s is not None:
+        c = replace(c, host_call_s=c.host_call_s * call_scale)
+    if dispatch_scale != 1.0:
+        h = runtime.host_dispatch_s if c.host_dispatch_s is None else c.host_dispatch_s
+        c = replace(c, host_dispatch_s=h * dispatch_scale)
+    return c
 
 
 @dataclass(frozen=True)
@@ -135,7 +147,10 @@ def loss(cases: Sequence[FitCase], constants: V2Constants) -> float:
     errors = []
     for case in cases:
         result = assemble(
-            case.terms, case.hw, case.runtime, scaled_host_call(constants, case.host_call_scale)
+            case.terms,
+            case.hw,
+            case.runtime,
+            scaled_host(constants, case.runtime, case.host_call_scale, case.host_dispatch_scale),
         )
         errors.append(math.log(result.joules / case.joules) ** 2)
         if case.latency_s is not None:

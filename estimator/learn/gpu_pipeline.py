@@ -15,6 +15,16 @@ not once. ImageNetEff22's published scripts (github.com/raphischer/imagenet-ener
 MirroredStrategy splits each global batch of 32 from one ``tf.data`` pipeline over the 8 A100s (4 per board);
 PyTorch's ``nn.DataParallel`` scatters a global batch of 32 x 8 from one ``DataLoader`` (32 per board). Its
 Quadro RTX 5000 rows are one board on another host (N = 1). A row without ``accelerators`` counts one board.
+
+The same one process issues every board's kernels: per call of one board it issues ``N`` x the graph's
+launches (MirroredStrategy's replicas in one runtime; DataParallel's replicas from one Python process, whose
+threads contend for the GIL: PyTorch documentation, "Comparison between DataParallel and
+DistributedDataParallel"). So the host time per kernel is multiplied by ``N`` too (``host_dispatch_s`` stays
+per kernel and board). Check on ImageNetEff22's recorded run times (diagnosis only, nothing fitted on them):
+on the 8 A100s the TensorFlow time per step of the 224-pixel networks grows by ~8-10e-5 s per launched kernel
+of one replica (ResNet-50 to ResNet-152, DenseNet-121 to -201), 8 x the runtime's 1e-5 s; the PyTorch steps
+hardly grow with the kernels (0.40-0.48 s): there the 16 DataLoader workers' pipeline hides the issue, which
+the v2 prior, adding host and GPU time, does not model.
 """
 
 from __future__ import annotations
@@ -23,18 +33,23 @@ import numpy as np
 import pandas as pd
 
 
-def host_call_images(table: pd.DataFrame, pipeline: np.ndarray) -> np.ndarray:
-    """Per row, the images whose host time one call of that row waits for (dimensionless): for a row that
-    timed its input pipeline (``pipeline`` True), its per-board ``batch`` x the ``accelerators`` fed by the
-    same host pipeline (see the module docstring); 1 for every other row, whose ``host_call_s`` is per call.
-    """
-    batch = table["batch"].to_numpy(dtype=float)
+def pipeline_boards(table: pd.DataFrame, pipeline: np.ndarray) -> np.ndarray:
+    """Per row, the boards one host pipeline and process serve (dimensionless): the row's ``accelerators`` (1
+    when missing) for a row that timed its input pipeline (``pipeline`` True), 1 for every other row."""
     boards = (
         table["accelerators"].astype("Float64").fillna(1.0).to_numpy(dtype=float)
         if "accelerators" in table
         else np.ones(len(table))
     )
-    return np.where(np.asarray(pipeline, dtype=bool), batch * np.maximum(boards, 1.0), 1.0)
+    return np.where(np.asarray(pipeline, dtype=bool), np.maximum(boards, 1.0), 1.0)
 
 
-__all__ = ["host_call_images"]
+def host_call_images(table: pd.DataFrame, pipeline: np.ndarray) -> np.ndarray:
+    """Per row, the images whose host time one call of that row waits for (dimensionless): for a row that
+    timed its input pipeline (``pipeline`` True), its per-board ``batch`` x :func:`pipeline_boards`; 1 for
+    every other row, whose ``host_call_s`` is per call."""
+    batch = table["batch"].to_numpy(dtype=float)
+    return np.where(np.asarray(pipeline, dtype=bool), batch * pipeline_boards(table, pipeline), 1.0)
+
+
+__all__ = ["host_call_images", "pipeline_boards"]

@@ -22,13 +22,13 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from estimator.energy.prior_fit import BOUNDS, FitCase, fit_constants, golden_section_min, scaled_host_call
+from estimator.energy.prior_fit import BOUNDS, FitCase, fit_constants, golden_section_min, scaled_host
 from estimator.energy.prior_v2 import V2Constants, assemble
 from estimator.energy.runtimes import get_runtime
 from estimator.learn.gpu_features import GPU_FEATURE_NAMES, gpu_feature_row
 from estimator.learn.gpu_interval import mondrian
 from estimator.learn.gpu_model import power_floor_joules
-from estimator.learn.gpu_pipeline import host_call_images
+from estimator.learn.gpu_pipeline import host_call_images, pipeline_boards
 from estimator.learn.gpu_set import (  # noqa: F401 - re-exported: callers import them from here
     GPU_TABLES,
     JUDGED_GPU_TABLES,
@@ -107,10 +107,16 @@ def fit_runtime_constants(gs: GpuSet, train: np.ndarray) -> dict[str, V2Constant
     A key without such training rows keeps the shipped constants (``fitted_on`` says so). For the sources that
     timed their input pipeline ``host_call_s`` is fitted as the pipeline's host time per image, each row's call
     waiting for :func:`~estimator.learn.gpu_pipeline.host_call_images` images (its batch x the boards that share
-    the pipeline), so that constants fitted on one-board machines carry to a machine whose boards share one.
+    the pipeline), and the host time per kernel is x those boards (one process issues every board's kernels), so
+    that constants fitted on one-board machines carry to a machine whose boards share one
+    (:mod:`estimator.learn.gpu_pipeline`).
     """
     keys = np.array(_constants_keys(gs))
-    t = gs.table.assign(host_call_images=host_call_images(gs.table, input_pipeline(gs)))[train]
+    pipeline = input_pipeline(gs)
+    t = gs.table.assign(
+        host_call_images=host_call_images(gs.table, pipeline),
+        pipeline_boards=pipeline_boards(gs.table, pipeline),
+    )[train]
     out: dict[str, V2Constants] = {}
     for runtime_name in sorted({str(k) for k in keys}):
         rows = t[(keys[train] == runtime_name) & (t["boundary"] == PRIOR_BOUNDARY).to_numpy()]
@@ -140,7 +146,10 @@ def _fit_identifiable(cases: list[FitCase], description: str, per_image: bool = 
     (:data:`HOST_SHARE_TO_FIT`), and any constant that ends at the edge of its search range (not identified by
     the rows) keeps its shipped value (with ``per_image``, ``host_call_s`` is a time per image scaled per case
     by ``host_call_scale``: kept as None, the runtime's per-call value)."""
-    shipped = [assemble(c.terms, c.hw, c.runtime) for c in cases]
+    shipped = [
+        assemble(c.terms, c.hw, c.runtime, scaled_host(None, c.runtime, 1.0, c.host_dispatch_scale))
+        for c in cases
+    ]
     share = float(np.median([p.host_seconds / p.seconds for p in shipped]))
     names = FITTED if share >= HOST_SHARE_TO_FIT else tuple(n for n in FITTED if n != "host_dispatch_s")
     fitted = fit_constants(cases, names, sweeps=1, steps=FIT_STEPS, description=description).constants
@@ -232,8 +241,9 @@ def prior_and_features(
     gs: GpuSet, constants: dict[str, V2Constants] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(log v2 prior joules, GPU feature matrix) of every row, the prior assembled with ``constants`` per
-    runtime (shipped defaults where absent); a fitted per-image ``host_call_s`` of a row that timed its input
-    pipeline is multiplied by that row's :func:`~estimator.learn.gpu_pipeline.host_call_images`."""
+    runtime (shipped defaults where absent); for a row that timed its input pipeline, a fitted per-image
+    ``host_call_s`` x its :func:`~estimator.learn.gpu_pipeline.host_call_images` and the host time per kernel x
+    its :func:`~estimator.learn.gpu_pipeline.pipeline_boards`."""
     constants = constants or {}
     priors: dict[tuple, object] = {}
     log_prior = np.empty(len(gs.table))
@@ -242,16 +252,18 @@ def prior_and_features(
     levels = gs.table["level"] if "level" in gs.table else pd.Series([None] * len(gs.table))
     pipelines = input_pipeline(gs)
     images = host_call_images(gs.table, pipelines)
+    n_issue = pipeline_boards(gs.table, pipelines)
     for i, (key, boundary, n_boards, level, pipeline) in enumerate(
         zip(gs.table["config"], gs.table["boundary"], boards, levels, pipelines, strict=True)
     ):
         cfg = gs.configs[key]
         hw, runtime = _profile(key[3]), get_runtime(key[4])
         ckey = constants_key(key[4], bool(pipeline))
-        if (key, ckey, images[i]) not in priors:
-            row_constants = scaled_host_call(constants.get(ckey), float(images[i]))
-            priors[key, ckey, images[i]] = assemble(cfg.terms, hw, runtime, row_constants)
-        prior = priors[key, ckey, images[i]]
+        layout = (key, ckey, images[i], n_issue[i])
+        if layout not in priors:
+            row_constants = scaled_host(constants.get(ckey), runtime, float(images[i]), float(n_issue[i]))
+            priors[layout] = assemble(cfg.terms, hw, runtime, row_constants)
+        prior = priors[layout]
         log_prior[i] = math.log(prior.joules)
         X[i] = gpu_feature_row(
             cfg.agg,
@@ -372,8 +384,8 @@ def _constants_text(c, per_image: bool = False) -> str:
 
 
 def _case(gs: GpuSet, row: dict) -> FitCase:
-    """A fit case of a training row; ``host_call_images`` (column set by :func:`fit_runtime_constants`) scales
-    the fitted ``host_call_s`` of a row that timed its input pipeline."""
+    """A fit case of a training row; ``host_call_images`` and ``pipeline_boards`` (columns set by
+    :func:`fit_runtime_constants`) scale the host constants of a row that timed its input pipeline."""
     key = row["config"]
     latency = row.get("latency_s")
     latency = float(latency) if latency is not None and not pd.isna(latency) and latency > 0 else None
@@ -384,6 +396,7 @@ def _case(gs: GpuSet, row: dict) -> FitCase:
         float(row["joules_per_inference"]),
         latency,
         float(row.get("host_call_images", 1.0)),
+        float(row.get("pipeline_boards", 1.0)),
     )
 
 
