@@ -18,13 +18,13 @@ Quadro RTX 5000 rows are one board on another host (N = 1). A row without ``acce
 
 The same one process issues every board's kernels: per call of one board it issues ``N`` x the graph's
 launches (MirroredStrategy's replicas in one runtime; DataParallel's replicas from one Python process, whose
-threads contend for the GIL: PyTorch documentation, "Comparison between DataParallel and
-DistributedDataParallel"). So the host time per kernel is multiplied by ``N`` too (``host_dispatch_s`` stays
-per kernel and board). Check on ImageNetEff22's recorded run times (diagnosis only, nothing fitted on them):
-on the 8 A100s the TensorFlow time per step of the 224-pixel networks grows by ~8-10e-5 s per launched kernel
-of one replica (ResNet-50 to ResNet-152, DenseNet-121 to -201), 8 x the runtime's 1e-5 s; the PyTorch steps
-hardly grow with the kernels (0.40-0.48 s): there the 16 DataLoader workers' pipeline hides the issue, which
-the v2 prior, adding host and GPU time, does not model.
+threads contend for the GIL: PyTorch's tutorial "Getting Started with Distributed Data Parallel",
+github.com/pytorch/tutorials ``intermediate_source/ddp_tutorial.rst``). So the host time per kernel is
+multiplied by ``N`` too (``host_dispatch_s`` stays per kernel and board). Checked on ImageNetEff22's recorded
+run times (diagnosis only, nothing is fitted on them): on the 8 A100s the TensorFlow step of the 224-pixel
+networks grows by ~8-10e-5 s per launched kernel of one replica (ResNet-50 to -152, DenseNet-121 to -201), 8 x
+the runtime's 1e-5 s; the PyTorch steps hardly grow with the kernels (0.40-0.48 s): there the 16 DataLoader
+workers' pipeline hides the issue, an overlap the v2 prior (host and GPU time added) does not model.
 """
 
 from __future__ import annotations
