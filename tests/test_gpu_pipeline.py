@@ -154,4 +154,23 @@ def test_host_time_per_image_fitted_on_one_board_carries_to_boards_sharing_a_pip
     # and the fit on the 8-board rows alone finds the same per-image time (layout read from the rows)
     back = gpu_training.fit_runtime_constants(gs, a100)["pytorch-cuda+input-pipeline"]
     assert back.host_call_s == pytest.approx(S_PER_IMAGE, rel=1e-3)
-    assert "s per image" in gpu_training._constants_text(back, per_image=True)
+    assert "host_call_s per image" in back.fitted_on
+
+
+def test_a_per_image_host_call_at_the_edge_of_its_range_is_kept_per_call(tmp_path):
+    """Rows with no host time per call drive a per-image ``host_call_s`` to the low edge of its search range:
+    not identified, it is kept as None (the runtime's per-call value, which no layout scales), not as the
+    runtime's per-call value read per image."""
+    path = tmp_path / "mlp.onnx"
+    onnx.save(_mlp(256, 128), path)
+    hw, rt = load_profile("a100"), get_runtime("tensorflow-gpu")  # a runtime with a per-call host time
+    terms = device_terms(fuse_kernels(count_costs(load_graph(path, batch=32)), fuse=False), hw, rt)
+    assert rt.host_call_s > 1e-4
+    made = assemble(terms, hw, rt, V2Constants(host_call_s=0.0))
+    cases = [FitCase(terms, hw, rt, made.joules, made.seconds, host_call_scale=32.0)]
+    per_image = gpu_training._fit_identifiable(cases, "one row", per_image=True)
+    assert per_image.host_call_s is None and "kept as shipped" in per_image.fitted_on
+    assert "host_call_s per image" in per_image.fitted_on
+    # a per-call fit never leaves its host_call_s to the runtime (a kept one is the runtime's value, a number)
+    per_call = gpu_training._fit_identifiable([replace(cases[0], host_call_scale=1.0)], "one row")
+    assert per_call.host_call_s is not None and "per image" not in per_call.fitted_on

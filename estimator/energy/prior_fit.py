@@ -64,6 +64,10 @@ class FitCase:
     host_call_scale: float = 1.0
     host_dispatch_scale: float = 1.0
 
+    def scaled(self, constants: V2Constants | None) -> V2Constants | None:
+        """The constants this case is predicted with: ``constants`` under its host scales (:func:`scaled_host`)."""
+        return scaled_host(constants, self.runtime, self.host_call_scale, self.host_dispatch_scale)
+
 
 def scaled_host(
     constants: V2Constants | None, runtime: Runtime, call_scale: float = 1.0, dispatch_scale: float = 1.0
@@ -146,12 +150,7 @@ def loss(cases: Sequence[FitCase], constants: V2Constants) -> float:
     """Mean squared natural-log ratio predicted / measured over the cases' joules and (where given) latencies."""
     errors = []
     for case in cases:
-        result = assemble(
-            case.terms,
-            case.hw,
-            case.runtime,
-            scaled_host(constants, case.runtime, case.host_call_scale, case.host_dispatch_scale),
-        )
+        result = assemble(case.terms, case.hw, case.runtime, case.scaled(constants))
         errors.append(math.log(result.joules / case.joules) ** 2)
         if case.latency_s is not None:
             errors.append(math.log(result.seconds / case.latency_s) ** 2)

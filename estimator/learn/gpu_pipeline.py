@@ -52,4 +52,13 @@ def host_call_images(table: pd.DataFrame, pipeline: np.ndarray) -> np.ndarray:
     return np.where(np.asarray(pipeline, dtype=bool), batch * pipeline_boards(table, pipeline), 1.0)
 
 
-__all__ = ["host_call_images", "pipeline_boards"]
+def host_layout(table: pd.DataFrame, pipeline: np.ndarray) -> dict[str, np.ndarray]:
+    """Per row, ``host_call_images`` (:func:`host_call_images`) and ``pipeline_boards``
+    (:func:`pipeline_boards`), the two scales of its host constants (dimensionless), as columns."""
+    return {
+        "host_call_images": host_call_images(table, pipeline),
+        "pipeline_boards": pipeline_boards(table, pipeline),
+    }
+
+
+__all__ = ["host_call_images", "host_layout", "pipeline_boards"]

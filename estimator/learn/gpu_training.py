@@ -28,7 +28,7 @@ from estimator.energy.runtimes import get_runtime
 from estimator.learn.gpu_features import GPU_FEATURE_NAMES, gpu_feature_row
 from estimator.learn.gpu_interval import mondrian
 from estimator.learn.gpu_model import power_floor_joules
-from estimator.learn.gpu_pipeline import host_call_images, pipeline_boards
+from estimator.learn.gpu_pipeline import host_layout
 from estimator.learn.gpu_set import (  # noqa: F401 - re-exported: callers import them from here
     GPU_TABLES,
     JUDGED_GPU_TABLES,
@@ -104,19 +104,11 @@ def fit_runtime_constants(gs: GpuSet, train: np.ndarray) -> dict[str, V2Constant
     """v2 host constants per runtime (and apart for sources that timed their input pipeline), fitted on the
     ``train`` rows measured at :data:`PRIOR_BOUNDARY` only.
 
-    A key without such training rows keeps the shipped constants (``fitted_on`` says so). For the sources that
-    timed their input pipeline ``host_call_s`` is fitted as the pipeline's host time per image, each row's call
-    waiting for :func:`~estimator.learn.gpu_pipeline.host_call_images` images (its batch x the boards that share
-    the pipeline), and the host time per kernel is x those boards (one process issues every board's kernels), so
-    that constants fitted on one-board machines carry to a machine whose boards share one
-    (:mod:`estimator.learn.gpu_pipeline`).
+    A key without such training rows keeps the shipped constants (``fitted_on`` says so). Rows that timed their
+    input pipeline scale them by their host layout (``gpu_pipeline``; ``host_call_s`` is then per image).
     """
     keys = np.array(_constants_keys(gs))
-    pipeline = input_pipeline(gs)
-    t = gs.table.assign(
-        host_call_images=host_call_images(gs.table, pipeline),
-        pipeline_boards=pipeline_boards(gs.table, pipeline),
-    )[train]
+    t = gs.table.assign(**host_layout(gs.table, input_pipeline(gs)))[train]
     out: dict[str, V2Constants] = {}
     for runtime_name in sorted({str(k) for k in keys}):
         rows = t[(keys[train] == runtime_name) & (t["boundary"] == PRIOR_BOUNDARY).to_numpy()]
@@ -129,9 +121,8 @@ def fit_runtime_constants(gs: GpuSet, train: np.ndarray) -> dict[str, V2Constant
             rows = rows.sample(FIT_MAX_ROWS, random_state=0)
         cases = [_case(gs, r) for r in rows.to_dict("records")]
         devices = ", ".join(sorted(set(rows["hardware"].astype(str))))
-        per_image = runtime_name.endswith("+input-pipeline")
         out[runtime_name] = _fit_identifiable(
-            cases, f"{len(cases)} {runtime_name} rows on {devices}", per_image
+            cases, f"{len(cases)} {runtime_name} rows on {devices}", runtime_name.endswith("+input-pipeline")
         )
     return out
 
@@ -144,12 +135,8 @@ HOST_SHARE_TO_FIT = 0.2
 def _fit_identifiable(cases: list[FitCase], description: str, per_image: bool = False) -> V2Constants:
     """Fit the host constants the rows can tell: ``host_dispatch_s`` only when the rows are host-bound enough
     (:data:`HOST_SHARE_TO_FIT`), and any constant that ends at the edge of its search range (not identified by
-    the rows) keeps its shipped value (with ``per_image``, ``host_call_s`` is a time per image scaled per case
-    by ``host_call_scale``: kept as None, the runtime's per-call value)."""
-    shipped = [
-        assemble(c.terms, c.hw, c.runtime, scaled_host(None, c.runtime, 1.0, c.host_dispatch_scale))
-        for c in cases
-    ]
+    the rows) keeps its shipped value (with ``per_image``, a kept ``host_call_s`` is None: per call)."""
+    shipped = [assemble(c.terms, c.hw, c.runtime, c.scaled(None)) for c in cases]
     share = float(np.median([p.host_seconds / p.seconds for p in shipped]))
     names = FITTED if share >= HOST_SHARE_TO_FIT else tuple(n for n in FITTED if n != "host_dispatch_s")
     fitted = fit_constants(cases, names, sweeps=1, steps=FIT_STEPS, description=description).constants
@@ -167,8 +154,7 @@ def _fit_identifiable(cases: list[FitCase], description: str, per_image: bool = 
             kept.append(name)
     note = f"; {', '.join(kept)} at the edge of the search range, kept as shipped" if kept else ""
     unfitted = "" if "host_dispatch_s" in names else f"; host_dispatch_s not fitted (host share {share:.0%})"
-    unit = "; host_call_s per image of the input pipeline (a call waits batch x boards sharing it)"
-    unit = unit if per_image else ""
+    unit = "; host_call_s per image of the input pipeline" if per_image else ""
     return replace(fitted, fitted_on=fitted.fitted_on + unfitted + note + unit)
 
 
@@ -241,9 +227,7 @@ def prior_and_features(
     gs: GpuSet, constants: dict[str, V2Constants] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(log v2 prior joules, GPU feature matrix) of every row, the prior assembled with ``constants`` per
-    runtime (shipped defaults where absent); for a row that timed its input pipeline, a fitted per-image
-    ``host_call_s`` x its :func:`~estimator.learn.gpu_pipeline.host_call_images` and the host time per kernel x
-    its :func:`~estimator.learn.gpu_pipeline.pipeline_boards`."""
+    runtime (shipped defaults where absent) and scaled by each row's host layout (``gpu_pipeline``)."""
     constants = constants or {}
     priors: dict[tuple, object] = {}
     log_prior = np.empty(len(gs.table))
@@ -251,8 +235,7 @@ def prior_and_features(
     boards = feature_boards(gs)
     levels = gs.table["level"] if "level" in gs.table else pd.Series([None] * len(gs.table))
     pipelines = input_pipeline(gs)
-    images = host_call_images(gs.table, pipelines)
-    n_issue = pipeline_boards(gs.table, pipelines)
+    images, n_issue = host_layout(gs.table, pipelines).values()
     for i, (key, boundary, n_boards, level, pipeline) in enumerate(
         zip(gs.table["config"], gs.table["boundary"], boards, levels, pipelines, strict=True)
     ):
@@ -365,10 +348,7 @@ def predict_split(gs: GpuSet, train: np.ndarray, test: np.ndarray, inner: np.nda
         "floored": pred_log[test] < floor,
         "floor": floor,  # log J per test row (-inf where no floor applies)
         "constants": {
-            **{
-                rt: c.fitted_on + _constants_text(c, rt.endswith("+input-pipeline"))
-                for rt, c in constants.items()
-            },
+            **{rt: c.fitted_on + _constants_text(c) for rt, c in constants.items()},
             **{
                 f"{key} at {b} on {d}": f"input pipeline {c:.3g} J per sample fitted on the training rows"
                 for (key, b, d), c in terms.items()
@@ -377,15 +357,14 @@ def predict_split(gs: GpuSet, train: np.ndarray, test: np.ndarray, inner: np.nda
     }
 
 
-def _constants_text(c, per_image: bool = False) -> str:
-    unit = {"host_dispatch_s": " s", "host_call_s": " s per image" if per_image else " s"}
-    parts = [f"{n}={getattr(c, n):.3g}{unit[n]}" for n in unit if getattr(c, n) is not None]
+def _constants_text(c) -> str:
+    parts = [
+        f"{n}={getattr(c, n):.3g} s" for n in ("host_dispatch_s", "host_call_s") if getattr(c, n) is not None
+    ]
     return f" ({', '.join(parts)})" if parts else ""
 
 
 def _case(gs: GpuSet, row: dict) -> FitCase:
-    """A fit case of a training row; ``host_call_images`` and ``pipeline_boards`` (columns set by
-    :func:`fit_runtime_constants`) scale the host constants of a row that timed its input pipeline."""
     key = row["config"]
     latency = row.get("latency_s")
     latency = float(latency) if latency is not None and not pd.isna(latency) and latency > 0 else None
@@ -395,8 +374,7 @@ def _case(gs: GpuSet, row: dict) -> FitCase:
         get_runtime(key[4]),
         float(row["joules_per_inference"]),
         latency,
-        float(row.get("host_call_images", 1.0)),
-        float(row.get("pipeline_boards", 1.0)),
+        *(float(row.get(scale, 1.0)) for scale in ("host_call_images", "pipeline_boards")),
     )
 
 
