@@ -47,13 +47,44 @@ FIT_BOUNDARY = "gpu-board-nvml"
 
 @dataclass(frozen=True)
 class FitCase:
-    """One measured row made ready to predict: its device terms, hardware, runtime and measured values."""
+    """One measured row made ready to predict: its device terms, hardware, runtime and measured values.
+
+    The host scales (dimensionless, 1 for a row whose host serves one board per call) say what one call's host
+    work is for the row (:func:`scaled_host`): ``host_call_scale`` multiplies a set ``host_call_s`` (the images
+    the host prepares per call when a fit reads it as a time per image: a source's timed input pipeline,
+    ``estimator.learn.gpu_pipeline``); ``host_dispatch_scale`` multiplies the host time per kernel (the boards
+    whose kernels one host process issues per call).
+    """
 
     terms: DeviceTerms
     hw: HardwareProfile
     runtime: Runtime
     joules: float
     latency_s: float | None
+    host_call_scale: float = 1.0
+    host_dispatch_scale: float = 1.0
+
+    def scaled(self, constants: V2Constants | None) -> V2Constants | None:
+        """The constants this case is predicted with: ``constants`` under its host scales (:func:`scaled_host`)."""
+        return scaled_host(constants, self.runtime, self.host_call_scale, self.host_dispatch_scale)
+
+
+def scaled_host(
+    constants: V2Constants | None, runtime: Runtime, call_scale: float = 1.0, dispatch_scale: float = 1.0
+) -> V2Constants | None:
+    """The constants of one call whose host work is scaled (dimensionless factors, see :class:`FitCase`): a set
+    ``host_call_s`` times ``call_scale`` (None, the runtime's own per-call value, is never scaled), and the
+    host time per kernel (the constant's, else ``runtime``'s) times ``dispatch_scale``. Unscaled: ``constants``
+    as given."""
+    if call_scale == 1.0 and dispatch_scale == 1.0:
+        return constants
+    c = constants or V2Constants()
+    if c.host_call_s is not None:
+        c = replace(c, host_call_s=c.host_call_s * call_scale)
+    if dispatch_scale != 1.0:
+        h = runtime.host_dispatch_s if c.host_dispatch_s is None else c.host_dispatch_s
+        c = replace(c, host_dispatch_s=h * dispatch_scale)
+    return c
 
 
 @dataclass(frozen=True)
@@ -119,7 +150,7 @@ def loss(cases: Sequence[FitCase], constants: V2Constants) -> float:
     """Mean squared natural-log ratio predicted / measured over the cases' joules and (where given) latencies."""
     errors = []
     for case in cases:
-        result = assemble(case.terms, case.hw, case.runtime, constants)
+        result = assemble(case.terms, case.hw, case.runtime, case.scaled(constants))
         errors.append(math.log(result.joules / case.joules) ** 2)
         if case.latency_s is not None:
             errors.append(math.log(result.seconds / case.latency_s) ** 2)

@@ -22,12 +22,13 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from estimator.energy.prior_fit import BOUNDS, FitCase, fit_constants, golden_section_min
+from estimator.energy.prior_fit import BOUNDS, FitCase, fit_constants, golden_section_min, scaled_host
 from estimator.energy.prior_v2 import V2Constants, assemble
 from estimator.energy.runtimes import get_runtime
 from estimator.learn.gpu_features import GPU_FEATURE_NAMES, gpu_feature_row
 from estimator.learn.gpu_interval import mondrian
 from estimator.learn.gpu_model import power_floor_joules
+from estimator.learn.gpu_pipeline import host_layout
 from estimator.learn.gpu_set import (  # noqa: F401 - re-exported: callers import them from here
     GPU_TABLES,
     JUDGED_GPU_TABLES,
@@ -103,10 +104,11 @@ def fit_runtime_constants(gs: GpuSet, train: np.ndarray) -> dict[str, V2Constant
     """v2 host constants per runtime (and apart for sources that timed their input pipeline), fitted on the
     ``train`` rows measured at :data:`PRIOR_BOUNDARY` only.
 
-    A key without such training rows keeps the shipped constants (``fitted_on`` says so).
+    A key without such training rows keeps the shipped constants (``fitted_on`` says so). Rows that timed their
+    input pipeline scale them by their host layout (``gpu_pipeline``; ``host_call_s`` is then per image).
     """
     keys = np.array(_constants_keys(gs))
-    t = gs.table[train]
+    t = gs.table.assign(**host_layout(gs.table, input_pipeline(gs)))[train]
     out: dict[str, V2Constants] = {}
     for runtime_name in sorted({str(k) for k in keys}):
         rows = t[(keys[train] == runtime_name) & (t["boundary"] == PRIOR_BOUNDARY).to_numpy()]
@@ -119,7 +121,9 @@ def fit_runtime_constants(gs: GpuSet, train: np.ndarray) -> dict[str, V2Constant
             rows = rows.sample(FIT_MAX_ROWS, random_state=0)
         cases = [_case(gs, r) for r in rows.to_dict("records")]
         devices = ", ".join(sorted(set(rows["hardware"].astype(str))))
-        out[runtime_name] = _fit_identifiable(cases, f"{len(cases)} {runtime_name} rows on {devices}")
+        out[runtime_name] = _fit_identifiable(
+            cases, f"{len(cases)} {runtime_name} rows on {devices}", runtime_name.endswith("+input-pipeline")
+        )
     return out
 
 
@@ -128,11 +132,11 @@ def fit_runtime_constants(gs: GpuSet, train: np.ndarray) -> dict[str, V2Constant
 HOST_SHARE_TO_FIT = 0.2
 
 
-def _fit_identifiable(cases: list[FitCase], description: str) -> V2Constants:
+def _fit_identifiable(cases: list[FitCase], description: str, per_image: bool = False) -> V2Constants:
     """Fit the host constants the rows can tell: ``host_dispatch_s`` only when the rows are host-bound enough
     (:data:`HOST_SHARE_TO_FIT`), and any constant that ends at the edge of its search range (not identified by
-    the rows) keeps its shipped value."""
-    shipped = [assemble(c.terms, c.hw, c.runtime) for c in cases]
+    the rows) keeps its shipped value (with ``per_image``, a kept ``host_call_s`` is None: per call)."""
+    shipped = [assemble(c.terms, c.hw, c.runtime, c.scaled(None)) for c in cases]
     share = float(np.median([p.host_seconds / p.seconds for p in shipped]))
     names = FITTED if share >= HOST_SHARE_TO_FIT else tuple(n for n in FITTED if n != "host_dispatch_s")
     fitted = fit_constants(cases, names, sweeps=1, steps=FIT_STEPS, description=description).constants
@@ -145,11 +149,13 @@ def _fit_identifiable(cases: list[FitCase], description: str) -> V2Constants:
             and value > 0
             and min(abs(math.log(value / lo)), abs(math.log(value / hi))) < 0.05
         ):
-            fitted = replace(fitted, **{name: getattr(cases[0].runtime, name)})
+            kept_value = None if per_image and name == "host_call_s" else getattr(cases[0].runtime, name)
+            fitted = replace(fitted, **{name: kept_value})
             kept.append(name)
     note = f"; {', '.join(kept)} at the edge of the search range, kept as shipped" if kept else ""
     unfitted = "" if "host_dispatch_s" in names else f"; host_dispatch_s not fitted (host share {share:.0%})"
-    return replace(fitted, fitted_on=fitted.fitted_on + unfitted + note)
+    unit = "; host_call_s per image of the input pipeline" if per_image else ""
+    return replace(fitted, fitted_on=fitted.fitted_on + unfitted + note + unit)
 
 
 #: Search range of a machine's input-pipeline energy per sample, J (log-uniform; the low end reads as none).
@@ -221,7 +227,7 @@ def prior_and_features(
     gs: GpuSet, constants: dict[str, V2Constants] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(log v2 prior joules, GPU feature matrix) of every row, the prior assembled with ``constants`` per
-    runtime (shipped defaults where absent)."""
+    runtime (shipped defaults where absent) and scaled by each row's host layout (``gpu_pipeline``)."""
     constants = constants or {}
     priors: dict[tuple, object] = {}
     log_prior = np.empty(len(gs.table))
@@ -229,15 +235,18 @@ def prior_and_features(
     boards = feature_boards(gs)
     levels = gs.table["level"] if "level" in gs.table else pd.Series([None] * len(gs.table))
     pipelines = input_pipeline(gs)
+    images, n_issue = host_layout(gs.table, pipelines).values()
     for i, (key, boundary, n_boards, level, pipeline) in enumerate(
         zip(gs.table["config"], gs.table["boundary"], boards, levels, pipelines, strict=True)
     ):
         cfg = gs.configs[key]
         hw, runtime = _profile(key[3]), get_runtime(key[4])
         ckey = constants_key(key[4], bool(pipeline))
-        if (key, ckey) not in priors:
-            priors[key, ckey] = assemble(cfg.terms, hw, runtime, constants.get(ckey))
-        prior = priors[key, ckey]
+        layout = (key, ckey, images[i], n_issue[i])
+        if layout not in priors:
+            row_constants = scaled_host(constants.get(ckey), runtime, float(images[i]), float(n_issue[i]))
+            priors[layout] = assemble(cfg.terms, hw, runtime, row_constants)
+        prior = priors[layout]
         log_prior[i] = math.log(prior.joules)
         X[i] = gpu_feature_row(
             cfg.agg,
@@ -365,6 +374,7 @@ def _case(gs: GpuSet, row: dict) -> FitCase:
         get_runtime(key[4]),
         float(row["joules_per_inference"]),
         latency,
+        *(float(row.get(scale, 1.0)) for scale in ("host_call_images", "pipeline_boards")),
     )
 
 
