@@ -175,7 +175,7 @@ def test_leave_one_device_out_holds_a_device_out_of_every_source() -> None:
 
 
 def test_leave_one_source_out_says_when_a_held_out_device_still_trains_from_another_source() -> None:
-    from estimator.learn.gpu_evaluation import _shared_devices_line
+    from estimator.learn.gpu_report import _shared_devices_line
 
     by_source = {
         "fischer_eff22": {

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from estimator.learn.gpu_evaluation import _targets
+from estimator.learn.gpu_report import _targets
 from estimator.learn.gpu_priors import median_ratio
 
 
