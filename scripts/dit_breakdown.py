@@ -1,24 +1,27 @@
-"""Where the v2 prior's time and energy go on the ML.ENERGY v3 diffusion-transformer rows, per kernel class, and
-how much of the gap to the measurement diffusers' float32 upcasts would close (analysis only: nothing here
-changes an estimate).
+"""Where the v2 prior's time and energy go on the ML.ENERGY v3 diffusion-transformer rows, per kernel class, with
+diffusers' float32 islands priced (analysis only: nothing here changes an estimate).
 
     PYTHONPATH=. python scripts/dit_breakdown.py [--rows GRAPH:HW:BATCH ...] [--classes]
 
 **Breakdown.** Each row of ``data/mlenergy_diffusion.csv.gz`` (a v3 ``dit-*`` graph on H100 or B200, one
 denoiser pass at the row's batch, bfloat16, runtime ``pytorch-cuda-sdpa``) is priced by the v2 prior with the
 shipped constants; each launched kernel falls in one class: ``gemm`` (a tiled GEMM), ``attention`` (a fused
-attention kernel FlashAttention-2 runs), ``norm/elementwise`` (everything else), and the time the GPU waits for
+attention kernel FlashAttention-2 runs), ``float32`` (a kernel of a float32 island, below), ``norm/elementwise``
+(everything else), and the time the GPU waits for
 the host is the ``host wait`` class. The measured latency column divides the energy ratio into a time ratio and
 a power ratio (energy = time x power). ``attention left / priced`` and ``attention left W`` are a diagnostic,
 not a fit: the time and energy the measurement leaves once the GEMMs, the other kernels and the upcasts below
 take what the prior gives them, against the attention kernels' priced time, and its average power.
 
-**What the ONNX graph does not show: diffusers' float32 upcasts.** The graphs are exported in float32 and priced
-in bfloat16 (``--dtype bf16``), so an upcast the model makes in bfloat16 (``x.float()``, ``.to(torch.float32)``)
-is a no-op in the export and absent from the priced graph, and so are the float32 intermediates that follow it.
-In eager PyTorch each upcast is one more kernel and every op after it reads and writes 4-byte elements until the
-cast back. diffusers 0.35.2 (the version ML.ENERGY v3 pinned: github.com/ml-energy/benchmark @ c1d6557, uv.lock)
-upcasts in three places the v3 denoisers use:
+**diffusers' float32 islands.** ML.ENERGY ran the pipelines in bfloat16, and diffusers 0.35.2 (the version
+ML.ENERGY v3 pinned: github.com/ml-energy/benchmark @ c1d6557, uv.lock) upcasts in places (``RMSNorm``'s variance
+and product, ``apply_rotary_emb``, ``FP32LayerNorm``, the timestep embeddings: docs/diffusion_v3.md). The graphs
+are exported in bfloat16 (``scripts/dit_graphs.py``), so these upcasts are ``Cast`` nodes and float32 kernels in
+the graph, which the bfloat16 re-typing keeps (:func:`~estimator.energy.physics.kept_dtypes`): the breakdown
+prices them, and the ``float32`` class below is their time. A graph exported in float32 (the graphs before,
+kept for comparison) shows none of them; for such a graph only, the what-if below adds the bytes and launches
+of the three upcasts the eager run makes (``T+up``, ``E+up``); on a bfloat16 export these columns equal ``T``
+and ``E``:
 
 * ``RMSNorm.forward`` (src/diffusers/models/normalization.py, ``variance = hidden_states.to(torch.float32)
   .pow(2).mean(-1, keepdim=True)``; ``hidden_states * torch.rsqrt(variance + eps)`` is float32, then
@@ -66,7 +69,7 @@ sys.path.insert(0, str(ROOT))
 
 from estimator.api import Estimator  # noqa: E402
 from estimator.energy.gpu_paths import _fa2_kernels, _gemm_paths, _routes, compute_paths  # noqa: E402
-from estimator.energy.physics import kernel_arrays, static_power_w  # noqa: E402
+from estimator.energy.physics import kept_dtypes, kernel_arrays, static_power_w  # noqa: E402
 from estimator.energy.prior_v2 import assemble, device_terms, memory_stream_joules  # noqa: E402
 
 RUNTIME = "pytorch-cuda-sdpa"
@@ -95,8 +98,12 @@ def _elements(graph, name: str) -> int:
     return int(np.prod(tensor.shape)) if tensor is not None and tensor.shape is not None else 0
 
 
-def eager_upcasts(graph, stem: str, flux_rmsnorm_composite: bool = False) -> Upcasts:
-    """The float32 upcasts diffusers makes that the exported graph of ``stem`` does not show."""
+def eager_upcasts(
+    graph, stem: str, flux_rmsnorm_composite: bool = False, *, exported_as_run: bool = False
+) -> Upcasts:
+    """The float32 upcasts diffusers makes that the exported graph of ``stem`` does not show: the three of the
+    module docstring for a float32 export; none for a graph ``exported_as_run`` in bfloat16, whose islands are
+    in it (only the unfused ``torch.nn.RMSNorm`` of ``flux_rmsnorm_composite`` is then added)."""
     total, launches, elements = 0.0, 0, defaultdict(int)
 
     def add(kind: str, count: int, cost: tuple[float, int]) -> None:
@@ -107,6 +114,8 @@ def eager_upcasts(graph, stem: str, flux_rmsnorm_composite: bool = False) -> Upc
 
     for node in graph.nodes:
         name = node.name
+        if exported_as_run and node.op_type != "RMSNormalization":
+            continue
         if node.op_type == "Pow" and _QK_NORM.search(name):
             add("diffusers RMSNorm", _elements(graph, node.inputs[0]), DIFFUSERS_RMSNORM)
         elif node.op_type == "Neg" and "/attn" in name and ("flux" in stem or "hunyuan" in stem):
@@ -119,7 +128,8 @@ def eager_upcasts(graph, stem: str, flux_rmsnorm_composite: bool = False) -> Upc
 
 
 def kernel_classes(kernels, hw, runtime, dtype: str) -> np.ndarray:
-    """``gemm``, ``attention``, ``norm/elementwise`` or ``view`` per kernel (see the module docstring)."""
+    """``gemm``, ``attention``, ``float32`` (an island kept in float32), ``norm/elementwise`` or ``view`` per
+    kernel (see the module docstring)."""
     ka = kernel_arrays(kernels, dtype)
     paths = compute_paths(kernels, hw, runtime, ka, dtype)
     fa2 = _fa2_kernels(kernels, _gemm_paths(kernels, ka.matrix), _routes(kernels, ka, dtype), dtype)
@@ -131,6 +141,8 @@ def kernel_classes(kernels, hw, runtime, dtype: str) -> np.ndarray:
             out[i] = "attention"
         elif paths.gemm[i]:
             out[i] = "gemm"
+        elif ka.dtypes[i] in ("float32", "float64"):
+            out[i] = "float32"
     return out
 
 
@@ -146,7 +158,8 @@ def study(row, flux_rmsnorm_composite: bool, show_classes: bool) -> dict:
     # Busy GPU time per kernel (its slot minus the wait for the host) and energy per kernel.
     slot, joules = res.kernel_seconds, res.kernel_joules
     wait_total = res.wait_seconds
-    up = eager_upcasts(kernels.costs.graph, stem, flux_rmsnorm_composite)
+    exported_as_run = bool(kept_dtypes(kernels))
+    up = eager_upcasts(kernels.costs.graph, stem, flux_rmsnorm_composite, exported_as_run=exported_as_run)
     rate = hw.dram_bandwidth_bytes_per_s * hw.achievable_bandwidth_fraction
     p_static = static_power_w(hw, hw.compute_units)
     extra_s = up.extra_bytes / rate
@@ -165,7 +178,7 @@ def study(row, flux_rmsnorm_composite: bool, show_classes: bool) -> dict:
         "T+up": (res.seconds + extra_s) / row.latency_s,
         "E+up": (res.joules + extra_j) / row.joules_per_inference,
     }
-    for c in ("gemm", "attention", "norm/elementwise"):
+    for c in ("gemm", "attention", "float32", "norm/elementwise"):
         mask = classes == c
         out[f"{c} ms"] = float(slot[mask].sum()) * 1e3
         out[f"{c} W"] = float(joules[mask].sum() / max(slot[mask].sum(), 1e-12))
@@ -182,7 +195,7 @@ def study(row, flux_rmsnorm_composite: bool, show_classes: bool) -> dict:
             f"\n{stem} on {row.hardware}, batch {int(row.batch)}: measured {row.latency_s * 1e3:.1f} ms, "
             f"{row.joules_per_inference:.1f} J; predicted {res.seconds * 1e3:.1f} ms, {res.joules:.1f} J"
         )
-        for c in ("gemm", "attention", "norm/elementwise"):
+        for c in ("gemm", "attention", "float32", "norm/elementwise"):
             mask = classes == c
             t, j = float(slot[mask].sum()), float(joules[mask].sum())
             print(

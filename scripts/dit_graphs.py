@@ -52,6 +52,9 @@ from export_graphs import (
 from estimator.data.importers.mlenergy_diffusion import TABLE_COLUMNS as IMPORTER_COLUMNS
 
 OPSET = 23
+#: The dtype ML.ENERGY v3 ran every denoiser in (``torch_dtype`` of its pipelines): the graphs are exported in it,
+#: so that the float32 islands diffusers computes in (upcasts, FP32LayerNorm, timestep embeddings) show.
+RUN_DTYPE = "bfloat16"
 TABLE = GRAPHS / "diffusion_v3.csv"
 #: The columns of every ``data/graphs/diffusion*.csv``, as the importer reads them (VAE-decoder graph before the
 #: free text).
@@ -78,8 +81,13 @@ def _inputs(spec: DiT, batch: int, device: str) -> tuple[list[str], tuple]:
     import torch
 
     c, h, w = spec.latent
-    f = {"dtype": torch.float32, "device": device}
-    t = torch.full((batch,), 500.0, **f)
+    run = getattr(torch, RUN_DTYPE)
+    f = {"dtype": run, "device": device}  # latents and text embeddings: the pipeline's dtype
+    # The timestep as each pipeline passes it: float32 from the scheduler (SD3, PixArt, SANA), cast to the
+    # latents' dtype by FLUX (``t.expand(...).to(latents.dtype)``) and HunyuanDiT (``t_expand``).
+    t = torch.full((batch,), 500.0, dtype=torch.float32, device=device)
+    if spec.kind in ("flux", "hunyuan"):
+        t = t.to(run)
     if spec.kind == "sd3":
         return ["hidden_states", "encoder_hidden_states", "pooled_projections", "timestep"], (
             torch.randn(batch, c, h, w, **f),
@@ -93,7 +101,7 @@ def _inputs(spec: DiT, batch: int, device: str) -> tuple[list[str], tuple]:
             torch.randn(batch, spec.text_tokens, spec.config["joint_attention_dim"], **f),
             torch.randn(batch, spec.config["pooled_projection_dim"], **f),
             t / 1000,
-            torch.full((batch,), 3.5, **f),
+            torch.full((batch,), 3.5, dtype=torch.float32, device=device),  # FluxPipeline's guidance
         )
     if spec.kind in ("pixart", "sana"):  # no prompt mask: see NO_MASK in dit_specs.py
         width = spec.config["caption_channels"]
@@ -130,8 +138,9 @@ def _wrapper(spec: DiT, model):
                 ids = torch.zeros(h, w, 3)
                 ids[..., 1] += torch.arange(h)[:, None]
                 ids[..., 2] += torch.arange(w)[None, :]
-                self.register_buffer("img_ids", ids.reshape(h * w, 3), persistent=False)
-                self.register_buffer("txt_ids", torch.zeros(spec.text_tokens, 3), persistent=False)
+                run = getattr(torch, RUN_DTYPE)  # the ids in the pipeline's dtype, as FluxPipeline makes them
+                self.register_buffer("img_ids", ids.reshape(h * w, 3).to(run), persistent=False)
+                self.register_buffer("txt_ids", torch.zeros(spec.text_tokens, 3, dtype=run), persistent=False)
             if (
                 spec.kind == "hunyuan"
             ):  # HunyuanDiTPipeline: 2D RoPE over the patch grid, base size 512 // 8 // 2
@@ -178,7 +187,9 @@ def build(spec: DiT, device: str = "meta", config: dict | None = None):
     cfg = {k: list(v) if isinstance(v, tuple) else v for k, v in {**spec.config, **(config or {})}.items()}
     with torch.device(device):
         model = cls(**cfg)
-    model.eval().requires_grad_(False)
+    # As from_pretrained(torch_dtype=torch.bfloat16) loads it: every parameter and buffer in bfloat16 (none of
+    # these classes names _keep_in_fp32_modules in diffusers 0.35.2).
+    model.to(getattr(torch, RUN_DTYPE)).eval().requires_grad_(False)
     wrapped = _wrapper(spec, model)
     if device == "meta":  # buffers made on CPU (RoPE tables, ids) join the meta model
         wrapped = wrapped.to("meta")

@@ -16,7 +16,8 @@ NO_MASK = (
 )
 COMMON_DIFFERENCE = (
     "denoiser only (text encoders, VAE decode and PIL conversion are in the measured window but not in the graph);"
-    " exported in float32 from a bfloat16 run (bind dtype bfloat16); one graph call = one batched pass"
+    " exported in bfloat16 as run, diffusers' float32 upcasts explicit (bind dtype bfloat16); one graph call = one"
+    " batched pass"
 )
 
 

@@ -42,6 +42,11 @@ PRIOR_NAME = "energy-roofline v1"
 #: Boundaries whose measured energy excludes idle power.
 IDLE_SUBTRACTED_BOUNDARIES = frozenset({"soc-core-rail-dynamic"})
 _FLOAT_DTYPES = frozenset({"float32", "float16", "bfloat16", "float64"})
+#: 16-bit float types. A graph whose FLOPs are mostly in one of them was exported in the precision it runs in,
+#: so its wider float kernels are islands the model itself computes in (diffusers' float32 upcasts in a bfloat16
+#: pipeline: docs/diffusion_v3.md) and a re-typing keeps them.
+_HALF_DTYPES = frozenset({"float16", "bfloat16"})
+_WIDE_DTYPES = frozenset({"float32", "float64"})
 #: What limits a kernel, by the index of the largest of its (compute, memory, launch) times.
 BOUND_NAMES = np.array(["compute", "memory", "launch"])
 BOUND_NAMES.setflags(write=False)
@@ -135,12 +140,21 @@ class KernelArrays:
 
 
 def kernel_arrays(kernels: KernelReport, dtype: str | None = None) -> KernelArrays:
-    """Per-kernel arrays for the prior; ``dtype`` (e.g. ``float16``) re-types every float kernel.
+    """Per-kernel arrays for the prior; ``dtype`` (e.g. ``float16``) re-types the float kernels.
 
     Re-typing scales each float kernel's bytes by the ratio of storage bits and runs its arithmetic in
-    ``dtype``; integer kernels are left as they are.
+    ``dtype``; integer kernels are left as they are, and so are the float32 and float64 kernels of a graph
+    exported in a 16-bit float type (:func:`kept_dtypes`): the wider islands its model computes in.
     """
     return kernels.derived(("kernel_arrays", dtype), lambda: _kernel_arrays(kernels, dtype))
+
+
+def kept_dtypes(kernels: KernelReport) -> frozenset[str]:
+    """Kernel dtypes that a re-typing leaves as they are: float32 and float64 when the graph's dominant dtype
+    (most FLOPs) is float16 or bfloat16, i.e. the graph was exported as it runs and its wider kernels are its
+    model's explicit upcasts (``x.float()`` ... ``.to(x.dtype)``); none otherwise (a float32 export re-typed
+    wholesale, as before)."""
+    return _WIDE_DTYPES if kernels.dominant_dtype in _HALF_DTYPES else frozenset()
 
 
 def _kernel_arrays(kernels: KernelReport, dtype: str | None) -> KernelArrays:
@@ -148,9 +162,10 @@ def _kernel_arrays(kernels: KernelReport, dtype: str | None) -> KernelArrays:
     ks = kernels.kernels
     # Per distinct kernel dtype: what it runs in and the scale of its bytes (a table of a few, read per kernel).
     own = kernels.dtypes
+    kept = kept_dtypes(kernels) if dtype is not None else frozenset()
     runs_in: dict[str, tuple[str, float]] = {}
     for d in dict.fromkeys(own):
-        if dtype is not None and d in _FLOAT_DTYPES and dtype != d:
+        if dtype is not None and d in _FLOAT_DTYPES and dtype != d and d not in kept:
             runs_in[d] = (dtype, dtype_bits(dtype) / dtype_bits(d))
         else:
             runs_in[d] = (d if d != "undefined" else "float32", 1.0)
