@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from estimator.learn.gpu_report import _targets
 from estimator.learn.gpu_priors import median_ratio
+from estimator.learn.gpu_report import _targets
 
 
 def _report(medians: dict) -> dict:
