@@ -125,7 +125,9 @@ def train_gpu_models(gs: GpuSet, directory: Path, progress: Callable[[str], None
     ):
         rows = (devices == device) & trainable
         if len(np.unique(groups[rows])) < MIN_NETWORKS:
-            lines.append(f"{device}/{runtime}: fewer than {MIN_NETWORKS} networks measured; no calibrated model")
+            lines.append(
+                f"{device}/{runtime}: fewer than {MIN_NETWORKS} networks measured; no calibrated model"
+            )
             continue
         say(f"training calibrated {device}/{runtime} on {rows.sum()} rows")
         model = train_one(
