@@ -146,12 +146,25 @@ def category_interval(
     with its own bias). Where ``min_units`` or more labels have rows of that category, the interval is theirs
     alone (biases and spread); otherwise the biases come from every unit and the within-unit spread from the
     category's rows (all rows where it has fewer than ``min_rows``)."""
+    units, use = category_units(labels, category, value, min_units)
+    own = category == value
+    if not use.all():
+        return calibrate(resid[use], units[use], predictive=predictive)
+    return calibrate(resid, units, own if own.sum() >= min_rows else None, predictive=predictive)
+
+
+def category_units(
+    labels: np.ndarray, category: np.ndarray, value: object, min_units: int = 3
+) -> tuple[np.ndarray, np.ndarray]:
+    """(unit index per row, rows whose units set a ``value`` row's interval): a unit is one label in one
+    category; the rows of ``value`` alone where ``min_units`` or more labels have that category, else every
+    row."""
     pairs = np.stack([np.asarray(labels, str), np.asarray(category, str)], axis=1)
     units = np.unique(pairs, axis=0, return_inverse=True)[1].ravel()
     own = category == value
     if len(np.unique(np.asarray(labels)[own])) >= min_units:
-        return calibrate(resid[own], units[own], predictive=predictive)
-    return calibrate(resid, units, own if own.sum() >= min_rows else None, predictive=predictive)
+        return units, own
+    return units, np.ones(len(units), bool)
 
 
 def mondrian(
@@ -183,6 +196,7 @@ __all__ = [
     "Interval",
     "calibrate",
     "category_interval",
+    "category_units",
     "mondrian",
     "predictive_biases",
     "unit_effects_quantiles",

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from estimator.learn.gpu_interval import weighted_quantiles
+from estimator.learn.gpu_interval import category_units, weighted_quantiles
 from estimator.learn.training import INTERVAL_LEVEL
 
 #: The numbers of measurements of the held-out GPU (EVALUATION.md).
@@ -47,10 +47,7 @@ def kshot_interval(
     estimated from k rows: per calibration unit (a label in one category), a residual minus the median of k
     other residuals of the same unit, centred on the unit's median; units of the ``value`` category when three
     or more labels have it, else every unit; each unit weighs the same. ``resid`` has no NaN."""
-    pairs = np.stack([np.asarray(labels, str), np.asarray(category, str)], axis=1)
-    units = np.unique(pairs, axis=0, return_inverse=True)[1].ravel()
-    own = category == value
-    use = own if len(np.unique(np.asarray(labels)[own])) >= 3 else np.ones(len(resid), bool)
+    units, use = category_units(labels, category, value)
     draws, weights = [], []
     for u in np.unique(units[use]):
         e = resid[use & (units == u)]
