@@ -213,7 +213,7 @@ def prior_answer(gs: GpuSet, rows: np.ndarray, devices: np.ndarray, also: np.nda
     resid = prior_residuals(gs, rows, devices, also)
     iv = prior_interval(gs, rows, devices, resid, also)
     board = rows & at_prior_boundary(gs) & ~np.isnan(resid)
-    calibrating = (board | (also if also is not None else False)) & ~np.isnan(resid)
+    calibrating = ~np.isnan(resid)  # prior_residuals fills exactly the board rows of ``rows`` and ``also``
     measured = gs.measured_j[board]
     return {
         "boundary": PRIOR_BOUNDARY,
