@@ -1,4 +1,5 @@
-"""Export real networks from timm and Hugging Face transformers as weight-stripped ONNX graphs.
+"""Export real networks from timm, Hugging Face transformers and PyTorch twins of Keras networks
+(``scripts/keras_twins.py``) as weight-stripped ONNX graphs.
 
     python scripts/export_graphs.py [--only NAME ...] [--force] [--list] [--docs]
 
@@ -18,7 +19,9 @@ into that convolution's weights, except for the specs marked ``keep_bn`` (the tw
 and TensorFlow ran in the measured tables: both run each BatchNorm as its own kernel). Those are exported with
 ``training=TrainingMode.PRESERVE`` on the model in eval mode: the exporter's eval-only peephole pass, which does
 that folding, is skipped, and each BatchNorm stays an inference-mode ``BatchNormalization`` node
-(``training_mode=0``). Weights are then stripped: every initializer larger than
+(``training_mode=0``). The larq QuickNets are exported with ``do_constant_folding=False`` (``fold_constants``), so
+that the sign of each stored binary kernel, which TensorFlow computes at every call, stays a node. Weights are
+then stripped: every initializer larger than
 :data:`INLINE_ELEMENTS` elements keeps its name, type and dims but its data points to an external file that is
 not written (``load_graph`` never reads weight data).
 
@@ -73,13 +76,16 @@ class Spec:
     """One network to export: how it is built, its input, and the measured network it stands for."""
 
     name: str
-    source: str  # timm | transformers
+    source: str  # timm | transformers | keras-twin (scripts/keras_twins.py)
     constructor: str
     input: tuple[int, ...]
     measured_as: str = ""
     difference: str = ""
     config: dict | None = None  # transformers: Config class keyword arguments
     keep_bn: bool = False  # export with BatchNormalization nodes kept (not folded into the convolutions)
+    fold_constants: bool = (
+        True  # False: ops on stored tensors stay nodes (larq's sign of the kernel, each call)
+    )
 
 
 def timm_spec(
@@ -129,6 +135,52 @@ def torchvision(timm_name: str, tv_name: str, measured_as: str, size: int = 224,
     return timm_spec(timm_name, size, measured_as, diff + (f"; {note}" if note else ""), keep_bn=True)
 
 
+KERAS_TWIN = (
+    "{k} ({set}) rebuilt layer for layer in PyTorch from {src} (scripts/keras_twins.py); BatchNormalization"
+    " kept, softmax kept; NCHW"
+)
+NASNET_NOTE = (
+    "stride-1 'same' convolutions pad symmetrically as in TensorFlow, the stride-2 ones after Keras' own"
+    " ZeroPadding2D; graph parameters 5,289,978 = Keras' 5,326,716 less the BatchNorm moving statistics"
+)
+QUICKNET_NOTE = (
+    "each binary QuantConv2D as TensorFlow runs larq 0.12 outside Larq Compute Engine: Sign, Add 0.1, Sign of"
+    " the activations and of the stored float kernel at every call, Pad with 1.0, float32 Conv (no bit-packing);"
+    " stem and transition convolutions are float; the stem's stride-2 'same' convolutions pad symmetrically"
+    " (TensorFlow pads one pixel at the end only: same output size and products)"
+)
+
+
+def keras_twin(
+    name: str, constructor: str, measured_as: str, source: str, sets: str, note: str, **kw
+) -> Spec:
+    """A Keras network rebuilt layer for layer from its Keras source (224 x 224, BatchNormalization kept)."""
+    diff = KERAS_TWIN.format(k=measured_as, set=sets, src=source) + "; " + note
+    return Spec(name, "keras-twin", constructor, (1, 3, 224, 224), measured_as, diff, keep_bn=True, **kw)
+
+
+KERAS_TWINS = [
+    keras_twin(
+        "keras-nasnet-mobile",
+        "keras_twins.nasnet_mobile()",
+        "NASNetMobile",
+        "Keras Applications nasnet.py @ v2.8.0 (unchanged in Keras 3)",
+        f"{F22}, {R4090}, fischer_validation",
+        NASNET_NOTE,
+    ),
+    *(
+        keras_twin(
+            f"larq-{'-'.join(['quicknet', *([size.lower()] if size else [])])}",
+            f"keras_twins.quicknet('QuickNet{size}')",
+            f"QuickNet{size}",
+            "larq-zoo larq_zoo/sota/quicknet.py @ 77c5853",
+            F22,
+            QUICKNET_NOTE,
+            fold_constants=False,
+        )
+        for size in ("", "Small", "Large")
+    ),
+]
 VGG_HEAD = "timm's classifier is a 7x7 convolution, the same products as Keras' FC"
 KERAS_RESNET = "Keras ResNet v1 strides in the first 1x1 convolution, timm's in the 3x3 (same parameters)"
 SPECS: list[Spec] = [
@@ -175,6 +227,8 @@ SPECS: list[Spec] = [
     keras("convnext_base", "ConvNeXtBase", 224, keep_bn=False),
     keras("convnext_large", "ConvNeXtLarge", 224, keep_bn=False),
     keras("convnext_xlarge", "ConvNeXtXLarge", 224, keep_bn=False),
+    # Keras networks timm has no twin for, rebuilt layer for layer from their Keras source (scripts/keras_twins.py)
+    *KERAS_TWINS,
     # Twins of the torchvision networks only Fischer et al. 2022 ran, under PyTorch (A100-40GB, Quadro RTX 5000).
     # Their own FLOP counts (ptflops at val_crop_size, the runs' 'flops') agree with these sizes: EfficientNetB2
     # 1.13 GMAC is B2 at 288 (1.09 GFLOPS in torchvision's weights table), ResNext101 16.5 GMAC is 32x8d.
@@ -359,6 +413,11 @@ def _build(spec: Spec):
     """(module in eval mode, example args, input names, dynamic axes, library version)."""
     import torch
 
+    if spec.source == "keras-twin":
+        import keras_twins  # scripts/ is on sys.path when this runs as a script
+
+        build, library = keras_twins.BUILDERS[spec.constructor]
+        return build().eval(), (torch.randn(*spec.input),), ["input"], {"input": {0: "batch"}}, library
     if spec.source == "timm":
         _torchvision_stand_in()
         import timm
@@ -507,9 +566,10 @@ def _references(model, args, fold_bn: bool = True) -> tuple[int, int]:
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _export(model, args, names, axes, path: Path, keep_bn: bool = False) -> None:
+def _export(model, args, names, axes, path: Path, keep_bn: bool = False, fold_constants: bool = True) -> None:
     """Export ``model`` (in eval mode) to ``path``, weights stripped; ``keep_bn``: BatchNormalization kept as
-    nodes (``TrainingMode.PRESERVE`` skips the exporter's Conv+BatchNorm folding, an eval-only pass)."""
+    nodes (``TrainingMode.PRESERVE`` skips the exporter's Conv+BatchNorm folding, an eval-only pass);
+    ``fold_constants`` False: ops whose inputs are all stored stay in the graph (``do_constant_folding=False``)."""
     import onnx
     import torch
 
@@ -526,7 +586,7 @@ def _export(model, args, names, axes, path: Path, keep_bn: bool = False) -> None
                 opset_version=OPSET,
                 input_names=names,
                 dynamic_axes=axes,
-                do_constant_folding=True,
+                do_constant_folding=fold_constants,
                 training=mode,
             )
         proto = onnx.load(str(raw), load_external_data=True)
@@ -604,7 +664,8 @@ def export_one(spec: Spec) -> dict[str, str]:
     model, args, names, axes, version = _build(spec)
     _randomise(model)
     flops, params = _references(model, args, fold_bn=not spec.keep_bn)
-    _export(model, args, names, axes, GRAPHS / f"{spec.name}.onnx", keep_bn=spec.keep_bn)
+    path = GRAPHS / f"{spec.name}.onnx"
+    _export(model, args, names, axes, path, keep_bn=spec.keep_bn, fold_constants=spec.fold_constants)
     dims = "x".join(["N", *map(str, spec.input[1:])])
     if spec.source == "transformers" and len(spec.input) == 2:
         dims = "NxS (exported at 1x128)"
@@ -615,6 +676,7 @@ def export_one(spec: Spec) -> dict[str, str]:
         "input": f"{names[0]}={dims}; references at {'x'.join(map(str, spec.input))}",
         "opset": str(OPSET),
         "exporter": "torch.onnx.export(dynamo=False"
+        + ("" if spec.fold_constants else ", do_constant_folding=False")
         + (", training=TrainingMode.PRESERVE): BatchNormalization kept" if spec.keep_bn else ")"),
         "torch_version": torch.__version__,
         "library_version": version,
@@ -717,8 +779,13 @@ def write_docs() -> None:
         "gather into a stored 2401 x heads table (+1.09 %) and stores the shifted-window masks (0 / -100) as float",
         "buffers read by Add (+0.78 %); the graph no longer says which stored floats were learned.",
         "",
-        "No twin: QuickNet (fischer_imagenet_eff22) is a Larq binary network; NASNetMobile has no timm",
-        "counterpart (NASNetLarge is nasnetalarge).",
+        "Keras networks with no timm counterpart (`keras-nasnet-mobile`, `larq-quicknet*`) are rebuilt layer for",
+        "layer from their Keras source in `scripts/keras_twins.py`. NASNetMobile: 5,326,716 parameters with the",
+        "BatchNorm moving statistics, Keras' own count (and the count Fischer's runs recorded). QuickNets: the",
+        "graph keeps the Sign - Add 0.1 - Sign of each stored binary kernel that TensorFlow runs at every call",
+        "(larq outside Larq Compute Engine); its parameters equal larq-zoo's published table (13,234,088 /",
+        "12,655,688 / 23,342,248: BatchNorm as 2 per channel), and with all moving statistics Fischer's recorded",
+        "counts. The cost engine folds the kernel's signs as constants (a graph runtime would precompute them).",
         "",
         "Power Hungry Processing (`php-*`, `scripts/php_graphs.py`): the masked-LM graphs (`*-mlm`) store the",
         "decoder, which PyTorch ties to the word embeddings, as a second (transposed) tensor: parameters +",
