@@ -50,7 +50,12 @@ def test_power_hungry_idle_subtraction() -> None:
 def test_wall_ratio_and_graph_table() -> None:
     assert wall_vs_codecarbon(3.0, 2.0) == pytest.approx(1.5)
     assert graph_ref("EfficientNetB0", KERAS_TO_TIMM, "keras")[0] == "data/graphs/tf_efficientnet_b0.onnx"
-    assert graph_ref("NASNetMobile", KERAS_TO_TIMM, "keras")[0] == "keras:NASNetMobile"
+    assert graph_ref("NASNetMobile", KERAS_TO_TIMM, "keras") == (
+        "data/graphs/keras-nasnet-mobile.onnx",
+        "graph: keras-nasnet-mobile (rebuilt layer for layer from Keras' nasnet.py; no timm twin)",
+    )
+    assert graph_ref("QuickNetSmall", KERAS_TO_TIMM, "keras")[0] == "data/graphs/larq-quicknet-small.onnx"
+    assert graph_ref("Unknown", KERAS_TO_TIMM, "keras")[0] == "keras:Unknown"
     assert family_of("EfficientNetV2B3") == "EfficientNetV2"
     assert family_of("ResNet50V2") == "ResNetV2"
     assert family_of("ResNet50") == "ResNet"

@@ -35,6 +35,8 @@ REPRESENTATIVE = frozenset(
         "convnext_tiny",
         "densenet121",
         "inception_v3",
+        "keras-nasnet-mobile",
+        "larq-quicknet",
         "ghostnet_100",
         "repvgg_a2",
         "vit_tiny_patch16_224",

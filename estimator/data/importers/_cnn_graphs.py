@@ -2,7 +2,9 @@
 
 Measurement rows name a network as ``data/graphs/<timm name>.onnx`` (weight-stripped graphs exported from timm;
 see data/graphs/manifest.csv). A Keras model is rebuilt from the timm model with the same architecture; the
-note of each entry says what differs. ``None`` means no timm twin exists: the row keeps ``keras:<name>`` as its
+note of each entry says what differs. The Keras networks timm has no twin for (NASNetMobile, larq-zoo's
+QuickNets) are rebuilt layer for layer from their Keras source in PyTorch (scripts/keras_twins.py; graph names
+with a prefix of :data:`REBUILT_PREFIXES`). ``None`` would mean no graph: the row keeps ``keras:<name>`` as its
 model_ref, which names the network but is not built.
 
 Keras models add an input Rescaling/Normalization layer that timm graphs do not have (a few element-wise ops
@@ -18,7 +20,14 @@ into the convolution. What that changes on Fischer's RTX 4090 is measured in doc
 
 from __future__ import annotations
 
-#: Keras Applications name -> (timm name or None, what differs).
+#: Graph names of networks rebuilt from their Keras source (scripts/keras_twins.py), not taken from timm.
+REBUILT_PREFIXES = ("keras-", "larq-")
+QUICKNET_NOTE = (
+    "rebuilt from larq-zoo's quicknet.py: binary convolutions as TensorFlow runs larq: sign of the input and of "
+    "the stored kernel, float Conv"
+)
+
+#: Keras Applications name -> (graph name (a timm name unless rebuilt) or None, what differs).
 KERAS_TO_TIMM: dict[str, tuple[str | None, str]] = {
     "ConvNeXtTiny": ("convnext_tiny", "same architecture"),
     "ConvNeXtSmall": ("convnext_small", "same architecture"),
@@ -43,7 +52,7 @@ KERAS_TO_TIMM: dict[str, tuple[str | None, str]] = {
     "MobileNetV3Large": ("tf_mobilenetv3_large_100", "TF-ported twin"),
     "MobileNetV3Small": ("tf_mobilenetv3_small_100", "TF-ported twin"),
     "NASNetLarge": ("nasnetalarge", "NASNet-A Large port, 331x331 input"),
-    "NASNetMobile": (None, "no timm twin of NASNet-A Mobile"),
+    "NASNetMobile": ("keras-nasnet-mobile", "rebuilt layer for layer from Keras' nasnet.py; no timm twin"),
     "ResNet50": (
         "resnet50",
         "Keras ResNet v1 strides in the first 1x1 conv, timm in the 3x3 (same MACs +-1%)",
@@ -56,9 +65,9 @@ KERAS_TO_TIMM: dict[str, tuple[str | None, str]] = {
     "VGG16": ("vgg16", "same architecture"),
     "VGG19": ("vgg19", "same architecture"),
     "Xception": ("legacy_xception", "timm's port of the Keras Xception"),
-    "QuickNet": (None, "larq binarised network: no timm twin"),
-    "QuickNetSmall": (None, "larq binarised network: no timm twin"),
-    "QuickNetLarge": (None, "larq binarised network: no timm twin"),
+    "QuickNet": ("larq-quicknet", QUICKNET_NOTE),
+    "QuickNetSmall": ("larq-quicknet-small", QUICKNET_NOTE),
+    "QuickNetLarge": ("larq-quicknet-large", QUICKNET_NOTE),
 }
 
 #: Fischer et al. 2022 PyTorch rows ran torchvision models; name -> (timm name, what differs). Each graph is
@@ -117,8 +126,9 @@ def family_of(name: str) -> str:
 
 
 def graph_ref(name: str, table: dict[str, tuple[str | None, str]], prefix: str) -> tuple[str, str]:
-    """(model_ref, note) of a measured network: ``data/graphs/<timm>.onnx`` or ``<prefix>:<name>`` unbuilt."""
-    timm, note = table.get(name, (None, "not in the mapping table"))
-    if timm is None:
+    """(model_ref, note) of a measured network: ``data/graphs/<graph>.onnx`` or ``<prefix>:<name>`` unbuilt."""
+    graph, note = table.get(name, (None, "not in the mapping table"))
+    if graph is None:
         return f"{prefix}:{name}", note
-    return f"data/graphs/{timm}.onnx", f"graph: timm {timm} ({note})"
+    kind = "" if graph.startswith(REBUILT_PREFIXES) else "timm "
+    return f"data/graphs/{graph}.onnx", f"graph: {kind}{graph} ({note})"
