@@ -83,9 +83,8 @@ class Spec:
     difference: str = ""
     config: dict | None = None  # transformers: Config class keyword arguments
     keep_bn: bool = False  # export with BatchNormalization nodes kept (not folded into the convolutions)
-    fold_constants: bool = (
-        True  # False: ops on stored tensors stay nodes (larq's sign of the kernel, each call)
-    )
+    # False: ops whose inputs are all stored stay nodes (larq's sign of each binary kernel, run at every call)
+    fold_constants: bool = True
 
 
 def timm_spec(
@@ -170,15 +169,19 @@ KERAS_TWINS = [
     ),
     *(
         keras_twin(
-            f"larq-{'-'.join(['quicknet', *([size.lower()] if size else [])])}",
-            f"keras_twins.quicknet('QuickNet{size}')",
-            f"QuickNet{size}",
+            name,
+            f"keras_twins.quicknet('{keras_name}')",
+            keras_name,
             "larq-zoo larq_zoo/sota/quicknet.py @ 77c5853",
             F22,
             QUICKNET_NOTE,
             fold_constants=False,
         )
-        for size in ("", "Small", "Large")
+        for name, keras_name in (
+            ("larq-quicknet", "QuickNet"),
+            ("larq-quicknet-small", "QuickNetSmall"),
+            ("larq-quicknet-large", "QuickNetLarge"),
+        )
     ),
 ]
 VGG_HEAD = "timm's classifier is a 7x7 convolution, the same products as Keras' FC"
