@@ -6,8 +6,9 @@ whose names are re-exported here). Then, for any split:
 1. :func:`fit_runtime_constants` fits the v2 host constants per runtime on the split's *training* rows measured
    at the prior's own boundary (``gpu-board-nvml``), never on the held-out rows;
 2. :func:`prior_and_features` assembles the prior with those constants and the GPU feature rows;
-   :func:`fit_pipeline_terms` adds, at the other boundaries, a machine's input-pipeline energy per sample
-   fitted on that machine's training rows (:func:`fitted_prior` does both);
+   :func:`fit_pipeline_terms` adds, at the other boundaries, what a machine's host adds to the forward pass
+   (energy per image and per call, host power over the prior's time), fitted on that machine's training rows
+   (:func:`fitted_prior` does both);
 3. :func:`fit_gpu` trains the xgboost residual ``log(measured) - log(prior v2)`` on the training rows, with the
    boundary a feature (one model learns several boundaries; each row's target is its own boundary).
 
@@ -17,12 +18,12 @@ Rows whose graph is missing are counted and reported, never silently dropped fro
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
-from estimator.energy.prior_fit import BOUNDS, FitCase, fit_constants, golden_section_min, scaled_host
+from estimator.energy.prior_fit import BOUNDS, FitCase, fit_constants, scaled_host
 from estimator.energy.prior_v2 import V2Constants, assemble
 from estimator.energy.runtimes import get_runtime
 from estimator.learn.gpu_features import GPU_FEATURE_NAMES, gpu_feature_row
@@ -158,46 +159,92 @@ def _fit_identifiable(cases: list[FitCase], description: str, per_image: bool = 
     return replace(fitted, fitted_on=fitted.fitted_on + unfitted + note + unit)
 
 
-#: Search range of a machine's input-pipeline energy per sample, J (log-uniform; the low end reads as none).
-PIPELINE_BOUNDS = (1e-6, 1e2)
-#: A pipeline term: (constants key, boundary, device) -> J per sample.
-PipelineTerms = dict[tuple[str, str, str], float]
+@dataclass(frozen=True)
+class PipelineTerm:
+    """What a machine's timed run adds to one call's forward pass at a boundary that counts its host, such as
+    CodeCarbon's total (CPU + GPU + RAM over the run's duration), fitted per machine (:func:`fit_pipeline_terms`).
+
+    Attributes:
+        j_per_sample: host energy per image, J (decoding and preparing it, and the host and the waiting board
+            drawing power while it is prepared).
+        host_w: host power drawn while the board runs the call, W, times the prior's seconds of the call.
+        j_per_call: host energy per call, J (the framework's per-step work outside the prior's host time).
+    """
+
+    j_per_sample: float
+    host_w: float
+    j_per_call: float
+
+    def joules(self, batch: np.ndarray | float, seconds: np.ndarray | float) -> np.ndarray | float:
+        """Joules added to calls of ``batch`` images whose prior lasts ``seconds``, s."""
+        return self.j_per_sample * batch + self.host_w * seconds + self.j_per_call
 
 
-def fit_pipeline_terms(gs: GpuSet, train: np.ndarray, log_prior: np.ndarray) -> PipelineTerms:
-    """The energy of a source's host input pipeline per sample, J, per (constants key, boundary, device), at
-    the boundaries the prior does not predict (at ``gpu-board-nvml`` the fitted host constants carry it).
+#: A pipeline term per (constants key, boundary, device).
+PipelineTerms = dict[tuple[str, str, str], PipelineTerm]
 
-    Why: at CodeCarbon's total (Fischer's RTX 4090) no host constant can be fitted (they are fitted at the
-    board only), and the timed loop decodes every image on the host CPU, which CodeCarbon counts: a cost per
-    sample, not per call. ``c`` minimises the mean squared log ratio of ``prior + c x batch`` to the measured
-    joules over the ``train`` rows of that machine (``log_prior``: the v2 prior of every row, log J). It belongs
-    to the machine's host, which no profile describes, so it is never carried to another device: a held-out
-    device gets the forward pass alone. Leave-one-family-out on the RTX 4090 (2026-12-02): the model's MAPE
-    21.8% -> 12.5%; trying a pooled term at the board too made the A100 and Quadro worse (docs/evaluation_gpu.md).
+
+def fit_pipeline_term(
+    prior_j: np.ndarray, batch: np.ndarray, seconds: np.ndarray, measured_j: np.ndarray
+) -> PipelineTerm:
+    """The :class:`PipelineTerm` of one machine from its rows: calls whose forward pass the prior puts at
+    ``prior_j`` (J) and ``seconds`` (s), of ``batch`` images, measured at ``measured_j`` (J).
+
+    The non-negative coefficients minimise the summed squared relative error of ``prior_j + term`` against
+    ``measured_j`` (non-negative least squares, Lawson-Hanson: ``scipy.optimize.nnls``; a convex problem, so
+    one answer and no search range). With fewer rows than the three coefficients, only ``j_per_sample``.
+    """
+    from scipy.optimize import nnls
+
+    prior_j, batch, seconds, measured_j = (
+        np.asarray(a, dtype=float) for a in (prior_j, batch, seconds, measured_j)
+    )
+    columns = np.column_stack([batch, seconds, np.ones(len(batch))])
+    if len(batch) < columns.shape[1]:
+        columns = columns[:, :1]
+    coef, _ = nnls(columns / measured_j[:, None], 1.0 - prior_j / measured_j)
+    return PipelineTerm(*(float(x) for x in np.pad(coef, (0, 3 - len(coef)))))
+
+
+def fit_pipeline_terms(
+    gs: GpuSet, train: np.ndarray, log_prior: np.ndarray, log_seconds: np.ndarray
+) -> PipelineTerms:
+    """A source's host input pipeline and host power per (constants key, boundary, device), at the boundaries
+    the prior does not predict (at ``gpu-board-nvml`` the fitted host constants carry the pipeline).
+
+    CodeCarbon's total is the GPU's NVML energy, the CPU's RAPL energy (or TDP x 0.5 without RAPL) and RAM at
+    3/8 W per GB of the machine's memory, each over the tracker's whole duration (mlco2/codecarbon @ v2.8.3,
+    46789d3, the release current at Fischer's RTX 4090 runs, whose version is not recorded:
+    ``codecarbon/external/hardware.py``, ``RAM.power_per_GB``, ``CPU._get_power_from_cpus``). So a call costs
+    its forward pass (the prior), plus the host's power over the board's time, plus the host's work per image
+    (decoding, preparing; the board waits at its idle power meanwhile) and per call (the framework's step): with
+    the pipeline not overlapping the board's work, ``prior + j_per_sample x batch + host_w x t_prior +
+    j_per_call``, fitted on the ``train`` rows of that machine (:func:`fit_pipeline_term`; ``log_prior`` and
+    ``log_seconds``: the v2 prior of every row, log J and log s). A term belongs to the machine's host, which no
+    profile describes, so it is never carried to another device: a held-out device gets the forward pass alone.
+    Leave-one-family-out on the RTX 4090 (2026-12-02), model MAPE / prior with this term: ``c x batch`` alone
+    13.3% / 18.5%, this form 12.2% / 12.8% (docs/fischer_rtx4090.md).
     """
     keys = np.array(_constants_keys(gs))
     boundary = gs.table["boundary"].astype(str).to_numpy()
     devices = gs.table["hardware"].astype(str).to_numpy()
     batch = gs.table["batch"].to_numpy(dtype=float)
-    y = np.log(gs.measured_j)
     rows = train & input_pipeline(gs) & (boundary != PRIOR_BOUNDARY)
-    out: dict[tuple[str, str, str], float] = {}
+    out: PipelineTerms = {}
     for key, b, d in sorted(set(zip(keys[rows], boundary[rows], devices[rows], strict=True))):
         m = rows & (keys == key) & (boundary == b) & (devices == d)
-        p, n, target = np.exp(log_prior[m]), batch[m], y[m]
-
-        def f(x: float, p=p, n=n, target=target) -> float:
-            return float(np.mean((np.log(p + math.exp(x) * n) - target) ** 2))
-
-        lo, hi = (math.log(v) for v in PIPELINE_BOUNDS)
-        out[key, b, d] = math.exp(golden_section_min(f, lo, hi, 40))
+        out[key, b, d] = fit_pipeline_term(
+            np.exp(log_prior[m]), batch[m], np.exp(log_seconds[m]), np.asarray(gs.measured_j)[m]
+        )
     return out
 
 
-def with_pipeline(gs: GpuSet, log_prior: np.ndarray, terms: PipelineTerms) -> np.ndarray:
-    """``log_prior`` (log J) with each input-pipeline row's fitted energy per sample x batch added
-    (:func:`fit_pipeline_terms`); rows without a term keep the forward pass alone."""
+def with_pipeline(
+    gs: GpuSet, log_prior: np.ndarray, log_seconds: np.ndarray, terms: PipelineTerms
+) -> np.ndarray:
+    """``log_prior`` (log J) with each input-pipeline row's fitted :class:`PipelineTerm` added at its batch and
+    prior seconds (``log_seconds``, log s; :func:`fit_pipeline_terms`); rows without a term keep the forward
+    pass alone."""
     out = log_prior.copy()
     if not terms:
         return out
@@ -206,9 +253,9 @@ def with_pipeline(gs: GpuSet, log_prior: np.ndarray, terms: PipelineTerms) -> np
     devices = gs.table["hardware"].astype(str).to_numpy()
     batch = gs.table["batch"].to_numpy(dtype=float)
     for i in np.flatnonzero(input_pipeline(gs)):
-        c = terms.get((keys[i], boundary[i], devices[i]))
-        if c is not None:
-            out[i] = math.log(math.exp(log_prior[i]) + c * batch[i])
+        term = terms.get((keys[i], boundary[i], devices[i]))
+        if term is not None:
+            out[i] = math.log(math.exp(log_prior[i]) + term.joules(batch[i], math.exp(log_seconds[i])))
     return out
 
 
@@ -219,8 +266,9 @@ def fitted_prior(
     constant fitted on the ``train`` rows only (:func:`fit_runtime_constants`, :func:`fit_pipeline_terms`)."""
     constants = fit_runtime_constants(gs, train)
     log_prior, X = prior_and_features(gs, constants)
-    terms = fit_pipeline_terms(gs, train, log_prior)
-    return with_pipeline(gs, log_prior, terms), X, constants, terms
+    log_seconds = X[:, GPU_FEATURE_NAMES.index("log_prior_seconds")]
+    terms = fit_pipeline_terms(gs, train, log_prior, log_seconds)
+    return with_pipeline(gs, log_prior, log_seconds, terms), X, constants, terms
 
 
 def prior_and_features(
@@ -350,7 +398,8 @@ def predict_split(gs: GpuSet, train: np.ndarray, test: np.ndarray, inner: np.nda
         "constants": {
             **{rt: c.fitted_on + _constants_text(c) for rt, c in constants.items()},
             **{
-                f"{key} at {b} on {d}": f"input pipeline {c:.3g} J per sample fitted on the training rows"
+                f"{key} at {b} on {d}": f"input pipeline {c.j_per_sample:.3g} J per sample, host "
+                f"{c.host_w:.3g} W over the prior's seconds, {c.j_per_call:.3g} J per call, fitted on the training rows"
                 for (key, b, d), c in terms.items()
             },
         },
@@ -383,6 +432,7 @@ __all__ = [
     "JUDGED_GPU_TABLES",
     "OPTIONAL_GPU_TABLES",
     "GpuSet",
+    "PipelineTerm",
     "PipelineTerms",
     "baselines",
     "build_gpu_set",
@@ -390,6 +440,7 @@ __all__ = [
     "device_weights",
     "feature_boards",
     "fit_gpu",
+    "fit_pipeline_term",
     "fit_pipeline_terms",
     "fit_runtime_constants",
     "fitted_prior",
