@@ -18,7 +18,7 @@ Rows whose graph is missing are counted and reported, never silently dropped fro
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -29,7 +29,7 @@ from estimator.energy.runtimes import get_runtime
 from estimator.learn.gpu_features import GPU_FEATURE_NAMES, gpu_feature_row
 from estimator.learn.gpu_interval import mondrian
 from estimator.learn.gpu_model import power_floor_joules
-from estimator.learn.gpu_pipeline import host_layout
+from estimator.learn.gpu_pipeline import PipelineTerm, PipelineTerms, fit_pipeline_term, host_layout
 from estimator.learn.gpu_set import (  # noqa: F401 - re-exported: callers import them from here
     GPU_TABLES,
     JUDGED_GPU_TABLES,
@@ -159,71 +159,20 @@ def _fit_identifiable(cases: list[FitCase], description: str, per_image: bool = 
     return replace(fitted, fitted_on=fitted.fitted_on + unfitted + note + unit)
 
 
-@dataclass(frozen=True)
-class PipelineTerm:
-    """What a machine's timed run adds to one call's forward pass at a boundary that counts its host, such as
-    CodeCarbon's total (CPU + GPU + RAM over the run's duration), fitted per machine (:func:`fit_pipeline_terms`).
-
-    Attributes:
-        j_per_sample: host energy per image, J (decoding and preparing it, and the host and the waiting board
-            drawing power while it is prepared).
-        host_w: host power drawn while the board runs the call, W, times the prior's seconds of the call.
-        j_per_call: host energy per call, J (the framework's per-step work outside the prior's host time).
-    """
-
-    j_per_sample: float
-    host_w: float
-    j_per_call: float
-
-    def joules(self, batch: np.ndarray | float, seconds: np.ndarray | float) -> np.ndarray | float:
-        """Joules added to calls of ``batch`` images whose prior lasts ``seconds``, s."""
-        return self.j_per_sample * batch + self.host_w * seconds + self.j_per_call
-
-
-#: A pipeline term per (constants key, boundary, device).
-PipelineTerms = dict[tuple[str, str, str], PipelineTerm]
-
-
-def fit_pipeline_term(
-    prior_j: np.ndarray, batch: np.ndarray, seconds: np.ndarray, measured_j: np.ndarray
-) -> PipelineTerm:
-    """The :class:`PipelineTerm` of one machine from its rows: calls whose forward pass the prior puts at
-    ``prior_j`` (J) and ``seconds`` (s), of ``batch`` images, measured at ``measured_j`` (J).
-
-    The non-negative coefficients minimise the summed squared relative error of ``prior_j + term`` against
-    ``measured_j`` (non-negative least squares, Lawson-Hanson: ``scipy.optimize.nnls``; a convex problem, so
-    one answer and no search range). With fewer rows than the three coefficients, only ``j_per_sample``.
-    """
-    from scipy.optimize import nnls
-
-    prior_j, batch, seconds, measured_j = (
-        np.asarray(a, dtype=float) for a in (prior_j, batch, seconds, measured_j)
-    )
-    columns = np.column_stack([batch, seconds, np.ones(len(batch))])
-    if len(batch) < columns.shape[1]:
-        columns = columns[:, :1]
-    coef, _ = nnls(columns / measured_j[:, None], 1.0 - prior_j / measured_j)
-    return PipelineTerm(*(float(x) for x in np.pad(coef, (0, 3 - len(coef)))))
-
-
 def fit_pipeline_terms(
     gs: GpuSet, train: np.ndarray, log_prior: np.ndarray, log_seconds: np.ndarray
 ) -> PipelineTerms:
-    """A source's host input pipeline and host power per (constants key, boundary, device), at the boundaries
-    the prior does not predict (at ``gpu-board-nvml`` the fitted host constants carry the pipeline).
+    """What a source's host adds to the forward pass (:class:`PipelineTerm`), per (constants key, boundary,
+    device), at the boundaries the prior does not predict (at ``gpu-board-nvml`` the fitted host constants carry
+    the pipeline; a pooled term there made the A100 and Quadro worse, docs/evaluation_gpu.md).
 
-    CodeCarbon's total is the GPU's NVML energy, the CPU's RAPL energy (or TDP x 0.5 without RAPL) and RAM at
-    3/8 W per GB of the machine's memory, each over the tracker's whole duration (mlco2/codecarbon @ v2.8.3,
-    46789d3, the release current at Fischer's RTX 4090 runs, whose version is not recorded:
-    ``codecarbon/external/hardware.py``, ``RAM.power_per_GB``, ``CPU._get_power_from_cpus``). So a call costs
-    its forward pass (the prior), plus the host's power over the board's time, plus the host's work per image
-    (decoding, preparing; the board waits at its idle power meanwhile) and per call (the framework's step): with
-    the pipeline not overlapping the board's work, ``prior + j_per_sample x batch + host_w x t_prior +
-    j_per_call``, fitted on the ``train`` rows of that machine (:func:`fit_pipeline_term`; ``log_prior`` and
-    ``log_seconds``: the v2 prior of every row, log J and log s). A term belongs to the machine's host, which no
-    profile describes, so it is never carried to another device: a held-out device gets the forward pass alone.
-    Leave-one-family-out on the RTX 4090 (2026-12-02), model MAPE / prior with this term: ``c x batch`` alone
-    13.3% / 18.5%, this form 12.2% / 12.8% (docs/fischer_rtx4090.md).
+    CodeCarbon's total is NVML's GPU energy, RAPL's CPU energy (TDP x 0.5 without RAPL) and RAM at 3/8 W per GB,
+    each over the tracker's whole duration (mlco2/codecarbon @ v2.8.3, 46789d3, ``codecarbon/external/
+    hardware.py``). With the pipeline not overlapping the board, a call costs ``prior + j_per_sample x batch +
+    host_w x t_prior + j_per_call``, fitted on the ``train`` rows of that machine (:func:`fit_pipeline_term`;
+    ``log_prior``, ``log_seconds``: the v2 prior of every row, log J, log s). The host is in no profile, so a
+    term is never carried to another device. RTX 4090 leave-one-family-out (2026-12-02), model / prior + term:
+    ``c x batch`` alone 13.3% / 18.5%, this form 12.2% / 12.8% (docs/fischer_rtx4090.md).
     """
     keys = np.array(_constants_keys(gs))
     boundary = gs.table["boundary"].astype(str).to_numpy()
