@@ -545,27 +545,66 @@ def test_predictive_bias_interval_is_the_t_prediction_interval_of_a_normal_sampl
     assert plain.low >= 0.0 and plain.high <= 0.9 and iv.low < plain.low and iv.high > plain.high
 
 
-def test_pipeline_term_per_sample_is_fitted_per_machine_off_the_board_and_never_carried(synthetic):
-    """measured = v2 prior + c x batch at CodeCarbon's total on one machine: the fit finds c, adds exactly
-    c x batch there, fits nothing at the board nor from rows outside ``train``, and no other device gets it."""
+def test_pipeline_term_is_fitted_per_machine_off_the_board_and_never_carried(synthetic):
+    """measured = v2 prior + c x batch + P x prior seconds + d at CodeCarbon's total on one machine: the fit
+    finds (c, P, d), adds exactly that term there, fits nothing at the board nor from rows outside ``train``,
+    and no other device gets it."""
     t = synthetic.table
     devices = t["hardware"].to_numpy()
-    log_prior, _ = gpu_training.prior_and_features(synthetic, None)
-    c = 0.05  # J per sample
+    log_prior, X = gpu_training.prior_and_features(synthetic, None)
+    log_seconds = X[:, GPU_FEATURE_NAMES.index("log_prior_seconds")]
+    c, host_w, d = 0.05, 40.0, 0.2  # J per sample, W, J per call
     a100 = devices == "a100"
     t["source"] = np.where(devices == "gtx1070", "synthetic", "fischer_rtx4090")  # timed an input pipeline
     t.loc[a100, "boundary"] = "codecarbon-total"
-    t.loc[a100, "joules_per_inference"] = np.exp(log_prior[a100]) + c * t.loc[a100, "batch"]
+    added = c * t.loc[a100, "batch"] + host_w * np.exp(log_seconds[a100]) + d
+    t.loc[a100, "joules_per_inference"] = np.exp(log_prior[a100]) + added
     everything = np.ones(len(t), bool)
-    terms = gpu_training.fit_pipeline_terms(synthetic, everything, log_prior)
+    terms = gpu_training.fit_pipeline_terms(synthetic, everything, log_prior, log_seconds)
     # the gtx1080ti's pipeline rows are at the board, where the host constants carry the pipeline
     assert set(terms) == {("pytorch-cuda+input-pipeline", "codecarbon-total", "a100")}
-    assert terms["pytorch-cuda+input-pipeline", "codecarbon-total", "a100"] == pytest.approx(c, rel=1e-4)
-    out = gpu_training.with_pipeline(synthetic, log_prior, terms)
-    np.testing.assert_allclose(np.exp(out[a100]), t.loc[a100, "joules_per_inference"], rtol=1e-4)
+    term = terms["pytorch-cuda+input-pipeline", "codecarbon-total", "a100"]
+    assert (term.j_per_sample, term.host_w, term.j_per_call) == pytest.approx((c, host_w, d), rel=1e-6)
+    out = gpu_training.with_pipeline(synthetic, log_prior, log_seconds, terms)
+    np.testing.assert_allclose(np.exp(out[a100]), t.loc[a100, "joules_per_inference"], rtol=1e-6)
     np.testing.assert_array_equal(out[~a100], log_prior[~a100])
     # the a100 held out: no term is fitted from other machines, so its rows keep the forward pass alone
-    assert gpu_training.fit_pipeline_terms(synthetic, ~a100, log_prior) == {}
+    assert gpu_training.fit_pipeline_terms(synthetic, ~a100, log_prior, log_seconds) == {}
+
+
+def test_pipeline_term_fit_is_the_least_squares_of_relative_errors_with_non_negative_coefficients():
+    """Four hand-made calls, closed forms: exact data give back their coefficients; data that a negative host
+    power would fit best get host_w = 0 and the weighted least squares of the other two (the KKT conditions hold);
+    with two rows only the per-sample energy is fitted, c = sum(a (1 - p/m)) / sum(a^2), a = batch / m."""
+    prior = np.array([0.5, 1.0, 2.0, 4.0])  # J
+    batch = np.array([1.0, 4.0, 8.0, 32.0])
+    seconds = np.array([0.004, 0.006, 0.010, 0.030])  # s
+    exact = prior + 0.03 * batch + 60.0 * seconds + 0.1
+    term = gpu_training.fit_pipeline_term(prior, batch, seconds, exact)
+    assert (term.j_per_sample, term.host_w, term.j_per_call) == pytest.approx((0.03, 60.0, 0.1), rel=1e-9)
+    assert term.joules(batch, seconds) == pytest.approx(exact - prior, rel=1e-9)
+
+    # a negative power would fit best: NNLS keeps it at 0 and fits the other two by weighted least squares
+    seconds = np.array([0.020, 0.005, 0.040, 0.010])  # s, not in step with the batch
+    measured = prior + 0.03 * batch - 5.0 * seconds + 0.3
+    a = np.column_stack([batch, seconds, np.ones(4)]) / measured[:, None]
+    target = 1 - prior / measured
+    free = np.linalg.lstsq(a, target, rcond=None)[0]
+    assert free == pytest.approx([0.03, -5.0, 0.3], rel=1e-9)  # the unconstrained optimum: a negative power
+    reduced = np.linalg.lstsq(a[:, [0, 2]], target, rcond=None)[0]
+    assert np.all(reduced > 0)
+    gradient = a[:, 1] @ (a[:, [0, 2]] @ reduced - target)  # d loss / d host_w at host_w = 0, halved
+    assert gradient > 0  # KKT: raising host_w from 0 would raise the loss, so (reduced, 0) is the optimum
+    term = gpu_training.fit_pipeline_term(prior, batch, seconds, measured)
+    assert term.host_w == 0.0
+    assert (term.j_per_sample, term.j_per_call) == pytest.approx(tuple(reduced), rel=1e-9)
+
+    # two rows: fewer than the three coefficients, so only the per-sample energy
+    m2 = prior[:2] + np.array([0.04, 0.2])
+    a2 = batch[:2] / m2
+    term = gpu_training.fit_pipeline_term(prior[:2], batch[:2], seconds[:2], m2)
+    assert term.j_per_sample == pytest.approx(np.sum(a2 * (1 - prior[:2] / m2)) / np.sum(a2**2), rel=1e-9)
+    assert (term.host_w, term.j_per_call) == (0.0, 0.0)
 
 
 def test_sdpa_runtime_shares_eager_pytorchs_fitted_host_constants(light_dir):

@@ -25,9 +25,15 @@ run times (diagnosis only, nothing is fitted on them): on the 8 A100s the Tensor
 networks grows by ~8-10e-5 s per launched kernel of one replica (ResNet-50 to -152, DenseNet-121 to -201), 8 x
 the runtime's 1e-5 s; the PyTorch steps hardly grow with the kernels (0.40-0.48 s): there the 16 DataLoader
 workers' pipeline hides the issue, an overlap the v2 prior (host and GPU time added) does not model.
+
+At a boundary that counts the host too (CodeCarbon's total), what the host adds to a call is a
+:class:`PipelineTerm`: energy per image and per call and the host's power over the prior's seconds, fitted per
+machine by :func:`fit_pipeline_term`.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -61,4 +67,59 @@ def host_layout(table: pd.DataFrame, pipeline: np.ndarray) -> dict[str, np.ndarr
     }
 
 
-__all__ = ["host_call_images", "host_layout", "pipeline_boards"]
+@dataclass(frozen=True)
+class PipelineTerm:
+    """What a machine's timed run adds to one call's forward pass at a boundary that counts its host, such as
+    CodeCarbon's total (CPU + GPU + RAM over the run's duration), fitted per machine
+    (:func:`~estimator.learn.gpu_training.fit_pipeline_terms`).
+
+    Attributes:
+        j_per_sample: host energy per image, J (decoding and preparing it, and the host and the waiting board
+            drawing power while it is prepared).
+        host_w: host power drawn while the board runs the call, W, times the prior's seconds of the call.
+        j_per_call: host energy per call, J (the framework's per-step work outside the prior's host time).
+    """
+
+    j_per_sample: float
+    host_w: float
+    j_per_call: float
+
+    def joules(self, batch: np.ndarray | float, seconds: np.ndarray | float) -> np.ndarray | float:
+        """Joules added to calls of ``batch`` images whose prior lasts ``seconds``, s."""
+        return self.j_per_sample * batch + self.host_w * seconds + self.j_per_call
+
+
+#: A pipeline term per (constants key, boundary, device).
+PipelineTerms = dict[tuple[str, str, str], PipelineTerm]
+
+
+def fit_pipeline_term(
+    prior_j: np.ndarray, batch: np.ndarray, seconds: np.ndarray, measured_j: np.ndarray
+) -> PipelineTerm:
+    """The :class:`PipelineTerm` of one machine from its rows: calls whose forward pass the prior puts at
+    ``prior_j`` (J) and ``seconds`` (s), of ``batch`` images, measured at ``measured_j`` (J).
+
+    The non-negative coefficients minimise the summed squared relative error of ``prior_j + term`` against
+    ``measured_j`` (non-negative least squares, Lawson-Hanson: ``scipy.optimize.nnls``; a convex problem, so
+    one answer and no search range). With fewer rows than the three coefficients, only ``j_per_sample``.
+    """
+    from scipy.optimize import nnls
+
+    prior_j, batch, seconds, measured_j = (
+        np.asarray(a, dtype=float) for a in (prior_j, batch, seconds, measured_j)
+    )
+    columns = np.column_stack([batch, seconds, np.ones(len(batch))])
+    if len(batch) < columns.shape[1]:
+        columns = columns[:, :1]
+    coef, _ = nnls(columns / measured_j[:, None], 1.0 - prior_j / measured_j)
+    return PipelineTerm(*(float(x) for x in np.pad(coef, (0, 3 - len(coef)))))
+
+
+__all__ = [
+    "PipelineTerm",
+    "PipelineTerms",
+    "fit_pipeline_term",
+    "host_call_images",
+    "host_layout",
+    "pipeline_boards",
+]

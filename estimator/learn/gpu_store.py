@@ -82,7 +82,10 @@ def train_one(
         "granularity": "graph",
         "prior": "energy-roofline v2",
         "v2_constants": {rt: asdict(c) for rt, c in constants.items()},
-        "input_pipeline_j_per_sample": [[*key, float(c)] for key, c in sorted(pipeline_terms.items())],
+        "input_pipeline_terms": [
+            [*key, {"j_per_sample": c.j_per_sample, "host_w": c.host_w, "j_per_call": c.j_per_call}]
+            for key, c in sorted(pipeline_terms.items())
+        ],
         "feature_names": list(GPU_FEATURE_NAMES),
         "hyperparameters": {k: v for k, v in vars(reg).items() if not k.endswith("_")},
         "library_versions": library_versions(),

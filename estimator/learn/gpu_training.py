@@ -6,8 +6,9 @@ whose names are re-exported here). Then, for any split:
 1. :func:`fit_runtime_constants` fits the v2 host constants per runtime on the split's *training* rows measured
    at the prior's own boundary (``gpu-board-nvml``), never on the held-out rows;
 2. :func:`prior_and_features` assembles the prior with those constants and the GPU feature rows;
-   :func:`fit_pipeline_terms` adds, at the other boundaries, a machine's input-pipeline energy per sample
-   fitted on that machine's training rows (:func:`fitted_prior` does both);
+   :func:`fit_pipeline_terms` adds, at the other boundaries, what a machine's host adds to the forward pass
+   (energy per image and per call, host power over the prior's time), fitted on that machine's training rows
+   (:func:`fitted_prior` does both);
 3. :func:`fit_gpu` trains the xgboost residual ``log(measured) - log(prior v2)`` on the training rows, with the
    boundary a feature (one model learns several boundaries; each row's target is its own boundary).
 
@@ -22,13 +23,13 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from estimator.energy.prior_fit import BOUNDS, FitCase, fit_constants, golden_section_min, scaled_host
+from estimator.energy.prior_fit import BOUNDS, FitCase, fit_constants, scaled_host
 from estimator.energy.prior_v2 import V2Constants, assemble
 from estimator.energy.runtimes import get_runtime
 from estimator.learn.gpu_features import GPU_FEATURE_NAMES, gpu_feature_row
 from estimator.learn.gpu_interval import mondrian
 from estimator.learn.gpu_model import power_floor_joules
-from estimator.learn.gpu_pipeline import host_layout
+from estimator.learn.gpu_pipeline import PipelineTerm, PipelineTerms, fit_pipeline_term, host_layout
 from estimator.learn.gpu_set import (  # noqa: F401 - re-exported: callers import them from here
     GPU_TABLES,
     JUDGED_GPU_TABLES,
@@ -158,46 +159,41 @@ def _fit_identifiable(cases: list[FitCase], description: str, per_image: bool = 
     return replace(fitted, fitted_on=fitted.fitted_on + unfitted + note + unit)
 
 
-#: Search range of a machine's input-pipeline energy per sample, J (log-uniform; the low end reads as none).
-PIPELINE_BOUNDS = (1e-6, 1e2)
-#: A pipeline term: (constants key, boundary, device) -> J per sample.
-PipelineTerms = dict[tuple[str, str, str], float]
+def fit_pipeline_terms(
+    gs: GpuSet, train: np.ndarray, log_prior: np.ndarray, log_seconds: np.ndarray
+) -> PipelineTerms:
+    """What a source's host adds to the forward pass (:class:`PipelineTerm`), per (constants key, boundary,
+    device), at the boundaries the prior does not predict (at ``gpu-board-nvml`` the fitted host constants carry
+    the pipeline; a pooled term there made the A100 and Quadro worse, docs/evaluation_gpu.md).
 
-
-def fit_pipeline_terms(gs: GpuSet, train: np.ndarray, log_prior: np.ndarray) -> PipelineTerms:
-    """The energy of a source's host input pipeline per sample, J, per (constants key, boundary, device), at
-    the boundaries the prior does not predict (at ``gpu-board-nvml`` the fitted host constants carry it).
-
-    Why: at CodeCarbon's total (Fischer's RTX 4090) no host constant can be fitted (they are fitted at the
-    board only), and the timed loop decodes every image on the host CPU, which CodeCarbon counts: a cost per
-    sample, not per call. ``c`` minimises the mean squared log ratio of ``prior + c x batch`` to the measured
-    joules over the ``train`` rows of that machine (``log_prior``: the v2 prior of every row, log J). It belongs
-    to the machine's host, which no profile describes, so it is never carried to another device: a held-out
-    device gets the forward pass alone. Leave-one-family-out on the RTX 4090 (2026-12-02): the model's MAPE
-    21.8% -> 12.5%; trying a pooled term at the board too made the A100 and Quadro worse (docs/evaluation_gpu.md).
+    CodeCarbon's total is NVML's GPU energy, RAPL's CPU energy (TDP x 0.5 without RAPL) and RAM at 3/8 W per GB,
+    each over the tracker's whole duration (mlco2/codecarbon @ v2.8.3, 46789d3, ``codecarbon/external/
+    hardware.py``). With the pipeline not overlapping the board, a call costs ``prior + j_per_sample x batch +
+    host_w x t_prior + j_per_call``, fitted on the ``train`` rows of that machine (:func:`fit_pipeline_term`;
+    ``log_prior``, ``log_seconds``: the v2 prior of every row, log J, log s). The host is in no profile, so a
+    term is never carried to another device. RTX 4090 leave-one-family-out (2026-12-02), model / prior + term:
+    ``c x batch`` alone 13.3% / 18.5%, this form 12.2% / 12.8% (docs/fischer_rtx4090.md).
     """
     keys = np.array(_constants_keys(gs))
     boundary = gs.table["boundary"].astype(str).to_numpy()
     devices = gs.table["hardware"].astype(str).to_numpy()
     batch = gs.table["batch"].to_numpy(dtype=float)
-    y = np.log(gs.measured_j)
     rows = train & input_pipeline(gs) & (boundary != PRIOR_BOUNDARY)
-    out: dict[tuple[str, str, str], float] = {}
+    out: PipelineTerms = {}
     for key, b, d in sorted(set(zip(keys[rows], boundary[rows], devices[rows], strict=True))):
         m = rows & (keys == key) & (boundary == b) & (devices == d)
-        p, n, target = np.exp(log_prior[m]), batch[m], y[m]
-
-        def f(x: float, p=p, n=n, target=target) -> float:
-            return float(np.mean((np.log(p + math.exp(x) * n) - target) ** 2))
-
-        lo, hi = (math.log(v) for v in PIPELINE_BOUNDS)
-        out[key, b, d] = math.exp(golden_section_min(f, lo, hi, 40))
+        out[key, b, d] = fit_pipeline_term(
+            np.exp(log_prior[m]), batch[m], np.exp(log_seconds[m]), np.asarray(gs.measured_j)[m]
+        )
     return out
 
 
-def with_pipeline(gs: GpuSet, log_prior: np.ndarray, terms: PipelineTerms) -> np.ndarray:
-    """``log_prior`` (log J) with each input-pipeline row's fitted energy per sample x batch added
-    (:func:`fit_pipeline_terms`); rows without a term keep the forward pass alone."""
+def with_pipeline(
+    gs: GpuSet, log_prior: np.ndarray, log_seconds: np.ndarray, terms: PipelineTerms
+) -> np.ndarray:
+    """``log_prior`` (log J) with each input-pipeline row's fitted :class:`PipelineTerm` added at its batch and
+    prior seconds (``log_seconds``, log s; :func:`fit_pipeline_terms`); rows without a term keep the forward
+    pass alone."""
     out = log_prior.copy()
     if not terms:
         return out
@@ -206,9 +202,9 @@ def with_pipeline(gs: GpuSet, log_prior: np.ndarray, terms: PipelineTerms) -> np
     devices = gs.table["hardware"].astype(str).to_numpy()
     batch = gs.table["batch"].to_numpy(dtype=float)
     for i in np.flatnonzero(input_pipeline(gs)):
-        c = terms.get((keys[i], boundary[i], devices[i]))
-        if c is not None:
-            out[i] = math.log(math.exp(log_prior[i]) + c * batch[i])
+        term = terms.get((keys[i], boundary[i], devices[i]))
+        if term is not None:
+            out[i] = math.log(math.exp(log_prior[i]) + term.joules(batch[i], math.exp(log_seconds[i])))
     return out
 
 
@@ -219,8 +215,9 @@ def fitted_prior(
     constant fitted on the ``train`` rows only (:func:`fit_runtime_constants`, :func:`fit_pipeline_terms`)."""
     constants = fit_runtime_constants(gs, train)
     log_prior, X = prior_and_features(gs, constants)
-    terms = fit_pipeline_terms(gs, train, log_prior)
-    return with_pipeline(gs, log_prior, terms), X, constants, terms
+    log_seconds = X[:, GPU_FEATURE_NAMES.index("log_prior_seconds")]
+    terms = fit_pipeline_terms(gs, train, log_prior, log_seconds)
+    return with_pipeline(gs, log_prior, log_seconds, terms), X, constants, terms
 
 
 def prior_and_features(
@@ -350,7 +347,8 @@ def predict_split(gs: GpuSet, train: np.ndarray, test: np.ndarray, inner: np.nda
         "constants": {
             **{rt: c.fitted_on + _constants_text(c) for rt, c in constants.items()},
             **{
-                f"{key} at {b} on {d}": f"input pipeline {c:.3g} J per sample fitted on the training rows"
+                f"{key} at {b} on {d}": f"input pipeline {c.j_per_sample:.3g} J per sample, host "
+                f"{c.host_w:.3g} W over the prior's seconds, {c.j_per_call:.3g} J per call, fitted on the training rows"
                 for (key, b, d), c in terms.items()
             },
         },
@@ -383,6 +381,7 @@ __all__ = [
     "JUDGED_GPU_TABLES",
     "OPTIONAL_GPU_TABLES",
     "GpuSet",
+    "PipelineTerm",
     "PipelineTerms",
     "baselines",
     "build_gpu_set",
@@ -390,6 +389,7 @@ __all__ = [
     "device_weights",
     "feature_boards",
     "fit_gpu",
+    "fit_pipeline_term",
     "fit_pipeline_terms",
     "fit_runtime_constants",
     "fitted_prior",
