@@ -71,6 +71,40 @@ def test_shipped_profile_loads_and_is_physically_sane(name: str):
     assert 1e-7 <= profile.launch_overhead_s <= 1e-4
 
 
+def _snapshot_readings_w(note: str) -> list[float] | None:
+    """The board powers, W, a value's note lists as ``readings: a, b, c W`` (None when it lists none)."""
+    found = re.search(r"readings: ([0-9., ]+) W", note)
+    return None if found is None else [float(x) for x in found.group(1).split(",")]
+
+
+#: GPU profiles whose idle-with-context power is the median of listed nvidia-smi snapshots (docs/hardware.md).
+SNAPSHOT_CONTEXT_PROFILES = ("a100", "a100-40gb", "h100", "b200")
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_PROFILES))
+def test_idle_with_context_is_the_median_of_the_snapshots_it_lists(name: str):
+    """Where a note lists snapshot readings, the value is their median (rounded to 1 W), quoted from snapshots;
+    the profiles re-derived this way list theirs."""
+    citation = next(c for c in load_profile(name).citations if c.key == "power.idle_with_context_w")
+    readings = _snapshot_readings_w(citation.note)
+    if name in SNAPSHOT_CONTEXT_PROFILES:
+        assert readings is not None and len(readings) >= 2
+    if readings is None:
+        return
+    ordered = sorted(readings)
+    middle = len(ordered) // 2
+    median = ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+    assert citation.value == round(median)
+    assert (citation.source_id, citation.confidence) == ("power-snapshots", "quoted")
+    assert min(readings) <= citation.value <= max(readings)
+
+
+def test_snapshot_readings_are_read_from_the_note():
+    note = "readings: 54, 58, 59 W, the median; 139-141 W elsewhere"
+    assert _snapshot_readings_w(note) == [54.0, 58.0, 59.0]
+    assert _snapshot_readings_w("idle + 38 W (middle of the 26-50 W context tax)") is None
+
+
 @pytest.mark.parametrize("name", sorted(EXPECTED_PROFILES))
 def test_dynamic_power_at_peak_fits_under_tdp(name: str):
     """Bottom-up energy per FLOP x peak rate must not exceed the power limit of the device."""
