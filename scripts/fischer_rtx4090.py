@@ -76,7 +76,8 @@ def campaign_lines() -> list[str]:
     campaign's CodeCarbon rows (data/validation_fischer.csv.gz: September 2025, TF 2.20, batch 4 and 16)."""
     from estimator.data.measurements import read_measurements
     from estimator.learn.gpu_features import GPU_FEATURE_NAMES
-    from estimator.learn.gpu_training import build_gpu_set, fit_pipeline_term, prior_and_features
+    from estimator.learn.gpu_pipeline import fit_pipeline_term
+    from estimator.learn.gpu_training import build_gpu_set, prior_and_features
 
     strep = read_measurements(ROOT / "data/fischer_rtx4090.csv.gz")
     val = read_measurements(ROOT / "data/validation_fischer.csv.gz", table="validation")

@@ -17,7 +17,7 @@ from estimator.energy.hardware import load_profile
 from estimator.energy.prior_v2 import energy_prior_v2
 from estimator.energy.runtimes import get_runtime
 from estimator.graph.load import load_graph
-from estimator.learn import gpu_training
+from estimator.learn import gpu_pipeline, gpu_training
 from estimator.learn.features import FEATURE_NAMES
 from estimator.learn.gpu_features import GPU_FEATURE_NAMES, gpu_feature_row, graph_aggregates
 from tests.conftest import parse
@@ -580,7 +580,7 @@ def test_pipeline_term_fit_is_the_least_squares_of_relative_errors_with_non_nega
     batch = np.array([1.0, 4.0, 8.0, 32.0])
     seconds = np.array([0.004, 0.006, 0.010, 0.030])  # s
     exact = prior + 0.03 * batch + 60.0 * seconds + 0.1
-    term = gpu_training.fit_pipeline_term(prior, batch, seconds, exact)
+    term = gpu_pipeline.fit_pipeline_term(prior, batch, seconds, exact)
     assert (term.j_per_sample, term.host_w, term.j_per_call) == pytest.approx((0.03, 60.0, 0.1), rel=1e-9)
     assert term.joules(batch, seconds) == pytest.approx(exact - prior, rel=1e-9)
 
@@ -595,14 +595,14 @@ def test_pipeline_term_fit_is_the_least_squares_of_relative_errors_with_non_nega
     assert np.all(reduced > 0)
     gradient = a[:, 1] @ (a[:, [0, 2]] @ reduced - target)  # d loss / d host_w at host_w = 0, halved
     assert gradient > 0  # KKT: raising host_w from 0 would raise the loss, so (reduced, 0) is the optimum
-    term = gpu_training.fit_pipeline_term(prior, batch, seconds, measured)
+    term = gpu_pipeline.fit_pipeline_term(prior, batch, seconds, measured)
     assert term.host_w == 0.0
     assert (term.j_per_sample, term.j_per_call) == pytest.approx(tuple(reduced), rel=1e-9)
 
     # two rows: fewer than the three coefficients, so only the per-sample energy
     m2 = prior[:2] + np.array([0.04, 0.2])
     a2 = batch[:2] / m2
-    term = gpu_training.fit_pipeline_term(prior[:2], batch[:2], seconds[:2], m2)
+    term = gpu_pipeline.fit_pipeline_term(prior[:2], batch[:2], seconds[:2], m2)
     assert term.j_per_sample == pytest.approx(np.sum(a2 * (1 - prior[:2] / m2)) / np.sum(a2**2), rel=1e-9)
     assert (term.host_w, term.j_per_call) == (0.0, 0.0)
 
@@ -622,3 +622,35 @@ def test_sdpa_runtime_shares_eager_pytorchs_fitted_host_constants(light_dir):
     assert not any("no measurements of runtime" in note for note in (*eager.bounds, *sdpa.bounds))
     # a CNN has no attention: the two runtimes launch the same kernels and give the same joules
     assert sdpa.joules == eager.joules
+
+
+def test_cross_device_machine_total_is_the_board_answer_plus_the_rest_of_the_machine(synthetic):
+    """Where the training GPUs measured each call at the board and at the whole machine, a held-out GPU's
+    machine-total answer is its board answer + the training GPUs' mean rest-of-machine power x the prior's
+    latency (each GPU's median of (machine J - board J) / measured s, GPUs weighted equally)."""
+    from estimator.learn import gpu_cross
+
+    board_rows = synthetic.table.assign(latency_s=0.002 * synthetic.table["batch"])
+    rest_w = {d: 60.0 + 30.0 * i for i, d in enumerate(DEVICES)}  # W
+    machine_rows = board_rows.assign(
+        boundary="machine-total",
+        joules_per_inference=board_rows["joules_per_inference"]
+        + board_rows["hardware"].map(rest_w) * board_rows["latency_s"],
+    )
+    gs = gpu_training.GpuSet(
+        pd.concat([board_rows, machine_rows], ignore_index=True), synthetic.configs, synthetic.missing
+    )
+    devices = gs.table["hardware"].to_numpy()
+    held_out = DEVICES[0]
+    train, test = gpu_training.held_out_split(devices, held_out)
+    expected_w = np.mean([rest_w[d] for d in DEVICES if d != held_out])
+    assert gpu_cross.rest_of_machine_w(gs, train) == pytest.approx({"machine-total": expected_w})
+    out = gpu_training.predict_split(gs, train, test, devices)
+    cd = gpu_cross.cross_device_split(gs, train, test, devices, out)
+    machine = (gs.table["boundary"] == "machine-total").to_numpy()[test]
+    board_answer = np.maximum(out["prior_v2_fitted"], np.exp(out["floor"]))
+    np.testing.assert_allclose(cd["pred"][machine], (board_answer + expected_w * out["seconds"])[machine])
+    np.testing.assert_allclose(cd["pred"][~machine], board_answer[~machine])
+    # no GPU measured the machine beside its board: no rest-of-machine power, the model answers there
+    at_board = (gs.table["boundary"] == "gpu-board-nvml").to_numpy()
+    assert gpu_cross.rest_of_machine_w(gs, train & at_board) == {}

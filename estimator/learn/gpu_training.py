@@ -29,7 +29,7 @@ from estimator.energy.runtimes import get_runtime
 from estimator.learn.gpu_features import GPU_FEATURE_NAMES, gpu_feature_row
 from estimator.learn.gpu_interval import mondrian
 from estimator.learn.gpu_model import power_floor_joules
-from estimator.learn.gpu_pipeline import PipelineTerm, PipelineTerms, fit_pipeline_term, host_layout
+from estimator.learn.gpu_pipeline import PipelineTerms, fit_pipeline_term, host_layout
 from estimator.learn.gpu_set import (  # noqa: F401 - re-exported: callers import them from here
     GPU_TABLES,
     JUDGED_GPU_TABLES,
@@ -315,8 +315,8 @@ def predict_split(gs: GpuSet, train: np.ndarray, test: np.ndarray, inner: np.nda
             equally (:mod:`estimator.learn.gpu_interval`).
 
     Every device weighs the same in each fit. Predictions and interval ends of rows that time one forward pass
-    are floored at the power floor over the prior's latency, as the product answer is. Returns predictions of every system for the test rows,
-    the interval as log offsets from the prediction and the fitted constants.
+    are floored at the power floor over the prior's latency, as the product answer is. Returns predictions of
+    every system for the test rows, the interval as log offsets from the prediction and the fitted constants.
     """
     if np.any(train & test):
         raise ValueError("a row is in both the training and the test rows")
@@ -332,9 +332,9 @@ def predict_split(gs: GpuSet, train: np.ndarray, test: np.ndarray, inner: np.nda
         r = fit_gpu(X[tr], y[tr] - log_prior[tr], weights=device_weights(devices[tr]))
         resid[cal] = y[cal] - log_prior[cal] - r.predict(X[cal])
     lo, hi = mondrian(resid, inner, input_pipeline(gs), train, test)
-    # the floor over the prior's latency, as the product answers: only for rows that time one forward pass (a
-    # source's input pipeline is no product answer, and its "latency" is a host constant fitted elsewhere)
-    floor = np.log(power_floor(gs, X[:, GPU_FEATURE_NAMES.index("log_prior_seconds")]))[test]
+    # the product's floor over the prior's latency, only where one forward pass is timed (no pipeline is an answer)
+    log_seconds = X[:, GPU_FEATURE_NAMES.index("log_prior_seconds")]
+    floor = np.log(power_floor(gs, log_seconds))[test]
     floor[input_pipeline(gs)[test]] = -np.inf
     point = np.maximum(pred_log[test], floor)
     return {
@@ -344,6 +344,7 @@ def predict_split(gs: GpuSet, train: np.ndarray, test: np.ndarray, inner: np.nda
         "interval": (np.maximum(point + lo, floor) - point, np.maximum(point + hi, floor) - point),
         "floored": pred_log[test] < floor,
         "floor": floor,  # log J per test row (-inf where no floor applies)
+        "seconds": np.exp(log_seconds[test]),  # the prior's latency per test row, s
         "constants": {
             **{rt: c.fitted_on + _constants_text(c) for rt, c in constants.items()},
             **{
@@ -381,7 +382,6 @@ __all__ = [
     "JUDGED_GPU_TABLES",
     "OPTIONAL_GPU_TABLES",
     "GpuSet",
-    "PipelineTerm",
     "PipelineTerms",
     "baselines",
     "build_gpu_set",
@@ -389,7 +389,6 @@ __all__ = [
     "device_weights",
     "feature_boards",
     "fit_gpu",
-    "fit_pipeline_term",
     "fit_pipeline_terms",
     "fit_runtime_constants",
     "fitted_prior",
