@@ -78,7 +78,7 @@ def _snapshot_readings_w(note: str) -> list[float] | None:
 
 
 #: GPU profiles whose idle-with-context power is the median of listed nvidia-smi snapshots (docs/hardware.md).
-SNAPSHOT_CONTEXT_PROFILES = ("a100", "a100-40gb", "h100", "b200")
+SNAPSHOT_CONTEXT_PROFILES = ("a100", "a100-40gb", "a100-pcie", "h100", "b200", "v100")
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_PROFILES))
