@@ -78,16 +78,20 @@ def _snapshot_readings_w(note: str) -> list[float] | None:
 
 
 #: GPU profiles whose idle-with-context power is the median of listed nvidia-smi snapshots (docs/hardware.md).
-SNAPSHOT_CONTEXT_PROFILES = ("a100", "a100-40gb", "h100", "b200")
+SNAPSHOT_CONTEXT_PROFILES = ("a100", "a100-40gb", "a100-pcie", "h100", "b200", "v100")
+#: GPU profiles whose bare idle power is the median of listed nvidia-smi snapshots.
+SNAPSHOT_IDLE_PROFILES = ("a100-pcie-80gb",)
 
 
+@pytest.mark.parametrize("key", ["idle_with_context_w", "idle_w"])
 @pytest.mark.parametrize("name", sorted(EXPECTED_PROFILES))
-def test_idle_with_context_is_the_median_of_the_snapshots_it_lists(name: str):
+def test_idle_power_is_the_median_of_the_snapshots_it_lists(name: str, key: str):
     """Where a note lists snapshot readings, the value is their median (rounded to 1 W), quoted from snapshots;
     the profiles re-derived this way list theirs."""
-    citation = next(c for c in load_profile(name).citations if c.key == "power.idle_with_context_w")
+    citation = next(c for c in load_profile(name).citations if c.key == f"power.{key}")
     readings = _snapshot_readings_w(citation.note)
-    if name in SNAPSHOT_CONTEXT_PROFILES:
+    listed = SNAPSHOT_CONTEXT_PROFILES if key == "idle_with_context_w" else SNAPSHOT_IDLE_PROFILES
+    if name in listed:
         assert readings is not None and len(readings) >= 2
     if readings is None:
         return
