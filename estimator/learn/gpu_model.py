@@ -130,8 +130,8 @@ def describe(model: TrainedModel, kind: str, hw: HardwareProfile, runtime: Runti
         devices = ", ".join(answer.get("interval_devices", answer.get("devices", sc.get("devices", []))))
         return (
             f"cross-device: no measurements of {hw.name}/{runtime.name} at {hw.measurement_boundary}; "
-            f"energy-roofline v2 ({fitted}), no learned correction (on GPUs held out it was not clearly better); interval "
-            f"from that prior's errors on GPUs held out ({devices})"
+            f"energy-roofline v2 ({fitted}), no learned correction (on GPUs held out it was not clearly "
+            f"better); interval from that prior's errors on GPUs held out ({devices})"
         )
     if kind == "calibrated":
         return (
