@@ -197,7 +197,7 @@ def test_dense_block_concats_are_fused_into_the_batch_norms_that_read_them():
     assert conv1.write_bytes == G * per_channel
     assert bn2.activation_read_bytes == (C + 2 * G) * per_channel  # X + y0 + y1, never k2
     assert bn2.weight_bytes == 4 * (C + 2 * G) * F32
-    # Each Concat launched, its output written and read back, by every other runtime.
+    # Each Concat launched, its output written and read back, under every other runtime's rules.
     for runtime in ("tensorrt", "tensorflow-gpu", "pytorch-cuda", "onnxruntime-cuda"):
         other = fuse_kernels(costs, fuse=get_runtime(runtime).fusion)
         concats = [k for k in other.kernels if k.name == "Concat"]
@@ -219,7 +219,7 @@ def test_a_concat_read_by_a_convolution_stays_a_kernel():
 def test_densenet121_launches_no_concat_under_keras_xla():
     """timm's DenseNet-121 (data/graphs): each of its 58 dense layers concatenates its inputs for its BN, and each
     of the 4 blocks concatenates its features for the next BN; under Keras/XLA none is launched, and every BN
-    still reads the whole of its input (the pieces); TensorRT launches all 62."""
+    still reads the whole of its input (the pieces); the generic rules (fuse=True, here TensorRT's) launch all 62."""
     graph = Path(__file__).resolve().parents[1] / "data" / "graphs" / "densenet121.onnx"
     costs = count_costs(load_graph(graph, batch=2))
     concat_nodes = [n for n in costs.nodes if n.op_type == "Concat"]
