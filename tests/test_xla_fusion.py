@@ -1,9 +1,12 @@
 """Keras 3 compiled by XLA on a GPU (``fuse="bn-apart"``, runtime ``tensorflow-xla-gpu``): element-wise diamonds
 fuse into the loop kernel that produces their input (XLA's priority fusion fuses a producer into all its users),
-and the NCHW <-> NHWC Transposes of a channels-first export are views (Keras runs channels-last). Bytes are
+the NCHW <-> NHWC Transposes of a channels-first export are views (Keras runs channels-last), and a Concat read
+only by batch norms is fused into them (DenseNet). Bytes are
 checked against closed forms computed here."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -152,3 +155,81 @@ def test_layout_transposes_are_views_under_keras_xla():
 def test_other_permutations_stay_kernels(perm):
     ks = _xla(_convnext_block(perm, perm))
     assert [k.name for k in ks.kernels].count("Transpose") == 2
+
+
+G = 8  # a dense layer's growth (output channels of its convolution)
+
+
+def _dense_block(final: str):
+    """Two DenseNet layers (BN, Relu, 1x1 conv; concatenated with their input), then ``final`` reads the second
+    concatenation ``k2``; the block's input X is read by the first BN and the first Concat."""
+    bn = {f"{v}{i}": (C + i * G,) for i in range(3) for v in "sbmv"}
+    return _costs(
+        f"""n0 = BatchNormalization (X, s0, b0, m0, v0)
+            r0 = Relu (n0)
+            y0 = Conv (r0, W0)
+            k1 = Concat <axis = 1> (X, y0)
+            n1 = BatchNormalization (k1, s1, b1, m1, v1)
+            r1 = Relu (n1)
+            y1 = Conv (r1, W1)
+            k2 = Concat <axis = 1> (k1, y1)
+            {final}""",
+        X4,
+        "float Y",
+        {**bn, "W0": (G, C, 1, 1), "W1": (G, C + G, 1, 1), "W2": (G, C + 2 * G, 1, 1)},
+    )
+
+
+def test_dense_block_concats_are_fused_into_the_batch_norms_that_read_them():
+    """Each Concat is read by a BN and by the next Concat: XLA fuses it into both, so nothing is concatenated in
+    memory and each BN reads the pieces (the block's input and every earlier conv's output)."""
+    costs = _dense_block("n2 = BatchNormalization (k2, s2, b2, m2, v2)\n            Y = Relu (n2)")
+    ks = _xla(costs)
+    launched = [k for k in ks.kernels if k.launches]
+    assert [k.name for k in launched] == ["BatchNormalization+Relu", "Conv"] * 2 + ["BatchNormalization+Relu"]
+    assert ks.launches == 5
+    assert all(k.kind == "view" for k in ks.kernels if k.name == "Concat")
+    per_channel = N * H * H * F32  # bytes of one channel of the batch
+    bn0, conv0, bn1, conv1, bn2 = launched
+    assert (bn0.activation_read_bytes, bn0.write_bytes) == (C * per_channel, C * per_channel)
+    assert conv0.write_bytes == G * per_channel  # y0: read by the second and the third BN
+    assert (bn1.activation_read_bytes, bn1.write_bytes) == ((C + G) * per_channel, (C + G) * per_channel)
+    assert conv1.write_bytes == G * per_channel
+    assert bn2.activation_read_bytes == (C + 2 * G) * per_channel  # X + y0 + y1, never k2
+    assert bn2.weight_bytes == 4 * (C + 2 * G) * F32
+    # Each Concat launched, its output written and read back, under every other runtime's rules.
+    for runtime in ("tensorrt", "tensorflow-gpu", "pytorch-cuda", "onnxruntime-cuda"):
+        other = fuse_kernels(costs, fuse=get_runtime(runtime).fusion)
+        concats = [k for k in other.kernels if k.name == "Concat"]
+        assert [k.launches for k in concats] == [1, 1], runtime
+        assert [k.write_bytes for k in concats] == [(C + G) * per_channel, (C + 2 * G) * per_channel], runtime
+
+
+def test_a_concat_read_by_a_convolution_stays_a_kernel():
+    """A cuDNN convolution is a custom call XLA fuses nothing into: the second Concat, read by a Conv, is written
+    (and with it the first, which it reads); an Inception module's Concat stays a kernel likewise."""
+    ks = _xla(_dense_block("Y = Conv (k2, W2)"))
+    concats = [k for k in ks.kernels if k.name == "Concat"]
+    per_channel = N * H * H * F32
+    assert [k.launches for k in concats] == [1, 1]
+    assert [k.write_bytes for k in concats] == [(C + G) * per_channel, (C + 2 * G) * per_channel]
+    assert ks.launches == 7
+
+
+def test_densenet121_launches_no_concat_under_keras_xla():
+    """timm's DenseNet-121 (data/graphs): each of its 58 dense layers concatenates its inputs for its BN, and each
+    of the 4 blocks concatenates its features for the next BN; under Keras/XLA none is launched, and every BN
+    still reads the whole of its input (the pieces); the generic rules (fuse=True, here TensorRT's) launch all 62."""
+    graph = Path(__file__).resolve().parents[1] / "data" / "graphs" / "densenet121.onnx"
+    costs = count_costs(load_graph(graph, batch=2))
+    concat_nodes = [n for n in costs.nodes if n.op_type == "Concat"]
+    assert len(concat_nodes) == 6 + 12 + 24 + 16 + 4
+    ks = _xla(costs)
+    concats = [k for k in ks.kernels if k.name == "Concat"]
+    assert len(concats) == 62 and not any(k.launches for k in concats)
+    read_of = {n.index: sum(r.nbytes for r in n.reads if not r.weight) for n in costs.nodes}
+    for k in ks.kernels:
+        if k.name.startswith("BatchNormalization"):
+            assert k.activation_read_bytes == read_of[k.nodes[0]]
+    trt = fuse_kernels(costs, fuse=get_runtime("tensorrt").fusion)
+    assert sum(k.launches for k in trt.kernels if k.name == "Concat") == 62

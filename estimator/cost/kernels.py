@@ -41,7 +41,13 @@ from estimator.cost.kernel_report import (  # noqa: F401  (re-exported: the kern
 from estimator.cost.nodes import CostReport, NodeCost
 from estimator.cost.op_kinds import CONTRACTION_OPS, ELEMENTWISE_OPS, REDUCTION_OPS
 from estimator.cost.remapper import BATCH_NORM, remapper_grouping
-from estimator.cost.xla_fusion import as_views, closes_elementwise, layout_transposes
+from estimator.cost.xla_fusion import (
+    as_views,
+    closes_elementwise,
+    fused_concats,
+    layout_transposes,
+    splice_concats,
+)
 from estimator.graph.structure import frozen_record
 
 _SOFTMAX = frozenset({"Softmax"})
@@ -80,8 +86,9 @@ def fuse_kernels(report: CostReport, *, fuse: bool | str = True) -> KernelReport
     GPU: the convolution is a cuDNN call that takes no per-channel batch normalisation) every rule of ``fuse=True`` applies, except that a
     BatchNormalization never joins the kernel of what it reads: it starts a kernel of its own, reading its
     input from memory, and the elementwise ops after it may join that kernel as they join any other; a tensor
-    read by several elementwise ops that meet again (a swish) joins a loop kernel whole, and a rank-4 Transpose
-    between NCHW and NHWC is a view (see :mod:`estimator.cost.xla_fusion`).
+    read by several elementwise ops that meet again (a swish) joins a loop kernel whole, a rank-4 Transpose
+    between NCHW and NHWC is a view, and a Concat read only by batch norms (DenseNet's) is fused into them,
+    which read its pieces (see :mod:`estimator.cost.xla_fusion`).
     With ``fuse="remapper"`` (TensorFlow graph execution on a GPU without XLA) every node that computes is its
     own kernel except the patterns grappler's remapper rewrites there (see :func:`estimator.cost.remapper.remapper_grouping`);
     a Conv or Gemm bias that no pattern takes costs one more launch and a round trip of the output.
@@ -95,6 +102,11 @@ def fuse_kernels(report: CostReport, *, fuse: bool | str = True) -> KernelReport
         free = layout_transposes(graph, nodes)
         if free:
             nodes = as_views(nodes, free)
+    # bn-apart: a Concat read only by batch norms is fused into them; they read its pieces (xla_fusion)
+    spliced_concats = fused_concats(graph, nodes) if bn_apart else frozenset()
+    pieces: dict[str, tuple[str, ...]] = {}
+    if spliced_concats:
+        nodes, pieces = splice_concats(graph, nodes, spliced_concats)
     by_index = {n.index: n for n in nodes}
     view_of: dict[str, str] = {}  # view output -> the tensor it aliases
     consumers: dict[str, list[int]] = {}
@@ -104,11 +116,15 @@ def fuse_kernels(report: CostReport, *, fuse: bool | str = True) -> KernelReport
         if n.status == "folded":
             continue
         runtime_inputs = reads[n.index] = []
+        if n.index in spliced_concats:
+            continue  # fused into its readers: it reads nothing and aliases nothing
         for name in gn.inputs:
-            if name:
-                consumers.setdefault(name, []).append(n.index)
-                if name not in constant_roots:
-                    runtime_inputs.append(name)
+            if not name:
+                continue
+            for piece in pieces.get(name, (name,)):
+                consumers.setdefault(piece, []).append(n.index)
+                if piece not in constant_roots:
+                    runtime_inputs.append(piece)
         if n.status == "zero-cost" and gn.inputs and gn.inputs[0] and gn.outputs:
             for out in gn.outputs:
                 if out:

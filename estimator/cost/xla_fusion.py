@@ -25,6 +25,15 @@
   layout_assignment.cc), the change is a transpose, which priority fusion fuses into its neighbouring loop or
   reduction kernel (``kTranspose`` in ``IsFusible``) rather than launching it alone. :func:`layout_transposes` finds the rank-4 Transposes between the two layouts; they are
   costed as views (no launch, no bytes of their own).
+* **A concatenation read only by batch norms is fused into them.** ``kConcatenate`` is loop-fusible as a
+  producer (``IsUniversallyLoopFusible``, third_party/xla/xla/service/gpu/gpu_fusible.cc), and priority fusion
+  fuses a producer into all its users at once, duplicating it where it has several (``CanFuseWithAllNonBitcastUsers``
+  in priority_fusion.cc, as above). A DenseNet layer's concatenation is read by the next layer's batch norm (a
+  loop kernel of its own under bn-apart) and by the next concatenation: fused into both, no concatenation is
+  ever written, and each batch norm reads the pieces (the block's input and the convolutions' outputs) where
+  they lie. :func:`fused_concats` finds such Concats (every reader a BatchNormalization's data input or
+  another such Concat; a reader XLA cannot fuse into, a cuDNN convolution's input, keeps the Concat a kernel);
+  :func:`splice_concats` makes them cost nothing and has their readers read the pieces.
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 
-from estimator.cost.report import NodeCost
+from estimator.cost.report import NodeCost, TensorRead
 from estimator.graph.structure import Graph
 
 #: Permutations between NCHW and NHWC (to channels-last, to channels-first).
@@ -129,3 +138,61 @@ def closes_elementwise(
             return False
         region |= grown
     return False
+
+
+CONCAT = "Concat"
+BATCH_NORM = "BatchNormalization"
+
+
+def fused_concats(graph: Graph, nodes: tuple[NodeCost, ...]) -> frozenset[int]:
+    """Indices of the costed Concat nodes that XLA fuses into all their readers (module docstring): not a graph
+    output, read at least once, and every reader a BatchNormalization that reads it as its data input or another
+    such Concat."""
+    readers: dict[str, list[int]] = {}
+    for n, gn in zip(nodes, graph.nodes, strict=True):
+        if n.status == "folded":
+            continue
+        for name in gn.inputs:
+            if name:
+                readers.setdefault(name, []).append(n.index)
+    outputs = set(graph.outputs)
+    fused: set[int] = set()
+    for n, gn in zip(reversed(nodes), reversed(graph.nodes), strict=True):  # readers before what they read
+        if n.op_type != CONCAT or n.status != "costed" or len(gn.outputs) != 1 or gn.outputs[0] in outputs:
+            continue
+        out = gn.outputs[0]
+        users = readers.get(out, ())
+        if users and all(
+            u in fused
+            or (
+                nodes[u].op_type == BATCH_NORM
+                and nodes[u].status == "costed"
+                and graph.nodes[u].inputs[0] == out
+            )
+            for u in users
+        ):
+            fused.add(n.index)
+    return frozenset(fused)
+
+
+def splice_concats(
+    graph: Graph, nodes: tuple[NodeCost, ...], fused: frozenset[int]
+) -> tuple[tuple[NodeCost, ...], dict[str, tuple[str, ...]]]:
+    """``nodes`` with the Concats at ``fused`` (:func:`fused_concats`) made views that read and write nothing,
+    and every read of their outputs replaced by reads of the pieces (through nested fused Concats, in order);
+    and the map from each fused Concat's output to its pieces (tensor names)."""
+    pieces: dict[str, tuple[str, ...]] = {}
+    piece_reads: dict[str, tuple[TensorRead, ...]] = {}
+    for i in sorted(fused):  # topological order: an inner Concat's pieces are known before an outer's
+        out = graph.nodes[i].outputs[0]
+        reads = tuple(p for r in nodes[i].reads for p in piece_reads.get(r.tensor, (r,)))
+        piece_reads[out] = reads
+        pieces[out] = tuple(p for name in graph.nodes[i].inputs if name for p in pieces.get(name, (name,)))
+    spliced = []
+    for n in as_views(nodes, fused):
+        if n.index not in fused and any(r.tensor in piece_reads for r in n.reads):
+            n = dataclasses.replace(
+                n, reads=tuple(p for r in n.reads for p in piece_reads.get(r.tensor, (r,)))
+            )
+        spliced.append(n)
+    return tuple(spliced), pieces

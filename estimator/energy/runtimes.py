@@ -111,7 +111,8 @@ _TF_XLA_GPU_FUSION = (
     "multiply and an add, not a FusedBatchNorm), and their per-channel scale is not the scalar XLA's cuDNN "
     "conv rewriter folds, so each BN runs as a kernel apart from the conv, joined by the element-wise ops "
     "that read it alone or that meet again (a swish: priority fusion fuses a producer into all its users); "
-    "Keras runs channels-last, so an NCHW <-> NHWC Transpose of a channels-first export costs nothing "
+    "Keras runs channels-last, so an NCHW <-> NHWC Transpose of a channels-first export costs nothing; a "
+    "concatenation read only by batch norms (DenseNet's) is loop-fusible and fused into them, never written "
     "(bn-apart; estimator/cost/xla_fusion.py)"
 )
 _XLA = (
