@@ -147,16 +147,24 @@ class Adjust(nn.Module):
         return p
 
 
-class NormalCell(nn.Module):
-    """``_normal_a_cell``: output channels 6 x ``filters`` at the input's size."""
+class _Cell(nn.Module):
+    """What both NASNet-A cells start with: ``_adjust_block`` of the previous output, and a 1x1 conv + BN of the
+    input after a ReLU (``p_ch``: the channels the adjusted previous output has)."""
 
     def __init__(self, ip_shape, p_shape, filters: int) -> None:
         super().__init__()
-        size = ip_shape[1]
         self.adjust = Adjust(p_shape, ip_shape, filters)
-        p_ch = ip_shape[0] if p_shape is None else filters
+        self.p_ch = ip_shape[0] if p_shape is None else filters
         self.conv = nn.Conv2d(ip_shape[0], filters, 1, bias=False)
         self.bn = _bn(filters)
+
+
+class NormalCell(_Cell):
+    """``_normal_a_cell``: output channels 6 x ``filters`` at the input's size."""
+
+    def __init__(self, ip_shape, p_shape, filters: int) -> None:
+        super().__init__(ip_shape, p_shape, filters)
+        size, p_ch = ip_shape[1], self.p_ch
         self.left1 = SeparableBlock(filters, filters, 5, 1, size)
         self.right1 = SeparableBlock(p_ch, filters, 3, 1, size)
         self.left2 = SeparableBlock(p_ch, filters, 5, 1, size)
@@ -175,16 +183,12 @@ class NormalCell(nn.Module):
         return torch.cat([p, x1, x2, x3, x4, x5], dim=1), ip
 
 
-class ReductionCell(nn.Module):
+class ReductionCell(_Cell):
     """``_reduction_a_cell``: output channels 4 x ``filters`` at half the input's size."""
 
     def __init__(self, ip_shape, p_shape, filters: int) -> None:
-        super().__init__()
-        size = ip_shape[1]
-        self.adjust = Adjust(p_shape, ip_shape, filters)
-        p_ch = ip_shape[0] if p_shape is None else filters
-        self.conv = nn.Conv2d(ip_shape[0], filters, 1, bias=False)
-        self.bn = _bn(filters)
+        super().__init__(ip_shape, p_shape, filters)
+        size, p_ch = ip_shape[1], self.p_ch
         self.pad3 = _correct_pad(size, 3)
         self.left1 = SeparableBlock(filters, filters, 5, 2, size)
         self.right1 = SeparableBlock(p_ch, filters, 7, 2, size)
