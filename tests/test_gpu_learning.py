@@ -654,3 +654,40 @@ def test_cross_device_machine_total_is_the_board_answer_plus_the_rest_of_the_mac
     # no GPU measured the machine beside its board: no rest-of-machine power, the model answers there
     at_board = (gs.table["boundary"] == "gpu-board-nvml").to_numpy()
     assert gpu_cross.rest_of_machine_w(gs, train & at_board) == {}
+
+
+def test_the_report_says_which_gpu_runtimes_and_profiles_no_row_measured():
+    from estimator.energy.runtimes import RUNTIMES
+    from estimator.learn.gpu_report import data_gaps, render_markdown
+
+    table = pd.DataFrame(
+        {
+            "runtime": ["pytorch-cuda", "pytorch-cuda", "tensorrt"],
+            "hardware": ["h100", "h100", "a100"],
+            "boundary": ["gpu-board-nvml", "machine-total", "gpu-board-nvml"],
+        }
+    )
+    gaps = data_gaps(table)
+    assert gaps["runtimes_measured"] == {
+        "pytorch-cuda": ["h100 at gpu-board-nvml (1)", "h100 at machine-total (1)"],
+        "tensorrt": ["a100 at gpu-board-nvml (1)"],
+    }
+    gpu_runtimes = {n for n, r in RUNTIMES.items() if r.device_kind == "gpu"}
+    assert set(gaps["runtimes_without_rows"]) == gpu_runtimes - {"pytorch-cuda", "tensorrt"}
+    assert "h100" not in gaps["gpus_without_rows"] and "h200" in gaps["gpus_without_rows"]
+    assert "rpi5" not in gaps["gpus_without_rows"]  # a CPU is no GPU without rows
+    assert "| onnxruntime-cuda | no row |" in render_markdown(_minimal_report(gaps))
+
+
+def _minimal_report(gaps: dict) -> dict:
+    return {
+        "date": "2026-12-02",
+        "rows": 3,
+        "rows_without_graph": {},
+        "sources": [],
+        "judged_only_sources": [],
+        "per_source": {},
+        "leave_one_device_out": {},
+        "prior_medians": {},
+        "data_gaps": gaps,
+    }

@@ -36,7 +36,7 @@ from estimator.learn.gpu_cross import cross_device_split
 from estimator.learn.gpu_kshot import kshot_report
 from estimator.learn.gpu_modules import run_module_evaluation
 from estimator.learn.gpu_priors import physics_only_interval, prior_medians
-from estimator.learn.gpu_report import SYSTEMS, render_markdown
+from estimator.learn.gpu_report import SYSTEMS, data_gaps, render_markdown
 from estimator.learn.gpu_training import (
     GpuSet,
     baselines,
@@ -208,6 +208,7 @@ def run_gpu_evaluation(
         "per_source": {},
         "leave_one_device_out": {},
         "physics_only_interval_gpu": physics_only_interval(gs),
+        "data_gaps": data_gaps(t),
     }
     # The v2 prior alone with constants fitted on each fold's training rows, per held-out row (NaN elsewhere).
     fitted = {"calibrated": np.full(len(t), np.nan), "other_devices": np.full(len(t), np.nan)}

@@ -5,6 +5,8 @@ leave-one-device-out and leave-one-source-out tables, and what the systems and i
 
 from __future__ import annotations
 
+import pandas as pd
+
 from estimator.learn.gpu_cross import CROSS_DEVICE_ANSWER
 from estimator.learn.gpu_kshot import kshot_markdown
 from estimator.learn.gpu_modules import module_markdown, module_target_lines
@@ -222,6 +224,7 @@ def render_markdown(report: dict) -> str:
             ]
             lines += _table(entry["by_boundary"])
     lines += module_markdown(report.get("module_level"))
+    lines += _gaps_markdown(report.get("data_gaps"))
     lines += [
         "## The priors alone against each source's measured median",
         "",
@@ -250,3 +253,45 @@ def render_markdown(report: dict) -> str:
         ]
     lines.append("")
     return "\n".join(lines)
+
+
+def data_gaps(table: pd.DataFrame) -> dict:
+    """What the evaluated rows (``table``: one measurement per row) cannot show: per GPU runtime, the GPUs and
+    boundaries it was measured on; the GPU runtimes and GPU profiles no row measured (their answers rest on the
+    prior and the cross-device interval alone, untested there)."""
+    from estimator.energy.hardware import list_profiles, load_profile
+    from estimator.energy.runtimes import RUNTIMES
+
+    measured: dict[str, list[str]] = {}
+    for (runtime, hw, boundary), n in table.groupby(["runtime", "hardware", "boundary"]).size().items():
+        measured.setdefault(str(runtime), []).append(f"{hw} at {boundary} ({n})")
+    gpu_runtimes = sorted(n for n, r in RUNTIMES.items() if r.device_kind == "gpu")
+    seen = set(table["hardware"].astype(str))
+    return {
+        "runtimes_measured": {r: measured[r] for r in gpu_runtimes if r in measured},
+        "runtimes_without_rows": [r for r in gpu_runtimes if r not in measured],
+        "gpus_without_rows": sorted(
+            p for p in list_profiles() if load_profile(p).kind == "gpu" and p not in seen
+        ),
+    }
+
+
+def _gaps_markdown(gaps: dict | None) -> list[str]:
+    if not gaps:
+        return []
+    lines = [
+        "## What the data cannot show",
+        "",
+        "Runtimes and GPUs `estimate` answers for that no evaluated row measured: there the answer is the v2 prior "
+        "with host constants fitted on the measured runtimes (or the runtime's own, cited), and its interval comes "
+        "from other GPUs and runtimes; no figure above tests it. MLPerf Power (TensorRT, at the wall) and Power "
+        "Hungry Processing are left out of these figures (`docs/evaluation_gpu_mlperf.md`, "
+        "`docs/evaluation_gpu_power_hungry.md`); vLLM is judged in `docs/llm.md`.",
+        "",
+        "| GPU runtime | measured on (rows) |",
+        "|---|---|",
+    ]
+    lines += [f"| {r} | {', '.join(where)} |" for r, where in gaps["runtimes_measured"].items()]
+    lines += [f"| {r} | no row |" for r in gaps["runtimes_without_rows"]]
+    lines += ["", f"GPU profiles no row measured: {', '.join(gaps['gpus_without_rows']) or 'none'}.", ""]
+    return lines
