@@ -16,7 +16,6 @@ Three sources, one module (they share the Keras -> timm graph table and the Imag
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -88,15 +87,16 @@ def per_board_joules_per_sample(board_joules: Sequence[float], samples: int) -> 
 def eff22_samples_and_board_batch(backend: str, batch: int, boards: int) -> tuple[int, int, int]:
     """(samples processed, samples per board per step, steps) of one ImageNetEff22 inference run.
 
-    TensorFlow (MirroredStrategy) splits a global batch of `batch` over the boards and keeps the last partial
-    batch; PyTorch (DataParallel) multiplies the batch by the board count and drops the last partial batch
-    (``drop_last=True`` in the published script).
+    Both back ends run ``batch`` images per board: the global batch is ``batch`` x the boards, and the last
+    partial batch is dropped. PyTorch multiplies the batch by ``torch.cuda.device_count()`` and its DataLoader
+    has ``drop_last=True`` (mlee/ml_pytorch/infer.py); TensorFlow batches ``batch_size * n_gpus`` with
+    ``drop_remainder=True`` and MirroredStrategy scatters it over the boards (mlee/ml_tensorflow/load_imagenet.py;
+    github.com/raphischer/imagenet-energy-efficiency @ 65eb68c; ``--batch-size``: "images per gpu").
     """
-    if backend == "pytorch":
-        global_batch = batch * boards
-        steps = IMAGENET_VAL_IMAGES // global_batch
-        return steps * global_batch, batch, steps
-    return IMAGENET_VAL_IMAGES, max(1, batch // boards), math.ceil(IMAGENET_VAL_IMAGES / batch)
+    del backend  # both published scripts batch alike
+    global_batch = batch * boards
+    steps = IMAGENET_VAL_IMAGES // global_batch
+    return steps * global_batch, batch, steps
 
 
 def import_fischer_eff22(path: Path) -> pd.DataFrame:
