@@ -11,9 +11,9 @@ Assumption (stated here, used for every such row): one host pipeline feeds all t
 board's call at per-board batch ``b`` then waits for the images of every board's share of the step,
 ``b x N`` for ``N`` boards, so per sample it processes a board waits ``N`` times the pipeline's time per image,
 not once. ImageNetEff22's published scripts (github.com/raphischer/imagenet-energy-efficiency @ 65eb68c,
-``mlee/ml_tensorflow/infer.py`` and ``mlee/ml_pytorch/infer.py``) run one process: TensorFlow's
-MirroredStrategy splits each global batch of 32 from one ``tf.data`` pipeline over the 8 A100s (4 per board);
-PyTorch's ``nn.DataParallel`` scatters a global batch of 32 x 8 from one ``DataLoader`` (32 per board). Its
+``mlee/ml_tensorflow/infer.py``, ``load_imagenet.py`` and ``mlee/ml_pytorch/infer.py``) run one process:
+TensorFlow's MirroredStrategy scatters each global batch of 32 x 8 from one ``tf.data`` pipeline over the 8
+A100s, PyTorch's ``nn.DataParallel`` a global batch of 32 x 8 from one ``DataLoader`` (32 per board each). Its
 Quadro RTX 5000 rows are one board on another host (N = 1). A row without ``accelerators`` counts one board.
 
 The same one process issues every board's kernels: per call of one board it issues ``N`` x the graph's
