@@ -10,15 +10,15 @@ those GPUs; the prior's physics (peaks, bandwidths, idle power of the profile) i
 another boundary the prior says nothing about what lies outside the board. Where the training GPUs measured the
 same calls at the board and at that boundary (IrEne's whole-machine meter), the rest of the machine is a power
 over the call (:func:`rest_of_machine_w`), added to the board's answer. Held out at `machine-total`, median / P90
-APE, the learned residual (which learned the other machine from its rows) against this: GTX 1080 Ti 20.9 / 25.3%
-against 4.6 / 12.4%, GTX 1070 21.6 / 23.8% against 4.5 / 7.6% (2026-12-02, docs/evaluation_gpu.md). Elsewhere (CodeCarbon's
+APE, the learned residual (which learned the other machine from its rows) against this: GTX 1080 Ti 18.7 / 22.6%
+against 4.6 / 12.4%, GTX 1070 21.6 / 24.0% against 4.5 / 7.6% (2026-12-02, docs/evaluation_gpu.md). Elsewhere (CodeCarbon's
 total: no GPU measured both) the residual, which has the boundary as a feature, converts it.
 
-Re-measured on 2026-12-02 (950 rows, after the A100s' idle-with-context power was re-derived from snapshots): at
-the board the learned residual now edges the prior pooled (median APE 15.2% against 15.5%, P90 34.0% against
-39.9%) and per GPU wins on the A100 (both sources), H100 and B200, loses on the GTX 1070, GTX 1080 Ti (10.7%
-against 2.7%) and Quadro; within 10% the prior keeps 37.5% of rows against 25.5%. The prior still answers: the
-median is a tie within a GPU's worth of rows, and it is the prior's physics that carries to a new GPU.
+Re-measured on 2026-12-02 (950 rows, after the A100s' idle-with-context power was re-derived from snapshots and
+Fischer's TensorFlow rows were re-imported at their true 32 images per board): at the board, pooled over the
+held-out GPUs, the learned residual has median APE 16.5% against the prior's 15.5% and P90 38.4% against 45.2%;
+per GPU it wins on the A100 (both sources), H100 and B200 and loses on the GTX 1070, GTX 1080 Ti (12.6% against
+2.7%) and Quadro; within 10% the prior keeps 38.0% of rows against 20.7%. The prior answers.
 
 The interval of the prior's answer comes from log residuals of the prior on each device with that device out of
 the constant fit (:mod:`estimator.learn.gpu_interval`): a new device's bias plus the spread inside a device, each
