@@ -11,8 +11,8 @@ another boundary the prior says nothing about what lies outside the board. Where
 same calls at the board and at that boundary (IrEne's whole-machine meter), the rest of the machine is a power
 over the call (:func:`rest_of_machine_w`), added to the board's answer. Held out at `machine-total`, median / P90
 APE, the learned residual (which learned the other machine from its rows) against this: GTX 1080 Ti 18.7 / 22.6%
-against 4.6 / 12.4%, GTX 1070 21.6 / 24.0% against 4.5 / 7.6% (2026-12-02, docs/evaluation_gpu.md). Elsewhere (CodeCarbon's
-total: no GPU measured both) the residual, which has the boundary as a feature, converts it.
+against 4.6 / 12.4%, GTX 1070 21.6 / 24.0% against 4.5 / 7.6% (2026-12-02, docs/evaluation_gpu.md). Elsewhere
+(CodeCarbon's total: no GPU measured both) the residual, which has the boundary as a feature, converts it.
 
 Re-measured on 2026-12-02 (950 rows, after the A100s' idle-with-context power was re-derived from snapshots and
 Fischer's TensorFlow rows were re-imported at their true 32 images per board): at the board, pooled over the
@@ -108,16 +108,16 @@ def rest_of_machine_w(gs: GpuSet, train: np.ndarray) -> dict[str, float]:
     t = gs.table
     boundary = t["boundary"].astype(str).to_numpy()
     measured = np.asarray(gs.measured_j, dtype=float)
-    latency = (
-        pd.to_numeric(t["latency_s"], errors="coerce").to_numpy(dtype=float) if "latency_s" in t else None
-    )
+    if "latency_s" not in t:
+        return {}
+    latency = pd.to_numeric(t["latency_s"], errors="coerce").to_numpy(dtype=float)
     board_j: dict[tuple, float] = {}
     for i in np.flatnonzero(train & (boundary == PRIOR_BOUNDARY)):
         board_j[t["source"].iat[i], t["config"].iat[i]] = measured[i]
     per_gpu: dict[str, dict[str, list[float]]] = {}
     for i in np.flatnonzero(train & (boundary != PRIOR_BOUNDARY) & ~input_pipeline(gs)):
         b = board_j.get((t["source"].iat[i], t["config"].iat[i]))
-        if b is None or latency is None or not latency[i] > 0:
+        if b is None or not latency[i] > 0:
             continue
         per_gpu.setdefault(boundary[i], {}).setdefault(str(t["hardware"].iat[i]), []).append(
             (measured[i] - b) / latency[i]
@@ -142,24 +142,25 @@ def cross_device_split(gs: GpuSet, train: np.ndarray, test: np.ndarray, inner: n
     """
     at_board = at_prior_boundary(gs)[test]
     floor = out["floor"]
+    pipeline = input_pipeline(gs)
     # at a boundary the training GPUs measured beside the board: the board's answer + the rest of the machine
     rest_w = rest_of_machine_w(gs, train)
     boundary = gs.table["boundary"].astype(str).to_numpy()[test]
     rest = np.array([rest_w.get(b, np.nan) for b in boundary]) * out["seconds"]
-    board = at_board | (~np.isnan(rest) & ~input_pipeline(gs)[test])
-    rest = np.where(board & ~at_board, rest, 0.0)
+    prior_answers = at_board | (~np.isnan(rest) & ~pipeline[test])
+    rest = np.where(prior_answers & ~at_board, rest, 0.0)
     floored_prior = np.log(np.maximum(out["prior_v2_fitted"], np.exp(floor)) + rest)
-    point = np.where(board, floored_prior, np.log(out["model"]))
+    point = np.where(prior_answers, floored_prior, np.log(out["model"]))
     lo_m, hi_m = out["interval"]
     devices = gs.table["hardware"].astype(str).to_numpy()
     # judged rows calibrate only where units are GPUs (an inner split by network group would mix them in)
     also = judged_calibration(gs, test) if np.array_equal(inner, devices) else None
     resid = prior_residuals(gs, train, inner, also)
     calibration = (train if also is None else train | also) & at_prior_boundary(gs)
-    lo_p, hi_p = mondrian(resid, inner, input_pipeline(gs), calibration, test, predictive=True)
-    lo = np.where(board, np.maximum(point + lo_p, floor) - point, lo_m)
-    hi = np.where(board, np.maximum(point + hi_p, floor) - point, hi_m)
-    floored = np.where(board, np.log(out["prior_v2_fitted"]) < floor, out["floored"])
+    lo_p, hi_p = mondrian(resid, inner, pipeline, calibration, test, predictive=True)
+    lo = np.where(prior_answers, np.maximum(point + lo_p, floor) - point, lo_m)
+    hi = np.where(prior_answers, np.maximum(point + hi_p, floor) - point, hi_m)
+    floored = np.where(prior_answers, np.log(out["prior_v2_fitted"]) < floor, out["floored"])
     return {
         "pred": np.exp(point),
         "interval": (lo, hi),
