@@ -34,11 +34,10 @@ def test_per_board_energy_of_a_data_parallel_run() -> None:
 
 def test_eff22_batches_follow_the_published_scripts() -> None:
     # PyTorch DataParallel: global batch 32 x 8 = 256, drop_last -> 195 steps, 49,920 images, 32 per board.
-    assert eff22_samples_and_board_batch("pytorch", 32, 8) == (49_920, 32, 195)
-    # TensorFlow: ds.batch(32 x 8, drop_remainder=True), scattered by MirroredStrategy: 32 per board, as PyTorch.
-    assert eff22_samples_and_board_batch("tensorflow", 32, 8) == (49_920, 32, 195)
+    # TensorFlow alike: ds.batch(32 x 8, drop_remainder=True), scattered by MirroredStrategy: 32 per board.
+    assert eff22_samples_and_board_batch(32, 8) == (49_920, 32, 195)
     # one board (the Quadro): 1,562 full batches of 32
-    assert eff22_samples_and_board_batch("tensorflow", 32, 1) == (49_984, 32, 1562)
+    assert eff22_samples_and_board_batch(32, 1) == (49_984, 32, 1562)
 
 
 def test_power_hungry_idle_subtraction() -> None:

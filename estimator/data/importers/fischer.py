@@ -84,7 +84,7 @@ def per_board_joules_per_sample(board_joules: Sequence[float], samples: int) -> 
     return (sum(board_joules) / boards) / (samples / boards)
 
 
-def eff22_samples_and_board_batch(backend: str, batch: int, boards: int) -> tuple[int, int, int]:
+def eff22_samples_and_board_batch(batch: int, boards: int) -> tuple[int, int, int]:
     """(samples processed, samples per board per step, steps) of one ImageNetEff22 inference run.
 
     Both back ends run ``batch`` images per board: the global batch is ``batch`` x the boards, and the last
@@ -93,7 +93,6 @@ def eff22_samples_and_board_batch(backend: str, batch: int, boards: int) -> tupl
     ``drop_remainder=True`` and MirroredStrategy scatters it over the boards (mlee/ml_tensorflow/load_imagenet.py;
     github.com/raphischer/imagenet-energy-efficiency @ 65eb68c; ``--batch-size``: "images per gpu").
     """
-    del backend  # both published scripts batch alike
     global_batch = batch * boards
     steps = IMAGENET_VAL_IMAGES // global_batch
     return steps * global_batch, batch, steps
@@ -127,9 +126,7 @@ def import_fischer_eff22(path: Path) -> pd.DataFrame:
         if len(boards) != int(rec.n_gpus):
             log["dropped: per-board energies do not match n_gpus"] += 1
             continue
-        samples, board_batch, steps = eff22_samples_and_board_batch(
-            rec.backend, int(rec.batch_size), len(boards)
-        )
+        samples, board_batch, steps = eff22_samples_and_board_batch(int(rec.batch_size), len(boards))
         j_sample = per_board_joules_per_sample(boards, samples)
         table = TORCHVISION_TO_TIMM if rec.backend == "pytorch" else KERAS_TO_TIMM
         ref, graph_note = graph_ref(rec.model, table, "torchvision" if rec.backend == "pytorch" else "keras")
